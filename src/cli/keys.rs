@@ -1,0 +1,143 @@
+//! `tessera keys …` and `tessera audit …`: admin API calls, printed as a
+//! table or, with --json, as the API's JSON.
+
+use clap::Subcommand;
+use serde_json::{Value, json};
+
+use super::AdminClient;
+
+#[derive(Debug, Subcommand)]
+pub enum KeysCommand {
+    /// List signing keys and their status.
+    List,
+    /// Store the next key of each algorithm (or of --alg only).
+    Rotate {
+        #[arg(long, value_parser = ["ES256", "RS256"])]
+        alg: Option<String>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AuditCommand {
+    /// List audit events, newest first.
+    List {
+        #[arg(long)]
+        action: Option<String>,
+        #[arg(long)]
+        actor_id: Option<String>,
+        #[arg(long, value_parser = ["success", "failure"])]
+        outcome: Option<String>,
+        #[arg(long, default_value_t = 50)]
+        limit: i64,
+        #[arg(long)]
+        cursor: Option<String>,
+    },
+}
+
+pub async fn run_keys(
+    client: &AdminClient,
+    command: KeysCommand,
+    json_out: bool,
+) -> anyhow::Result<()> {
+    match command {
+        KeysCommand::List => {
+            let list: Value = client.get("/admin/v1/keys", &[]).await?;
+            if json_out {
+                return print_json(&list);
+            }
+            println!(
+                "{:<45} {:<6} {:>4} {:<8} ACTIVATES",
+                "KID", "ALG", "GEN", "STATUS"
+            );
+            for key in list["keys"].as_array().into_iter().flatten() {
+                println!(
+                    "{:<45} {:<6} {:>4} {:<8} {}",
+                    text(&key["kid"]),
+                    text(&key["alg"]),
+                    key["generation"],
+                    text(&key["status"]),
+                    text(&key["activates_at"])
+                );
+            }
+            Ok(())
+        }
+        KeysCommand::Rotate { alg } => {
+            let body = match alg {
+                Some(alg) => json!({ "alg": alg }),
+                None => json!({}),
+            };
+            let result: Value = client.post("/admin/v1/keys/rotate", &body).await?;
+            if json_out {
+                return print_json(&result);
+            }
+            for rotated in result["rotated"].as_array().into_iter().flatten() {
+                let activates = rotated["activates_at"].as_i64().map(crate::clock::rfc3339);
+                println!(
+                    "{} key {} is published and signs from {}{}",
+                    text(&rotated["alg"]),
+                    text(&rotated["kid"]),
+                    activates.unwrap_or_default(),
+                    if rotated["created"] == json!(false) {
+                        " (rotated concurrently by another replica)"
+                    } else {
+                        ""
+                    }
+                );
+            }
+            Ok(())
+        }
+    }
+}
+
+pub async fn run_audit(
+    client: &AdminClient,
+    command: AuditCommand,
+    json_out: bool,
+) -> anyhow::Result<()> {
+    let AuditCommand::List {
+        action,
+        actor_id,
+        outcome,
+        limit,
+        cursor,
+    } = command;
+    let mut query = vec![("limit", limit.to_string())];
+    for (name, value) in [
+        ("action", action),
+        ("actor_id", actor_id),
+        ("outcome", outcome),
+        ("cursor", cursor),
+    ] {
+        if let Some(value) = value {
+            query.push((name, value));
+        }
+    }
+    let page: Value = client.get("/admin/v1/audit", &query).await?;
+    if json_out {
+        return print_json(&page);
+    }
+    for event in page["events"].as_array().into_iter().flatten() {
+        println!(
+            "{} {:<8} {:<22} {:<9} {:<36} {}",
+            text(&event["time"]),
+            text(&event["actor_kind"]),
+            text(&event["action"]),
+            text(&event["outcome"]),
+            text(&event["actor_id"]),
+            text(&event["target"])
+        );
+    }
+    if let Some(next) = page["next_cursor"].as_str() {
+        println!("more: --cursor {next}");
+    }
+    Ok(())
+}
+
+fn text(value: &Value) -> &str {
+    value.as_str().unwrap_or("-")
+}
+
+fn print_json(value: &Value) -> anyhow::Result<()> {
+    println!("{}", serde_json::to_string_pretty(value)?);
+    Ok(())
+}

@@ -1,0 +1,79 @@
+//! Commands that run against the configuration and database directly.
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+
+use super::{ConfigArgs, ServeArgs};
+use crate::bootstrap;
+use crate::config::{Config, Overrides};
+use crate::keys::master::MASTER_KEY_ENV;
+use crate::keys::{KeyManager, MasterKey};
+use crate::server::{Server, shutdown_signal};
+use crate::store::Store;
+
+fn load(args: &ConfigArgs, overrides: Overrides) -> anyhow::Result<(Config, MasterKey)> {
+    let overrides = Overrides {
+        database_url: args.database_url.clone(),
+        ..overrides
+    };
+    let config = Config::load(args.config.as_deref(), &overrides)?;
+    let env_key = std::env::var(MASTER_KEY_ENV).ok();
+    let master = MasterKey::load(env_key.as_deref(), &config.keys.master_key_file)?;
+    Ok((config, master))
+}
+
+pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    let overrides = Overrides {
+        listen: args.listen,
+        issuer: args.issuer.clone(),
+        database_url: None,
+    };
+    let (config, master) = load(&args.config, overrides)?;
+    let started = std::time::Instant::now();
+    let server = Server::bind(config, master).await?;
+    tracing::info!(
+        addr = %server.local_addr(),
+        issuer = server.state().config.issuer(),
+        backend = server.state().store.backend(),
+        startup_ms = started.elapsed().as_millis() as u64,
+        "Tessera is listening"
+    );
+    server.run(shutdown_signal()).await?;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+async fn open(args: &ConfigArgs) -> anyhow::Result<(Config, Store, MasterKey)> {
+    let (config, master) = load(args, Overrides::default())?;
+    let store = Store::new(&config.database.url, 1, config.database.connect_timeout)?;
+    store.migrate().await.context("cannot apply migrations")?;
+    Ok((config, store, master))
+}
+
+pub async fn migrate(args: ConfigArgs) -> anyhow::Result<()> {
+    let (_, store, _) = open(&args).await?;
+    println!("migrations applied ({})", store.backend());
+    Ok(())
+}
+
+/// `tessera init`: the explicit, production form of the first-start
+/// bootstrap. Refuses on a database that is already initialised.
+pub async fn init(args: ConfigArgs, token_file: PathBuf) -> anyhow::Result<()> {
+    let (config, store, master) = open(&args).await?;
+    let digest_key = master.token_digest_key();
+    let keys = KeyManager::new(
+        store.clone(),
+        std::sync::Arc::new(master),
+        config.tokens.max_lifetime,
+        config.keys.rotation_period,
+    );
+    keys.ensure_keys().await?;
+    let done = bootstrap::initialize(&store, &digest_key, &token_file).await?;
+    println!(
+        "initialised: administrator {} created; its token is in {}",
+        done.admin_user_id,
+        done.token_file.display()
+    );
+    Ok(())
+}

@@ -1,0 +1,240 @@
+//! Typed configuration: `config/default.toml` (embedded), then an optional
+//! file, then `TESSERA_SECTION__KEY` environment variables, then flags.
+//! Unknown keys are an error that names them; values are validated once, at
+//! start-up.
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
+use serde::{Deserialize, Serialize};
+use url::Url;
+
+/// The embedded default, so that `tessera serve` works with no file at all.
+pub const DEFAULT_TOML: &str = include_str!("../config/default.toml");
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    pub server: ServerConfig,
+    pub database: DatabaseConfig,
+    pub keys: KeysConfig,
+    pub tokens: TokensConfig,
+    pub admin: AdminConfig,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerConfig {
+    pub listen: SocketAddr,
+    pub issuer: Url,
+    pub max_body_bytes: usize,
+    #[serde(with = "humantime_serde")]
+    pub shutdown_timeout: Duration,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DatabaseConfig {
+    pub url: String,
+    pub pool_size: u32,
+    #[serde(with = "humantime_serde")]
+    pub connect_timeout: Duration,
+    #[serde(with = "humantime_serde")]
+    pub max_retry_backoff: Duration,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KeysConfig {
+    pub master_key_file: PathBuf,
+    #[serde(with = "humantime_serde")]
+    pub rotation_period: Duration,
+    #[serde(with = "humantime_serde")]
+    pub check_interval: Duration,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TokensConfig {
+    #[serde(with = "humantime_serde")]
+    pub access_token_lifetime: Duration,
+    #[serde(with = "humantime_serde")]
+    pub max_lifetime: Duration,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdminConfig {
+    pub bootstrap: bool,
+    pub token_file: PathBuf,
+}
+
+/// Values given on the command line; they win over everything else.
+#[derive(Debug, Default, Clone)]
+pub struct Overrides {
+    pub listen: Option<SocketAddr>,
+    pub issuer: Option<Url>,
+    pub database_url: Option<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("configuration: {0}")]
+    Parse(String),
+    #[error("configuration: {0}")]
+    Invalid(String),
+}
+
+impl Config {
+    /// Loads the configuration with the documented precedence. Environment
+    /// variables count only when their name holds `__` (section separator),
+    /// so `TESSERA_MASTER_KEY`, `TESSERA_URL` and `TESSERA_TOKEN` keep their
+    /// own meanings.
+    pub fn load(file: Option<&Path>, overrides: &Overrides) -> Result<Self, ConfigError> {
+        let mut figment = Figment::from(Toml::string(DEFAULT_TOML));
+        if let Some(file) = file {
+            if !file.exists() {
+                return Err(ConfigError::Parse(format!(
+                    "config file {} does not exist",
+                    file.display()
+                )));
+            }
+            figment = figment.merge(Toml::file(file));
+        }
+        figment = figment.merge(
+            Env::prefixed("TESSERA_")
+                .filter(|key| key.as_str().contains("__"))
+                .split("__"),
+        );
+        if let Some(listen) = overrides.listen {
+            figment = figment.merge(Serialized::default("server.listen", listen));
+        }
+        if let Some(issuer) = &overrides.issuer {
+            figment = figment.merge(Serialized::default("server.issuer", issuer.as_str()));
+        }
+        if let Some(url) = &overrides.database_url {
+            figment = figment.merge(Serialized::default("database.url", url));
+        }
+        let config: Config = figment
+            .extract()
+            .map_err(|e| ConfigError::Parse(describe_figment_error(e)))?;
+        config.validated()
+    }
+
+    /// Parses one TOML document on top of the embedded default, without the
+    /// environment: what tests use to build a configuration.
+    pub fn from_toml_over_default(toml: &str) -> Result<Self, ConfigError> {
+        let config: Config = Figment::from(Toml::string(DEFAULT_TOML))
+            .merge(Toml::string(toml))
+            .extract()
+            .map_err(|e| ConfigError::Parse(describe_figment_error(e)))?;
+        config.validated()
+    }
+
+    fn validated(mut self) -> Result<Self, ConfigError> {
+        let issuer = &self.server.issuer;
+        let loopback = match issuer.host() {
+            Some(url::Host::Ipv4(ip)) => IpAddr::V4(ip).is_loopback(),
+            Some(url::Host::Ipv6(ip)) => IpAddr::V6(ip).is_loopback(),
+            Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
+            None => false,
+        };
+        // OIDC Discovery 1.0 §3 / RFC 8414 §2: the issuer is an https URL
+        // with no query or fragment. Plain http is allowed on loopback only.
+        if issuer.scheme() != "https" && !(issuer.scheme() == "http" && loopback) {
+            return Err(ConfigError::Invalid(format!(
+                "server.issuer must use https unless its host is loopback, got {issuer}"
+            )));
+        }
+        if issuer.query().is_some() || issuer.fragment().is_some() {
+            return Err(ConfigError::Invalid(
+                "server.issuer must not have a query or fragment".into(),
+            ));
+        }
+        let trimmed = issuer.as_str().trim_end_matches('/').to_owned();
+        self.server.issuer = Url::parse(&trimmed)
+            .map_err(|e| ConfigError::Invalid(format!("server.issuer: {e}")))?;
+        if self.database.pool_size == 0 {
+            return Err(ConfigError::Invalid(
+                "database.pool_size must be at least 1".into(),
+            ));
+        }
+        if self.tokens.access_token_lifetime > self.tokens.max_lifetime {
+            return Err(ConfigError::Invalid(
+                "tokens.access_token_lifetime must not exceed tokens.max_lifetime".into(),
+            ));
+        }
+        if self.tokens.max_lifetime.is_zero() || self.keys.rotation_period.is_zero() {
+            return Err(ConfigError::Invalid(
+                "tokens.max_lifetime and keys.rotation_period must be positive".into(),
+            ));
+        }
+        if self.keys.check_interval.is_zero() {
+            return Err(ConfigError::Invalid(
+                "keys.check_interval must be positive".into(),
+            ));
+        }
+        crate::store::DatabaseUrl::parse(&self.database.url)
+            .map_err(|e| ConfigError::Invalid(format!("database.url: {e}")))?;
+        Ok(self)
+    }
+
+    /// The issuer as a string without a trailing slash, for `iss` claims.
+    pub fn issuer(&self) -> &str {
+        self.server.issuer.as_str().trim_end_matches('/')
+    }
+
+    /// An absolute URL under the issuer.
+    pub fn endpoint(&self, path: &str) -> String {
+        format!("{}{}", self.issuer(), path)
+    }
+}
+
+/// Figment's messages name the offending key; keep them on one line.
+fn describe_figment_error(error: figment::Error) -> String {
+    error
+        .into_iter()
+        .map(|e| {
+            let path = e.path.join(".");
+            if path.is_empty() {
+                e.kind.to_string()
+            } else {
+                format!("{} (key `{path}`)", e.kind)
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn embedded_default_is_valid() {
+        let config = Config::from_toml_over_default("").unwrap();
+        assert_eq!(config.issuer(), "http://127.0.0.1:8080");
+        assert_eq!(
+            config.tokens.access_token_lifetime,
+            Duration::from_secs(900)
+        );
+    }
+
+    #[test]
+    fn unknown_key_is_named() {
+        let err = Config::from_toml_over_default("[server]\nlisten_port = 1\n").unwrap_err();
+        assert!(err.to_string().contains("listen_port"), "{err}");
+    }
+
+    #[test]
+    fn public_http_issuer_is_refused() {
+        let err = Config::from_toml_over_default("[server]\nissuer = \"http://id.example.com\"\n")
+            .unwrap_err();
+        assert!(err.to_string().contains("https"), "{err}");
+        Config::from_toml_over_default("[server]\nissuer = \"https://id.example.com/\"\n").unwrap();
+        Config::from_toml_over_default("[server]\nissuer = \"http://localhost:9000\"\n").unwrap();
+    }
+}

@@ -1,0 +1,283 @@
+//! The admin API under `/admin/v1`. Every route takes an administrator's
+//! bearer token. The OpenAPI document is generated from these handlers
+//! (utoipa), so it cannot drift from the code.
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::extract::State;
+use axum::routing::get;
+use serde::{Deserialize, Serialize};
+use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
+use utoipa::{IntoParams, Modify, OpenApi, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use super::extract::{Admin, JsonOrEmpty, Query};
+use crate::audit::ActorKind;
+use crate::clock;
+use crate::keys::{Alg, KeyStatus, Rotated};
+use crate::oauth::OAuthError;
+use crate::oauth::bearer::Principal;
+use crate::oauth::error::ErrorBody;
+use crate::server::AppState;
+use crate::store::{AuditFilter, AuditStore};
+
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "Tessera admin API", version = "1"),
+    modifiers(&BearerAuth),
+    security(("bearer" = [])),
+    components(schemas(ErrorBody, ActorKind, Alg, KeyStatus))
+)]
+struct ApiDoc;
+
+struct BearerAuth;
+
+impl Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(Http::new(HttpAuthScheme::Bearer)),
+        );
+    }
+}
+
+fn api() -> OpenApiRouter<AppState> {
+    OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .routes(routes!(whoami))
+        .routes(routes!(list_keys))
+        .routes(routes!(rotate_keys))
+        .routes(routes!(list_audit))
+}
+
+/// The generated OpenAPI document.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    api().split_for_parts().1
+}
+
+pub fn routes() -> axum::Router<AppState> {
+    let (router, spec) = api().split_for_parts();
+    let spec = Arc::new(spec);
+    router.route(
+        "/admin/v1/openapi.json",
+        get(move || {
+            let spec = spec.clone();
+            async move { Json(spec.as_ref().clone()) }
+        }),
+    )
+}
+
+/// The identity behind the presented token.
+#[utoipa::path(get, path = "/admin/v1/whoami", tag = "admin",
+    responses((status = 200, body = Principal), (status = 401, body = ErrorBody)))]
+async fn whoami(Admin(principal): Admin) -> Json<Principal> {
+    Json(principal)
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct KeyView {
+    pub kid: String,
+    pub alg: Alg,
+    pub generation: i64,
+    pub status: KeyStatus,
+    /// RFC 3339.
+    pub created_at: String,
+    /// RFC 3339: when it signs (or signed) its first token.
+    pub activates_at: String,
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct KeyList {
+    pub keys: Vec<KeyView>,
+}
+
+/// Every signing key with its status.
+#[utoipa::path(get, path = "/admin/v1/keys", tag = "keys",
+    responses((status = 200, body = KeyList), (status = 401, body = ErrorBody)))]
+async fn list_keys(
+    State(state): State<AppState>,
+    Admin(_): Admin,
+) -> Result<Json<KeyList>, OAuthError> {
+    let set = state
+        .keys
+        .ring()
+        .get()
+        .ok_or_else(|| OAuthError::unavailable("signing keys are not loaded yet"))?;
+    let now = clock::now();
+    let keys = set
+        .keys()
+        .iter()
+        .map(|k| KeyView {
+            kid: k.kid.clone(),
+            alg: k.alg,
+            generation: k.generation,
+            status: set.status(k, now, state.keys.max_lifetime()),
+            created_at: clock::rfc3339(k.created_at),
+            activates_at: clock::rfc3339(k.activates_at),
+        })
+        .collect();
+    Ok(Json(KeyList { keys }))
+}
+
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RotateRequest {
+    /// Rotate only this algorithm; both when absent.
+    pub alg: Option<Alg>,
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct RotateResponse {
+    pub rotated: Vec<Rotated>,
+}
+
+/// Stores the next key of each (or one) algorithm. It is published at once
+/// and signs one maximum token lifetime later.
+#[utoipa::path(post, path = "/admin/v1/keys/rotate", tag = "keys",
+    request_body(content = Option<RotateRequest>, description = "empty body rotates both algorithms"),
+    responses((status = 200, body = RotateResponse), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody)))]
+async fn rotate_keys(
+    State(state): State<AppState>,
+    Admin(principal): Admin,
+    JsonOrEmpty(request): JsonOrEmpty<RotateRequest>,
+) -> Result<Json<RotateResponse>, OAuthError> {
+    let algs = match request.alg {
+        Some(alg) => vec![alg],
+        None => Alg::ALL.to_vec(),
+    };
+    let mut rotated = Vec::new();
+    for alg in algs {
+        rotated.push(state.keys.rotate(alg, principal.actor()).await?);
+    }
+    Ok(Json(RotateResponse { rotated }))
+}
+
+const DEFAULT_AUDIT_PAGE: i64 = 50;
+const MAX_AUDIT_PAGE: i64 = 500;
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct AuditQuery {
+    pub action: Option<String>,
+    pub actor_id: Option<String>,
+    pub actor_kind: Option<ActorKind>,
+    /// `success` or `failure`.
+    pub outcome: Option<String>,
+    /// RFC 3339; events at or after it.
+    pub since: Option<String>,
+    /// RFC 3339; events before it.
+    pub until: Option<String>,
+    /// Page size, 1 to 500 (default 50).
+    pub limit: Option<i64>,
+    /// `next_cursor` from the previous page.
+    pub cursor: Option<String>,
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct AuditEventView {
+    pub id: i64,
+    /// RFC 3339 with milliseconds.
+    pub time: String,
+    pub actor_id: Option<String>,
+    pub actor_kind: String,
+    pub action: String,
+    pub target: Option<String>,
+    pub client_id: Option<String>,
+    pub remote_addr: Option<String>,
+    pub outcome: String,
+    pub details: serde_json::Value,
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct AuditPage {
+    pub events: Vec<AuditEventView>,
+    /// Pass as `cursor` for the next (older) page; absent on the last page.
+    pub next_cursor: Option<String>,
+}
+
+/// Audit events, newest first, with filters and cursor paging.
+#[utoipa::path(get, path = "/admin/v1/audit", tag = "audit", params(AuditQuery),
+    responses((status = 200, body = AuditPage), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody)))]
+async fn list_audit(
+    State(state): State<AppState>,
+    Admin(_): Admin,
+    Query(query): Query<AuditQuery>,
+) -> Result<Json<AuditPage>, OAuthError> {
+    let limit = query.limit.unwrap_or(DEFAULT_AUDIT_PAGE);
+    if !(1..=MAX_AUDIT_PAGE).contains(&limit) {
+        return Err(OAuthError::invalid_request(
+            "limit must be between 1 and 500",
+        ));
+    }
+    if let Some(outcome) = &query.outcome
+        && outcome != "success"
+        && outcome != "failure"
+    {
+        return Err(OAuthError::invalid_request(
+            "outcome must be success or failure",
+        ));
+    }
+    let before_id = query
+        .cursor
+        .as_deref()
+        .map(|c| {
+            c.parse::<i64>()
+                .map_err(|_| OAuthError::invalid_request("cursor is not valid"))
+        })
+        .transpose()?;
+    let filter = AuditFilter {
+        action: query.action,
+        actor_id: query.actor_id,
+        actor_kind: query.actor_kind.map(|k| k.as_str().to_owned()),
+        outcome: query.outcome,
+        since_ms: query
+            .since
+            .as_deref()
+            .map(|t| parse_time(t, "since"))
+            .transpose()?,
+        until_ms: query
+            .until
+            .as_deref()
+            .map(|t| parse_time(t, "until"))
+            .transpose()?,
+        before_id,
+        limit: limit + 1,
+    };
+    let mut records = state.store.list_audit(filter).await?;
+    let more = records.len() as i64 > limit;
+    records.truncate(limit as usize);
+    let next_cursor = if more {
+        records.last().map(|r| r.id.to_string())
+    } else {
+        None
+    };
+    let events = records
+        .into_iter()
+        .map(|r| AuditEventView {
+            id: r.id,
+            time: clock::rfc3339_ms(r.occurred_at_ms),
+            actor_id: r.actor_id,
+            actor_kind: r.actor_kind,
+            action: r.action,
+            target: r.target,
+            client_id: r.client_id,
+            remote_addr: r.remote_addr,
+            outcome: r.outcome,
+            details: serde_json::from_str(&r.details).unwrap_or(serde_json::Value::Null),
+        })
+        .collect();
+    Ok(Json(AuditPage {
+        events,
+        next_cursor,
+    }))
+}
+
+fn parse_time(text: &str, name: &str) -> Result<i64, OAuthError> {
+    humantime::parse_rfc3339_weak(text)
+        .ok()
+        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .map(|d| d.as_millis() as i64)
+        .ok_or_else(|| OAuthError::invalid_request(format!("{name} must be an RFC 3339 time")))
+}

@@ -1,0 +1,126 @@
+//! Extractors that turn malformed input into `invalid_request` (RFC 6749
+//! §5.2) instead of axum's plain-text rejections, and the bearer-token
+//! extractor for the admin API.
+
+use std::net::SocketAddr;
+
+use axum::extract::rejection::{BytesRejection, QueryRejection};
+use axum::extract::{ConnectInfo, FromRequest, FromRequestParts, Request};
+use axum::http::StatusCode;
+use axum::http::header::AUTHORIZATION;
+use axum::http::request::Parts;
+use bytes::Bytes;
+use serde::de::DeserializeOwned;
+
+use crate::oauth::OAuthError;
+use crate::oauth::bearer::{self, Principal};
+use crate::server::AppState;
+use crate::tokens::opaque::OpaqueToken;
+
+/// The body and header rejections as `invalid_request`; an oversized body
+/// keeps its 413 status.
+fn body_rejection(rejection: BytesRejection) -> OAuthError {
+    if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+        OAuthError::invalid_request("the request body is too large").with_status(413)
+    } else {
+        OAuthError::invalid_request("the request body could not be read")
+    }
+}
+
+/// A JSON body, or an empty body meaning `T::default()`.
+pub struct JsonOrEmpty<T>(pub T);
+
+impl<S, T> FromRequest<S> for JsonOrEmpty<T>
+where
+    S: Send + Sync,
+    T: DeserializeOwned + Default,
+{
+    type Rejection = OAuthError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let bytes = Bytes::from_request(req, state)
+            .await
+            .map_err(body_rejection)?;
+        if bytes.iter().all(u8::is_ascii_whitespace) {
+            return Ok(JsonOrEmpty(T::default()));
+        }
+        serde_json::from_slice(&bytes)
+            .map(JsonOrEmpty)
+            .map_err(|e| OAuthError::invalid_request(format!("malformed JSON body: {e}")))
+    }
+}
+
+/// Query parameters, with a description of what was wrong.
+pub struct Query<T>(pub T);
+
+impl<S, T> FromRequestParts<S> for Query<T>
+where
+    S: Send + Sync,
+    T: DeserializeOwned,
+{
+    type Rejection = OAuthError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        axum::extract::Query::<T>::from_request_parts(parts, state)
+            .await
+            .map(|q| Query(q.0))
+            .map_err(|e: QueryRejection| OAuthError::invalid_request(e.body_text()))
+    }
+}
+
+/// The caller's address, when the server knows it.
+pub struct RemoteAddr(pub Option<String>);
+
+impl<S: Send + Sync> FromRequestParts<S> for RemoteAddr {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        Ok(RemoteAddr(
+            parts
+                .extensions
+                .get::<ConnectInfo<SocketAddr>>()
+                .map(|c| c.0.ip().to_string()),
+        ))
+    }
+}
+
+/// An administrator authenticated by a bearer token (RFC 6750 §2.1).
+pub struct Admin(pub Principal);
+
+impl FromRequestParts<AppState> for Admin {
+    type Rejection = OAuthError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let presented = bearer_token(parts)?;
+        let RemoteAddr(remote) = RemoteAddr::from_request_parts(parts, state)
+            .await
+            .unwrap_or(RemoteAddr(None));
+        let principal =
+            bearer::authenticate(&state.store, &state.digest_key, &presented, remote).await?;
+        principal.require_admin()?;
+        Ok(Admin(principal))
+    }
+}
+
+fn bearer_token(parts: &Parts) -> Result<OpaqueToken, OAuthError> {
+    let header = parts
+        .headers
+        .get(AUTHORIZATION)
+        .ok_or_else(|| OAuthError::invalid_token("a bearer token is required"))?;
+    let value = header
+        .to_str()
+        .map_err(|_| OAuthError::invalid_token("the Authorization header is not valid text"))?;
+    match value.split_once(' ') {
+        Some((scheme, token))
+            if scheme.eq_ignore_ascii_case("bearer") && !token.trim().is_empty() =>
+        {
+            Ok(OpaqueToken::from_presented(token.trim()))
+        }
+        _ => Err(OAuthError::invalid_token(
+            "the Authorization header must be `Bearer <token>`",
+        )),
+    }
+}

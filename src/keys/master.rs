@@ -1,0 +1,196 @@
+//! The master key: 32 bytes that seal private signing keys at rest
+//! (AES-256-GCM) and key the digests of opaque tokens (HMAC-SHA256).
+
+use std::io::Write;
+use std::path::Path;
+
+use aws_lc_rs::aead::{AES_256_GCM, Aad, LessSafeKey, NONCE_LEN, Nonce, UnboundKey};
+use aws_lc_rs::{digest, hmac};
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use zeroize::Zeroizing;
+
+use crate::random::random_bytes;
+
+pub const MASTER_KEY_ENV: &str = "TESSERA_MASTER_KEY";
+
+#[derive(Debug, thiserror::Error)]
+pub enum MasterKeyError {
+    #[error("{0} must be 32 bytes encoded as base64")]
+    Malformed(String),
+    #[error("cannot read or create the master key file {path}: {reason}")]
+    Io { path: String, reason: String },
+}
+
+pub struct MasterKey {
+    bytes: Zeroizing<[u8; 32]>,
+    id: String,
+}
+
+impl std::fmt::Debug for MasterKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MasterKey")
+            .field("id", &self.id)
+            .finish_non_exhaustive()
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("the sealed key could not be opened")]
+pub struct OpenError;
+
+impl MasterKey {
+    pub fn from_bytes(bytes: [u8; 32]) -> Self {
+        let mut ctx = digest::Context::new(&digest::SHA256);
+        ctx.update(b"tessera master key id\0");
+        ctx.update(&bytes);
+        let id = hex(&ctx.finish().as_ref()[..8]);
+        MasterKey {
+            bytes: Zeroizing::new(bytes),
+            id,
+        }
+    }
+
+    pub fn generate() -> Self {
+        Self::from_bytes(random_bytes::<32>())
+    }
+
+    pub fn from_base64(text: &str, source: &str) -> Result<Self, MasterKeyError> {
+        let decoded = Zeroizing::new(
+            STANDARD
+                .decode(text.trim())
+                .map_err(|_| MasterKeyError::Malformed(source.into()))?,
+        );
+        let bytes: [u8; 32] = decoded
+            .as_slice()
+            .try_into()
+            .map_err(|_| MasterKeyError::Malformed(source.into()))?;
+        Ok(Self::from_bytes(bytes))
+    }
+
+    pub fn to_base64(&self) -> Zeroizing<String> {
+        Zeroizing::new(STANDARD.encode(*self.bytes))
+    }
+
+    /// `TESSERA_MASTER_KEY` when set; otherwise the file, created with mode
+    /// 0600 when it does not exist yet (the embedded default's first start).
+    pub fn load(env_value: Option<&str>, file: &Path) -> Result<Self, MasterKeyError> {
+        if let Some(value) = env_value {
+            return Self::from_base64(value, MASTER_KEY_ENV);
+        }
+        let io_error = |reason: std::io::Error| MasterKeyError::Io {
+            path: file.display().to_string(),
+            reason: reason.to_string(),
+        };
+        match std::fs::read_to_string(file) {
+            Ok(text) => Self::from_base64(&text, &file.display().to_string()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                let key = Self::generate();
+                write_secret_file(file, key.to_base64().as_bytes()).map_err(io_error)?;
+                tracing::info!(path = %file.display(), "created a new master key");
+                Ok(key)
+            }
+            Err(e) => Err(io_error(e)),
+        }
+    }
+
+    /// A short public fingerprint, recorded beside every sealed key.
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// AES-256-GCM with a random nonce; `context` (the key id) is bound as
+    /// associated data so a sealed key cannot be moved to another row.
+    pub fn seal(&self, plaintext: &[u8], context: &[u8]) -> Vec<u8> {
+        let key = self.aead_key();
+        let nonce_bytes = random_bytes::<NONCE_LEN>();
+        let mut in_out = plaintext.to_vec();
+        key.seal_in_place_append_tag(
+            Nonce::assume_unique_for_key(nonce_bytes),
+            Aad::from(context),
+            &mut in_out,
+        )
+        .expect("AES-GCM sealing of a small buffer cannot fail");
+        let mut sealed = nonce_bytes.to_vec();
+        sealed.extend_from_slice(&in_out);
+        sealed
+    }
+
+    pub fn open(&self, sealed: &[u8], context: &[u8]) -> Result<Zeroizing<Vec<u8>>, OpenError> {
+        if sealed.len() < NONCE_LEN {
+            return Err(OpenError);
+        }
+        let (nonce, ciphertext) = sealed.split_at(NONCE_LEN);
+        let nonce = Nonce::try_assume_unique_for_key(nonce).map_err(|_| OpenError)?;
+        let mut in_out = Zeroizing::new(ciphertext.to_vec());
+        let plain_len = self
+            .aead_key()
+            .open_in_place(nonce, Aad::from(context), &mut in_out)
+            .map_err(|_| OpenError)?
+            .len();
+        in_out.truncate(plain_len);
+        Ok(in_out)
+    }
+
+    /// The key for token digests, derived so that it differs from the
+    /// sealing key.
+    pub fn token_digest_key(&self) -> hmac::Key {
+        let root = hmac::Key::new(hmac::HMAC_SHA256, self.bytes.as_slice());
+        let derived = hmac::sign(&root, b"tessera token digest v1");
+        hmac::Key::new(hmac::HMAC_SHA256, derived.as_ref())
+    }
+
+    fn aead_key(&self) -> LessSafeKey {
+        let root = hmac::Key::new(hmac::HMAC_SHA256, self.bytes.as_slice());
+        let derived = hmac::sign(&root, b"tessera key sealing v1");
+        LessSafeKey::new(
+            UnboundKey::new(&AES_256_GCM, derived.as_ref()).expect("32-byte AES-256 key"),
+        )
+    }
+}
+
+/// Writes a secret to `path` with mode 0600, creating its folder, through a
+/// temporary file and a rename so a crash never leaves half a secret.
+pub fn write_secret_file(path: &Path, contents: &[u8]) -> std::io::Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
+    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent)?;
+    }
+    let tmp = path.with_extension(format!("tmp{}", std::process::id()));
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&tmp)?;
+    let written = file.write_all(contents).and_then(|()| file.sync_all());
+    if let Err(e) = written.and_then(|()| std::fs::rename(&tmp, path)) {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(e);
+    }
+    Ok(())
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sealed_key_opens_only_with_same_key_and_context() {
+        let key = MasterKey::generate();
+        let sealed = key.seal(b"private", b"kid-1");
+        assert_eq!(key.open(&sealed, b"kid-1").unwrap().as_slice(), b"private");
+        assert!(key.open(&sealed, b"kid-2").is_err());
+        assert!(MasterKey::generate().open(&sealed, b"kid-1").is_err());
+    }
+
+    #[test]
+    fn debug_hides_the_key() {
+        let key = MasterKey::generate();
+        let text = format!("{key:?}");
+        assert!(!text.contains(key.to_base64().as_str()));
+    }
+}

@@ -1,0 +1,131 @@
+//! Bearer tokens presented to Tessera's own APIs (RFC 6750): opaque
+//! `tsr_…` tokens checked against their stored digest.
+
+use aws_lc_rs::hmac;
+use serde::Serialize;
+use serde_json::json;
+
+use super::error::{ErrorCode, OAuthError};
+use crate::audit::{Actor, ActorKind, Event, Outcome};
+use crate::clock;
+use crate::store::{AuditStore, CredentialStore};
+use crate::tokens::opaque::OpaqueToken;
+
+/// The identity behind a verified token.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct Principal {
+    pub id: String,
+    pub name: String,
+    pub kind: ActorKind,
+    pub is_admin: bool,
+    /// The credential used, so audits can name it.
+    pub token_id: String,
+    pub scopes: Vec<String>,
+}
+
+impl Principal {
+    pub fn actor(&self) -> Actor {
+        Actor {
+            id: Some(self.id.clone()),
+            kind: self.kind,
+        }
+    }
+
+    /// The admin API needs an administrator holding a token with the
+    /// `admin` scope (RFC 6750 §3.1 `insufficient_scope` otherwise).
+    pub fn require_admin(&self) -> Result<(), OAuthError> {
+        if self.is_admin && self.scopes.iter().any(|s| s == "admin") {
+            Ok(())
+        } else {
+            Err(OAuthError::new(
+                ErrorCode::InsufficientScope,
+                "this endpoint needs an administrator token with the admin scope",
+            ))
+        }
+    }
+}
+
+const REJECTED: &str = "the access token is unknown, expired or revoked";
+
+/// Verifies `presented` and returns its owner. Every outcome is audited:
+/// a use of a long-lived credential, or a failed authentication.
+pub async fn authenticate<S>(
+    store: &S,
+    digest_key: &hmac::Key,
+    presented: &OpaqueToken,
+    remote: Option<String>,
+) -> Result<Principal, OAuthError>
+where
+    S: CredentialStore + AuditStore + Sync,
+{
+    match verify(store, digest_key, presented).await {
+        Ok(principal) => {
+            Event::new(principal.actor(), "token.used", Outcome::Success)
+                .target(principal.token_id.clone())
+                .remote(remote)
+                .record(store)
+                .await;
+            Ok(principal)
+        }
+        Err((error, token_id)) => {
+            if error.code != ErrorCode::TemporarilyUnavailable {
+                let mut event = Event::new(Actor::anonymous(), "auth.failed", Outcome::Failure)
+                    .remote(remote)
+                    .details(json!({ "reason": error.description }));
+                if let Some(id) = token_id {
+                    event = event.target(id);
+                }
+                event.record(store).await;
+            }
+            Err(error)
+        }
+    }
+}
+
+async fn verify<S: CredentialStore + Sync>(
+    store: &S,
+    digest_key: &hmac::Key,
+    presented: &OpaqueToken,
+) -> Result<Principal, (OAuthError, Option<String>)> {
+    let parsed = presented
+        .parse()
+        .map_err(|e| (OAuthError::invalid_token(e.to_string()), None))?;
+    let record = store
+        .token_by_lookup(parsed.lookup)
+        .await
+        .map_err(|e| (e.into(), None))?
+        .filter(|r| r.kind == parsed.kind.as_str() && presented.matches(digest_key, &r.digest))
+        .ok_or((OAuthError::invalid_token(REJECTED), None))?;
+    let token_id = Some(record.id.clone());
+    let now = clock::now();
+    if record.revoked_at.is_some() || record.expires_at.is_some_and(|exp| exp <= now) {
+        return Err((OAuthError::invalid_token(REJECTED), token_id));
+    }
+    if record.disabled_at.is_some() {
+        return Err((
+            OAuthError::new(ErrorCode::AccessDenied, "the access token is disabled"),
+            token_id,
+        ));
+    }
+    let user = store
+        .service_user(record.owner_id.clone())
+        .await
+        .map_err(|e| (e.into(), token_id.clone()))?
+        .ok_or((OAuthError::invalid_token(REJECTED), token_id.clone()))?;
+    // Best effort: a failed bookkeeping write must not refuse a valid token.
+    if let Err(e) = store.mark_token_used(record.id.clone(), now).await {
+        tracing::warn!(error = %e, "could not record token use time");
+    }
+    Ok(Principal {
+        id: user.id,
+        name: user.name,
+        kind: ActorKind::Service,
+        is_admin: user.is_admin,
+        token_id: record.id,
+        scopes: record
+            .scopes
+            .split_whitespace()
+            .map(str::to_owned)
+            .collect(),
+    })
+}

@@ -1,0 +1,53 @@
+//! Authorization server metadata: OpenID Connect Discovery 1.0 §3 and
+//! RFC 8414 §2. Both documents list only what is implemented; the lists
+//! grow as grants and endpoints land.
+
+use serde::Serialize;
+
+use crate::config::Config;
+
+pub const AUTHORIZATION_PATH: &str = "/oauth/authorize";
+pub const JWKS_PATH: &str = "/oauth/jwks";
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ProviderMetadata {
+    pub issuer: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub authorization_endpoint: Option<String>,
+    pub jwks_uri: String,
+    /// REQUIRED by both documents; empty while no response type is served.
+    pub response_types_supported: Vec<&'static str>,
+    /// RFC 8414 §2: when omitted it would mean `authorization_code` and
+    /// `implicit`, so it is always present.
+    pub grant_types_supported: Vec<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub subject_types_supported: Option<Vec<&'static str>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub id_token_signing_alg_values_supported: Option<Vec<&'static str>>,
+}
+
+/// OIDC Discovery 1.0 §3. `authorization_endpoint` is REQUIRED there, so it
+/// is listed; until the code flow lands it answers every request with
+/// `unsupported_response_type`, consistent with the empty
+/// `response_types_supported`. RS256 is listed first: §3 requires it.
+pub fn openid_configuration(config: &Config) -> ProviderMetadata {
+    ProviderMetadata {
+        authorization_endpoint: Some(config.endpoint(AUTHORIZATION_PATH)),
+        subject_types_supported: Some(vec!["public"]),
+        id_token_signing_alg_values_supported: Some(vec!["RS256", "ES256"]),
+        ..oauth_authorization_server(config)
+    }
+}
+
+/// RFC 8414 §2.
+pub fn oauth_authorization_server(config: &Config) -> ProviderMetadata {
+    ProviderMetadata {
+        issuer: config.issuer().to_owned(),
+        authorization_endpoint: None,
+        jwks_uri: config.endpoint(JWKS_PATH),
+        response_types_supported: vec![],
+        grant_types_supported: vec![],
+        subject_types_supported: None,
+        id_token_signing_alg_values_supported: None,
+    }
+}

@@ -1,0 +1,292 @@
+//! Starting, supervising and stopping a Tessera server.
+//!
+//! The listener is bound before the database is reached: a database that is
+//! down at start leaves the server up, answering `/readyz` with 503, while a
+//! supervisor retries with backoff and logs one line per change of state.
+//! Errors no retry can fix (a wrong master key, a damaged key) stop it.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::ops::Deref;
+use std::sync::Arc;
+use std::time::Duration;
+
+use aws_lc_rs::hmac;
+use tokio::net::TcpListener;
+use tokio::sync::{mpsc, watch};
+
+use crate::bootstrap::{self, BootstrapError};
+use crate::config::Config;
+use crate::http;
+use crate::keys::{KeyManager, KeysError, MasterKey};
+use crate::metrics::Metrics;
+use crate::store::{Store, StoreError};
+
+/// What every handler shares. Cloning is cheap.
+#[derive(Clone)]
+pub struct AppState(Arc<Shared>);
+
+pub struct Shared {
+    pub config: Config,
+    pub store: Store,
+    pub keys: KeyManager<Store>,
+    pub digest_key: hmac::Key,
+    pub metrics: Metrics,
+}
+
+impl Deref for AppState {
+    type Target = Shared;
+    fn deref(&self) -> &Shared {
+        &self.0
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("cannot listen on {addr}: {reason}")]
+    Bind { addr: SocketAddr, reason: String },
+    #[error("{0}")]
+    Fatal(String),
+}
+
+/// Why one preparation attempt failed.
+enum PrepareError {
+    /// The database is not reachable: retry.
+    Unavailable(String),
+    /// Retrying cannot help.
+    Fatal(String),
+}
+
+impl From<StoreError> for PrepareError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::Unavailable(reason) => PrepareError::Unavailable(reason),
+            other => PrepareError::Fatal(other.to_string()),
+        }
+    }
+}
+
+impl From<KeysError> for PrepareError {
+    fn from(e: KeysError) -> Self {
+        match e {
+            KeysError::Store(e) => e.into(),
+            other => PrepareError::Fatal(other.to_string()),
+        }
+    }
+}
+
+pub struct Server {
+    state: AppState,
+    listener: TcpListener,
+    prepared: bool,
+}
+
+impl Server {
+    /// Builds the state, binds the listener and makes one attempt to
+    /// migrate, load keys and bootstrap. A fatal error is returned here.
+    pub async fn bind(config: Config, master: MasterKey) -> Result<Server, StartError> {
+        let store = Store::new(
+            &config.database.url,
+            config.database.pool_size,
+            config.database.connect_timeout,
+        )
+        .map_err(|e| StartError::Fatal(e.to_string()))?;
+        let master = Arc::new(master);
+        let keys = KeyManager::new(
+            store.clone(),
+            master.clone(),
+            config.tokens.max_lifetime,
+            config.keys.rotation_period,
+        );
+        let state = AppState(Arc::new(Shared {
+            digest_key: master.token_digest_key(),
+            metrics: Metrics::new(),
+            config,
+            store,
+            keys,
+        }));
+        let addr = state.config.server.listen;
+        let listener = TcpListener::bind(addr)
+            .await
+            .map_err(|e| StartError::Bind {
+                addr,
+                reason: e.to_string(),
+            })?;
+        let prepared = match prepare(&state).await {
+            Ok(()) => true,
+            Err(PrepareError::Fatal(reason)) => return Err(StartError::Fatal(reason)),
+            Err(PrepareError::Unavailable(reason)) => {
+                tracing::warn!(
+                    backend = state.store.backend(),
+                    %reason,
+                    "database unavailable at start; serving /readyz 503 and retrying"
+                );
+                false
+            }
+        };
+        Ok(Server {
+            state,
+            listener,
+            prepared,
+        })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listener
+            .local_addr()
+            .expect("a bound listener has an address")
+    }
+
+    pub fn state(&self) -> AppState {
+        self.state.clone()
+    }
+
+    /// Serves until `shutdown` resolves, then lets in-flight requests finish
+    /// (up to `server.shutdown_timeout`). Returns an error if the
+    /// supervisor met a fatal condition.
+    pub async fn run(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> Result<(), StartError> {
+        let Server {
+            state,
+            listener,
+            prepared,
+        } = self;
+        let (fatal_tx, mut fatal_rx) = mpsc::channel::<String>(1);
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let supervisor = tokio::spawn(supervise(state.clone(), prepared, fatal_tx, stop_rx));
+
+        let (drain_tx, drain_rx) = watch::channel(false);
+        let mut fatal = None;
+        let app = http::router(state.clone()).into_make_service_with_connect_info::<SocketAddr>();
+        let serve = axum::serve(listener, app).with_graceful_shutdown(async move {
+            let mut drain_rx = drain_rx;
+            let _ = drain_rx.wait_for(|d| *d).await;
+        });
+        let mut serve = std::pin::pin!(serve.into_future());
+        tokio::select! {
+            result = &mut serve => {
+                let _ = stop_tx.send(true);
+                return result.map_err(|e| StartError::Fatal(e.to_string()));
+            }
+            () = shutdown => tracing::info!("shutting down: finishing in-flight requests"),
+            Some(reason) = fatal_rx.recv() => fatal = Some(reason),
+        }
+        let _ = drain_tx.send(true);
+        let _ = stop_tx.send(true);
+        if tokio::time::timeout(state.config.server.shutdown_timeout, &mut serve)
+            .await
+            .is_err()
+        {
+            tracing::warn!("shutdown timeout reached; closing remaining connections");
+        }
+        let _ = supervisor.await;
+        match fatal {
+            Some(reason) => Err(StartError::Fatal(reason)),
+            None => Ok(()),
+        }
+    }
+}
+
+/// One attempt at what a replica needs before it is ready.
+async fn prepare(state: &AppState) -> Result<(), PrepareError> {
+    state.store.migrate().await?;
+    state.keys.ensure_keys().await?;
+    if state.config.admin.bootstrap {
+        let token_file = &state.config.admin.token_file;
+        match bootstrap::initialize(&state.store, &state.digest_key, token_file).await {
+            Ok(done) => tracing::info!(
+                path = %done.token_file.display(),
+                "initialised an empty database: the administrator token is in this file"
+            ),
+            Err(BootstrapError::AlreadyInitialized) => {}
+            Err(BootstrapError::Store(e)) => return Err(e.into()),
+            Err(e) => return Err(PrepareError::Fatal(e.to_string())),
+        }
+    }
+    Ok(())
+}
+
+const PING_INTERVAL: Duration = Duration::from_secs(1);
+const FIRST_BACKOFF: Duration = Duration::from_millis(100);
+
+/// Retries preparation until it succeeds, then watches the database and
+/// keeps the key ring fresh (reload, scheduled rotation).
+async fn supervise(
+    state: AppState,
+    mut prepared: bool,
+    fatal: mpsc::Sender<String>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let mut backoff = FIRST_BACKOFF;
+    while !prepared {
+        tokio::select! {
+            _ = stop.changed() => return,
+            () = tokio::time::sleep(backoff) => {}
+        }
+        match prepare(&state).await {
+            Ok(()) => {
+                tracing::info!("database reachable: ready");
+                prepared = true;
+            }
+            Err(PrepareError::Fatal(reason)) => {
+                let _ = fatal.send(reason).await;
+                return;
+            }
+            Err(PrepareError::Unavailable(_)) => {
+                backoff = (backoff * 2).min(state.config.database.max_retry_backoff);
+            }
+        }
+    }
+
+    let mut database_up = true;
+    let mut ping = tokio::time::interval(PING_INTERVAL);
+    let mut key_check = tokio::time::interval(state.config.keys.check_interval);
+    loop {
+        tokio::select! {
+            _ = stop.changed() => return,
+            _ = ping.tick() => {
+                match state.store.ping().await {
+                    Ok(()) if !database_up => {
+                        tracing::info!("database connection restored");
+                        database_up = true;
+                    }
+                    Err(e) if database_up => {
+                        tracing::warn!(error = %e, "database connection lost; retrying");
+                        database_up = false;
+                    }
+                    _ => {}
+                }
+            }
+            _ = key_check.tick() => {
+                if let Err(e) = maintain_keys(&state).await {
+                    if e.is_fatal() {
+                        let _ = fatal.send(e.to_string()).await;
+                        return;
+                    }
+                    tracing::debug!(error = %e, "key maintenance postponed");
+                }
+            }
+        }
+    }
+}
+
+async fn maintain_keys(state: &AppState) -> Result<(), KeysError> {
+    state.keys.reload().await?;
+    for rotated in state.keys.rotate_due().await? {
+        tracing::info!(alg = %rotated.alg, kid = %rotated.kid, "scheduled key rotation");
+    }
+    Ok(())
+}
+
+/// Resolves on SIGTERM or SIGINT.
+pub async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
+    let mut int = signal(SignalKind::interrupt()).expect("SIGINT handler");
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+}

@@ -1,0 +1,114 @@
+//! The append-only audit log. Nothing here updates or deletes a row.
+
+use std::future::Future;
+
+use diesel::prelude::*;
+use serde::Serialize;
+
+use super::schema::audit_events;
+use super::{AnyConnection, Store, StoreError};
+
+#[derive(Debug, Clone, Insertable)]
+#[diesel(table_name = audit_events)]
+pub struct NewAuditRecord {
+    pub occurred_at_ms: i64,
+    pub actor_id: Option<String>,
+    pub actor_kind: String,
+    pub action: String,
+    pub target: Option<String>,
+    pub client_id: Option<String>,
+    pub remote_addr: Option<String>,
+    pub outcome: String,
+    pub details: String,
+}
+
+#[derive(Debug, Clone, Queryable, Selectable, Serialize)]
+#[diesel(table_name = audit_events)]
+pub struct AuditRecord {
+    pub id: i64,
+    pub occurred_at_ms: i64,
+    pub actor_id: Option<String>,
+    pub actor_kind: String,
+    pub action: String,
+    pub target: Option<String>,
+    pub client_id: Option<String>,
+    pub remote_addr: Option<String>,
+    pub outcome: String,
+    pub details: String,
+}
+
+/// Filters for listing; `before_id` is the paging cursor (newest first).
+#[derive(Debug, Clone, Default)]
+pub struct AuditFilter {
+    pub action: Option<String>,
+    pub actor_id: Option<String>,
+    pub actor_kind: Option<String>,
+    pub outcome: Option<String>,
+    pub since_ms: Option<i64>,
+    pub until_ms: Option<i64>,
+    pub before_id: Option<i64>,
+    pub limit: i64,
+}
+
+pub trait AuditStore {
+    fn append_audit(
+        &self,
+        event: NewAuditRecord,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+    fn list_audit(
+        &self,
+        filter: AuditFilter,
+    ) -> impl Future<Output = Result<Vec<AuditRecord>, StoreError>> + Send;
+}
+
+/// Appends inside a caller's transaction, so an action and its event commit
+/// together or not at all.
+pub(crate) fn append_in(conn: &mut AnyConnection, event: &NewAuditRecord) -> QueryResult<()> {
+    diesel::insert_into(audit_events::table)
+        .values(event)
+        .execute(conn)
+        .map(drop)
+}
+
+impl AuditStore for Store {
+    async fn append_audit(&self, event: NewAuditRecord) -> Result<(), StoreError> {
+        self.run(move |conn| append_in(conn, &event).map_err(StoreError::from))
+            .await
+    }
+
+    async fn list_audit(&self, filter: AuditFilter) -> Result<Vec<AuditRecord>, StoreError> {
+        self.run(move |conn| {
+            use audit_events::dsl as a;
+            let mut query = a::audit_events
+                .select(AuditRecord::as_select())
+                .into_boxed();
+            if let Some(action) = filter.action {
+                query = query.filter(a::action.eq(action));
+            }
+            if let Some(actor) = filter.actor_id {
+                query = query.filter(a::actor_id.eq(actor));
+            }
+            if let Some(kind) = filter.actor_kind {
+                query = query.filter(a::actor_kind.eq(kind));
+            }
+            if let Some(outcome) = filter.outcome {
+                query = query.filter(a::outcome.eq(outcome));
+            }
+            if let Some(since) = filter.since_ms {
+                query = query.filter(a::occurred_at_ms.ge(since));
+            }
+            if let Some(until) = filter.until_ms {
+                query = query.filter(a::occurred_at_ms.lt(until));
+            }
+            if let Some(before) = filter.before_id {
+                query = query.filter(a::id.lt(before));
+            }
+            query
+                .order(a::id.desc())
+                .limit(filter.limit)
+                .load(conn)
+                .map_err(StoreError::from)
+        })
+        .await
+    }
+}

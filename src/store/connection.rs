@@ -1,0 +1,152 @@
+//! The one place that knows there are two backends: URL parsing, connecting,
+//! per-backend pragmas and per-backend migration sets.
+
+use std::path::PathBuf;
+
+use diesel::connection::SimpleConnection;
+use diesel::{Connection, PgConnection, SqliteConnection};
+use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
+
+use super::StoreError;
+
+const SQLITE_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/sqlite");
+const POSTGRES_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/postgres");
+
+/// Serialises concurrent migrations from several replicas on PostgreSQL.
+const MIGRATION_LOCK_ID: i64 = 0x7465_7373_6572_61; // "tessera"
+
+#[derive(diesel::MultiConnection)]
+pub enum AnyConnection {
+    Postgresql(PgConnection),
+    Sqlite(SqliteConnection),
+}
+
+/// `database.url`, checked once at start-up.
+#[derive(Clone)]
+pub enum DatabaseUrl {
+    Sqlite(PathBuf),
+    Postgres(String),
+}
+
+impl std::fmt::Debug for DatabaseUrl {
+    // A PostgreSQL URL may carry a password: never print it.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            DatabaseUrl::Sqlite(path) => write!(f, "sqlite://{}", path.display()),
+            DatabaseUrl::Postgres(_) => write!(f, "postgres://…"),
+        }
+    }
+}
+
+impl DatabaseUrl {
+    pub fn parse(url: &str) -> Result<Self, String> {
+        if let Some(path) = url.strip_prefix("sqlite://") {
+            if path.is_empty() {
+                return Err("a sqlite:// URL needs a file path".into());
+            }
+            Ok(DatabaseUrl::Sqlite(PathBuf::from(path)))
+        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Ok(DatabaseUrl::Postgres(url.to_owned()))
+        } else {
+            Err("expected sqlite://PATH or postgres://…".into())
+        }
+    }
+
+    pub fn backend(&self) -> &'static str {
+        match self {
+            DatabaseUrl::Sqlite(_) => "sqlite",
+            DatabaseUrl::Postgres(_) => "postgres",
+        }
+    }
+
+    /// Creates the SQLite file's folder so that a fresh clone just works.
+    pub fn prepare(&self) -> Result<(), String> {
+        if let DatabaseUrl::Sqlite(path) = self {
+            if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+                std::fs::create_dir_all(parent)
+                    .map_err(|e| format!("cannot create {}: {e}", parent.display()))?;
+            }
+        }
+        Ok(())
+    }
+
+    fn connect(&self) -> Result<AnyConnection, diesel::ConnectionError> {
+        match self {
+            DatabaseUrl::Sqlite(path) => {
+                let mut conn = SqliteConnection::establish(&path.to_string_lossy())?;
+                // WAL lets readers run beside the one writer; busy_timeout
+                // makes concurrent writers wait instead of failing.
+                conn.batch_execute(
+                    "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; \
+                     PRAGMA busy_timeout = 5000; PRAGMA foreign_keys = ON;",
+                )
+                .map_err(|e| diesel::ConnectionError::BadConnection(e.to_string()))?;
+                Ok(AnyConnection::Sqlite(conn))
+            }
+            DatabaseUrl::Postgres(url) => {
+                Ok(AnyConnection::Postgresql(PgConnection::establish(url)?))
+            }
+        }
+    }
+}
+
+pub(super) fn run_migrations(conn: &mut AnyConnection) -> Result<(), StoreError> {
+    let outcome = match conn {
+        AnyConnection::Sqlite(c) => c.run_pending_migrations(SQLITE_MIGRATIONS).map(drop),
+        AnyConnection::Postgresql(c) => {
+            c.batch_execute(&format!("SELECT pg_advisory_lock({MIGRATION_LOCK_ID})"))?;
+            let outcome = c.run_pending_migrations(POSTGRES_MIGRATIONS).map(drop);
+            c.batch_execute(&format!("SELECT pg_advisory_unlock({MIGRATION_LOCK_ID})"))?;
+            outcome
+        }
+    };
+    outcome.map_err(|e| {
+        let message = e.to_string();
+        if super::looks_like_lost_connection(&message) {
+            StoreError::Unavailable(message)
+        } else {
+            StoreError::Other(format!("migrations failed: {message}"))
+        }
+    })
+}
+
+/// A pooled connection plus a flag set when it lost its server, so the pool
+/// drops it instead of handing it out again.
+pub struct PooledConnection {
+    pub connection: AnyConnection,
+    pub broken: bool,
+}
+
+pub type PooledConn = r2d2::PooledConnection<Manager>;
+
+pub struct Manager {
+    url: DatabaseUrl,
+}
+
+impl Manager {
+    pub fn new(url: DatabaseUrl) -> Self {
+        Manager { url }
+    }
+}
+
+impl r2d2::ManageConnection for Manager {
+    type Connection = PooledConnection;
+    type Error = diesel::ConnectionError;
+
+    fn connect(&self) -> Result<Self::Connection, Self::Error> {
+        Ok(PooledConnection {
+            connection: self.url.connect()?,
+            broken: false,
+        })
+    }
+
+    fn is_valid(&self, conn: &mut Self::Connection) -> Result<(), Self::Error> {
+        conn.connection
+            .batch_execute("SELECT 1")
+            .map_err(|e| diesel::ConnectionError::BadConnection(e.to_string()))
+    }
+
+    fn has_broken(&self, conn: &mut Self::Connection) -> bool {
+        conn.broken
+    }
+}

@@ -1,0 +1,118 @@
+//! Service users and the opaque bearer tokens they hold.
+
+use std::future::Future;
+
+use diesel::prelude::*;
+
+use super::schema::{access_tokens, service_users};
+use super::{Store, StoreError};
+
+#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
+#[diesel(table_name = service_users)]
+pub struct ServiceUserRecord {
+    pub id: String,
+    pub name: String,
+    pub description: String,
+    pub owner: String,
+    pub is_admin: bool,
+    pub created_at: i64,
+}
+
+#[derive(Clone, Queryable, Selectable, Insertable)]
+#[diesel(table_name = access_tokens)]
+pub struct AccessTokenRecord {
+    pub id: String,
+    /// `bt` (bootstrap) or `pat`: the token's prefix kind.
+    pub kind: String,
+    /// The public part of the token used to find its row.
+    pub lookup: String,
+    /// Keyed HMAC-SHA256 of the whole token.
+    pub digest: Vec<u8>,
+    pub owner_id: String,
+    pub owner_kind: String,
+    pub name: String,
+    pub scopes: String,
+    pub created_at: i64,
+    pub expires_at: Option<i64>,
+    pub last_used_at: Option<i64>,
+    pub disabled_at: Option<i64>,
+    pub revoked_at: Option<i64>,
+}
+
+impl std::fmt::Debug for AccessTokenRecord {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AccessTokenRecord")
+            .field("id", &self.id)
+            .field("kind", &self.kind)
+            .field("owner_id", &self.owner_id)
+            .field("digest", &"<redacted>")
+            .finish_non_exhaustive()
+    }
+}
+
+/// Only touch `last_used_at` once a minute, so that reads stay reads.
+const LAST_USED_GRANULARITY_SECS: i64 = 60;
+
+pub trait CredentialStore {
+    fn token_by_lookup(
+        &self,
+        lookup: String,
+    ) -> impl Future<Output = Result<Option<AccessTokenRecord>, StoreError>> + Send;
+
+    fn service_user(
+        &self,
+        id: String,
+    ) -> impl Future<Output = Result<Option<ServiceUserRecord>, StoreError>> + Send;
+
+    fn mark_token_used(
+        &self,
+        id: String,
+        now: i64,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+}
+
+impl CredentialStore for Store {
+    async fn token_by_lookup(
+        &self,
+        lookup: String,
+    ) -> Result<Option<AccessTokenRecord>, StoreError> {
+        self.run(move |conn| {
+            access_tokens::table
+                .filter(access_tokens::lookup.eq(lookup))
+                .select(AccessTokenRecord::as_select())
+                .first(conn)
+                .optional()
+                .map_err(StoreError::from)
+        })
+        .await
+    }
+
+    async fn service_user(&self, id: String) -> Result<Option<ServiceUserRecord>, StoreError> {
+        self.run(move |conn| {
+            service_users::table
+                .find(id)
+                .select(ServiceUserRecord::as_select())
+                .first(conn)
+                .optional()
+                .map_err(StoreError::from)
+        })
+        .await
+    }
+
+    async fn mark_token_used(&self, id: String, now: i64) -> Result<(), StoreError> {
+        self.run(move |conn| {
+            use access_tokens::dsl as t;
+            diesel::update(t::access_tokens.find(id))
+                .filter(
+                    t::last_used_at
+                        .is_null()
+                        .or(t::last_used_at.lt(now - LAST_USED_GRANULARITY_SECS)),
+                )
+                .set(t::last_used_at.eq(now))
+                .execute(conn)
+                .map(drop)
+                .map_err(StoreError::from)
+        })
+        .await
+    }
+}

@@ -1,0 +1,151 @@
+//! Persistence. One diesel implementation serves SQLite and PostgreSQL
+//! through `AnyConnection` (diesel's `MultiConnection`), so every query is
+//! written once. Blocking diesel calls run on tokio's blocking pool through
+//! an r2d2 pool; see `docs/architecture.md` for why.
+//!
+//! The rest of the crate sees small per-aggregate traits (`KeyStore`,
+//! `CredentialStore`, `AuditStore`, `InstanceStore`) and plain records; no
+//! backend branch exists outside this module.
+
+mod audit;
+mod connection;
+mod credentials;
+mod instance;
+mod keys;
+pub mod schema;
+
+use std::time::Duration;
+
+use diesel::result::{DatabaseErrorKind, Error as DieselError};
+
+pub use audit::{AuditFilter, AuditRecord, AuditStore, NewAuditRecord};
+pub use connection::{AnyConnection, DatabaseUrl};
+pub use credentials::{AccessTokenRecord, CredentialStore, ServiceUserRecord};
+pub use instance::{InstanceRecord, InstanceStore};
+pub use keys::{KeyStore, SigningKeyRecord};
+
+use connection::{Manager, PooledConn};
+
+/// Failures the rest of the crate can act on. `Unavailable` means "try
+/// again later" (503); the others are request- or server-level faults.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database unavailable: {0}")]
+    Unavailable(String),
+    #[error("a record with that key already exists")]
+    Conflict,
+    #[error("not found")]
+    NotFound,
+    #[error("database error: {0}")]
+    Other(String),
+}
+
+impl From<DieselError> for StoreError {
+    fn from(error: DieselError) -> Self {
+        match error {
+            DieselError::NotFound => StoreError::NotFound,
+            DieselError::DatabaseError(DatabaseErrorKind::UniqueViolation, _) => {
+                StoreError::Conflict
+            }
+            DieselError::DatabaseError(DatabaseErrorKind::ClosedConnection, info) => {
+                StoreError::Unavailable(info.message().to_owned())
+            }
+            DieselError::DatabaseError(_, info) if looks_like_lost_connection(info.message()) => {
+                StoreError::Unavailable(info.message().to_owned())
+            }
+            other => StoreError::Other(other.to_string()),
+        }
+    }
+}
+
+/// libpq reports a dropped server as an "unknown" error with these words.
+fn looks_like_lost_connection(message: &str) -> bool {
+    let message = message.to_ascii_lowercase();
+    [
+        "server closed the connection",
+        "connection refused",
+        "no connection to the server",
+        "could not receive data",
+        "could not send data",
+        "terminating connection",
+        "connection to server",
+        "ssl syscall",
+        "eof detected",
+    ]
+    .iter()
+    .any(|needle| message.contains(needle))
+}
+
+/// The handle every component shares. Cloning is cheap.
+#[derive(Clone)]
+pub struct Store {
+    pool: r2d2::Pool<Manager>,
+    url: DatabaseUrl,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store")
+            .field("backend", &self.url.backend())
+            .finish()
+    }
+}
+
+impl Store {
+    /// Builds the pool without connecting: a database that is down at start
+    /// must not stop the server (it answers `/readyz` 503 and retries).
+    pub fn new(url: &str, pool_size: u32, connect_timeout: Duration) -> Result<Self, StoreError> {
+        let url = DatabaseUrl::parse(url).map_err(StoreError::Other)?;
+        url.prepare().map_err(StoreError::Other)?;
+        let pool = r2d2::Pool::builder()
+            .max_size(pool_size)
+            .min_idle(Some(0))
+            .connection_timeout(connect_timeout)
+            // A `SELECT 1` on every checkout halves write throughput
+            // (PERFORMANCE.md); broken connections are flagged instead.
+            .test_on_check_out(false)
+            .error_handler(Box::new(r2d2::NopErrorHandler))
+            .build_unchecked(Manager::new(url.clone()));
+        Ok(Store { pool, url })
+    }
+
+    pub fn backend(&self) -> &'static str {
+        self.url.backend()
+    }
+
+    /// Runs `f` on a pooled connection on the blocking pool. A connection
+    /// that failed with a lost-connection error is dropped, not reused.
+    pub async fn run<T, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut AnyConnection) -> Result<T, StoreError> + Send + 'static,
+    {
+        let pool = self.pool.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut conn: PooledConn = pool
+                .get()
+                .map_err(|e| StoreError::Unavailable(e.to_string()))?;
+            let result = f(&mut conn.connection);
+            if matches!(result, Err(StoreError::Unavailable(_))) {
+                conn.broken = true;
+            }
+            result
+        })
+        .await
+        .map_err(|e| StoreError::Other(format!("database task failed: {e}")))?
+    }
+
+    /// Applies the embedded migrations of this backend.
+    pub async fn migrate(&self) -> Result<(), StoreError> {
+        self.run(connection::run_migrations).await
+    }
+
+    /// A round trip to the database, for readiness.
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        self.run(|conn| {
+            use diesel::connection::SimpleConnection;
+            conn.batch_execute("SELECT 1").map_err(StoreError::from)
+        })
+        .await
+    }
+}

@@ -1,0 +1,74 @@
+//! Table definitions shared by both backends (see `migrations/`).
+
+diesel::table! {
+    instance (id) {
+        id -> BigInt,
+        initialized_at -> BigInt,
+        admin_user_id -> Text,
+    }
+}
+
+diesel::table! {
+    signing_keys (kid) {
+        kid -> Text,
+        alg -> Text,
+        generation -> BigInt,
+        public_jwk -> Text,
+        private_key -> Binary,
+        master_key_id -> Text,
+        created_at -> BigInt,
+        activates_at -> BigInt,
+    }
+}
+
+diesel::table! {
+    service_users (id) {
+        id -> Text,
+        name -> Text,
+        description -> Text,
+        owner -> Text,
+        is_admin -> Bool,
+        created_at -> BigInt,
+    }
+}
+
+diesel::table! {
+    access_tokens (id) {
+        id -> Text,
+        kind -> Text,
+        lookup -> Text,
+        digest -> Binary,
+        owner_id -> Text,
+        owner_kind -> Text,
+        name -> Text,
+        scopes -> Text,
+        created_at -> BigInt,
+        expires_at -> Nullable<BigInt>,
+        last_used_at -> Nullable<BigInt>,
+        disabled_at -> Nullable<BigInt>,
+        revoked_at -> Nullable<BigInt>,
+    }
+}
+
+diesel::table! {
+    audit_events (id) {
+        id -> BigInt,
+        occurred_at_ms -> BigInt,
+        actor_id -> Nullable<Text>,
+        actor_kind -> Text,
+        action -> Text,
+        target -> Nullable<Text>,
+        client_id -> Nullable<Text>,
+        remote_addr -> Nullable<Text>,
+        outcome -> Text,
+        details -> Text,
+    }
+}
+
+diesel::allow_tables_to_appear_in_same_query!(
+    instance,
+    signing_keys,
+    service_users,
+    access_tokens,
+    audit_events,
+);

@@ -1,0 +1,5 @@
+//! Minting and checking tokens: JWTs signed by Tessera's keys, and the
+//! opaque `tsr_…` bearer tokens whose digests alone are stored.
+
+pub mod jwt;
+pub mod opaque;
