@@ -124,11 +124,15 @@ impl Config {
         config.validated()
     }
 
-    /// Parses one TOML document on top of the embedded default, without the
-    /// environment: what tests use to build a configuration.
-    pub fn from_toml_over_default(toml: &str) -> Result<Self, ConfigError> {
-        let config: Config = Figment::from(Toml::string(DEFAULT_TOML))
-            .merge(Toml::string(toml))
+    /// Parses TOML documents, each over the one before, on top of the
+    /// embedded default, without the environment: what tests use.
+    pub fn from_toml_layers(layers: &[&str]) -> Result<Self, ConfigError> {
+        let figment = layers
+            .iter()
+            .fold(Figment::from(Toml::string(DEFAULT_TOML)), |f, layer| {
+                f.merge(Toml::string(layer))
+            });
+        let config: Config = figment
             .extract()
             .map_err(|e| ConfigError::Parse(describe_figment_error(e)))?;
         config.validated()
@@ -215,7 +219,7 @@ mod tests {
 
     #[test]
     fn embedded_default_is_valid() {
-        let config = Config::from_toml_over_default("").unwrap();
+        let config = Config::from_toml_layers(&[]).unwrap();
         assert_eq!(config.issuer(), "http://127.0.0.1:8080");
         assert_eq!(
             config.tokens.access_token_lifetime,
@@ -225,16 +229,16 @@ mod tests {
 
     #[test]
     fn unknown_key_is_named() {
-        let err = Config::from_toml_over_default("[server]\nlisten_port = 1\n").unwrap_err();
+        let err = Config::from_toml_layers(&["[server]\nlisten_port = 1\n"]).unwrap_err();
         assert!(err.to_string().contains("listen_port"), "{err}");
     }
 
     #[test]
     fn public_http_issuer_is_refused() {
-        let err = Config::from_toml_over_default("[server]\nissuer = \"http://id.example.com\"\n")
+        let err = Config::from_toml_layers(&["[server]\nissuer = \"http://id.example.com\"\n"])
             .unwrap_err();
         assert!(err.to_string().contains("https"), "{err}");
-        Config::from_toml_over_default("[server]\nissuer = \"https://id.example.com/\"\n").unwrap();
-        Config::from_toml_over_default("[server]\nissuer = \"http://localhost:9000\"\n").unwrap();
+        Config::from_toml_layers(&["[server]\nissuer = \"https://id.example.com/\"\n"]).unwrap();
+        Config::from_toml_layers(&["[server]\nissuer = \"http://localhost:9000\"\n"]).unwrap();
     }
 }

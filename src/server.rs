@@ -82,9 +82,26 @@ pub struct Server {
 }
 
 impl Server {
-    /// Builds the state, binds the listener and makes one attempt to
-    /// migrate, load keys and bootstrap. A fatal error is returned here.
+    /// Binds `server.listen`, then as [`Server::with_listener`].
     pub async fn bind(config: Config, master: MasterKey) -> Result<Server, StartError> {
+        let addr = config.server.listen;
+        let listener = TcpListener::bind(addr)
+            .await
+            .map_err(|e| StartError::Bind {
+                addr,
+                reason: e.to_string(),
+            })?;
+        Self::with_listener(config, master, listener).await
+    }
+
+    /// Builds the state on a bound listener and makes one attempt to
+    /// migrate, load keys and bootstrap. A fatal error is returned here; an
+    /// unreachable database is left to the supervisor.
+    pub async fn with_listener(
+        config: Config,
+        master: MasterKey,
+        listener: TcpListener,
+    ) -> Result<Server, StartError> {
         let store = Store::new(
             &config.database.url,
             config.database.pool_size,
@@ -105,13 +122,6 @@ impl Server {
             store,
             keys,
         }));
-        let addr = state.config.server.listen;
-        let listener = TcpListener::bind(addr)
-            .await
-            .map_err(|e| StartError::Bind {
-                addr,
-                reason: e.to_string(),
-            })?;
         let prepared = match prepare(&state).await {
             Ok(()) => true,
             Err(PrepareError::Fatal(reason)) => return Err(StartError::Fatal(reason)),
@@ -242,7 +252,10 @@ async fn supervise(
 
     let mut database_up = true;
     let mut ping = tokio::time::interval(PING_INTERVAL);
-    let mut key_check = tokio::time::interval(state.config.keys.check_interval);
+    // The keys were loaded just now: the first check is one interval away.
+    let check_every = state.config.keys.check_interval;
+    let mut key_check =
+        tokio::time::interval_at(tokio::time::Instant::now() + check_every, check_every);
     loop {
         tokio::select! {
             _ = stop.changed() => return,

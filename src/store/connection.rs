@@ -13,7 +13,7 @@ const SQLITE_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/sqli
 const POSTGRES_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/postgres");
 
 /// Serialises concurrent migrations from several replicas on PostgreSQL.
-const MIGRATION_LOCK_ID: i64 = 0x7465_7373_6572_61; // "tessera"
+const MIGRATION_LOCK_ID: i64 = 0x0074_6573_7365_7261; // "tessera"
 
 #[derive(diesel::MultiConnection)]
 pub enum AnyConnection {
@@ -61,11 +61,11 @@ impl DatabaseUrl {
 
     /// Creates the SQLite file's folder so that a fresh clone just works.
     pub fn prepare(&self) -> Result<(), String> {
-        if let DatabaseUrl::Sqlite(path) = self {
-            if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-                std::fs::create_dir_all(parent)
-                    .map_err(|e| format!("cannot create {}: {e}", parent.display()))?;
-            }
+        if let DatabaseUrl::Sqlite(path) = self
+            && let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty())
+        {
+            std::fs::create_dir_all(parent)
+                .map_err(|e| format!("cannot create {}: {e}", parent.display()))?;
         }
         Ok(())
     }

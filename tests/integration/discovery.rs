@@ -1,0 +1,139 @@
+//! Discovery, JWKS, health and metrics, seen by real relying-party code.
+
+use openidconnect::core::{CoreJsonWebKeySet, CoreProviderMetadata};
+use openidconnect::{IssuerUrl, JsonWebKey};
+use serde_json::Value;
+
+use crate::common::{Backend, TestApp, fail_with};
+use crate::on_both_backends;
+
+on_both_backends!(
+    openidconnect_discovers_the_provider_and_its_keys,
+    oauth_metadata_lists_only_what_is_implemented,
+    jwks_publishes_public_members_only,
+    health_readiness_and_metrics,
+    authorization_endpoint_refuses_every_response_type,
+);
+
+async fn openidconnect_discovers_the_provider_and_its_keys(backend: Backend) {
+    let app = TestApp::start(backend).await;
+    let http = openidconnect::reqwest::Client::builder()
+        .redirect(openidconnect::reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let issuer = IssuerUrl::new(app.url.clone()).unwrap();
+    let metadata = CoreProviderMetadata::discover_async(issuer.clone(), &http)
+        .await
+        .expect("openidconnect accepts the discovery document");
+    assert_eq!(metadata.issuer(), &issuer);
+    assert_eq!(
+        metadata.jwks_uri().url().as_str(),
+        app.endpoint("/oauth/jwks")
+    );
+    let algs: Vec<String> = metadata
+        .id_token_signing_alg_values_supported()
+        .iter()
+        .map(|a| {
+            serde_json::to_value(a)
+                .unwrap()
+                .as_str()
+                .unwrap()
+                .to_owned()
+        })
+        .collect();
+    assert!(
+        algs.contains(&"RS256".to_owned()),
+        "OIDC Discovery §3 requires RS256"
+    );
+    assert!(algs.contains(&"ES256".to_owned()));
+
+    let jwks = CoreJsonWebKeySet::fetch_async(metadata.jwks_uri(), &http)
+        .await
+        .unwrap();
+    assert_eq!(jwks.keys().len(), 2, "one ES256 and one RS256 key");
+    assert!(jwks.keys().iter().all(|k| k.key_id().is_some()));
+}
+
+async fn oauth_metadata_lists_only_what_is_implemented(backend: Backend) {
+    let app = TestApp::start(backend).await;
+    let oauth: Value = app
+        .get("/.well-known/oauth-authorization-server")
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(oauth["issuer"], app.url);
+    assert_eq!(oauth["jwks_uri"], app.endpoint("/oauth/jwks"));
+    // RFC 8414 §2: an absent grant_types_supported would claim
+    // authorization_code and implicit; no grant is implemented yet.
+    assert_eq!(oauth["grant_types_supported"], serde_json::json!([]));
+    assert_eq!(oauth["response_types_supported"], serde_json::json!([]));
+    assert!(oauth.get("token_endpoint").is_none());
+    assert!(oauth.get("authorization_endpoint").is_none());
+}
+
+async fn jwks_publishes_public_members_only(backend: Backend) {
+    let app = TestApp::start(backend).await;
+    let response = app.get("/oauth/jwks").await;
+    assert!(
+        response.headers()["cache-control"]
+            .to_str()
+            .unwrap()
+            .starts_with("public, max-age="),
+    );
+    let jwks: Value = response.json().await.unwrap();
+    let keys = jwks["keys"].as_array().unwrap();
+    let algs: Vec<&str> = keys.iter().map(|k| k["alg"].as_str().unwrap()).collect();
+    assert!(
+        algs.contains(&"ES256") && algs.contains(&"RS256"),
+        "{algs:?}"
+    );
+    for key in keys {
+        for private in ["d", "p", "q", "dp", "dq", "qi", "k"] {
+            assert!(
+                key.get(private).is_none(),
+                "private member {private} in {key}"
+            );
+        }
+        assert_eq!(key["use"], "sig");
+    }
+    let ec = keys.iter().find(|k| k["kty"] == "EC").unwrap();
+    assert_eq!(ec["crv"], "P-256");
+}
+
+async fn health_readiness_and_metrics(backend: Backend) {
+    let app = TestApp::start(backend).await;
+    assert_eq!(app.get("/healthz").await.status(), 200);
+    let ready = app.get("/readyz").await;
+    assert_eq!(ready.status(), 200);
+    let body: Value = ready.json().await.unwrap();
+    assert_eq!(body["database"], "ok");
+    assert_eq!(body["keys"], "loaded");
+
+    fail_with(app.get("/no/such/thing").await, 404, "not_found").await;
+    let metrics = app.get("/metrics").await.text().await.unwrap();
+    assert!(
+        metrics.contains(
+            r#"tessera_http_requests_total{route="/healthz",method="GET",status="200"} 1"#
+        ),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("tessera_http_request_duration_seconds_bucket{"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("# TYPE tessera_tokens_issued counter"),
+        "{metrics}"
+    );
+}
+
+async fn authorization_endpoint_refuses_every_response_type(backend: Backend) {
+    let app = TestApp::start(backend).await;
+    let response = app
+        .get("/oauth/authorize?response_type=code&client_id=x&redirect_uri=https%3A%2F%2Fevil.example")
+        .await;
+    // No redirect to an unregistered URI (RFC 6749 §4.1.2.1).
+    assert!(response.headers().get("location").is_none());
+    fail_with(response, 400, "unsupported_response_type").await;
+}

@@ -1,0 +1,12 @@
+//! Integration tests: each starts Tessera for real on an ephemeral port and
+//! talks HTTP to it, on SQLite and (when TESSERA_TEST_DATABASE_URL is set)
+//! on PostgreSQL.
+
+mod common;
+
+mod admin;
+mod cli;
+mod discovery;
+mod keys;
+mod outage;
+mod startup;
