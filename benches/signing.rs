@@ -33,7 +33,10 @@ fn measure(name: &str, mut sign: impl FnMut() -> String) {
         count += 50;
     }
     let micros = started.elapsed().as_secs_f64() * 1e6 / count as f64;
-    println!("{name:<58} {micros:>8.1} µs/token {:>9.0} tokens/s/core", 1e6 / micros);
+    println!(
+        "{name:<58} {micros:>8.1} µs/token {:>9.0} tokens/s/core",
+        1e6 / micros
+    );
 }
 
 fn claims() -> serde_json::Value {
@@ -44,7 +47,11 @@ fn claims() -> serde_json::Value {
     })
 }
 
-fn jsonwebtoken_row(provider: &'static CryptoProvider, alg: Algorithm, key: &EncodingKey) -> String {
+fn jsonwebtoken_row(
+    provider: &'static CryptoProvider,
+    alg: Algorithm,
+    key: &EncodingKey,
+) -> String {
     let mut header = Header::new(alg);
     header.typ = Some("at+jwt".into());
     header.kid = Some("kid".into());
@@ -77,9 +84,10 @@ fn main() {
         tessera::tokens::jwt::sign(es_key, "at+jwt", &claims()).unwrap()
     });
     let es_encoding = EncodingKey::from_ec_der(&es_der);
-    measure("jsonwebtoken 11, aws_lc_rs provider, cached EncodingKey", || {
-        jsonwebtoken_row(&aws_lc::DEFAULT_PROVIDER, Algorithm::ES256, &es_encoding)
-    });
+    measure(
+        "jsonwebtoken 11, aws_lc_rs provider, cached EncodingKey",
+        || jsonwebtoken_row(&aws_lc::DEFAULT_PROVIDER, Algorithm::ES256, &es_encoding),
+    );
     let p256_key = p256::ecdsa::SigningKey::from_pkcs8_der(&es_der).unwrap();
     measure("p256 0.14 SigningKey, parsed once", || {
         let header = json!({"alg": "ES256", "typ": "at+jwt", "kid": "kid"});
@@ -92,9 +100,16 @@ fn main() {
             p256::ecdsa::signature::Signer::sign(&p256_key, message.as_bytes());
         format!("{message}.{}", URL_SAFE_NO_PAD.encode(signature.to_bytes()))
     });
-    measure("jsonwebtoken 11, rust_crypto provider, cached EncodingKey", || {
-        jsonwebtoken_row(&rust_crypto::DEFAULT_PROVIDER, Algorithm::ES256, &es_encoding)
-    });
+    measure(
+        "jsonwebtoken 11, rust_crypto provider, cached EncodingKey",
+        || {
+            jsonwebtoken_row(
+                &rust_crypto::DEFAULT_PROVIDER,
+                Algorithm::ES256,
+                &es_encoding,
+            )
+        },
+    );
 
     println!("RS256 (RSA-2048) ID token, one core:");
     measure("tessera (aws-lc-rs RsaKeyPair, parsed once)", || {

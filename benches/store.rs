@@ -1,0 +1,89 @@
+//! Store throughput through the one code path both backends share
+//! (diesel `MultiConnection`, r2d2 pool, tokio `spawn_blocking`), with 64
+//! concurrent callers. `cargo bench --bench store` runs SQLite, and
+//! PostgreSQL too when TESSERA_BENCH_DATABASE_URL (or
+//! TESSERA_TEST_DATABASE_URL) names a database it may create tables in.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tessera::store::{AuditStore, CredentialStore, NewAuditRecord, Store};
+
+const CALLERS: usize = 64;
+const RUN_FOR: Duration = Duration::from_secs(3);
+
+fn event(i: u64) -> NewAuditRecord {
+    NewAuditRecord {
+        occurred_at_ms: i as i64,
+        actor_id: Some("svc".into()),
+        actor_kind: "service".into(),
+        action: "bench.write".into(),
+        target: None,
+        client_id: None,
+        remote_addr: None,
+        outcome: "success".into(),
+        details: "{}".into(),
+    }
+}
+
+async fn drive<F, Fut>(name: &str, store: Arc<Store>, op: F)
+where
+    F: Fn(Arc<Store>, u64) -> Fut + Send + Sync + Copy + 'static,
+    Fut: std::future::Future<Output = ()> + Send,
+{
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for caller in 0..CALLERS {
+        let store = store.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut done = 0u64;
+            while started.elapsed() < RUN_FOR {
+                op(store.clone(), caller as u64 * 1_000_000 + done).await;
+                done += 1;
+            }
+            done
+        }));
+    }
+    let mut total = 0;
+    for task in tasks {
+        total += task.await.unwrap();
+    }
+    let rate = total as f64 / started.elapsed().as_secs_f64();
+    println!("{name:<44} {rate:>9.0} ops/s");
+}
+
+async fn bench(label: &str, url: &str, pool: u32) {
+    let store = Arc::new(Store::new(url, pool, Duration::from_secs(5)).unwrap());
+    store.migrate().await.unwrap();
+    println!("{label} (pool {pool}, {CALLERS} concurrent callers):");
+    drive(
+        "  append audit event (one INSERT)",
+        store.clone(),
+        |s, i| async move {
+            s.append_audit(event(i)).await.unwrap();
+        },
+    )
+    .await;
+    drive(
+        "  token lookup by prefix (one indexed SELECT)",
+        store.clone(),
+        |s, i| async move {
+            s.token_by_lookup(format!("{i:012}")).await.unwrap();
+        },
+    )
+    .await;
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() {
+    let dir = tempfile::tempdir().unwrap();
+    let sqlite = format!("sqlite://{}", dir.path().join("bench.db").display());
+    bench("SQLite (WAL)", &sqlite, 4).await;
+    let pg = std::env::var("TESSERA_BENCH_DATABASE_URL")
+        .or_else(|_| std::env::var("TESSERA_TEST_DATABASE_URL"))
+        .ok();
+    match pg {
+        Some(url) => bench("PostgreSQL", &url, 16).await,
+        None => println!("PostgreSQL: skipped (set TESSERA_BENCH_DATABASE_URL)"),
+    }
+}
