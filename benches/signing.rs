@@ -12,7 +12,6 @@ use std::time::{Duration, Instant};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use jsonwebtoken::crypto::{CryptoProvider, aws_lc, rust_crypto};
-use jsonwebtoken::signature::Signer;
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use p256::pkcs8::DecodePrivateKey;
 use serde_json::json;
