@@ -35,7 +35,7 @@ pub struct ServerConfig {
     pub shutdown_timeout: Duration,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DatabaseConfig {
     pub url: String,
@@ -44,6 +44,21 @@ pub struct DatabaseConfig {
     pub connect_timeout: Duration,
     #[serde(with = "humantime_serde")]
     pub max_retry_backoff: Duration,
+}
+
+/// The URL may carry a password: `Debug` shows only the backend.
+impl std::fmt::Debug for DatabaseConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let backend = crate::store::DatabaseUrl::parse(&self.url)
+            .map(|u| u.backend())
+            .unwrap_or("invalid");
+        f.debug_struct("DatabaseConfig")
+            .field("url", &format_args!("{backend}://<redacted>"))
+            .field("pool_size", &self.pool_size)
+            .field("connect_timeout", &self.connect_timeout)
+            .field("max_retry_backoff", &self.max_retry_backoff)
+            .finish()
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -225,6 +240,17 @@ mod tests {
             config.tokens.access_token_lifetime,
             Duration::from_secs(900)
         );
+    }
+
+    #[test]
+    fn debug_hides_the_database_password() {
+        let config = Config::from_toml_layers(&[
+            "[database]\nurl = \"postgres://tessera:hunter2@db:5432/tessera\"\n",
+        ])
+        .unwrap();
+        let text = format!("{config:?}");
+        assert!(!text.contains("hunter2"), "{text}");
+        assert!(text.contains("postgres://<redacted>"), "{text}");
     }
 
     #[test]

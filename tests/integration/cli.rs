@@ -2,6 +2,7 @@
 //! admin commands against a running server.
 
 use std::io::{BufRead, BufReader};
+use std::os::unix::fs::PermissionsExt;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
@@ -235,7 +236,13 @@ fn serve_on_the_embedded_default_and_stop_on_sigterm() {
         200
     );
     let token = read_token(&dir.path().join("keys/admin.token"));
-    assert!(dir.path().join("keys/master.key").exists());
+    for private in ["keys/admin.token", "keys/master.key"] {
+        let mode = std::fs::metadata(dir.path().join(private))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600, "{private} is private");
+    }
     assert!(dir.path().join("data/tessera.db").exists());
 
     let started = Instant::now();

@@ -16,6 +16,18 @@ async fn ready(app: &TestApp) -> bool {
         .unwrap_or(false)
 }
 
+/// A server whose only way to PostgreSQL is a proxy the test controls.
+async fn behind_proxy(backend: Backend, open: bool) -> (TestApp, Proxy) {
+    let db = TestDb::fresh(&backend);
+    let proxy = Proxy::start(target_of(&db.url), open).await;
+    let app = TestApp::builder(backend)
+        .database(&db)
+        .database_url(proxy.url_for(&db.url))
+        .start()
+        .await;
+    (app, proxy)
+}
+
 fn postgres() -> Option<Backend> {
     let backend = Backend::postgres();
     if backend.is_none() {
@@ -27,13 +39,7 @@ fn postgres() -> Option<Backend> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_down_at_start_then_back() {
     let Some(backend) = postgres() else { return };
-    let db = TestDb::fresh(&backend);
-    let proxy = Proxy::start(target_of(&db.url), false).await;
-    let app = TestApp::builder(backend)
-        .database(&db)
-        .database_url(proxy.url_for(&db.url))
-        .start()
-        .await;
+    let (app, proxy) = behind_proxy(backend, false).await;
 
     assert_eq!(app.get("/healthz").await.status(), 200, "the process is up");
     let readiness = app.get("/readyz").await;
@@ -52,13 +58,7 @@ async fn postgres_down_at_start_then_back() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_goes_away_and_returns() {
     let Some(backend) = postgres() else { return };
-    let db = TestDb::fresh(&backend);
-    let proxy = Proxy::start(target_of(&db.url), true).await;
-    let app = TestApp::builder(backend)
-        .database(&db)
-        .database_url(proxy.url_for(&db.url))
-        .start()
-        .await;
+    let (app, proxy) = behind_proxy(backend, true).await;
     assert!(ready(&app).await);
     assert_eq!(app.admin_get("/admin/v1/whoami").await.status(), 200);
 

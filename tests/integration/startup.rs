@@ -65,3 +65,37 @@ async fn restart_keeps_keys_and_admin(backend: Backend) {
         .unwrap();
     assert_eq!(me.status(), 200);
 }
+
+/// SIGTERM semantics: a request already in flight when shutdown starts is
+/// answered, then the server stops cleanly.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn in_flight_request_finishes_during_shutdown() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let app = TestApp::start(Backend::Sqlite).await;
+    let body = r#"{"alg":"ES256"}"#;
+    let (head, tail) = body.split_at(5);
+    let mut stream = tokio::net::TcpStream::connect(app.url.trim_start_matches("http://"))
+        .await
+        .unwrap();
+    let request = format!(
+        "POST /admin/v1/keys/rotate HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {}\r\n\
+         Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{head}",
+        app.admin_token(),
+        body.len()
+    );
+    stream.write_all(request.as_bytes()).await.unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+
+    let stopping = tokio::spawn(app.stop());
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert!(
+        !stopping.is_finished(),
+        "shutdown waits for the request in flight"
+    );
+    stream.write_all(tail.as_bytes()).await.unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).await.unwrap();
+    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+    stopping.await.unwrap().expect("clean stop");
+}
