@@ -13,6 +13,7 @@ use utoipa::{IntoParams, Modify, OpenApi, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
+use super::admin_clients;
 use super::extract::{Admin, JsonOrEmpty, Query};
 use crate::audit::ActorKind;
 use crate::clock;
@@ -50,6 +51,16 @@ fn api() -> OpenApiRouter<AppState> {
         .routes(routes!(list_keys))
         .routes(routes!(rotate_keys))
         .routes(routes!(list_audit))
+        .routes(routes!(
+            admin_clients::create_client,
+            admin_clients::list_clients
+        ))
+        .routes(routes!(
+            admin_clients::get_client,
+            admin_clients::update_client,
+            admin_clients::delete_client
+        ))
+        .routes(routes!(admin_clients::rotate_client_secret))
 }
 
 /// The generated OpenAPI document.

@@ -19,7 +19,7 @@ use crate::tokens::opaque::OpaqueToken;
 
 /// The body and header rejections as `invalid_request`; an oversized body
 /// keeps its 413 status.
-fn body_rejection(rejection: BytesRejection) -> OAuthError {
+pub fn body_rejection(rejection: BytesRejection) -> OAuthError {
     if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
         OAuthError::invalid_request("the request body is too large").with_status(413)
     } else {

@@ -2,9 +2,11 @@
 //! extract, call the core, and render; they hold no protocol logic.
 
 mod admin;
+mod admin_clients;
 mod error;
 mod extract;
 mod health;
+mod token;
 mod wellknown;
 
 use std::time::Instant;
@@ -27,6 +29,7 @@ pub fn router(state: AppState) -> Router {
         .merge(wellknown::routes())
         .merge(health::routes())
         .merge(admin::routes())
+        .merge(token::routes())
         .route_layer(middleware::from_fn_with_state(state.clone(), track_metrics))
         .fallback(not_found)
         .layer(axum::extract::DefaultBodyLimit::max(max_body))

@@ -8,18 +8,21 @@ use crate::config::Config;
 
 pub const AUTHORIZATION_PATH: &str = "/oauth/authorize";
 pub const JWKS_PATH: &str = "/oauth/jwks";
+pub const TOKEN_PATH: &str = "/oauth/token";
 
 #[derive(Debug, Clone, Serialize)]
 pub struct ProviderMetadata {
     pub issuer: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub authorization_endpoint: Option<String>,
+    pub token_endpoint: String,
     pub jwks_uri: String,
     /// REQUIRED by both documents; empty while no response type is served.
     pub response_types_supported: Vec<&'static str>,
     /// RFC 8414 §2: when omitted it would mean `authorization_code` and
     /// `implicit`, so it is always present.
     pub grant_types_supported: Vec<&'static str>,
+    pub token_endpoint_auth_methods_supported: Vec<&'static str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub subject_types_supported: Option<Vec<&'static str>>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -44,9 +47,11 @@ pub fn oauth_authorization_server(config: &Config) -> ProviderMetadata {
     ProviderMetadata {
         issuer: config.issuer().to_owned(),
         authorization_endpoint: None,
+        token_endpoint: config.endpoint(TOKEN_PATH),
         jwks_uri: config.endpoint(JWKS_PATH),
         response_types_supported: vec![],
-        grant_types_supported: vec![],
+        grant_types_supported: vec!["client_credentials"],
+        token_endpoint_auth_methods_supported: vec!["client_secret_basic", "client_secret_post"],
         subject_types_supported: None,
         id_token_signing_alg_values_supported: None,
     }

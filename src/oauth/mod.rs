@@ -2,7 +2,12 @@
 //! parse a request, call one function here, and render what it returns.
 
 pub mod bearer;
+pub mod client;
+pub mod client_auth;
 pub mod discovery;
 pub mod error;
+pub mod grants;
+pub mod registry;
+pub mod token;
 
 pub use error::{ErrorCode, OAuthError};

@@ -8,6 +8,7 @@
 //! backend branch exists outside this module.
 
 mod audit;
+mod clients;
 mod connection;
 mod credentials;
 mod instance;
@@ -19,6 +20,7 @@ use std::time::Duration;
 use diesel::result::{DatabaseErrorKind, Error as DieselError};
 
 pub use audit::{AuditFilter, AuditRecord, AuditStore, NewAuditRecord};
+pub use clients::{ClientRecord, ClientSecretRecord, ClientStore};
 pub use connection::{AnyConnection, DatabaseUrl};
 pub use credentials::{AccessTokenRecord, CredentialStore, ServiceUserRecord};
 pub use instance::{InstanceRecord, InstanceStore};

@@ -65,10 +65,46 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    clients (id) {
+        id -> Text,
+        name -> Text,
+        confidential -> Bool,
+        grant_types -> Text,
+        auth_method -> Text,
+        redirect_uris -> Text,
+        post_logout_redirect_uris -> Text,
+        scopes -> Text,
+        audiences -> Text,
+        default_audience -> Nullable<Text>,
+        access_token_lifetime -> Nullable<BigInt>,
+        access_token_alg -> Text,
+        jwks -> Nullable<Text>,
+        jwks_uri -> Nullable<Text>,
+        enabled -> Bool,
+        created_at -> BigInt,
+        updated_at -> BigInt,
+    }
+}
+
+diesel::table! {
+    client_secrets (id) {
+        id -> Text,
+        client_id -> Text,
+        digest -> Binary,
+        created_at -> BigInt,
+        expires_at -> Nullable<BigInt>,
+    }
+}
+
+diesel::joinable!(client_secrets -> clients (client_id));
+
 diesel::allow_tables_to_appear_in_same_query!(
     instance,
     signing_keys,
     service_users,
     access_tokens,
     audit_events,
+    clients,
+    client_secrets,
 );

@@ -1,5 +1,6 @@
 //! Minting and checking tokens: JWTs signed by Tessera's keys, and the
 //! opaque `tsr_…` bearer tokens whose digests alone are stored.
 
+pub mod access;
 pub mod jwt;
 pub mod opaque;

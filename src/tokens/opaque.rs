@@ -32,6 +32,8 @@ pub enum TokenKind {
     Refresh,
     /// Bootstrap (administrator) token.
     Bootstrap,
+    /// OAuth client secret.
+    ClientSecret,
 }
 
 impl TokenKind {
@@ -41,6 +43,7 @@ impl TokenKind {
             TokenKind::Machine => "mt",
             TokenKind::Refresh => "rt",
             TokenKind::Bootstrap => "bt",
+            TokenKind::ClientSecret => "cs",
         }
     }
 

@@ -1,0 +1,151 @@
+//! `/admin/v1/clients`: client registration and lifecycle.
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use super::extract::{Admin, JsonOrEmpty};
+use crate::oauth::OAuthError;
+use crate::oauth::client::{Client, ClientSpec};
+use crate::oauth::error::ErrorBody;
+use crate::oauth::registry;
+use crate::server::AppState;
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RegisteredClient {
+    #[serde(flatten)]
+    pub client: Client,
+    /// Shown once; only a digest is stored.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub client_secret: Option<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ClientList {
+    pub clients: Vec<Client>,
+}
+
+/// Registers a client. Secret-based clients get a generated secret, shown
+/// in this answer only.
+#[utoipa::path(post, path = "/admin/v1/clients", tag = "clients", request_body = ClientSpec,
+    responses((status = 201, body = RegisteredClient), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody)))]
+pub(super) async fn create_client(
+    State(state): State<AppState>,
+    Admin(admin): Admin,
+    JsonOrEmpty(spec): JsonOrEmpty<ClientSpec>,
+) -> Result<(StatusCode, Json<RegisteredClient>), OAuthError> {
+    let registered = registry::register(
+        &state.store,
+        &state.digest_key,
+        spec,
+        state.config.tokens.max_lifetime,
+        admin.actor(),
+    )
+    .await?;
+    let client_secret = registered.client_secret.map(|s| s.expose().to_owned());
+    Ok((
+        StatusCode::CREATED,
+        Json(RegisteredClient {
+            client: registered.client,
+            client_secret,
+        }),
+    ))
+}
+
+#[utoipa::path(get, path = "/admin/v1/clients", tag = "clients",
+    responses((status = 200, body = ClientList), (status = 401, body = ErrorBody)))]
+pub(super) async fn list_clients(
+    State(state): State<AppState>,
+    Admin(_): Admin,
+) -> Result<Json<ClientList>, OAuthError> {
+    Ok(Json(ClientList {
+        clients: registry::list(&state.store).await?,
+    }))
+}
+
+#[utoipa::path(get, path = "/admin/v1/clients/{client_id}", tag = "clients",
+    params(("client_id" = String, Path)),
+    responses((status = 200, body = Client), (status = 404, body = ErrorBody)))]
+pub(super) async fn get_client(
+    State(state): State<AppState>,
+    Admin(_): Admin,
+    Path(client_id): Path<String>,
+) -> Result<Json<Client>, OAuthError> {
+    Ok(Json(registry::get(&state.store, &client_id).await?))
+}
+
+/// Changes the fields present in the body.
+#[utoipa::path(patch, path = "/admin/v1/clients/{client_id}", tag = "clients", request_body = ClientSpec,
+    params(("client_id" = String, Path)),
+    responses((status = 200, body = Client), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub(super) async fn update_client(
+    State(state): State<AppState>,
+    Admin(admin): Admin,
+    Path(client_id): Path<String>,
+    JsonOrEmpty(spec): JsonOrEmpty<ClientSpec>,
+) -> Result<Json<Client>, OAuthError> {
+    let max = state.config.tokens.max_lifetime;
+    Ok(Json(
+        registry::update(&state.store, &client_id, spec, max, admin.actor()).await?,
+    ))
+}
+
+#[utoipa::path(delete, path = "/admin/v1/clients/{client_id}", tag = "clients",
+    params(("client_id" = String, Path)),
+    responses((status = 204), (status = 404, body = ErrorBody)))]
+pub(super) async fn delete_client(
+    State(state): State<AppState>,
+    Admin(admin): Admin,
+    Path(client_id): Path<String>,
+) -> Result<StatusCode, OAuthError> {
+    registry::delete(&state.store, &client_id, admin.actor()).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RotateSecretRequest {
+    /// How long the previous secret keeps working, in seconds (default 0).
+    pub grace_seconds: Option<u64>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct NewSecret {
+    pub client_id: String,
+    /// Shown once.
+    pub client_secret: String,
+}
+
+const MAX_GRACE_SECONDS: u64 = 30 * 24 * 3600;
+
+/// A new secret; the previous one stays valid for the grace period.
+#[utoipa::path(post, path = "/admin/v1/clients/{client_id}/secret", tag = "clients",
+    params(("client_id" = String, Path)), request_body = RotateSecretRequest,
+    responses((status = 200, body = NewSecret), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub(super) async fn rotate_client_secret(
+    State(state): State<AppState>,
+    Admin(admin): Admin,
+    Path(client_id): Path<String>,
+    JsonOrEmpty(request): JsonOrEmpty<RotateSecretRequest>,
+) -> Result<Json<NewSecret>, OAuthError> {
+    let grace = request.grace_seconds.unwrap_or(0);
+    if grace > MAX_GRACE_SECONDS {
+        return Err(OAuthError::invalid_request(
+            "grace_seconds may be at most 30 days",
+        ));
+    }
+    let secret = registry::rotate_secret(
+        &state.store,
+        &state.digest_key,
+        &client_id,
+        std::time::Duration::from_secs(grace),
+        admin.actor(),
+    )
+    .await?;
+    Ok(Json(NewSecret {
+        client_id,
+        client_secret: secret.expose().to_owned(),
+    }))
+}

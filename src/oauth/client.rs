@@ -1,0 +1,440 @@
+//! OAuth clients (RFC 6749 §2): what a client may do, and the validation of
+//! a registration before it is stored.
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use super::OAuthError;
+use crate::keys::Alg;
+use crate::store::ClientRecord;
+
+/// RFC 6749 §2.3, OIDC Core §9: how a client authenticates at the token
+/// endpoint.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum AuthMethod {
+    ClientSecretBasic,
+    ClientSecretPost,
+    PrivateKeyJwt,
+    None,
+}
+
+impl AuthMethod {
+    pub const ALL: [AuthMethod; 4] = [
+        AuthMethod::ClientSecretBasic,
+        AuthMethod::ClientSecretPost,
+        AuthMethod::PrivateKeyJwt,
+        AuthMethod::None,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AuthMethod::ClientSecretBasic => "client_secret_basic",
+            AuthMethod::ClientSecretPost => "client_secret_post",
+            AuthMethod::PrivateKeyJwt => "private_key_jwt",
+            AuthMethod::None => "none",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|m| m.as_str() == text)
+    }
+
+    pub fn uses_secret(self) -> bool {
+        matches!(
+            self,
+            AuthMethod::ClientSecretBasic | AuthMethod::ClientSecretPost
+        )
+    }
+}
+
+/// Grant types a client may be registered for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, ToSchema)]
+pub enum GrantType {
+    /// RFC 6749 §4.4.
+    #[serde(rename = "client_credentials")]
+    ClientCredentials,
+    /// RFC 7523 §2.1.
+    #[serde(rename = "urn:ietf:params:oauth:grant-type:jwt-bearer")]
+    JwtBearer,
+}
+
+impl GrantType {
+    pub const ALL: [GrantType; 2] = [GrantType::ClientCredentials, GrantType::JwtBearer];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            GrantType::ClientCredentials => "client_credentials",
+            GrantType::JwtBearer => "urn:ietf:params:oauth:grant-type:jwt-bearer",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|g| g.as_str() == text)
+    }
+}
+
+/// A registration as an administrator sends it.
+#[derive(Debug, Clone, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ClientSpec {
+    pub name: Option<String>,
+    #[serde(default)]
+    pub public: bool,
+    pub grant_types: Option<Vec<String>>,
+    pub token_endpoint_auth_method: Option<String>,
+    pub redirect_uris: Option<Vec<String>>,
+    pub post_logout_redirect_uris: Option<Vec<String>>,
+    /// Space-separated scopes the client may ask for.
+    pub scope: Option<String>,
+    /// Audiences (resource indicators) the client may ask for.
+    pub audiences: Option<Vec<String>>,
+    pub default_audience: Option<String>,
+    /// Seconds; capped by `tokens.max_lifetime`.
+    pub access_token_lifetime: Option<u64>,
+    pub access_token_alg: Option<Alg>,
+    /// A JWK Set (RFC 7517 §5) for `private_key_jwt`.
+    pub jwks: Option<serde_json::Value>,
+    pub jwks_uri: Option<String>,
+    pub enabled: Option<bool>,
+}
+
+/// A client as the protocol core uses it.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct Client {
+    pub client_id: String,
+    pub name: String,
+    pub public: bool,
+    pub grant_types: Vec<GrantType>,
+    pub token_endpoint_auth_method: AuthMethod,
+    pub redirect_uris: Vec<String>,
+    pub post_logout_redirect_uris: Vec<String>,
+    pub scopes: Vec<String>,
+    pub audiences: Vec<String>,
+    pub default_audience: Option<String>,
+    /// Seconds; the server default when absent.
+    pub access_token_lifetime: Option<u64>,
+    pub access_token_alg: Alg,
+    pub jwks: Option<serde_json::Value>,
+    pub jwks_uri: Option<String>,
+    pub enabled: bool,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+impl Client {
+    pub fn may_use(&self, grant: GrantType) -> bool {
+        self.grant_types.contains(&grant)
+    }
+
+    /// The scopes granted for `requested` (RFC 6749 §3.3): all allowed
+    /// ones when none are asked for, else the request, which must be a
+    /// subset of what the client is allowed.
+    pub fn grant_scopes(&self, requested: Option<&str>) -> Result<Vec<String>, OAuthError> {
+        let Some(requested) = requested.filter(|r| !r.trim().is_empty()) else {
+            return Ok(self.scopes.clone());
+        };
+        let mut granted = Vec::new();
+        for scope in requested.split(' ').filter(|s| !s.is_empty()) {
+            if !self.scopes.iter().any(|s| s == scope) {
+                return Err(OAuthError::new(
+                    super::ErrorCode::InvalidScope,
+                    format!("the client may not ask for the scope `{scope}`"),
+                ));
+            }
+            if !granted.iter().any(|g| g == scope) {
+                granted.push(scope.to_owned());
+            }
+        }
+        Ok(granted)
+    }
+
+    /// The `aud` of an access token (RFC 8707 §2, RFC 8693 `audience`):
+    /// the requested ones, each of which the client must be allowed; else
+    /// the default audience; else the client itself.
+    pub fn grant_audience(&self, requested: &[String]) -> Result<Vec<String>, OAuthError> {
+        if requested.is_empty() {
+            return Ok(vec![
+                self.default_audience
+                    .clone()
+                    .unwrap_or_else(|| self.client_id.clone()),
+            ]);
+        }
+        for audience in requested {
+            if !self.audiences.iter().any(|a| a == audience) {
+                return Err(OAuthError::new(
+                    super::ErrorCode::InvalidTarget,
+                    format!("the client may not ask for the audience `{audience}`"),
+                ));
+            }
+        }
+        let unique: BTreeSet<&String> = requested.iter().collect();
+        Ok(unique.into_iter().cloned().collect())
+    }
+
+    pub fn lifetime(&self, default: Duration, cap: Duration) -> Duration {
+        self.access_token_lifetime
+            .map(Duration::from_secs)
+            .unwrap_or(default)
+            .min(cap)
+    }
+}
+
+fn words(text: &str) -> Vec<String> {
+    text.split_whitespace().map(str::to_owned).collect()
+}
+
+fn json_list(text: &str) -> Vec<String> {
+    serde_json::from_str(text).unwrap_or_default()
+}
+
+impl From<ClientRecord> for Client {
+    fn from(r: ClientRecord) -> Self {
+        Client {
+            client_id: r.id,
+            name: r.name,
+            public: !r.confidential,
+            grant_types: r
+                .grant_types
+                .split_whitespace()
+                .filter_map(GrantType::parse)
+                .collect(),
+            token_endpoint_auth_method: AuthMethod::parse(&r.auth_method)
+                .unwrap_or(AuthMethod::None),
+            redirect_uris: json_list(&r.redirect_uris),
+            post_logout_redirect_uris: json_list(&r.post_logout_redirect_uris),
+            scopes: words(&r.scopes),
+            audiences: words(&r.audiences),
+            default_audience: r.default_audience,
+            access_token_lifetime: r.access_token_lifetime.map(|s| s.max(0) as u64),
+            access_token_alg: Alg::parse(&r.access_token_alg).unwrap_or(Alg::ES256),
+            jwks: r.jwks.and_then(|j| serde_json::from_str(&j).ok()),
+            jwks_uri: r.jwks_uri,
+            enabled: r.enabled,
+            created_at: r.created_at,
+            updated_at: r.updated_at,
+        }
+    }
+}
+
+impl Client {
+    pub fn to_record(&self) -> ClientRecord {
+        ClientRecord {
+            id: self.client_id.clone(),
+            name: self.name.clone(),
+            confidential: !self.public,
+            grant_types: self
+                .grant_types
+                .iter()
+                .map(|g| g.as_str())
+                .collect::<Vec<_>>()
+                .join(" "),
+            auth_method: self.token_endpoint_auth_method.as_str().to_owned(),
+            redirect_uris: serde_json::to_string(&self.redirect_uris).unwrap_or_default(),
+            post_logout_redirect_uris: serde_json::to_string(&self.post_logout_redirect_uris)
+                .unwrap_or_default(),
+            scopes: self.scopes.join(" "),
+            audiences: self.audiences.join(" "),
+            default_audience: self.default_audience.clone(),
+            access_token_lifetime: self.access_token_lifetime.map(|s| s as i64),
+            access_token_alg: self.access_token_alg.as_str().to_owned(),
+            jwks: self.jwks.as_ref().map(|j| j.to_string()),
+            jwks_uri: self.jwks_uri.clone(),
+            enabled: self.enabled,
+            created_at: self.created_at,
+            updated_at: self.updated_at,
+        }
+    }
+
+    /// Applies `spec` over this client (a new client starts from
+    /// [`Client::blank`]) and validates the result.
+    pub fn apply(mut self, spec: ClientSpec, max_lifetime: Duration) -> Result<Client, OAuthError> {
+        let bad = |message: String| OAuthError::invalid_request(message);
+        if let Some(name) = spec.name {
+            if name.trim().is_empty() || name.len() > 200 {
+                return Err(bad("name must be 1 to 200 characters".into()));
+            }
+            self.name = name;
+        }
+        if spec.public {
+            self.public = true;
+            self.token_endpoint_auth_method = AuthMethod::None;
+        }
+        if let Some(method) = spec.token_endpoint_auth_method {
+            self.token_endpoint_auth_method = AuthMethod::parse(&method)
+                .ok_or_else(|| bad(format!("unknown token_endpoint_auth_method `{method}`")))?;
+        }
+        if let Some(grants) = spec.grant_types {
+            let mut parsed = Vec::new();
+            for grant in grants {
+                let grant = GrantType::parse(&grant)
+                    .ok_or_else(|| bad(format!("grant type `{grant}` is not supported")))?;
+                if !parsed.contains(&grant) {
+                    parsed.push(grant);
+                }
+            }
+            self.grant_types = parsed;
+        }
+        if let Some(uris) = spec.redirect_uris {
+            self.redirect_uris = validate_uris(uris, "redirect_uris")?;
+        }
+        if let Some(uris) = spec.post_logout_redirect_uris {
+            self.post_logout_redirect_uris = validate_uris(uris, "post_logout_redirect_uris")?;
+        }
+        if let Some(scope) = spec.scope {
+            let scopes = words(&scope);
+            // RFC 6749 §3.3: scope-token = 1*( %x21 / %x23-5B / %x5D-7E )
+            if let Some(bad_scope) = scopes.iter().find(|s| {
+                !s.bytes()
+                    .all(|b| b == 0x21 || (0x23..=0x5B).contains(&b) || (0x5D..=0x7E).contains(&b))
+            }) {
+                return Err(bad(format!("`{bad_scope}` is not a valid scope token")));
+            }
+            self.scopes = scopes;
+        }
+        if let Some(audiences) = spec.audiences {
+            if audiences
+                .iter()
+                .any(|a| a.trim().is_empty() || a.contains(' '))
+            {
+                return Err(bad(
+                    "audiences must be non-empty and contain no spaces".into()
+                ));
+            }
+            self.audiences = audiences;
+        }
+        if let Some(default) = spec.default_audience {
+            self.default_audience = Some(default).filter(|d| !d.is_empty());
+        }
+        if let Some(default) = &self.default_audience
+            && !self.audiences.contains(default)
+        {
+            self.audiences.push(default.clone());
+        }
+        if let Some(lifetime) = spec.access_token_lifetime {
+            if lifetime == 0 || lifetime > max_lifetime.as_secs() {
+                return Err(bad(format!(
+                    "access_token_lifetime must be between 1 and {} seconds",
+                    max_lifetime.as_secs()
+                )));
+            }
+            self.access_token_lifetime = Some(lifetime);
+        }
+        if let Some(alg) = spec.access_token_alg {
+            self.access_token_alg = alg;
+        }
+        if let Some(jwks) = spec.jwks {
+            validate_jwks(&jwks)?;
+            self.jwks = Some(jwks);
+            self.jwks_uri = None;
+        }
+        if let Some(uri) = spec.jwks_uri {
+            let parsed = url::Url::parse(&uri).map_err(|_| bad("jwks_uri is not a URL".into()))?;
+            if parsed.scheme() != "https" && !is_loopback(&parsed) {
+                return Err(bad("jwks_uri must use https".into()));
+            }
+            self.jwks_uri = Some(uri);
+            self.jwks = None;
+        }
+        if let Some(enabled) = spec.enabled {
+            self.enabled = enabled;
+        }
+        self.public = self.token_endpoint_auth_method == AuthMethod::None;
+        if self.public && self.grant_types.contains(&GrantType::ClientCredentials) {
+            return Err(bad(
+                "a public client cannot use client_credentials (RFC 6749 §4.4)".into(),
+            ));
+        }
+        if self.token_endpoint_auth_method == AuthMethod::PrivateKeyJwt
+            && self.jwks.is_none()
+            && self.jwks_uri.is_none()
+        {
+            return Err(bad("private_key_jwt needs jwks or jwks_uri".into()));
+        }
+        Ok(self)
+    }
+
+    pub fn blank(client_id: String, now: i64) -> Client {
+        Client {
+            client_id,
+            name: String::new(),
+            public: false,
+            grant_types: vec![GrantType::ClientCredentials],
+            token_endpoint_auth_method: AuthMethod::ClientSecretBasic,
+            redirect_uris: vec![],
+            post_logout_redirect_uris: vec![],
+            scopes: vec![],
+            audiences: vec![],
+            default_audience: None,
+            access_token_lifetime: None,
+            access_token_alg: Alg::ES256,
+            jwks: None,
+            jwks_uri: None,
+            enabled: true,
+            created_at: now,
+            updated_at: now,
+        }
+    }
+}
+
+fn is_loopback(url: &url::Url) -> bool {
+    match url.host() {
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        Some(url::Host::Domain(d)) => d == "localhost",
+        None => false,
+    }
+}
+
+/// RFC 6749 §3.1.2: absolute URIs without a fragment. Plain http only on
+/// loopback (RFC 8252 §7.3); private-use schemes are allowed for native apps.
+fn validate_uris(uris: Vec<String>, field: &str) -> Result<Vec<String>, OAuthError> {
+    for uri in &uris {
+        let parsed = url::Url::parse(uri).map_err(|_| {
+            OAuthError::invalid_request(format!("{field}: `{uri}` is not an absolute URI"))
+        })?;
+        if parsed.fragment().is_some() {
+            return Err(OAuthError::invalid_request(format!(
+                "{field}: `{uri}` has a fragment"
+            )));
+        }
+        if parsed.scheme() == "http" && !is_loopback(&parsed) {
+            return Err(OAuthError::invalid_request(format!(
+                "{field}: `{uri}` must use https unless it is a loopback address"
+            )));
+        }
+    }
+    Ok(uris)
+}
+
+/// A JWK Set of public keys Tessera can verify: RSA, EC P-256, OKP Ed25519,
+/// with no private members.
+fn validate_jwks(jwks: &serde_json::Value) -> Result<(), OAuthError> {
+    let bad = |m: &str| OAuthError::invalid_request(format!("jwks: {m}"));
+    let keys = jwks["keys"]
+        .as_array()
+        .ok_or_else(|| bad("expected {\"keys\": [...]}"))?;
+    if keys.is_empty() {
+        return Err(bad("no keys"));
+    }
+    for key in keys {
+        if ["d", "p", "q", "dp", "dq", "qi", "k"]
+            .iter()
+            .any(|m| key.get(m).is_some())
+        {
+            return Err(bad(
+                "a key holds private members: register the public key only",
+            ));
+        }
+        match (key["kty"].as_str(), key["crv"].as_str()) {
+            (Some("RSA"), _) | (Some("EC"), Some("P-256")) | (Some("OKP"), Some("Ed25519")) => {}
+            _ => return Err(bad("keys must be RSA, EC P-256 or OKP Ed25519")),
+        }
+        serde_json::from_value::<jsonwebtoken::jwk::Jwk>(key.clone())
+            .map_err(|e| bad(&format!("a key is not a valid JWK: {e}")))?;
+    }
+    Ok(())
+}

@@ -1,0 +1,204 @@
+//! Client authentication at the token endpoint (RFC 6749 §2.3, OIDC Core
+//! §9): `client_secret_basic`, `client_secret_post`, and — for public
+//! clients — `none`. `private_key_jwt` (RFC 7523 §2.2) is refused until it
+//! is implemented.
+
+use aws_lc_rs::hmac;
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use serde_json::json;
+
+use super::client::{AuthMethod, Client};
+use super::{ErrorCode, OAuthError};
+use crate::audit::{Actor, ActorKind, Event, Outcome};
+use crate::clock;
+use crate::store::{AuditStore, ClientStore};
+use crate::tokens::opaque::OpaqueToken;
+
+/// What the request presented, before anything is checked.
+#[derive(Default)]
+pub struct PresentedCredentials {
+    /// The raw `Authorization` header value, when it used the Basic scheme.
+    pub basic: Option<String>,
+    pub client_id: Option<String>,
+    pub client_secret: Option<String>,
+    pub client_assertion_type: Option<String>,
+    pub client_assertion: Option<String>,
+}
+
+impl std::fmt::Debug for PresentedCredentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PresentedCredentials")
+            .field("basic", &self.basic.as_ref().map(|_| "<redacted>"))
+            .field("client_id", &self.client_id)
+            .field(
+                "client_secret",
+                &self.client_secret.as_ref().map(|_| "<redacted>"),
+            )
+            .field(
+                "client_assertion",
+                &self.client_assertion.as_ref().map(|_| "<redacted>"),
+            )
+            .finish()
+    }
+}
+
+impl PresentedCredentials {
+    pub fn tried_basic(&self) -> bool {
+        self.basic.is_some()
+    }
+}
+
+/// RFC 6749 §2.3.1: the id and secret are form-urlencoded before they are
+/// joined with `:` and base64-encoded.
+fn decode_basic(header: &str) -> Option<(String, String)> {
+    let decoded = STANDARD.decode(header.trim()).ok()?;
+    let text = String::from_utf8(decoded).ok()?;
+    let (id, secret) = text.split_once(':')?;
+    let unescape = |s: &str| {
+        percent_encoding::percent_decode_str(&s.replace('+', " "))
+            .decode_utf8()
+            .ok()
+            .map(|c| c.into_owned())
+    };
+    Some((unescape(id)?, unescape(secret)?))
+}
+
+fn invalid_client(description: &'static str) -> OAuthError {
+    OAuthError::new(ErrorCode::InvalidClient, description)
+}
+
+/// Authenticates the client, audits a failure, and returns the client.
+pub async fn authenticate<S>(
+    store: &S,
+    digest_key: &hmac::Key,
+    presented: &PresentedCredentials,
+    remote: Option<String>,
+) -> Result<Client, OAuthError>
+where
+    S: ClientStore + AuditStore + Sync,
+{
+    match check(store, digest_key, presented).await {
+        Ok(client) => Ok(client),
+        Err((error, client_id)) => {
+            if error.code == ErrorCode::InvalidClient {
+                let mut event = Event::new(
+                    Actor {
+                        id: client_id.clone(),
+                        kind: ActorKind::Service,
+                    },
+                    "client.auth_failed",
+                    Outcome::Failure,
+                )
+                .remote(remote)
+                .details(json!({ "reason": error.description }));
+                if let Some(id) = client_id {
+                    event = event.client(id);
+                }
+                event.record(store).await;
+            }
+            Err(error)
+        }
+    }
+}
+
+type Failure = (OAuthError, Option<String>);
+
+async fn check<S: ClientStore + Sync>(
+    store: &S,
+    digest_key: &hmac::Key,
+    presented: &PresentedCredentials,
+) -> Result<Client, Failure> {
+    let assertion =
+        presented.client_assertion.is_some() || presented.client_assertion_type.is_some();
+    let methods = [
+        presented.basic.is_some(),
+        presented.client_secret.is_some(),
+        assertion,
+    ];
+    if methods.iter().filter(|m| **m).count() > 1 {
+        return Err((
+            OAuthError::invalid_request(
+                "the request uses more than one client authentication method",
+            ),
+            presented.client_id.clone(),
+        ));
+    }
+    let (client_id, secret, method) = if let Some(basic) = &presented.basic {
+        let (id, secret) = decode_basic(basic)
+            .ok_or_else(|| (invalid_client("the Basic credentials are malformed"), None))?;
+        if presented
+            .client_id
+            .as_ref()
+            .is_some_and(|body_id| body_id != &id)
+        {
+            return Err((
+                OAuthError::invalid_request("client_id differs from the Basic credentials"),
+                Some(id),
+            ));
+        }
+        (id, Some(secret), AuthMethod::ClientSecretBasic)
+    } else if let Some(secret) = &presented.client_secret {
+        let id = presented.client_id.clone().ok_or_else(|| {
+            (
+                OAuthError::invalid_request("client_secret without client_id"),
+                None,
+            )
+        })?;
+        (id, Some(secret.clone()), AuthMethod::ClientSecretPost)
+    } else if assertion {
+        return Err((
+            invalid_client("private_key_jwt client authentication is not supported yet"),
+            presented.client_id.clone(),
+        ));
+    } else {
+        let id = presented
+            .client_id
+            .clone()
+            .ok_or_else(|| (invalid_client("client authentication is required"), None))?;
+        (id, None, AuthMethod::None)
+    };
+
+    let failed = |description| Err((invalid_client(description), Some(client_id.clone())));
+    let Some((record, digests)) = store
+        .client_with_secrets(client_id.clone(), clock::now())
+        .await
+        .map_err(|e| (e.into(), Some(client_id.clone())))?
+    else {
+        return failed("client authentication failed");
+    };
+    let client = Client::from(record);
+    if client.token_endpoint_auth_method != method {
+        return failed("client authentication failed");
+    }
+    if let Some(secret) = secret {
+        let presented = OpaqueToken::from_presented(&secret);
+        // Compare with every valid secret (the current one and any still
+        // in its grace period), each in constant time.
+        let matched = digests
+            .iter()
+            .fold(false, |found, d| presented.matches(digest_key, d) | found);
+        if !matched {
+            return failed("client authentication failed");
+        }
+    }
+    if !client.enabled {
+        return failed("the client is disabled");
+    }
+    Ok(client)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn basic_credentials_are_form_urlencoded() {
+        let header = STANDARD.encode("my%3Aclient:p%40ss+word%2B");
+        assert_eq!(
+            decode_basic(&header),
+            Some(("my:client".into(), "p@ss word+".into()))
+        );
+        assert_eq!(decode_basic("!!!"), None);
+    }
+}

@@ -1,0 +1,76 @@
+//! RFC 6749 §4.4: the client credentials grant.
+//!
+//! Reads `scope`, `audience`/`resource`; needs client authentication; only
+//! confidential clients registered for it may use it.
+
+use serde_json::json;
+
+use crate::audit::{Actor, Event, Outcome};
+use crate::oauth::client::GrantType;
+use crate::oauth::client_auth;
+use crate::oauth::token::{RequestContext, TokenRequest, TokenResponse};
+use crate::oauth::{ErrorCode, OAuthError};
+use crate::server::Shared;
+use crate::tokens::access::{self, AccessTokenRequest};
+
+pub const GRANT_TYPE: &str = "client_credentials";
+
+pub async fn grant(
+    state: &Shared,
+    request: &TokenRequest,
+    context: RequestContext,
+) -> Result<TokenResponse, OAuthError> {
+    let presented = request.credentials(context.basic);
+    let client = client_auth::authenticate(
+        &state.store,
+        &state.digest_key,
+        &presented,
+        context.remote.clone(),
+    )
+    .await?;
+    if client.public || !client.may_use(GrantType::ClientCredentials) {
+        return Err(OAuthError::new(
+            ErrorCode::UnauthorizedClient,
+            "the client is not allowed to use the client_credentials grant",
+        ));
+    }
+    let scopes = client.grant_scopes(request.get("scope"))?;
+    let audience = client.grant_audience(&request.targets())?;
+    let issued = access::mint(
+        state.keys.ring(),
+        &AccessTokenRequest {
+            issuer: state.config.issuer(),
+            subject: &client.client_id,
+            client_id: &client.client_id,
+            audience: &audience,
+            scopes: &scopes,
+            identity_kind: "service",
+            lifetime: client.lifetime(
+                state.config.tokens.access_token_lifetime,
+                state.config.tokens.max_lifetime,
+            ),
+            alg: client.access_token_alg,
+        },
+    )
+    .map_err(|e| OAuthError::server_error(e.to_string()))?;
+    state.metrics.token_issued(GRANT_TYPE);
+    Event::new(
+        Actor::service(client.client_id.clone()),
+        "token.issued",
+        Outcome::Success,
+    )
+    .client(client.client_id.clone())
+    .target(issued.jti.clone())
+    .remote(context.remote)
+    .details(
+        json!({ "grant_type": GRANT_TYPE, "scope": scopes, "aud": audience, "exp": issued.exp }),
+    )
+    .record(&state.store)
+    .await;
+    Ok(TokenResponse {
+        access_token: issued.token,
+        token_type: "Bearer",
+        expires_in: issued.expires_in,
+        scope: Some(scopes.join(" ")).filter(|s| !s.is_empty()),
+    })
+}

@@ -1,0 +1,174 @@
+//! Managing clients: registration, updates, deletion and secret rotation.
+//! Secrets are generated here (256 bits), returned once, and stored only as
+//! a keyed digest.
+
+use std::time::Duration;
+
+use aws_lc_rs::hmac;
+use serde_json::json;
+
+use super::OAuthError;
+use super::client::{AuthMethod, Client, ClientSpec};
+use crate::audit::{Actor, Event, Outcome};
+use crate::clock;
+use crate::random::{new_id, random_base62};
+use crate::store::{ClientSecretRecord, ClientStore, StoreError};
+use crate::tokens::opaque::{OpaqueToken, TokenKind};
+
+/// A new client and, for secret-based methods, its secret: shown once.
+#[derive(Debug)]
+pub struct Registered {
+    pub client: Client,
+    pub client_secret: Option<OpaqueToken>,
+}
+
+fn not_found(id: &str) -> OAuthError {
+    OAuthError::not_found(format!("no client `{id}`"))
+}
+
+fn new_secret(
+    digest_key: &hmac::Key,
+    client_id: &str,
+    now: i64,
+) -> (OpaqueToken, ClientSecretRecord) {
+    let secret = OpaqueToken::generate(TokenKind::ClientSecret);
+    let record = ClientSecretRecord {
+        id: new_id(),
+        client_id: client_id.to_owned(),
+        digest: secret.digest(digest_key),
+        created_at: now,
+        expires_at: None,
+    };
+    (secret, record)
+}
+
+pub async fn register<S: ClientStore>(
+    store: &S,
+    digest_key: &hmac::Key,
+    spec: ClientSpec,
+    max_lifetime: Duration,
+    actor: Actor,
+) -> Result<Registered, OAuthError> {
+    if spec.name.as_deref().is_none_or(|n| n.trim().is_empty()) {
+        return Err(OAuthError::invalid_request("name is required"));
+    }
+    let now = clock::now();
+    let client = Client::blank(random_base62(24), now).apply(spec, max_lifetime)?;
+    let (secret, secret_record) = if client.token_endpoint_auth_method.uses_secret() {
+        let (secret, record) = new_secret(digest_key, &client.client_id, now);
+        (Some(secret), Some(record))
+    } else {
+        (None, None)
+    };
+    let event = Event::new(actor, "client.created", Outcome::Success)
+        .target(client.client_id.clone())
+        .client(client.client_id.clone())
+        .details(json!({ "name": client.name, "auth_method": client.token_endpoint_auth_method }))
+        .into_record(clock::now_ms());
+    store
+        .create_client(client.to_record(), secret_record, event)
+        .await?;
+    Ok(Registered {
+        client,
+        client_secret: secret,
+    })
+}
+
+pub async fn get<S: ClientStore>(store: &S, id: &str) -> Result<Client, OAuthError> {
+    store
+        .client(id.to_owned())
+        .await?
+        .map(Client::from)
+        .ok_or_else(|| not_found(id))
+}
+
+pub async fn list<S: ClientStore>(store: &S) -> Result<Vec<Client>, OAuthError> {
+    Ok(store
+        .list_clients()
+        .await?
+        .into_iter()
+        .map(Client::from)
+        .collect())
+}
+
+/// Applies `spec` to an existing client. Moving to a secret-based method
+/// from one without a secret is refused: rotate the secret instead.
+pub async fn update<S: ClientStore>(
+    store: &S,
+    id: &str,
+    spec: ClientSpec,
+    max_lifetime: Duration,
+    actor: Actor,
+) -> Result<Client, OAuthError> {
+    let current = get(store, id).await?;
+    let was = current.token_endpoint_auth_method;
+    let mut client = current.apply(spec, max_lifetime)?;
+    if client.token_endpoint_auth_method.uses_secret() && !was.uses_secret() {
+        return Err(OAuthError::invalid_request(
+            "switching to a secret-based method needs a secret: run rotate-secret after the update",
+        ));
+    }
+    client.updated_at = clock::now();
+    let event = Event::new(actor, "client.updated", Outcome::Success)
+        .target(id.to_owned())
+        .client(id.to_owned())
+        .details(json!({ "enabled": client.enabled }))
+        .into_record(clock::now_ms());
+    store
+        .update_client(client.to_record(), event)
+        .await
+        .map_err(|e| match e {
+            StoreError::NotFound => not_found(id),
+            other => other.into(),
+        })?;
+    Ok(client)
+}
+
+pub async fn delete<S: ClientStore>(store: &S, id: &str, actor: Actor) -> Result<(), OAuthError> {
+    let event = Event::new(actor, "client.deleted", Outcome::Success)
+        .target(id.to_owned())
+        .client(id.to_owned())
+        .into_record(clock::now_ms());
+    store
+        .delete_client(id.to_owned(), event)
+        .await
+        .map_err(|e| match e {
+            StoreError::NotFound => not_found(id),
+            other => other.into(),
+        })
+}
+
+/// A new secret; the old one keeps working for `grace`, then only the new
+/// one does.
+pub async fn rotate_secret<S: ClientStore>(
+    store: &S,
+    digest_key: &hmac::Key,
+    id: &str,
+    grace: Duration,
+    actor: Actor,
+) -> Result<OpaqueToken, OAuthError> {
+    let client = get(store, id).await?;
+    if client.token_endpoint_auth_method == AuthMethod::None
+        || client.token_endpoint_auth_method == AuthMethod::PrivateKeyJwt
+    {
+        return Err(OAuthError::invalid_request(
+            "this client authenticates without a secret",
+        ));
+    }
+    let now = clock::now();
+    let (secret, record) = new_secret(digest_key, id, now);
+    let grace_until = now + grace.as_secs() as i64;
+    let event = Event::new(actor, "client.secret_rotated", Outcome::Success)
+        .target(id.to_owned())
+        .client(id.to_owned())
+        .details(json!({ "grace_seconds": grace.as_secs() }))
+        .into_record(clock::now_ms());
+    store
+        .rotate_client_secret(record, grace_until, event)
+        .await
+        .map_err(|e| match e {
+            StoreError::NotFound => not_found(id),
+            other => other.into(),
+        })?;
+    Ok(secret)
+}

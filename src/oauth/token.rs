@@ -1,0 +1,106 @@
+//! The token endpoint's core (RFC 6749 §3.2): parse the parameters, find
+//! the grant, let it authenticate and issue. Each grant lives in its own
+//! file under `grants/`.
+
+use std::collections::HashMap;
+
+use serde::Serialize;
+
+use super::client_auth::PresentedCredentials;
+use super::grants;
+use super::{ErrorCode, OAuthError};
+use crate::server::Shared;
+
+/// The form parameters. Only `audience` and `resource` may repeat
+/// (RFC 8693 §2.1, RFC 8707 §2); any other repeated parameter is an error
+/// (RFC 6749 §3.2).
+#[derive(Debug, Default)]
+pub struct TokenRequest {
+    params: HashMap<String, String>,
+    pub audience: Vec<String>,
+    pub resource: Vec<String>,
+}
+
+impl TokenRequest {
+    pub fn from_pairs(pairs: Vec<(String, String)>) -> Result<Self, OAuthError> {
+        let mut request = TokenRequest::default();
+        for (name, value) in pairs {
+            match name.as_str() {
+                "audience" => request.audience.push(value),
+                "resource" => request.resource.push(value),
+                _ => {
+                    if request.params.insert(name.clone(), value).is_some() {
+                        return Err(OAuthError::invalid_request(format!(
+                            "the parameter `{name}` is repeated"
+                        )));
+                    }
+                }
+            }
+        }
+        Ok(request)
+    }
+
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.params
+            .get(name)
+            .map(String::as_str)
+            .filter(|v| !v.is_empty())
+    }
+
+    pub fn require(&self, name: &str) -> Result<&str, OAuthError> {
+        self.get(name).ok_or_else(|| {
+            OAuthError::invalid_request(format!("the parameter `{name}` is required"))
+        })
+    }
+
+    /// Splits the client-authentication parameters off the request.
+    pub fn credentials(&self, basic: Option<String>) -> PresentedCredentials {
+        PresentedCredentials {
+            basic,
+            client_id: self.get("client_id").map(str::to_owned),
+            client_secret: self.get("client_secret").map(str::to_owned),
+            client_assertion_type: self.get("client_assertion_type").map(str::to_owned),
+            client_assertion: self.get("client_assertion").map(str::to_owned),
+        }
+    }
+
+    /// RFC 8707 resources and RFC 8693 audiences, as one list.
+    pub fn targets(&self) -> Vec<String> {
+        self.audience
+            .iter()
+            .chain(&self.resource)
+            .cloned()
+            .collect()
+    }
+}
+
+/// RFC 6749 §5.1.
+#[derive(Debug, Serialize)]
+pub struct TokenResponse {
+    pub access_token: String,
+    pub token_type: &'static str,
+    pub expires_in: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub scope: Option<String>,
+}
+
+/// What the caller's connection tells us.
+pub struct RequestContext {
+    pub basic: Option<String>,
+    pub remote: Option<String>,
+}
+
+pub async fn exchange(
+    state: &Shared,
+    request: TokenRequest,
+    context: RequestContext,
+) -> Result<TokenResponse, OAuthError> {
+    let grant_type = request.require("grant_type")?;
+    match grant_type {
+        "client_credentials" => grants::client_credentials::grant(state, &request, context).await,
+        other => Err(OAuthError::new(
+            ErrorCode::UnsupportedGrantType,
+            format!("the grant type `{other}` is not supported"),
+        )),
+    }
+}

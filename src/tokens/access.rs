@@ -1,0 +1,88 @@
+//! RFC 9068 JWT access tokens.
+
+use std::time::Duration;
+
+use serde::Serialize;
+
+use super::jwt::{self, SignError};
+use crate::clock;
+use crate::keys::{Alg, KeyRing};
+
+/// RFC 9068 §2.2 claims, plus the identity kind Tessera's resource servers
+/// and introspection use.
+#[derive(Debug, Serialize)]
+pub struct AccessClaims<'a> {
+    pub iss: &'a str,
+    pub sub: &'a str,
+    /// One audience is a string, several an array (RFC 7519 §4.1.3).
+    pub aud: Audience<'a>,
+    pub exp: i64,
+    pub iat: i64,
+    pub jti: &'a str,
+    pub client_id: &'a str,
+    #[serde(skip_serializing_if = "str::is_empty")]
+    pub scope: &'a str,
+    /// `human`, `service` or `workload`.
+    pub identity_kind: &'a str,
+}
+
+#[derive(Debug)]
+pub struct Audience<'a>(pub &'a [String]);
+
+impl Serialize for Audience<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        match self.0 {
+            [one] => serializer.serialize_str(one),
+            many => many.serialize(serializer),
+        }
+    }
+}
+
+/// An issued access token and what the token response reports about it.
+#[derive(Debug)]
+pub struct Issued {
+    pub token: String,
+    pub jti: String,
+    pub expires_in: u64,
+    pub exp: i64,
+}
+
+pub struct AccessTokenRequest<'a> {
+    pub issuer: &'a str,
+    pub subject: &'a str,
+    pub client_id: &'a str,
+    pub audience: &'a [String],
+    pub scopes: &'a [String],
+    pub identity_kind: &'a str,
+    pub lifetime: Duration,
+    pub alg: Alg,
+}
+
+/// Signs an access token with the active key for the requested algorithm.
+/// RFC 9068 §2.1: `typ` is `at+jwt`.
+pub fn mint(ring: &KeyRing, request: &AccessTokenRequest<'_>) -> Result<Issued, SignError> {
+    let set = ring.get().ok_or(SignError::NoActiveKey)?;
+    let now = clock::now();
+    let key = set.signer(request.alg, now).ok_or(SignError::NoActiveKey)?;
+    let jti = uuid::Uuid::new_v4().simple().to_string();
+    let exp = now + request.lifetime.as_secs() as i64;
+    let scope = request.scopes.join(" ");
+    let claims = AccessClaims {
+        iss: request.issuer,
+        sub: request.subject,
+        aud: Audience(request.audience),
+        exp,
+        iat: now,
+        jti: &jti,
+        client_id: request.client_id,
+        scope: &scope,
+        identity_kind: request.identity_kind,
+    };
+    let token = jwt::sign(key, "at+jwt", &claims)?;
+    Ok(Issued {
+        token,
+        jti,
+        expires_in: request.lifetime.as_secs(),
+        exp,
+    })
+}
