@@ -50,6 +50,9 @@ impl std::fmt::Debug for ClientSecretRecord {
     }
 }
 
+/// A client and the digests of its currently valid secrets.
+pub type ClientWithSecrets = (ClientRecord, Vec<Vec<u8>>);
+
 pub trait ClientStore {
     fn create_client(
         &self,
@@ -83,7 +86,7 @@ pub trait ClientStore {
         &self,
         id: String,
         now: i64,
-    ) -> impl Future<Output = Result<Option<(ClientRecord, Vec<Vec<u8>>)>, StoreError>> + Send;
+    ) -> impl Future<Output = Result<Option<ClientWithSecrets>, StoreError>> + Send;
 
     /// Ends the current secret at `grace_until`, drops expired ones, and
     /// stores `secret` as the new current one, atomically.
@@ -182,7 +185,7 @@ impl ClientStore for Store {
         &self,
         id: String,
         now: i64,
-    ) -> Result<Option<(ClientRecord, Vec<Vec<u8>>)>, StoreError> {
+    ) -> Result<Option<ClientWithSecrets>, StoreError> {
         self.run(move |conn| {
             let Some(client) = clients::table
                 .find(&id)

@@ -65,10 +65,17 @@ async fn oauth_metadata_lists_only_what_is_implemented(backend: Backend) {
     assert_eq!(oauth["issuer"], app.url);
     assert_eq!(oauth["jwks_uri"], app.endpoint("/oauth/jwks"));
     // RFC 8414 §2: an absent grant_types_supported would claim
-    // authorization_code and implicit; no grant is implemented yet.
-    assert_eq!(oauth["grant_types_supported"], serde_json::json!([]));
+    // authorization_code and implicit, so it lists exactly what works.
+    assert_eq!(
+        oauth["grant_types_supported"],
+        serde_json::json!(["client_credentials"])
+    );
+    assert_eq!(
+        oauth["token_endpoint_auth_methods_supported"],
+        serde_json::json!(["client_secret_basic", "client_secret_post"])
+    );
     assert_eq!(oauth["response_types_supported"], serde_json::json!([]));
-    assert!(oauth.get("token_endpoint").is_none());
+    assert_eq!(oauth["token_endpoint"], app.endpoint("/oauth/token"));
     assert!(oauth.get("authorization_endpoint").is_none());
 }
 

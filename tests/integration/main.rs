@@ -6,6 +6,7 @@ mod common;
 
 mod admin;
 mod cli;
+mod clients;
 mod discovery;
 mod keys;
 mod outage;
