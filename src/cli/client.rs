@@ -62,6 +62,20 @@ impl AdminClient {
         self.send(request).await
     }
 
+    pub async fn patch<T: DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &impl Serialize,
+    ) -> anyhow::Result<T> {
+        let request = self.http.patch(self.url(path)?).json(body);
+        self.send(request).await
+    }
+
+    pub async fn delete(&self, path: &str) -> anyhow::Result<()> {
+        let request = self.http.delete(self.url(path)?);
+        self.send::<serde_json::Value>(request).await.map(drop)
+    }
+
     fn url(&self, path: &str) -> anyhow::Result<Url> {
         self.base
             .join(path)
@@ -89,7 +103,9 @@ impl AdminClient {
                 _ => bail!("the server answered HTTP {status}"),
             }
         }
-        serde_json::from_slice(&body).context("the server's answer is not the expected JSON")
+        // 204 No Content carries no JSON: read it as `null`.
+        let body: &[u8] = if body.is_empty() { b"null" } else { &body };
+        serde_json::from_slice(body).context("the server's answer is not the expected JSON")
     }
 }
 

@@ -3,6 +3,7 @@
 //! admin API over HTTP, as `hydra`'s CLI does.
 
 mod client;
+mod clients;
 mod keys;
 mod local;
 
@@ -58,6 +59,9 @@ pub enum Command {
     /// Signing keys.
     #[command(subcommand)]
     Keys(keys::KeysCommand),
+    /// OAuth clients.
+    #[command(subcommand)]
+    Client(clients::ClientCommand),
     /// The audit log.
     #[command(subcommand)]
     Audit(keys::AuditCommand),
@@ -109,6 +113,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Keys(command) => {
             let client = AdminClient::new(&cli.url, cli.token, cli.token_file)?;
             keys::run_keys(&client, command, cli.json).await
+        }
+        Command::Client(command) => {
+            let client = AdminClient::new(&cli.url, cli.token, cli.token_file)?;
+            clients::run(&client, command, cli.json).await
         }
         Command::Audit(command) => {
             let client = AdminClient::new(&cli.url, cli.token, cli.token_file)?;

@@ -18,6 +18,7 @@ on_both_backends!(
     keys_list_and_rotate_through_the_admin_api,
     init_creates_the_admin_once,
     migrate_command_is_idempotent,
+    client_lifecycle_from_the_cli,
 );
 
 /// The binary, run in a private folder with a clean TESSERA_* environment.
@@ -270,4 +271,74 @@ fn serve_on_the_embedded_default_and_stop_on_sigterm() {
         "the log names the token file:\n{lines}"
     );
     assert!(!lines.contains(&token), "the log never holds the token");
+}
+
+async fn client_lifecycle_from_the_cli(backend: Backend) {
+    let app = TestApp::start(backend).await;
+    let dir = tempfile::tempdir().unwrap();
+    let token_file = app.admin_token_file();
+    let cli = |args: &[&str]| {
+        let mut command = tessera(dir.path());
+        command
+            .args([
+                "--url",
+                &app.url,
+                "--token-file",
+                token_file.to_str().unwrap(),
+                "--json",
+            ])
+            .args(args);
+        tokio::task::block_in_place(|| run(&mut command))
+    };
+    let created = cli(&[
+        "client",
+        "create",
+        "--name",
+        "ci-bot",
+        "--grant-type",
+        "client_credentials",
+        "--scope",
+        "read write",
+    ]);
+    assert!(created.status.success(), "{}", stderr(&created));
+    let created: Value = serde_json::from_slice(&created.stdout).unwrap();
+    let id = created["client_id"].as_str().unwrap().to_owned();
+    let secret = created["client_secret"].as_str().unwrap().to_owned();
+    let token = |secret: &str| {
+        let http = app.http.clone();
+        let url = app.endpoint("/oauth/token");
+        let (id, secret) = (id.clone(), secret.to_owned());
+        async move {
+            http.post(url)
+                .basic_auth(id, Some(secret))
+                .form(&[("grant_type", "client_credentials"), ("scope", "read")])
+                .send()
+                .await
+                .unwrap()
+                .status()
+        }
+    };
+    assert_eq!(token(&secret).await, 200);
+
+    let listed: Value = serde_json::from_slice(&cli(&["client", "list"]).stdout).unwrap();
+    assert_eq!(listed["clients"][0]["client_id"], id);
+    let shown: Value = serde_json::from_slice(&cli(&["client", "show", &id]).stdout).unwrap();
+    assert_eq!(shown["scopes"], serde_json::json!(["read", "write"]));
+
+    let rotated = cli(&["client", "rotate-secret", &id, "--grace", "10m"]);
+    let rotated: Value = serde_json::from_slice(&rotated.stdout).unwrap();
+    let new_secret = rotated["client_secret"].as_str().unwrap().to_owned();
+    assert_eq!(token(&secret).await, 200, "old secret within its grace");
+    assert_eq!(token(&new_secret).await, 200);
+
+    assert!(
+        cli(&["client", "update", &id, "--disable"])
+            .status
+            .success()
+    );
+    assert_eq!(token(&new_secret).await, 401);
+    assert!(cli(&["client", "delete", &id]).status.success());
+    let gone = cli(&["client", "show", &id]);
+    assert!(!gone.status.success());
+    assert!(stderr(&gone).contains("not_found"), "{}", stderr(&gone));
 }
