@@ -22,7 +22,17 @@ pub struct Config {
     pub database: DatabaseConfig,
     pub keys: KeysConfig,
     pub tokens: TokensConfig,
+    pub clients: ClientsConfig,
     pub admin: AdminConfig,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClientsConfig {
+    #[serde(with = "humantime_serde")]
+    pub jwks_cache: Duration,
+    #[serde(with = "humantime_serde")]
+    pub jwks_refetch_cooldown: Duration,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -20,7 +20,8 @@ use crate::config::Config;
 use crate::http;
 use crate::keys::{KeyManager, KeysError, MasterKey};
 use crate::metrics::Metrics;
-use crate::store::{Store, StoreError};
+use crate::oauth::client_keys::ClientKeys;
+use crate::store::{ReplayStore, Store, StoreError};
 
 /// What every handler shares. Cloning is cheap.
 #[derive(Clone)]
@@ -32,6 +33,7 @@ pub struct Shared {
     pub keys: KeyManager<Store>,
     pub digest_key: hmac::Key,
     pub metrics: Metrics,
+    pub client_keys: ClientKeys,
 }
 
 impl Deref for AppState {
@@ -102,6 +104,9 @@ impl Server {
         master: MasterKey,
         listener: TcpListener,
     ) -> Result<Server, StartError> {
+        // Both jsonwebtoken back ends are compiled into test builds, so the
+        // process default is chosen here: aws-lc-rs (docs/architecture.md).
+        let _ = jsonwebtoken::crypto::aws_lc::DEFAULT_PROVIDER.install_default();
         let store = Store::new(
             &config.database.url,
             config.database.pool_size,
@@ -118,6 +123,10 @@ impl Server {
         let state = AppState(Arc::new(Shared {
             digest_key: master.token_digest_key(),
             metrics: Metrics::new(),
+            client_keys: ClientKeys::new(
+                config.clients.jwks_cache,
+                config.clients.jwks_refetch_cooldown,
+            ),
             config,
             store,
             keys,
@@ -286,6 +295,9 @@ async fn supervise(
 }
 
 async fn maintain_keys(state: &AppState) -> Result<(), KeysError> {
+    if let Err(e) = state.store.purge_used_assertions(crate::clock::now()).await {
+        tracing::debug!(error = %e, "purging used assertion ids postponed");
+    }
     state.keys.reload().await?;
     for rotated in state.keys.rotate_due().await? {
         tracing::info!(alg = %rotated.alg, kid = %rotated.kid, "scheduled key rotation");

@@ -1,19 +1,28 @@
 //! Client authentication at the token endpoint (RFC 6749 §2.3, OIDC Core
-//! §9): `client_secret_basic`, `client_secret_post`, and — for public
-//! clients — `none`. `private_key_jwt` (RFC 7523 §2.2) is refused until it
-//! is implemented.
+//! §9): `client_secret_basic`, `client_secret_post`, `private_key_jwt`
+//! (RFC 7523 §2.2) and, for public clients, `none`. Each client is pinned
+//! to the one method it registered.
 
-use aws_lc_rs::hmac;
+use std::time::Duration;
+
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use serde_json::json;
 
+use super::assertion::{self, AssertionError, Expectations};
 use super::client::{AuthMethod, Client};
+use super::discovery::TOKEN_PATH;
 use super::{ErrorCode, OAuthError};
 use crate::audit::{Actor, ActorKind, Event, Outcome};
 use crate::clock;
-use crate::store::{AuditStore, ClientStore};
+use crate::server::Shared;
+use crate::store::ClientStore;
 use crate::tokens::opaque::OpaqueToken;
+
+/// RFC 7523 §2.2.
+pub const JWT_BEARER_ASSERTION: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
+/// An assertion may live at most this long (OIDC Core §9 leaves it to us).
+const MAX_ASSERTION_LIFETIME: Duration = Duration::from_secs(300);
 
 /// What the request presented, before anything is checked.
 #[derive(Default)]
@@ -69,16 +78,12 @@ fn invalid_client(description: &'static str) -> OAuthError {
 }
 
 /// Authenticates the client, audits a failure, and returns the client.
-pub async fn authenticate<S>(
-    store: &S,
-    digest_key: &hmac::Key,
+pub async fn authenticate(
+    state: &Shared,
     presented: &PresentedCredentials,
     remote: Option<String>,
-) -> Result<Client, OAuthError>
-where
-    S: ClientStore + AuditStore + Sync,
-{
-    match check(store, digest_key, presented).await {
+) -> Result<Client, OAuthError> {
+    match check(state, presented).await {
         Ok(client) => Ok(client),
         Err((error, client_id)) => {
             if error.code == ErrorCode::InvalidClient {
@@ -95,7 +100,7 @@ where
                 if let Some(id) = client_id {
                     event = event.client(id);
                 }
-                event.record(store).await;
+                event.record(&state.store).await;
             }
             Err(error)
         }
@@ -104,11 +109,7 @@ where
 
 type Failure = (OAuthError, Option<String>);
 
-async fn check<S: ClientStore + Sync>(
-    store: &S,
-    digest_key: &hmac::Key,
-    presented: &PresentedCredentials,
-) -> Result<Client, Failure> {
+async fn check(state: &Shared, presented: &PresentedCredentials) -> Result<Client, Failure> {
     let assertion =
         presented.client_assertion.is_some() || presented.client_assertion_type.is_some();
     let methods = [
@@ -147,10 +148,7 @@ async fn check<S: ClientStore + Sync>(
         })?;
         (id, Some(secret.clone()), AuthMethod::ClientSecretPost)
     } else if assertion {
-        return Err((
-            invalid_client("private_key_jwt client authentication is not supported yet"),
-            presented.client_id.clone(),
-        ));
+        return private_key_jwt(state, presented).await;
     } else {
         let id = presented
             .client_id
@@ -160,7 +158,8 @@ async fn check<S: ClientStore + Sync>(
     };
 
     let failed = |description| Err((invalid_client(description), Some(client_id.clone())));
-    let Some((record, digests)) = store
+    let Some((record, digests)) = state
+        .store
         .client_with_secrets(client_id.clone(), clock::now())
         .await
         .map_err(|e| (e.into(), Some(client_id.clone())))?
@@ -175,9 +174,9 @@ async fn check<S: ClientStore + Sync>(
         let presented = OpaqueToken::from_presented(&secret);
         // Compare with every valid secret (the current one and any still
         // in its grace period), each in constant time.
-        let matched = digests
-            .iter()
-            .fold(false, |found, d| presented.matches(digest_key, d) | found);
+        let matched = digests.iter().fold(false, |found, d| {
+            presented.matches(&state.digest_key, d) | found
+        });
         if !matched {
             return failed("client authentication failed");
         }
@@ -185,6 +184,103 @@ async fn check<S: ClientStore + Sync>(
     if !client.enabled {
         return failed("the client is disabled");
     }
+    Ok(client)
+}
+
+/// RFC 7523 §2.2 and §3, OIDC Core §9: `iss` = `sub` = client id, `aud`
+/// the token endpoint or the issuer, `exp` at most five minutes ahead, a
+/// single-use `jti`, signed by a registered key chosen by `kid`.
+async fn private_key_jwt(
+    state: &Shared,
+    presented: &PresentedCredentials,
+) -> Result<Client, Failure> {
+    let hinted = presented.client_id.clone();
+    if presented.client_assertion_type.as_deref() != Some(JWT_BEARER_ASSERTION) {
+        return Err((
+            OAuthError::invalid_request("client_assertion_type must be jwt-bearer"),
+            hinted,
+        ));
+    }
+    let token = presented.client_assertion.as_deref().ok_or_else(|| {
+        (
+            OAuthError::invalid_request("client_assertion is missing"),
+            hinted.clone(),
+        )
+    })?;
+    // The client is named by the unverified `sub` (or client_id); nothing
+    // is trusted until the signature checks out with that client's key.
+    let named = jsonwebtoken::dangerous::insecure_decode_claims::<serde_json::Value>(token)
+        .ok()
+        .and_then(|c| c["sub"].as_str().map(str::to_owned));
+    let client_id = match (named, hinted) {
+        (Some(sub), Some(hint)) if sub != hint => {
+            return Err((
+                invalid_client("the assertion's subject is not the client_id"),
+                Some(hint),
+            ));
+        }
+        (Some(sub), _) => sub,
+        (None, _) => {
+            return Err((
+                invalid_client("the assertion is not a well-formed signed JWT"),
+                None,
+            ));
+        }
+    };
+    let failed = |description| (invalid_client(description), Some(client_id.clone()));
+    let client = state
+        .store
+        .client(client_id.clone())
+        .await
+        .map_err(|e| (e.into(), Some(client_id.clone())))?
+        .map(Client::from)
+        .ok_or_else(|| failed("client authentication failed"))?;
+    if client.token_endpoint_auth_method != AuthMethod::PrivateKeyJwt {
+        return Err(failed("client authentication failed"));
+    }
+    let audiences = [
+        state.config.endpoint(TOKEN_PATH),
+        state.config.issuer().to_owned(),
+    ];
+    let expect = Expectations {
+        subject: &client.client_id,
+        audiences: &audiences,
+        max_lifetime: Some(MAX_ASSERTION_LIFETIME),
+        max_age: None,
+        error: ErrorCode::InvalidClient,
+    };
+    let with_id = |e: OAuthError| (e, Some(client_id.clone()));
+    let keys = state
+        .client_keys
+        .get(&client, false)
+        .await
+        .map_err(with_id)?;
+    let keys = keys.ok_or_else(|| failed("the client has no registered keys"))?;
+    let claims = match assertion::verify(token, &keys, &expect) {
+        Ok(claims) => claims,
+        Err(AssertionError::UnknownKey) => {
+            let fresh = state
+                .client_keys
+                .get(&client, true)
+                .await
+                .map_err(with_id)?;
+            let fresh = fresh.ok_or_else(|| failed("the client has no registered keys"))?;
+            match assertion::verify(token, &fresh, &expect) {
+                Ok(claims) => claims,
+                Err(AssertionError::UnknownKey) => {
+                    return Err(failed("no registered key matches the assertion's kid"));
+                }
+                Err(AssertionError::Invalid(e)) => return Err(with_id(e)),
+            }
+        }
+        Err(AssertionError::Invalid(e)) => return Err(with_id(e)),
+    };
+    if !client.enabled {
+        return Err(failed("the client is disabled"));
+    }
+    assertion::consume_once(&state.store, &claims, ErrorCode::InvalidClient)
+        .await
+        .map_err(with_id)?;
     Ok(client)
 }
 

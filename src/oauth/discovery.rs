@@ -23,6 +23,7 @@ pub struct ProviderMetadata {
     /// `implicit`, so it is always present.
     pub grant_types_supported: Vec<&'static str>,
     pub token_endpoint_auth_methods_supported: Vec<&'static str>,
+    pub token_endpoint_auth_signing_alg_values_supported: Vec<&'static str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub subject_types_supported: Option<Vec<&'static str>>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -51,7 +52,12 @@ pub fn oauth_authorization_server(config: &Config) -> ProviderMetadata {
         jwks_uri: config.endpoint(JWKS_PATH),
         response_types_supported: vec![],
         grant_types_supported: vec!["client_credentials"],
-        token_endpoint_auth_methods_supported: vec!["client_secret_basic", "client_secret_post"],
+        token_endpoint_auth_methods_supported: vec![
+            "client_secret_basic",
+            "client_secret_post",
+            "private_key_jwt",
+        ],
+        token_endpoint_auth_signing_alg_values_supported: vec!["RS256", "ES256", "EdDSA"],
         subject_types_supported: None,
         id_token_signing_alg_values_supported: None,
     }

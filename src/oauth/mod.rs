@@ -1,9 +1,11 @@
 //! The protocol core. Nothing here knows about HTTP: handlers in `http/`
 //! parse a request, call one function here, and render what it returns.
 
+pub mod assertion;
 pub mod bearer;
 pub mod client;
 pub mod client_auth;
+pub mod client_keys;
 pub mod discovery;
 pub mod error;
 pub mod grants;

@@ -7,6 +7,7 @@
 //! `CredentialStore`, `AuditStore`, `InstanceStore`) and plain records; no
 //! backend branch exists outside this module.
 
+mod assertions;
 mod audit;
 mod clients;
 mod connection;
@@ -19,6 +20,7 @@ use std::time::Duration;
 
 use diesel::result::{DatabaseErrorKind, Error as DieselError};
 
+pub use assertions::ReplayStore;
 pub use audit::{AuditFilter, AuditRecord, AuditStore, NewAuditRecord};
 pub use clients::{ClientRecord, ClientSecretRecord, ClientStore};
 pub use connection::{AnyConnection, DatabaseUrl};

@@ -97,6 +97,13 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    used_assertions (jti_key) {
+        jti_key -> Text,
+        expires_at -> BigInt,
+    }
+}
+
 diesel::joinable!(client_secrets -> clients (client_id));
 
 diesel::allow_tables_to_appear_in_same_query!(
@@ -107,4 +114,5 @@ diesel::allow_tables_to_appear_in_same_query!(
     audit_events,
     clients,
     client_secrets,
+    used_assertions,
 );

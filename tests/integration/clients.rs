@@ -216,7 +216,7 @@ async fn refusals_of_client_authentication(backend: Backend) {
         .unwrap();
     fail_with(malformed, 401, "invalid_client").await;
 
-    // private_key_jwt is not offered yet: refused, not ignored.
+    // A secret client cannot switch to an (unsigned) assertion.
     let assertion = token_request(&app)
         .form(&[
             ("grant_type", "client_credentials"),

@@ -72,7 +72,15 @@ async fn oauth_metadata_lists_only_what_is_implemented(backend: Backend) {
     );
     assert_eq!(
         oauth["token_endpoint_auth_methods_supported"],
-        serde_json::json!(["client_secret_basic", "client_secret_post"])
+        serde_json::json!([
+            "client_secret_basic",
+            "client_secret_post",
+            "private_key_jwt"
+        ])
+    );
+    assert_eq!(
+        oauth["token_endpoint_auth_signing_alg_values_supported"],
+        serde_json::json!(["RS256", "ES256", "EdDSA"])
     );
     assert_eq!(oauth["response_types_supported"], serde_json::json!([]));
     assert_eq!(oauth["token_endpoint"], app.endpoint("/oauth/token"));

@@ -10,4 +10,5 @@ mod clients;
 mod discovery;
 mod keys;
 mod outage;
+mod private_key_jwt;
 mod startup;

@@ -21,13 +21,7 @@ pub async fn grant(
     context: RequestContext,
 ) -> Result<TokenResponse, OAuthError> {
     let presented = request.credentials(context.basic);
-    let client = client_auth::authenticate(
-        &state.store,
-        &state.digest_key,
-        &presented,
-        context.remote.clone(),
-    )
-    .await?;
+    let client = client_auth::authenticate(state, &presented, context.remote.clone()).await?;
     if client.public || !client.may_use(GrantType::ClientCredentials) {
         return Err(OAuthError::new(
             ErrorCode::UnauthorizedClient,

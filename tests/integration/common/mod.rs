@@ -6,6 +6,7 @@
 #![allow(dead_code)]
 
 pub mod proxy;
+pub mod signing;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

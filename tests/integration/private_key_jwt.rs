@@ -1,0 +1,249 @@
+//! private_key_jwt client authentication (RFC 7523 §2.2, §3; OIDC Core §9)
+//! and the attacks its security considerations name.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use serde_json::{Value, json};
+use tessera::clock;
+
+use crate::clients::{register, verify_access_token};
+use crate::common::signing::{TestKey, unsigned};
+use crate::common::{Backend, TestApp, fail_with};
+use crate::on_both_backends;
+
+on_both_backends!(
+    es256_rs256_and_eddsa_assertions_authenticate,
+    refused_assertions,
+    jwks_uri_is_cached_and_refetched_on_unknown_kid,
+);
+
+fn claims(app: &TestApp, client_id: &str) -> Value {
+    let now = clock::now();
+    json!({
+        "iss": client_id, "sub": client_id, "aud": app.endpoint("/oauth/token"),
+        "iat": now, "exp": now + 60, "jti": uuid::Uuid::new_v4().to_string(),
+    })
+}
+
+async fn present(app: &TestApp, assertion: &str) -> reqwest::Response {
+    app.http
+        .post(app.endpoint("/oauth/token"))
+        .form(&[
+            ("grant_type", "client_credentials"),
+            (
+                "client_assertion_type",
+                "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
+            ),
+            ("client_assertion", assertion),
+        ])
+        .send()
+        .await
+        .unwrap()
+}
+
+async fn pkjwt_client(app: &TestApp, keys: &[&TestKey]) -> String {
+    let (id, secret) = register(
+        app,
+        json!({"name": "signer", "token_endpoint_auth_method": "private_key_jwt", "jwks": TestKey::jwks(keys),
+               "scope": "deploy", "default_audience": "https://api.example.com"}),
+    )
+    .await;
+    assert!(secret.is_none(), "private_key_jwt clients get no secret");
+    id
+}
+
+async fn es256_rs256_and_eddsa_assertions_authenticate(backend: Backend) {
+    let app = TestApp::start(backend).await;
+    for key in [
+        TestKey::es256("k-es"),
+        TestKey::rs256("k-rs"),
+        TestKey::eddsa("k-ed"),
+    ] {
+        let id = pkjwt_client(&app, &[&key]).await;
+        let response = present(&app, &key.sign(&claims(&app, &id))).await;
+        assert_eq!(
+            response.status(),
+            200,
+            "{:?}: {}",
+            key.alg,
+            response.text().await.unwrap()
+        );
+        let body: Value = present(&app, &key.sign(&claims(&app, &id)))
+            .await
+            .json()
+            .await
+            .unwrap();
+        let token_claims = verify_access_token(
+            &app,
+            body["access_token"].as_str().unwrap(),
+            "https://api.example.com",
+        )
+        .await;
+        assert_eq!(token_claims["sub"], id);
+    }
+    // The issuer is an accepted audience too (RFC 7523 §3 item 3).
+    let key = TestKey::es256("k2");
+    let id = pkjwt_client(&app, &[&key]).await;
+    let mut by_issuer = claims(&app, &id);
+    by_issuer["aud"] = json!(app.url);
+    assert_eq!(present(&app, &key.sign(&by_issuer)).await.status(), 200);
+}
+
+async fn refused_assertions(backend: Backend) {
+    let app = TestApp::start(backend).await;
+    let key = TestKey::es256("k1");
+    let id = pkjwt_client(&app, &[&key]).await;
+    let now = clock::now();
+    let refuse = |response| fail_with(response, 401, "invalid_client");
+
+    // Replay: the same assertion twice.
+    let once = key.sign(&claims(&app, &id));
+    assert_eq!(present(&app, &once).await.status(), 200);
+    let body = refuse(present(&app, &once).await).await;
+    assert!(
+        body["error_description"]
+            .as_str()
+            .unwrap()
+            .contains("already used"),
+        "{body}"
+    );
+
+    let with = |patch: Value| {
+        let mut c = claims(&app, &id);
+        for (k, v) in patch.as_object().unwrap() {
+            if v.is_null() {
+                c.as_object_mut().unwrap().remove(k);
+            } else {
+                c[k] = v.clone();
+            }
+        }
+        c
+    };
+    let cases = [
+        ("expired", key.sign(&with(json!({"exp": now - 120})))),
+        ("too far ahead", key.sign(&with(json!({"exp": now + 3600})))),
+        (
+            "wrong aud",
+            key.sign(&with(json!({"aud": "https://other.example.com/token"}))),
+        ),
+        ("no exp", key.sign(&with(json!({"exp": null})))),
+        ("no jti", key.sign(&with(json!({"jti": null})))),
+        (
+            "iss is not sub",
+            key.sign(&with(json!({"iss": "someone-else"}))),
+        ),
+        ("alg none", unsigned("k1", &claims(&app, &id))),
+        (
+            "HS256 keyed with the public key",
+            key.sign_hs256_with_public_key(&claims(&app, &id)),
+        ),
+        (
+            "unknown kid",
+            TestKey::es256("k-unknown").sign(&claims(&app, &id)),
+        ),
+        (
+            "right kid, other key",
+            TestKey::es256("k1").sign(&claims(&app, &id)),
+        ),
+        ("garbage", "not.a.jwt".to_owned()),
+    ];
+    for (why, assertion) in cases {
+        let response = present(&app, &assertion).await;
+        assert_eq!(response.status(), 401, "{why}");
+        refuse(response).await;
+    }
+
+    // Another client's assertion type mismatch: a secret client cannot
+    // switch to an assertion.
+    let (secret_client, _) = register(&app, json!({"name": "secret-user"})).await;
+    let other = key.sign(&json!({"iss": secret_client, "sub": secret_client, "aud": app.endpoint("/oauth/token"), "exp": now + 60, "jti": "x"}));
+    refuse(present(&app, &other).await).await;
+
+    // A disabled client.
+    app.http
+        .patch(app.endpoint(&format!("/admin/v1/clients/{id}")))
+        .bearer_auth(app.admin_token())
+        .json(&json!({"enabled": false}))
+        .send()
+        .await
+        .unwrap();
+    refuse(present(&app, &key.sign(&claims(&app, &id))).await).await;
+}
+
+/// A tiny JWKS host of the test's own, counting how often it is asked.
+async fn serve_jwks(keys: Arc<std::sync::Mutex<Value>>, hits: Arc<AtomicUsize>) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let app = axum::Router::new().route(
+        "/jwks.json",
+        axum::routing::get(move || {
+            let keys = keys.clone();
+            let hits = hits.clone();
+            async move {
+                hits.fetch_add(1, Ordering::SeqCst);
+                axum::Json(keys.lock().unwrap().clone())
+            }
+        }),
+    );
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    format!("http://{addr}/jwks.json")
+}
+
+async fn jwks_uri_is_cached_and_refetched_on_unknown_kid(backend: Backend) {
+    let app = TestApp::builder(backend)
+        .config("[clients]\njwks_refetch_cooldown = \"1s\"")
+        .start()
+        .await;
+    let first = TestKey::es256("first");
+    let keys = Arc::new(std::sync::Mutex::new(TestKey::jwks(&[&first])));
+    let hits = Arc::new(AtomicUsize::new(0));
+    let uri = serve_jwks(keys.clone(), hits.clone()).await;
+    let (id, _) = register(
+        &app,
+        json!({"name": "remote-keys", "token_endpoint_auth_method": "private_key_jwt", "jwks_uri": uri}),
+    )
+    .await;
+
+    for _ in 0..3 {
+        assert_eq!(
+            present(&app, &first.sign(&claims(&app, &id)))
+                .await
+                .status(),
+            200
+        );
+    }
+    assert_eq!(hits.load(Ordering::SeqCst), 1, "fetched once, then cached");
+
+    // The client rotates its key; within the cooldown an unknown kid does
+    // not refetch.
+    let second = TestKey::rs256("second");
+    *keys.lock().unwrap() = TestKey::jwks(&[&first, &second]);
+    fail_with(
+        present(&app, &second.sign(&claims(&app, &id))).await,
+        401,
+        "invalid_client",
+    )
+    .await;
+    fail_with(
+        present(&app, &second.sign(&claims(&app, &id))).await,
+        401,
+        "invalid_client",
+    )
+    .await;
+    assert_eq!(
+        hits.load(Ordering::SeqCst),
+        1,
+        "no refetch inside the cooldown"
+    );
+
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    assert_eq!(
+        present(&app, &second.sign(&claims(&app, &id)))
+            .await
+            .status(),
+        200,
+        "refetched for the new kid"
+    );
+    assert_eq!(hits.load(Ordering::SeqCst), 2);
+}
