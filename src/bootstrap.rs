@@ -53,6 +53,8 @@ pub async fn initialize<S: InstanceStore>(
         owner: String::new(),
         is_admin: true,
         created_at: now,
+        scopes: String::new(),
+        audiences: String::new(),
     };
     let token = OpaqueToken::generate(TokenKind::Bootstrap);
     let parsed = token.parse().expect("a generated token parses");

@@ -21,7 +21,7 @@ use crate::http;
 use crate::keys::{KeyManager, KeysError, MasterKey};
 use crate::metrics::Metrics;
 use crate::oauth::client_keys::ClientKeys;
-use crate::store::{ReplayStore, Store, StoreError};
+use crate::store::{ReplayStore, RevocationStore, Store, StoreError};
 
 /// What every handler shares. Cloning is cheap.
 #[derive(Clone)]
@@ -295,8 +295,12 @@ async fn supervise(
 }
 
 async fn maintain_keys(state: &AppState) -> Result<(), KeysError> {
-    if let Err(e) = state.store.purge_used_assertions(crate::clock::now()).await {
+    let now = crate::clock::now();
+    if let Err(e) = state.store.purge_used_assertions(now).await {
         tracing::debug!(error = %e, "purging used assertion ids postponed");
+    }
+    if let Err(e) = state.store.purge_revocations(now).await {
+        tracing::debug!(error = %e, "purging expired revocations postponed");
     }
     state.keys.reload().await?;
     for rotated in state.keys.rotate_due().await? {

@@ -6,6 +6,7 @@ mod client;
 mod clients;
 mod keys;
 mod local;
+mod service_users;
 
 use std::path::PathBuf;
 
@@ -62,6 +63,9 @@ pub enum Command {
     /// OAuth clients.
     #[command(subcommand)]
     Client(clients::ClientCommand),
+    /// Service users and their keys.
+    #[command(subcommand)]
+    ServiceUser(service_users::ServiceUserCommand),
     /// The audit log.
     #[command(subcommand)]
     Audit(keys::AuditCommand),
@@ -117,6 +121,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Client(command) => {
             let client = AdminClient::new(&cli.url, cli.token, cli.token_file)?;
             clients::run(&client, command, cli.json).await
+        }
+        Command::ServiceUser(command) => {
+            let client = AdminClient::new(&cli.url, cli.token, cli.token_file)?;
+            service_users::run(&client, command, cli.json).await
         }
         Command::Audit(command) => {
             let client = AdminClient::new(&cli.url, cli.token, cli.token_file)?;

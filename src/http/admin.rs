@@ -14,6 +14,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::admin_clients;
+use super::admin_service_users as svc;
 use super::extract::{Admin, JsonOrEmpty, Query};
 use crate::audit::ActorKind;
 use crate::clock;
@@ -61,6 +62,10 @@ fn api() -> OpenApiRouter<AppState> {
             admin_clients::delete_client
         ))
         .routes(routes!(admin_clients::rotate_client_secret))
+        .routes(routes!(svc::create_service_user, svc::list_service_users))
+        .routes(routes!(svc::get_service_user, svc::delete_service_user))
+        .routes(routes!(svc::add_key, svc::list_keys))
+        .routes(routes!(svc::remove_key))
 }
 
 /// The generated OpenAPI document.

@@ -3,6 +3,7 @@
 
 mod admin;
 mod admin_clients;
+mod admin_service_users;
 mod error;
 mod extract;
 mod health;

@@ -2,6 +2,7 @@
 
 pub mod master;
 pub mod material;
+pub mod public;
 pub mod ring;
 mod rotation;
 

@@ -1,13 +1,12 @@
 //! OAuth clients (RFC 6749 §2): what a client may do, and the validation of
 //! a registration before it is stored.
 
-use std::collections::BTreeSet;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use super::OAuthError;
+use super::{OAuthError, scope};
 use crate::keys::Alg;
 use crate::store::ClientRecord;
 
@@ -130,49 +129,19 @@ impl Client {
         self.grant_types.contains(&grant)
     }
 
-    /// The scopes granted for `requested` (RFC 6749 §3.3): all allowed
-    /// ones when none are asked for, else the request, which must be a
-    /// subset of what the client is allowed.
+    /// RFC 6749 §3.3: see [`scope::grant_scopes`].
     pub fn grant_scopes(&self, requested: Option<&str>) -> Result<Vec<String>, OAuthError> {
-        let Some(requested) = requested.filter(|r| !r.trim().is_empty()) else {
-            return Ok(self.scopes.clone());
-        };
-        let mut granted = Vec::new();
-        for scope in requested.split(' ').filter(|s| !s.is_empty()) {
-            if !self.scopes.iter().any(|s| s == scope) {
-                return Err(OAuthError::new(
-                    super::ErrorCode::InvalidScope,
-                    format!("the client may not ask for the scope `{scope}`"),
-                ));
-            }
-            if !granted.iter().any(|g| g == scope) {
-                granted.push(scope.to_owned());
-            }
-        }
-        Ok(granted)
+        scope::grant_scopes(&self.scopes, requested)
     }
 
-    /// The `aud` of an access token (RFC 8707 §2, RFC 8693 `audience`):
-    /// the requested ones, each of which the client must be allowed; else
-    /// the default audience; else the client itself.
+    /// The access token's `aud`: the requested audiences, else the default
+    /// audience, else the client itself.
     pub fn grant_audience(&self, requested: &[String]) -> Result<Vec<String>, OAuthError> {
-        if requested.is_empty() {
-            return Ok(vec![
-                self.default_audience
-                    .clone()
-                    .unwrap_or_else(|| self.client_id.clone()),
-            ]);
-        }
-        for audience in requested {
-            if !self.audiences.iter().any(|a| a == audience) {
-                return Err(OAuthError::new(
-                    super::ErrorCode::InvalidTarget,
-                    format!("the client may not ask for the audience `{audience}`"),
-                ));
-            }
-        }
-        let unique: BTreeSet<&String> = requested.iter().collect();
-        Ok(unique.into_iter().cloned().collect())
+        let default = self
+            .default_audience
+            .clone()
+            .unwrap_or_else(|| self.client_id.clone());
+        scope::grant_audience(&self.audiences, default, requested)
     }
 
     pub fn lifetime(&self, default: Duration, cap: Duration) -> Duration {

@@ -51,7 +51,10 @@ pub fn oauth_authorization_server(config: &Config) -> ProviderMetadata {
         token_endpoint: config.endpoint(TOKEN_PATH),
         jwks_uri: config.endpoint(JWKS_PATH),
         response_types_supported: vec![],
-        grant_types_supported: vec!["client_credentials"],
+        grant_types_supported: vec![
+            "client_credentials",
+            "urn:ietf:params:oauth:grant-type:jwt-bearer",
+        ],
         token_endpoint_auth_methods_supported: vec![
             "client_secret_basic",
             "client_secret_post",

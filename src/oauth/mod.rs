@@ -10,6 +10,8 @@ pub mod discovery;
 pub mod error;
 pub mod grants;
 pub mod registry;
+pub mod scope;
+pub mod service_users;
 pub mod token;
 
 pub use error::{ErrorCode, OAuthError};

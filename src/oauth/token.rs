@@ -97,7 +97,10 @@ pub async fn exchange(
 ) -> Result<TokenResponse, OAuthError> {
     let grant_type = request.require("grant_type")?;
     match grant_type {
-        "client_credentials" => grants::client_credentials::grant(state, &request, context).await,
+        grants::client_credentials::GRANT_TYPE => {
+            grants::client_credentials::grant(state, &request, context).await
+        }
+        grants::jwt_bearer::GRANT_TYPE => grants::jwt_bearer::grant(state, &request, context).await,
         other => Err(OAuthError::new(
             ErrorCode::UnsupportedGrantType,
             format!("the grant type `{other}` is not supported"),

@@ -16,6 +16,10 @@ pub struct ServiceUserRecord {
     pub owner: String,
     pub is_admin: bool,
     pub created_at: i64,
+    /// Space-separated scopes the user may ask for.
+    pub scopes: String,
+    /// Space-separated audiences the user may ask for.
+    pub audiences: String,
 }
 
 #[derive(Clone, Queryable, Selectable, Insertable)]

@@ -14,7 +14,9 @@ mod connection;
 mod credentials;
 mod instance;
 mod keys;
+mod revocations;
 pub mod schema;
+mod service_users;
 
 use std::time::Duration;
 
@@ -27,6 +29,8 @@ pub use connection::{AnyConnection, DatabaseUrl};
 pub use credentials::{AccessTokenRecord, CredentialStore, ServiceUserRecord};
 pub use instance::{InstanceRecord, InstanceStore};
 pub use keys::{KeyStore, SigningKeyRecord};
+pub use revocations::RevocationStore;
+pub use service_users::{ServiceUserKeyRecord, ServiceUserStore, ServiceUserWithKeys};
 
 use connection::{Manager, PooledConn};
 

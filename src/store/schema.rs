@@ -29,6 +29,8 @@ diesel::table! {
         owner -> Text,
         is_admin -> Bool,
         created_at -> BigInt,
+        scopes -> Text,
+        audiences -> Text,
     }
 }
 
@@ -104,6 +106,23 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    service_user_keys (id) {
+        id -> Text,
+        user_id -> Text,
+        public_jwk -> Text,
+        created_at -> BigInt,
+        expires_at -> Nullable<BigInt>,
+    }
+}
+
+diesel::table! {
+    revoked_tokens (jti) {
+        jti -> Text,
+        expires_at -> BigInt,
+    }
+}
+
 diesel::joinable!(client_secrets -> clients (client_id));
 
 diesel::allow_tables_to_appear_in_same_query!(
@@ -115,4 +134,6 @@ diesel::allow_tables_to_appear_in_same_query!(
     clients,
     client_secrets,
     used_assertions,
+    service_user_keys,
+    revoked_tokens,
 );

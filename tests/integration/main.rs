@@ -11,4 +11,5 @@ mod discovery;
 mod keys;
 mod outage;
 mod private_key_jwt;
+mod service_users;
 mod startup;

@@ -62,6 +62,19 @@ impl TestKey {
         }
     }
 
+    /// The same key under the id a server assigned.
+    pub fn with_kid(&self, kid: &str) -> TestKey {
+        let mut jwk = self.jwk.clone();
+        jwk["kid"] = json!(kid);
+        TestKey {
+            kid: kid.into(),
+            alg: self.alg,
+            jwk,
+            encoding: self.encoding.clone(),
+            public_bytes: self.public_bytes.clone(),
+        }
+    }
+
     pub fn jwks(keys: &[&TestKey]) -> Value {
         json!({ "keys": keys.iter().map(|k| k.jwk.clone()).collect::<Vec<_>>() })
     }

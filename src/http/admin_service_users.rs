@@ -1,0 +1,104 @@
+//! `/admin/v1/service-users`: machine identities and their public keys.
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use serde::Serialize;
+use utoipa::ToSchema;
+
+use super::extract::{Admin, JsonOrEmpty};
+use crate::oauth::OAuthError;
+use crate::oauth::error::ErrorBody;
+use crate::oauth::service_users::{self, KeySpec, ServiceUser, ServiceUserKey, ServiceUserSpec};
+use crate::server::AppState;
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ServiceUserList {
+    pub service_users: Vec<ServiceUser>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ServiceUserKeyList {
+    pub keys: Vec<ServiceUserKey>,
+}
+
+#[utoipa::path(post, path = "/admin/v1/service-users", tag = "service-users", request_body = ServiceUserSpec,
+    responses((status = 201, body = ServiceUser), (status = 400, body = ErrorBody)))]
+pub(super) async fn create_service_user(
+    State(state): State<AppState>,
+    Admin(admin): Admin,
+    JsonOrEmpty(spec): JsonOrEmpty<ServiceUserSpec>,
+) -> Result<(StatusCode, Json<ServiceUser>), OAuthError> {
+    let user = service_users::create(&state.store, spec, admin.actor()).await?;
+    Ok((StatusCode::CREATED, Json(user)))
+}
+
+#[utoipa::path(get, path = "/admin/v1/service-users", tag = "service-users",
+    responses((status = 200, body = ServiceUserList)))]
+pub(super) async fn list_service_users(
+    State(state): State<AppState>,
+    Admin(_): Admin,
+) -> Result<Json<ServiceUserList>, OAuthError> {
+    Ok(Json(ServiceUserList {
+        service_users: service_users::list(&state.store).await?,
+    }))
+}
+
+#[utoipa::path(get, path = "/admin/v1/service-users/{id}", tag = "service-users", params(("id" = String, Path)),
+    responses((status = 200, body = ServiceUser), (status = 404, body = ErrorBody)))]
+pub(super) async fn get_service_user(
+    State(state): State<AppState>,
+    Admin(_): Admin,
+    Path(id): Path<String>,
+) -> Result<Json<ServiceUser>, OAuthError> {
+    Ok(Json(service_users::get(&state.store, &id).await?))
+}
+
+/// Deletes the user with its keys and tokens.
+#[utoipa::path(delete, path = "/admin/v1/service-users/{id}", tag = "service-users", params(("id" = String, Path)),
+    responses((status = 204), (status = 404, body = ErrorBody)))]
+pub(super) async fn delete_service_user(
+    State(state): State<AppState>,
+    Admin(admin): Admin,
+    Path(id): Path<String>,
+) -> Result<StatusCode, OAuthError> {
+    service_users::delete(&state.store, &id, admin.actor()).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Registers a public key (PEM or JWK). Private keys never reach the server.
+#[utoipa::path(post, path = "/admin/v1/service-users/{id}/keys", tag = "service-users", params(("id" = String, Path)),
+    request_body = KeySpec, responses((status = 201, body = ServiceUserKey), (status = 400, body = ErrorBody)))]
+pub(super) async fn add_key(
+    State(state): State<AppState>,
+    Admin(admin): Admin,
+    Path(id): Path<String>,
+    JsonOrEmpty(spec): JsonOrEmpty<KeySpec>,
+) -> Result<(StatusCode, Json<ServiceUserKey>), OAuthError> {
+    let key = service_users::add_key(&state.store, &id, spec, admin.actor()).await?;
+    Ok((StatusCode::CREATED, Json(key)))
+}
+
+#[utoipa::path(get, path = "/admin/v1/service-users/{id}/keys", tag = "service-users", params(("id" = String, Path)),
+    responses((status = 200, body = ServiceUserKeyList), (status = 404, body = ErrorBody)))]
+pub(super) async fn list_keys(
+    State(state): State<AppState>,
+    Admin(_): Admin,
+    Path(id): Path<String>,
+) -> Result<Json<ServiceUserKeyList>, OAuthError> {
+    Ok(Json(ServiceUserKeyList {
+        keys: service_users::list_keys(&state.store, &id).await?,
+    }))
+}
+
+#[utoipa::path(delete, path = "/admin/v1/service-users/{id}/keys/{key_id}", tag = "service-users",
+    params(("id" = String, Path), ("key_id" = String, Path)),
+    responses((status = 204), (status = 404, body = ErrorBody)))]
+pub(super) async fn remove_key(
+    State(state): State<AppState>,
+    Admin(admin): Admin,
+    Path((id, key_id)): Path<(String, String)>,
+) -> Result<StatusCode, OAuthError> {
+    service_users::remove_key(&state.store, &id, &key_id, admin.actor()).await?;
+    Ok(StatusCode::NO_CONTENT)
+}

@@ -1,0 +1,87 @@
+//! Public keys that users register (PEM SubjectPublicKeyInfo or JWK),
+//! normalised to a public JWK with a `kid`.
+
+use aws_lc_rs::rsa::{PublicKey as RsaPublicKey, PublicKeyComponents};
+use base64::Engine;
+use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use serde_json::{Value, json};
+
+use super::material::KeyError;
+
+/// DER prefix of a P-256 SubjectPublicKeyInfo (RFC 5480): the uncompressed
+/// point (65 bytes) follows.
+const P256_SPKI_PREFIX: &[u8] = &[
+    0x30, 0x59, 0x30, 0x13, 0x06, 0x07, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x02, 0x01, 0x06, 0x08, 0x2a,
+    0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07, 0x03, 0x42, 0x00,
+];
+/// DER prefix of an Ed25519 SubjectPublicKeyInfo (RFC 8410): 32 bytes follow.
+const ED25519_SPKI_PREFIX: &[u8] = &[
+    0x30, 0x2a, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x03, 0x21, 0x00,
+];
+
+fn pem_body(pem: &str) -> Result<Vec<u8>, KeyError> {
+    let body: String = pem
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with("-----"))
+        .collect();
+    if !pem.contains("-----BEGIN PUBLIC KEY-----") {
+        return Err(KeyError(
+            "expected a PEM public key (BEGIN PUBLIC KEY) or a JWK",
+        ));
+    }
+    STANDARD
+        .decode(body)
+        .map_err(|_| KeyError("the PEM body is not base64"))
+}
+
+/// Reads a PEM public key or a JWK and returns the public JWK with `kid`,
+/// `alg` and `use` set.
+pub fn public_jwk(text: &str, kid: &str) -> Result<Value, KeyError> {
+    let mut jwk = if text.trim_start().starts_with('{') {
+        let jwk: Value = serde_json::from_str(text).map_err(|_| KeyError("the JWK is not JSON"))?;
+        if ["d", "p", "q", "dp", "dq", "qi", "k"]
+            .iter()
+            .any(|m| jwk.get(m).is_some())
+        {
+            return Err(KeyError(
+                "the JWK holds private members: give the public key only",
+            ));
+        }
+        let (kty, crv) = (jwk["kty"].as_str(), jwk["crv"].as_str());
+        let alg = match (kty, crv) {
+            (Some("RSA"), _) => "RS256",
+            (Some("EC"), Some("P-256")) => "ES256",
+            (Some("OKP"), Some("Ed25519")) => "EdDSA",
+            _ => return Err(KeyError("keys must be RSA, EC P-256 or OKP Ed25519")),
+        };
+        serde_json::from_value::<jsonwebtoken::jwk::Jwk>(jwk.clone())
+            .map_err(|_| KeyError("the JWK is missing members"))?;
+        let mut jwk = jwk;
+        jwk["alg"] = json!(alg);
+        jwk
+    } else {
+        let der = pem_body(text)?;
+        if let Some(point) = der
+            .strip_prefix(P256_SPKI_PREFIX)
+            .filter(|p| p.len() == 65 && p[0] == 4)
+        {
+            json!({"kty": "EC", "crv": "P-256", "alg": "ES256",
+                   "x": URL_SAFE_NO_PAD.encode(&point[1..33]), "y": URL_SAFE_NO_PAD.encode(&point[33..])})
+        } else if let Some(x) = der
+            .strip_prefix(ED25519_SPKI_PREFIX)
+            .filter(|x| x.len() == 32)
+        {
+            json!({"kty": "OKP", "crv": "Ed25519", "alg": "EdDSA", "x": URL_SAFE_NO_PAD.encode(x)})
+        } else {
+            let rsa = RsaPublicKey::from_der(&der)
+                .map_err(|_| KeyError("the PEM key is not RSA, EC P-256 or Ed25519"))?;
+            let parts = PublicKeyComponents::<Vec<u8>>::from(&rsa);
+            json!({"kty": "RSA", "alg": "RS256",
+                   "n": URL_SAFE_NO_PAD.encode(&parts.n), "e": URL_SAFE_NO_PAD.encode(&parts.e)})
+        }
+    };
+    jwk["kid"] = json!(kid);
+    jwk["use"] = json!("sig");
+    Ok(jwk)
+}

@@ -1,0 +1,256 @@
+//! Service users (ZITADEL's machine users): named non-human identities
+//! with allowed scopes and audiences, a responsible human owner, and
+//! public keys they sign JWT-bearer assertions with (RFC 7523 §2.1).
+
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use utoipa::ToSchema;
+
+use super::OAuthError;
+use crate::audit::{Actor, Event, Outcome};
+use crate::clock;
+use crate::keys::public::public_jwk;
+use crate::random::{new_id, random_base62};
+use crate::store::{ServiceUserKeyRecord, ServiceUserRecord, ServiceUserStore, StoreError};
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct ServiceUser {
+    pub id: String,
+    pub name: String,
+    pub description: String,
+    /// The responsible human (free text until users exist).
+    pub owner: String,
+    pub scopes: Vec<String>,
+    pub audiences: Vec<String>,
+    pub is_admin: bool,
+    pub created_at: i64,
+}
+
+impl From<ServiceUserRecord> for ServiceUser {
+    fn from(r: ServiceUserRecord) -> Self {
+        ServiceUser {
+            id: r.id,
+            name: r.name,
+            description: r.description,
+            owner: r.owner,
+            scopes: r.scopes.split_whitespace().map(str::to_owned).collect(),
+            audiences: r.audiences.split_whitespace().map(str::to_owned).collect(),
+            is_admin: r.is_admin,
+            created_at: r.created_at,
+        }
+    }
+}
+
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ServiceUserSpec {
+    pub name: String,
+    #[serde(default)]
+    pub description: String,
+    #[serde(default)]
+    pub owner: String,
+    /// Space-separated scopes the user may ask for.
+    #[serde(default)]
+    pub scope: String,
+    #[serde(default)]
+    pub audiences: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct ServiceUserKey {
+    #[serde(rename = "keyId")]
+    pub key_id: String,
+    #[serde(rename = "userId")]
+    pub user_id: String,
+    pub public_jwk: serde_json::Value,
+    pub created_at: i64,
+    pub expires_at: Option<i64>,
+}
+
+impl From<ServiceUserKeyRecord> for ServiceUserKey {
+    fn from(r: ServiceUserKeyRecord) -> Self {
+        ServiceUserKey {
+            key_id: r.id,
+            user_id: r.user_id,
+            public_jwk: serde_json::from_str(&r.public_jwk).unwrap_or_default(),
+            created_at: r.created_at,
+            expires_at: r.expires_at,
+        }
+    }
+}
+
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct KeySpec {
+    /// The public key: a PEM SubjectPublicKeyInfo or a JWK (as a string or
+    /// an object). Never a private key: it stays with its owner.
+    pub public_key: serde_json::Value,
+    /// Unix seconds after which the key no longer verifies.
+    pub expires_at: Option<i64>,
+}
+
+fn not_found(id: &str) -> OAuthError {
+    OAuthError::not_found(format!("no service user `{id}`"))
+}
+
+fn map_missing(id: &str) -> impl Fn(StoreError) -> OAuthError + '_ {
+    move |e| match e {
+        StoreError::NotFound => not_found(id),
+        StoreError::Conflict => OAuthError::invalid_request("a service user with that name exists"),
+        other => other.into(),
+    }
+}
+
+pub async fn create<S: ServiceUserStore>(
+    store: &S,
+    spec: ServiceUserSpec,
+    actor: Actor,
+) -> Result<ServiceUser, OAuthError> {
+    let name = spec.name.trim();
+    if name.is_empty() || name.len() > 200 {
+        return Err(OAuthError::invalid_request(
+            "name must be 1 to 200 characters",
+        ));
+    }
+    if spec
+        .audiences
+        .iter()
+        .any(|a| a.is_empty() || a.contains(' '))
+    {
+        return Err(OAuthError::invalid_request(
+            "audiences must be non-empty and contain no spaces",
+        ));
+    }
+    let record = ServiceUserRecord {
+        id: format!("su_{}", random_base62(22)),
+        name: name.to_owned(),
+        description: spec.description,
+        owner: spec.owner,
+        is_admin: false,
+        created_at: clock::now(),
+        scopes: spec.scope.split_whitespace().collect::<Vec<_>>().join(" "),
+        audiences: spec.audiences.join(" "),
+    };
+    let event = Event::new(actor, "service_user.created", Outcome::Success)
+        .target(record.id.clone())
+        .details(json!({ "name": record.name }))
+        .into_record(clock::now_ms());
+    let id = record.id.clone();
+    store
+        .create_service_user(record.clone(), event)
+        .await
+        .map_err(map_missing(&id))?;
+    Ok(record.into())
+}
+
+pub async fn list<S: ServiceUserStore>(store: &S) -> Result<Vec<ServiceUser>, OAuthError> {
+    Ok(store
+        .list_service_users()
+        .await?
+        .into_iter()
+        .map(ServiceUser::from)
+        .collect())
+}
+
+pub async fn get<S: ServiceUserStore>(store: &S, id: &str) -> Result<ServiceUser, OAuthError> {
+    let (user, _) = store
+        .service_user_with_keys(id.to_owned(), clock::now())
+        .await?
+        .ok_or_else(|| not_found(id))?;
+    Ok(user.into())
+}
+
+/// Deletes a service user with its keys and tokens. The administrator
+/// cannot be deleted this way: that would lock everyone out.
+pub async fn delete<S: ServiceUserStore>(
+    store: &S,
+    id: &str,
+    actor: Actor,
+) -> Result<(), OAuthError> {
+    if get(store, id).await?.is_admin {
+        return Err(OAuthError::invalid_request(
+            "the administrator cannot be deleted",
+        ));
+    }
+    let event = Event::new(actor, "service_user.deleted", Outcome::Success)
+        .target(id.to_owned())
+        .into_record(clock::now_ms());
+    store
+        .delete_service_user(id.to_owned(), event)
+        .await
+        .map_err(map_missing(id))
+}
+
+pub async fn add_key<S: ServiceUserStore>(
+    store: &S,
+    user_id: &str,
+    spec: KeySpec,
+    actor: Actor,
+) -> Result<ServiceUserKey, OAuthError> {
+    let text = match &spec.public_key {
+        serde_json::Value::String(text) => text.clone(),
+        serde_json::Value::Object(_) => spec.public_key.to_string(),
+        _ => {
+            return Err(OAuthError::invalid_request(
+                "public_key must be a PEM string or a JWK",
+            ));
+        }
+    };
+    let now = clock::now();
+    if spec.expires_at.is_some_and(|at| at <= now) {
+        return Err(OAuthError::invalid_request("expires_at is in the past"));
+    }
+    let key_id = new_id();
+    let jwk = public_jwk(&text, &key_id)
+        .map_err(|e| OAuthError::invalid_request(format!("public_key: {}", e.0)))?;
+    let record = ServiceUserKeyRecord {
+        id: key_id.clone(),
+        user_id: user_id.to_owned(),
+        public_jwk: jwk.to_string(),
+        created_at: now,
+        expires_at: spec.expires_at,
+    };
+    let event = Event::new(actor, "service_user.key_added", Outcome::Success)
+        .target(user_id.to_owned())
+        .details(json!({ "key_id": key_id, "alg": jwk["alg"], "expires_at": spec.expires_at }))
+        .into_record(clock::now_ms());
+    store
+        .add_service_user_key(record.clone(), event)
+        .await
+        .map_err(map_missing(user_id))?;
+    Ok(record.into())
+}
+
+pub async fn list_keys<S: ServiceUserStore>(
+    store: &S,
+    user_id: &str,
+) -> Result<Vec<ServiceUserKey>, OAuthError> {
+    get(store, user_id).await?;
+    Ok(store
+        .list_service_user_keys(user_id.to_owned())
+        .await?
+        .into_iter()
+        .map(ServiceUserKey::from)
+        .collect())
+}
+
+pub async fn remove_key<S: ServiceUserStore>(
+    store: &S,
+    user_id: &str,
+    key_id: &str,
+    actor: Actor,
+) -> Result<(), OAuthError> {
+    let event = Event::new(actor, "service_user.key_removed", Outcome::Success)
+        .target(user_id.to_owned())
+        .details(json!({ "key_id": key_id }))
+        .into_record(clock::now_ms());
+    store
+        .delete_service_user_key(user_id.to_owned(), key_id.to_owned(), event)
+        .await
+        .map_err(|e| match e {
+            StoreError::NotFound => {
+                OAuthError::not_found(format!("no key `{key_id}` for `{user_id}`"))
+            }
+            other => other.into(),
+        })
+}

@@ -1,0 +1,207 @@
+//! Service users (ZITADEL's machine users) and their public keys.
+
+use std::future::Future;
+
+use diesel::prelude::*;
+
+use super::audit::{NewAuditRecord, append_in};
+use super::credentials::ServiceUserRecord;
+use super::schema::{access_tokens, service_user_keys, service_users};
+use super::{Store, StoreError};
+
+#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
+#[diesel(table_name = service_user_keys)]
+pub struct ServiceUserKeyRecord {
+    pub id: String,
+    pub user_id: String,
+    pub public_jwk: String,
+    pub created_at: i64,
+    pub expires_at: Option<i64>,
+}
+
+/// A service user and its keys that have not expired.
+pub type ServiceUserWithKeys = (ServiceUserRecord, Vec<ServiceUserKeyRecord>);
+
+pub trait ServiceUserStore {
+    fn create_service_user(
+        &self,
+        user: ServiceUserRecord,
+        event: NewAuditRecord,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    fn list_service_users(
+        &self,
+    ) -> impl Future<Output = Result<Vec<ServiceUserRecord>, StoreError>> + Send;
+
+    /// Deletes the user, its keys and its tokens. `NotFound` if absent.
+    fn delete_service_user(
+        &self,
+        id: String,
+        event: NewAuditRecord,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    fn add_service_user_key(
+        &self,
+        key: ServiceUserKeyRecord,
+        event: NewAuditRecord,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    fn list_service_user_keys(
+        &self,
+        user_id: String,
+    ) -> impl Future<Output = Result<Vec<ServiceUserKeyRecord>, StoreError>> + Send;
+
+    fn delete_service_user_key(
+        &self,
+        user_id: String,
+        key_id: String,
+        event: NewAuditRecord,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    fn service_user_with_keys(
+        &self,
+        id: String,
+        now: i64,
+    ) -> impl Future<Output = Result<Option<ServiceUserWithKeys>, StoreError>> + Send;
+}
+
+impl ServiceUserStore for Store {
+    async fn create_service_user(
+        &self,
+        user: ServiceUserRecord,
+        event: NewAuditRecord,
+    ) -> Result<(), StoreError> {
+        self.run(move |conn| {
+            conn.transaction(|conn| {
+                diesel::insert_into(service_users::table)
+                    .values(&user)
+                    .execute(conn)?;
+                append_in(conn, &event)
+            })
+            .map_err(StoreError::from)
+        })
+        .await
+    }
+
+    async fn list_service_users(&self) -> Result<Vec<ServiceUserRecord>, StoreError> {
+        self.run(|conn| {
+            service_users::table
+                .select(ServiceUserRecord::as_select())
+                .order(service_users::created_at.asc())
+                .load(conn)
+                .map_err(StoreError::from)
+        })
+        .await
+    }
+
+    async fn delete_service_user(
+        &self,
+        id: String,
+        event: NewAuditRecord,
+    ) -> Result<(), StoreError> {
+        self.run(move |conn| {
+            conn.transaction(|conn| {
+                diesel::delete(service_user_keys::table.filter(service_user_keys::user_id.eq(&id)))
+                    .execute(conn)?;
+                diesel::delete(access_tokens::table.filter(access_tokens::owner_id.eq(&id)))
+                    .execute(conn)?;
+                if diesel::delete(service_users::table.find(&id)).execute(conn)? == 0 {
+                    return Err(diesel::result::Error::NotFound);
+                }
+                append_in(conn, &event)
+            })
+            .map_err(StoreError::from)
+        })
+        .await
+    }
+
+    async fn add_service_user_key(
+        &self,
+        key: ServiceUserKeyRecord,
+        event: NewAuditRecord,
+    ) -> Result<(), StoreError> {
+        self.run(move |conn| {
+            conn.transaction(|conn| {
+                let exists =
+                    diesel::select(diesel::dsl::exists(service_users::table.find(&key.user_id)))
+                        .get_result::<bool>(conn)?;
+                if !exists {
+                    return Err(diesel::result::Error::NotFound);
+                }
+                diesel::insert_into(service_user_keys::table)
+                    .values(&key)
+                    .execute(conn)?;
+                append_in(conn, &event)
+            })
+            .map_err(StoreError::from)
+        })
+        .await
+    }
+
+    async fn list_service_user_keys(
+        &self,
+        user_id: String,
+    ) -> Result<Vec<ServiceUserKeyRecord>, StoreError> {
+        self.run(move |conn| {
+            service_user_keys::table
+                .filter(service_user_keys::user_id.eq(user_id))
+                .select(ServiceUserKeyRecord::as_select())
+                .order(service_user_keys::created_at.asc())
+                .load(conn)
+                .map_err(StoreError::from)
+        })
+        .await
+    }
+
+    async fn delete_service_user_key(
+        &self,
+        user_id: String,
+        key_id: String,
+        event: NewAuditRecord,
+    ) -> Result<(), StoreError> {
+        self.run(move |conn| {
+            conn.transaction(|conn| {
+                let deleted = diesel::delete(
+                    service_user_keys::table
+                        .filter(service_user_keys::id.eq(&key_id))
+                        .filter(service_user_keys::user_id.eq(&user_id)),
+                )
+                .execute(conn)?;
+                if deleted == 0 {
+                    return Err(diesel::result::Error::NotFound);
+                }
+                append_in(conn, &event)
+            })
+            .map_err(StoreError::from)
+        })
+        .await
+    }
+
+    async fn service_user_with_keys(
+        &self,
+        id: String,
+        now: i64,
+    ) -> Result<Option<ServiceUserWithKeys>, StoreError> {
+        self.run(move |conn| {
+            let Some(user) = service_users::table
+                .find(&id)
+                .select(ServiceUserRecord::as_select())
+                .first(conn)
+                .optional()?
+            else {
+                return Ok(None);
+            };
+            let keys = service_user_keys::table
+                .filter(service_user_keys::user_id.eq(&id))
+                .filter(
+                    service_user_keys::expires_at
+                        .is_null()
+                        .or(service_user_keys::expires_at.gt(now)),
+                )
+                .select(ServiceUserKeyRecord::as_select())
+                .load(conn)?;
+            Ok(Some((user, keys)))
+        })
+        .await
+    }
+}
