@@ -68,7 +68,10 @@ async fn oauth_metadata_lists_only_what_is_implemented(backend: Backend) {
     // authorization_code and implicit, so it lists exactly what works.
     assert_eq!(
         oauth["grant_types_supported"],
-        serde_json::json!(["client_credentials"])
+        serde_json::json!([
+            "client_credentials",
+            "urn:ietf:params:oauth:grant-type:jwt-bearer"
+        ])
     );
     assert_eq!(
         oauth["token_endpoint_auth_methods_supported"],
