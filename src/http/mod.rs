@@ -8,6 +8,7 @@ mod error;
 mod extract;
 mod health;
 mod token;
+mod token_status;
 mod wellknown;
 
 use std::time::Instant;
@@ -31,6 +32,7 @@ pub fn router(state: AppState) -> Router {
         .merge(health::routes())
         .merge(admin::routes())
         .merge(token::routes())
+        .merge(token_status::routes())
         .route_layer(middleware::from_fn_with_state(state.clone(), track_metrics))
         .fallback(not_found)
         .layer(axum::extract::DefaultBodyLimit::max(max_body))

@@ -87,6 +87,31 @@ async fn verify<S: CredentialStore + Sync>(
     digest_key: &hmac::Key,
     presented: &OpaqueToken,
 ) -> Result<Principal, (OAuthError, Option<String>)> {
+    let inspected = inspect(store, digest_key, presented).await?;
+    // Best effort: a failed bookkeeping write must not refuse a valid token.
+    if let Err(e) = store
+        .mark_token_used(inspected.principal.token_id.clone(), clock::now())
+        .await
+    {
+        tracing::warn!(error = %e, "could not record token use time");
+    }
+    Ok(inspected.principal)
+}
+
+/// An opaque token that checked out, with its lifetime.
+pub struct Inspected {
+    pub principal: Principal,
+    pub issued_at: i64,
+    pub expires_at: Option<i64>,
+}
+
+/// Checks an opaque token without recording a use: what introspection
+/// and revocation need.
+pub async fn inspect<S: CredentialStore + Sync>(
+    store: &S,
+    digest_key: &hmac::Key,
+    presented: &OpaqueToken,
+) -> Result<Inspected, (OAuthError, Option<String>)> {
     let parsed = presented
         .parse()
         .map_err(|e| (OAuthError::invalid_token(e.to_string()), None))?;
@@ -112,11 +137,7 @@ async fn verify<S: CredentialStore + Sync>(
         .await
         .map_err(|e| (e.into(), token_id.clone()))?
         .ok_or((OAuthError::invalid_token(REJECTED), token_id.clone()))?;
-    // Best effort: a failed bookkeeping write must not refuse a valid token.
-    if let Err(e) = store.mark_token_used(record.id.clone(), now).await {
-        tracing::warn!(error = %e, "could not record token use time");
-    }
-    Ok(Principal {
+    let principal = Principal {
         id: user.id,
         name: user.name,
         kind: ActorKind::Service,
@@ -127,5 +148,10 @@ async fn verify<S: CredentialStore + Sync>(
             .split_whitespace()
             .map(str::to_owned)
             .collect(),
+    };
+    Ok(Inspected {
+        principal,
+        issued_at: record.created_at,
+        expires_at: record.expires_at,
     })
 }

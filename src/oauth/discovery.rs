@@ -9,6 +9,17 @@ use crate::config::Config;
 pub const AUTHORIZATION_PATH: &str = "/oauth/authorize";
 pub const JWKS_PATH: &str = "/oauth/jwks";
 pub const TOKEN_PATH: &str = "/oauth/token";
+pub const INTROSPECTION_PATH: &str = "/oauth/introspect";
+pub const REVOCATION_PATH: &str = "/oauth/revoke";
+
+/// How callers of introspection and revocation authenticate: as a client,
+/// or with an administrator's bearer token.
+const CALLER_AUTH_METHODS: [&str; 4] = [
+    "client_secret_basic",
+    "client_secret_post",
+    "private_key_jwt",
+    "bearer",
+];
 
 #[derive(Debug, Clone, Serialize)]
 pub struct ProviderMetadata {
@@ -24,6 +35,10 @@ pub struct ProviderMetadata {
     pub grant_types_supported: Vec<&'static str>,
     pub token_endpoint_auth_methods_supported: Vec<&'static str>,
     pub token_endpoint_auth_signing_alg_values_supported: Vec<&'static str>,
+    pub introspection_endpoint: String,
+    pub introspection_endpoint_auth_methods_supported: Vec<&'static str>,
+    pub revocation_endpoint: String,
+    pub revocation_endpoint_auth_methods_supported: Vec<&'static str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub subject_types_supported: Option<Vec<&'static str>>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -61,6 +76,10 @@ pub fn oauth_authorization_server(config: &Config) -> ProviderMetadata {
             "private_key_jwt",
         ],
         token_endpoint_auth_signing_alg_values_supported: vec!["RS256", "ES256", "EdDSA"],
+        introspection_endpoint: config.endpoint(INTROSPECTION_PATH),
+        introspection_endpoint_auth_methods_supported: CALLER_AUTH_METHODS.to_vec(),
+        revocation_endpoint: config.endpoint(REVOCATION_PATH),
+        revocation_endpoint_auth_methods_supported: CALLER_AUTH_METHODS.to_vec(),
         subject_types_supported: None,
         id_token_signing_alg_values_supported: None,
     }

@@ -13,5 +13,6 @@ pub mod registry;
 pub mod scope;
 pub mod service_users;
 pub mod token;
+pub mod token_status;
 
 pub use error::{ErrorCode, OAuthError};

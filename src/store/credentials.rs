@@ -68,6 +68,13 @@ pub trait CredentialStore {
         id: String,
     ) -> impl Future<Output = Result<Option<ServiceUserRecord>, StoreError>> + Send;
 
+    /// Sets `revoked_at` (idempotent).
+    fn revoke_access_token(
+        &self,
+        id: String,
+        now: i64,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
     fn mark_token_used(
         &self,
         id: String,
@@ -98,6 +105,18 @@ impl CredentialStore for Store {
                 .select(ServiceUserRecord::as_select())
                 .first(conn)
                 .optional()
+                .map_err(StoreError::from)
+        })
+        .await
+    }
+
+    async fn revoke_access_token(&self, id: String, now: i64) -> Result<(), StoreError> {
+        self.run(move |conn| {
+            use access_tokens::dsl as t;
+            diesel::update(t::access_tokens.find(id).filter(t::revoked_at.is_null()))
+                .set(t::revoked_at.eq(now))
+                .execute(conn)
+                .map(drop)
                 .map_err(StoreError::from)
         })
         .await

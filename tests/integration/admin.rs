@@ -280,7 +280,7 @@ async fn openapi_document_is_generated_from_the_handlers(backend: Backend) {
 async fn second_replica_does_not_bootstrap_again(backend: Backend) {
     let first = TestApp::start(backend.clone()).await;
     let token = first.admin_token();
-    let second = TestApp::builder(backend).database(&first.db).start().await;
+    let second = TestApp::builder(backend).replica_of(&first).start().await;
     assert_eq!(
         second.admin_token(),
         token,

@@ -87,6 +87,20 @@ async fn oauth_metadata_lists_only_what_is_implemented(backend: Backend) {
     );
     assert_eq!(oauth["response_types_supported"], serde_json::json!([]));
     assert_eq!(oauth["token_endpoint"], app.endpoint("/oauth/token"));
+    assert_eq!(
+        oauth["introspection_endpoint"],
+        app.endpoint("/oauth/introspect")
+    );
+    assert_eq!(oauth["revocation_endpoint"], app.endpoint("/oauth/revoke"));
+    assert_eq!(
+        oauth["introspection_endpoint_auth_methods_supported"],
+        serde_json::json!([
+            "client_secret_basic",
+            "client_secret_post",
+            "private_key_jwt",
+            "bearer"
+        ])
+    );
     assert!(oauth.get("authorization_endpoint").is_none());
 }
 

@@ -13,3 +13,4 @@ mod outage;
 mod private_key_jwt;
 mod service_users;
 mod startup;
+mod token_status;

@@ -127,10 +127,18 @@ pub struct TestAppBuilder {
     db: Option<Arc<TestDb>>,
     database_url: Option<String>,
     master: Option<[u8; 32]>,
+    issuer: Option<String>,
     toml: String,
 }
 
 impl TestAppBuilder {
+    /// Another replica of `app`: same database, same issuer.
+    pub fn replica_of(self, app: &TestApp) -> Self {
+        let mut builder = self.database(&app.db);
+        builder.issuer = Some(app.state.config.issuer().to_owned());
+        builder
+    }
+
     /// Extra configuration, TOML applied over the test defaults.
     pub fn config(mut self, toml: &str) -> Self {
         self.toml.push('\n');
@@ -168,7 +176,7 @@ impl TestAppBuilder {
             r#"
 [server]
 listen = "127.0.0.1:{port}"
-issuer = "http://127.0.0.1:{port}"
+issuer = "{issuer}"
 shutdown_timeout = "5s"
 [database]
 url = "{url}"
@@ -180,6 +188,10 @@ master_key_file = "{master}"
 [admin]
 token_file = "{token}"
 "#,
+            issuer = self
+                .issuer
+                .clone()
+                .unwrap_or_else(|| format!("http://127.0.0.1:{port}")),
             master = db.path("master.key").display(),
             token = db.path("admin.token").display(),
         );
@@ -235,6 +247,7 @@ impl TestApp {
             db: None,
             database_url: None,
             master: None,
+            issuer: None,
             toml: String::new(),
         }
     }

@@ -1,0 +1,250 @@
+//! Token introspection (RFC 7662) and revocation (RFC 7009).
+//!
+//! One lookup serves every token kind: a JWT access token is checked
+//! against Tessera's own keys, its `jti` against the shared revocation
+//! list, and its client and service user against the store (so disabling
+//! or deleting them makes outstanding tokens inactive at once, on every
+//! replica); an opaque `tsr_…` token is looked up by digest. Personal
+//! access tokens and refresh tokens join the opaque branch later.
+
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use utoipa::ToSchema;
+
+use super::bearer::{self, Principal};
+use super::client::Client;
+use super::client_auth::{self, PresentedCredentials};
+use super::{ErrorCode, OAuthError};
+use crate::audit::{Actor, ActorKind, Event, Outcome};
+use crate::clock;
+use crate::server::Shared;
+use crate::store::{ClientStore, CredentialStore, RevocationStore};
+use crate::tokens::jwt::verify_own;
+use crate::tokens::opaque::OpaqueToken;
+
+/// Who is asking: an authenticated client, or an administrator.
+pub enum Caller {
+    Client(Client),
+    Admin(Principal),
+}
+
+impl Caller {
+    fn actor(&self) -> Actor {
+        match self {
+            Caller::Client(c) => Actor::service(c.client_id.clone()),
+            Caller::Admin(p) => p.actor(),
+        }
+    }
+}
+
+/// RFC 7662 §2.1 / RFC 7009 §2.1: the caller must authenticate, with its
+/// client credentials or an administrator's bearer token.
+pub async fn authenticate_caller(
+    state: &Shared,
+    bearer_token: Option<String>,
+    presented: PresentedCredentials,
+    remote: Option<String>,
+) -> Result<Caller, OAuthError> {
+    if let Some(token) = bearer_token {
+        let principal = bearer::authenticate(
+            &state.store,
+            &state.digest_key,
+            &OpaqueToken::from_presented(&token),
+            remote,
+        )
+        .await?;
+        principal.require_admin()?;
+        return Ok(Caller::Admin(principal));
+    }
+    let client = client_auth::authenticate(state, &presented, remote).await?;
+    if client.public {
+        return Err(OAuthError::new(
+            ErrorCode::InvalidClient,
+            "a public client cannot introspect or revoke tokens",
+        ));
+    }
+    Ok(Caller::Client(client))
+}
+
+/// RFC 7662 §2.2.
+#[derive(Debug, Default, Serialize, ToSchema)]
+pub struct Introspection {
+    pub active: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sub: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub client_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub scope: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub exp: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub iat: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub token_type: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub aud: Option<serde_json::Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub iss: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub jti: Option<String>,
+    /// `human`, `service` or `workload`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub identity_kind: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+struct OwnClaims {
+    iss: String,
+    sub: String,
+    aud: serde_json::Value,
+    exp: i64,
+    iat: i64,
+    jti: String,
+    client_id: String,
+    #[serde(default)]
+    scope: String,
+    identity_kind: String,
+}
+
+const SERVICE_USER_PREFIX: &str = "su_";
+
+/// A JWT access token of ours that is still valid: signature, type,
+/// issuer, expiry, not revoked, and its client and subject still exist and
+/// are enabled.
+async fn live_jwt(state: &Shared, token: &str) -> Result<Option<OwnClaims>, OAuthError> {
+    let Some(set) = state.keys.ring().get() else {
+        return Err(OAuthError::unavailable("signing keys are not loaded yet"));
+    };
+    let now = clock::now();
+    let Ok((typ, claims)) = verify_own::<OwnClaims>(&set, token, now, state.keys.max_lifetime())
+    else {
+        return Ok(None);
+    };
+    if typ.as_deref() != Some("at+jwt") || claims.iss != state.config.issuer() || claims.exp <= now
+    {
+        return Ok(None);
+    }
+    if state.store.is_revoked(claims.jti.clone()).await? {
+        return Ok(None);
+    }
+    if claims.sub.starts_with(SERVICE_USER_PREFIX)
+        && state
+            .store
+            .service_user(claims.sub.clone())
+            .await?
+            .is_none()
+    {
+        return Ok(None);
+    }
+    if !claims.client_id.starts_with(SERVICE_USER_PREFIX) {
+        let client = state.store.client(claims.client_id.clone()).await?;
+        if !client.is_some_and(|c| c.enabled) {
+            return Ok(None);
+        }
+    }
+    Ok(Some(claims))
+}
+
+/// RFC 7662 §2.2: `active: false` for anything expired, revoked, unknown
+/// or malformed, with no further detail.
+pub async fn introspect(state: &Shared, token: &str) -> Result<Introspection, OAuthError> {
+    if token.starts_with("tsr_") {
+        let presented = OpaqueToken::from_presented(token);
+        return match bearer::inspect(&state.store, &state.digest_key, &presented).await {
+            Ok(found) => Ok(Introspection {
+                active: true,
+                sub: Some(found.principal.id.clone()),
+                client_id: Some(found.principal.id.clone()),
+                scope: Some(found.principal.scopes.join(" ")),
+                exp: found.expires_at,
+                iat: Some(found.issued_at),
+                token_type: Some("Bearer"),
+                iss: Some(state.config.issuer().to_owned()),
+                identity_kind: Some(ActorKind::Service.as_str().to_owned()),
+                ..Default::default()
+            }),
+            Err((error, _)) if error.code == ErrorCode::TemporarilyUnavailable => Err(error),
+            Err(_) => Ok(Introspection::default()),
+        };
+    }
+    Ok(match live_jwt(state, token).await? {
+        Some(claims) => Introspection {
+            active: true,
+            sub: Some(claims.sub),
+            client_id: Some(claims.client_id),
+            scope: Some(claims.scope).filter(|s| !s.is_empty()),
+            exp: Some(claims.exp),
+            iat: Some(claims.iat),
+            token_type: Some("Bearer"),
+            aud: Some(claims.aud),
+            iss: Some(claims.iss),
+            jti: Some(claims.jti),
+            identity_kind: Some(claims.identity_kind),
+        },
+        None => Introspection::default(),
+    })
+}
+
+/// RFC 7009 §2.1. A client may revoke only tokens issued to it; an
+/// administrator any. Unknown and invalid tokens are not an error (§2.2).
+pub async fn revoke(
+    state: &Shared,
+    caller: &Caller,
+    token: &str,
+    remote: Option<String>,
+) -> Result<(), OAuthError> {
+    let event = |target: String| {
+        Event::new(caller.actor(), "token.revoked", Outcome::Success)
+            .target(target)
+            .remote(remote.clone())
+    };
+    if token.starts_with("tsr_") {
+        // Opaque tokens belong to service users; only an administrator may
+        // revoke them until personal access tokens bring owners of their own.
+        if let Caller::Admin(_) = caller
+            && let Ok(found) = bearer::inspect(
+                &state.store,
+                &state.digest_key,
+                &OpaqueToken::from_presented(token),
+            )
+            .await
+        {
+            state
+                .store
+                .revoke_access_token(found.principal.token_id.clone(), clock::now())
+                .await?;
+            event(found.principal.token_id)
+                .details(json!({ "kind": "opaque" }))
+                .record(&state.store)
+                .await;
+        }
+        return Ok(());
+    }
+    let Some(set) = state.keys.ring().get() else {
+        return Err(OAuthError::unavailable("signing keys are not loaded yet"));
+    };
+    let Ok((_, claims)) =
+        verify_own::<OwnClaims>(&set, token, clock::now(), state.keys.max_lifetime())
+    else {
+        return Ok(());
+    };
+    if let Caller::Client(client) = caller
+        && client.client_id != claims.client_id
+    {
+        return Err(OAuthError::new(
+            ErrorCode::UnauthorizedClient,
+            "the token was not issued to this client",
+        ));
+    }
+    state
+        .store
+        .revoke_jti(claims.jti.clone(), claims.exp)
+        .await?;
+    event(claims.jti)
+        .client(claims.client_id)
+        .details(json!({ "kind": "jwt" }))
+        .record(&state.store)
+        .await;
+    Ok(())
+}
