@@ -1,0 +1,266 @@
+//! The token endpoint under load, over real HTTP, from a separate process.
+//!
+//!     cargo bench --bench load
+//!     TESSERA_BENCH_DATABASE_URL=postgres://postgres@127.0.0.1:5432/bench cargo bench --bench load
+//!
+//! Starts the release `tessera` binary on SQLite (and on PostgreSQL when
+//! TESSERA_BENCH_DATABASE_URL names an empty database), sets up its own
+//! clients and service user through the admin API, checks that a sample
+//! token is a valid ES256 JWT, then drives each scenario with `wrk` (one
+//! thread, 64 connections, BENCH_SECONDS each, default 10) and prints req/s,
+//! p50, p99 and errors. Needs `wrk` (Debian package `wrk`).
+
+use std::io::{BufWriter, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use serde_json::{Value, json};
+use tessera::keys::{Alg, KeyMaterial};
+
+const CONNECTIONS: u32 = 64;
+/// Assertions prepared per second of run: above any rate reached here.
+const ASSERTIONS_PER_SECOND: u64 = 30_000;
+
+struct Server {
+    child: Child,
+    base: String,
+    dir: tempfile::TempDir,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+fn start(database_url: Option<&str>) -> Server {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let base = format!("http://127.0.0.1:{port}");
+    let mut command = Command::new(env!("CARGO_BIN_EXE_tessera"));
+    command
+        .current_dir(dir.path())
+        .arg("serve")
+        .env("TESSERA_SERVER__LISTEN", format!("127.0.0.1:{port}"))
+        .env("TESSERA_SERVER__ISSUER", &base)
+        .env("TESSERA_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit());
+    if let Some(url) = database_url {
+        command.env("TESSERA_DATABASE__URL", url);
+    }
+    let child = command.spawn().expect("start tessera");
+    let server = Server { child, base, dir };
+    let http = reqwest::blocking::Client::new();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while Instant::now() < deadline {
+        if http.get(format!("{}/readyz", server.base)).send().is_ok_and(|r| r.status() == 200) {
+            return server;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!("tessera did not become ready");
+}
+
+struct Setup {
+    basic_id: String,
+    basic_secret: String,
+    pkjwt_id: String,
+    pkjwt_key: EncodingKey,
+    user_id: String,
+    user_kid: String,
+    user_key: EncodingKey,
+}
+
+fn admin(server: &Server, path: &str, body: Value) -> Value {
+    let token = std::fs::read_to_string(server.dir.path().join("keys/admin.token")).unwrap();
+    let response = reqwest::blocking::Client::new()
+        .post(format!("{}{path}", server.base))
+        .bearer_auth(token.trim())
+        .json(&body)
+        .send()
+        .unwrap();
+    assert!(response.status().is_success(), "{path}: {}", response.status());
+    response.json().unwrap()
+}
+
+fn setup(server: &Server) -> Setup {
+    let basic = admin(server, "/admin/v1/clients", json!({"name": "bench-basic", "scope": "bench"}));
+    let client_key = KeyMaterial::generate(Alg::ES256).unwrap();
+    let pkjwt = admin(
+        server,
+        "/admin/v1/clients",
+        json!({"name": "bench-pkjwt", "scope": "bench", "token_endpoint_auth_method": "private_key_jwt",
+               "jwks": {"keys": [client_key.public_jwk("bench")]}}),
+    );
+    let user = admin(server, "/admin/v1/service-users", json!({"name": "bench-bot", "scope": "bench"}));
+    let user_id = user["id"].as_str().unwrap().to_owned();
+    let user_key = KeyMaterial::generate(Alg::ES256).unwrap();
+    let added = admin(
+        server,
+        &format!("/admin/v1/service-users/{user_id}/keys"),
+        json!({"public_key": user_key.public_jwk("x")}),
+    );
+    Setup {
+        basic_id: basic["client_id"].as_str().unwrap().to_owned(),
+        basic_secret: basic["client_secret"].as_str().unwrap().to_owned(),
+        pkjwt_id: pkjwt["client_id"].as_str().unwrap().to_owned(),
+        pkjwt_key: EncodingKey::from_ec_der(&client_key.to_pkcs8().unwrap()),
+        user_id,
+        user_kid: added["keyId"].as_str().unwrap().to_owned(),
+        user_key: EncodingKey::from_ec_der(&user_key.to_pkcs8().unwrap()),
+    }
+}
+
+fn basic_header(id: &str, secret: &str) -> String {
+    format!("Basic {}", STANDARD.encode(format!("{id}:{secret}")))
+}
+
+/// One token the ordinary way, checked as a relying party would: an ES256
+/// `at+jwt` that verifies against the published JWKS.
+fn sample_token(server: &Server, setup: &Setup) -> String {
+    let http = reqwest::blocking::Client::new();
+    let body: Value = http
+        .post(format!("{}/oauth/token", server.base))
+        .basic_auth(&setup.basic_id, Some(&setup.basic_secret))
+        .form(&[("grant_type", "client_credentials")])
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    let token = body["access_token"].as_str().expect("a token").to_owned();
+    let header = jsonwebtoken::decode_header(&token).unwrap();
+    assert_eq!(header.alg, Algorithm::ES256);
+    assert_eq!(header.typ.as_deref(), Some("at+jwt"));
+    let jwks: jsonwebtoken::jwk::JwkSet = http.get(format!("{}/oauth/jwks", server.base)).send().unwrap().json().unwrap();
+    let key = DecodingKey::from_jwk(jwks.find(header.kid.as_deref().unwrap()).unwrap()).unwrap();
+    let mut validation = Validation::new(Algorithm::ES256);
+    validation.validate_aud = false;
+    jsonwebtoken::decode::<Value>(&token, &key, &validation).expect("the sample token verifies");
+    token
+}
+
+/// Form bodies with unique-`jti` assertions, one per line.
+fn assertion_file(path: &Path, count: u64, body: impl Fn(u64) -> String) {
+    let mut out = BufWriter::new(std::fs::File::create(path).unwrap());
+    for i in 0..count {
+        writeln!(out, "{}", body(i)).unwrap();
+    }
+}
+
+fn signed(key: &EncodingKey, kid: Option<&str>, claims: &Value) -> String {
+    let mut header = Header::new(Algorithm::ES256);
+    header.kid = kid.map(str::to_owned);
+    jsonwebtoken::encode(&header, claims, key).unwrap()
+}
+
+fn lua_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("bench")
+}
+
+fn wrk(label: &str, base: &str, script: &str, env: &[(&str, String)], seconds: u64) -> Value {
+    let output = Command::new("wrk")
+        .args(["-t1", &format!("-c{CONNECTIONS}"), &format!("-d{seconds}s"), "--latency", "-s"])
+        .arg(lua_dir().join(script))
+        .arg(base)
+        .env("BENCH_LUA_DIR", lua_dir())
+        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
+        .output()
+        .expect("wrk is installed (apt-get install wrk)");
+    let text = String::from_utf8_lossy(&output.stdout);
+    let line = text
+        .lines()
+        .find_map(|l| l.strip_prefix("BENCHJSON "))
+        .unwrap_or_else(|| panic!("{label}: no result from wrk:\n{text}\n{}", String::from_utf8_lossy(&output.stderr)));
+    let result: Value = serde_json::from_str(line).unwrap();
+    println!(
+        "  {label:<46} {:>9.0} req/s   p50 {:>6.2} ms   p99 {:>6.2} ms   errors {}",
+        result["rps"].as_f64().unwrap(),
+        result["p50_ms"].as_f64().unwrap(),
+        result["p99_ms"].as_f64().unwrap(),
+        result["errors"]
+    );
+    result
+}
+
+fn run(label: &str, database_url: Option<&str>, seconds: u64) {
+    let server = start(database_url);
+    let setup = setup(&server);
+    let token = sample_token(&server, &setup);
+    let issuer = server.base.clone();
+    let endpoint = format!("{issuer}/oauth/token");
+    let count = ASSERTIONS_PER_SECOND * seconds;
+    let now = tessera::clock::now();
+
+    let pkjwt = server.dir.path().join("pkjwt.txt");
+    assertion_file(&pkjwt, count, |i| {
+        let claims = json!({"iss": setup.pkjwt_id, "sub": setup.pkjwt_id, "aud": endpoint,
+                            "exp": now + 280, "jti": format!("pk-{i}")});
+        format!(
+            "grant_type=client_credentials&client_assertion_type=urn%3Aietf%3Aparams%3Aoauth%3Aclient-assertion-type%3Ajwt-bearer&client_assertion={}",
+            signed(&setup.pkjwt_key, Some("bench"), &claims)
+        )
+    });
+    let bearer = server.dir.path().join("jwt-bearer.txt");
+    assertion_file(&bearer, count, |i| {
+        let claims = json!({"iss": setup.user_id, "sub": setup.user_id, "aud": issuer,
+                            "iat": now, "exp": now + 280, "jti": format!("jb-{i}")});
+        format!(
+            "grant_type=urn%3Aietf%3Aparams%3Aoauth%3Agrant-type%3Ajwt-bearer&assertion={}",
+            signed(&setup.user_key, Some(&setup.user_kid), &claims)
+        )
+    });
+
+    println!("{label}: {CONNECTIONS} connections, {seconds} s each, wrk -t1 on the same machine");
+    let basic_env = |body: &str, path: &str| {
+        vec![
+            ("BENCH_PATH", path.to_owned()),
+            ("BENCH_BODY", body.to_owned()),
+            ("BENCH_AUTH", basic_header(&setup.basic_id, &setup.basic_secret)),
+        ]
+    };
+    // Warm-up, not reported.
+    let body = "grant_type=client_credentials&scope=bench";
+    let warm = Command::new("wrk")
+        .args(["-t1", "-c16", "-d2s", "-s"])
+        .arg(lua_dir().join("form.lua"))
+        .arg(&server.base)
+        .env("BENCH_LUA_DIR", lua_dir())
+        .envs(basic_env(body, "/oauth/token"))
+        .output();
+    assert!(warm.is_ok_and(|o| o.status.success()), "warm-up run");
+    wrk("client_credentials + client_secret_basic", &server.base, "form.lua", &basic_env(body, "/oauth/token"), seconds);
+    let lines = |file: &Path| vec![("BENCH_PATH", "/oauth/token".to_owned()), ("BENCH_LINES", file.display().to_string())];
+    wrk("client_credentials + private_key_jwt", &server.base, "lines.lua", &lines(&pkjwt), seconds);
+    wrk("jwt-bearer grant (service user key)", &server.base, "lines.lua", &lines(&bearer), seconds);
+    wrk(
+        "introspection of a JWT access token",
+        &server.base,
+        "form.lua",
+        &basic_env(&format!("token={token}"), "/oauth/introspect"),
+        seconds,
+    );
+}
+
+fn main() {
+    let _ = jsonwebtoken::crypto::aws_lc::DEFAULT_PROVIDER.install_default();
+    if Command::new("wrk").arg("--version").output().is_err() {
+        eprintln!("wrk is not installed: apt-get install wrk");
+        std::process::exit(2);
+    }
+    let seconds = std::env::var("BENCH_SECONDS").ok().and_then(|s| s.parse().ok()).unwrap_or(10);
+    run("SQLite", None, seconds);
+    match std::env::var("TESSERA_BENCH_DATABASE_URL") {
+        Ok(url) => run("PostgreSQL", Some(&url), seconds),
+        Err(_) => println!("PostgreSQL: skipped (set TESSERA_BENCH_DATABASE_URL to an empty database)"),
+    }
+}
