@@ -33,13 +33,19 @@ struct Server {
 
 impl Drop for Server {
     fn drop(&mut self) {
-        let _ = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status();
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
         let _ = self.child.wait();
     }
 }
 
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 fn start(database_url: Option<&str>) -> Server {
@@ -63,7 +69,11 @@ fn start(database_url: Option<&str>) -> Server {
     let http = reqwest::blocking::Client::new();
     let deadline = Instant::now() + Duration::from_secs(30);
     while Instant::now() < deadline {
-        if http.get(format!("{}/readyz", server.base)).send().is_ok_and(|r| r.status() == 200) {
+        if http
+            .get(format!("{}/readyz", server.base))
+            .send()
+            .is_ok_and(|r| r.status() == 200)
+        {
             return server;
         }
         std::thread::sleep(Duration::from_millis(50));
@@ -89,12 +99,20 @@ fn admin(server: &Server, path: &str, body: Value) -> Value {
         .json(&body)
         .send()
         .unwrap();
-    assert!(response.status().is_success(), "{path}: {}", response.status());
+    assert!(
+        response.status().is_success(),
+        "{path}: {}",
+        response.status()
+    );
     response.json().unwrap()
 }
 
 fn setup(server: &Server) -> Setup {
-    let basic = admin(server, "/admin/v1/clients", json!({"name": "bench-basic", "scope": "bench"}));
+    let basic = admin(
+        server,
+        "/admin/v1/clients",
+        json!({"name": "bench-basic", "scope": "bench"}),
+    );
     let client_key = KeyMaterial::generate(Alg::ES256).unwrap();
     let pkjwt = admin(
         server,
@@ -102,7 +120,11 @@ fn setup(server: &Server) -> Setup {
         json!({"name": "bench-pkjwt", "scope": "bench", "token_endpoint_auth_method": "private_key_jwt",
                "jwks": {"keys": [client_key.public_jwk("bench")]}}),
     );
-    let user = admin(server, "/admin/v1/service-users", json!({"name": "bench-bot", "scope": "bench"}));
+    let user = admin(
+        server,
+        "/admin/v1/service-users",
+        json!({"name": "bench-bot", "scope": "bench"}),
+    );
     let user_id = user["id"].as_str().unwrap().to_owned();
     let user_key = KeyMaterial::generate(Alg::ES256).unwrap();
     let added = admin(
@@ -141,7 +163,12 @@ fn sample_token(server: &Server, setup: &Setup) -> String {
     let header = jsonwebtoken::decode_header(&token).unwrap();
     assert_eq!(header.alg, Algorithm::ES256);
     assert_eq!(header.typ.as_deref(), Some("at+jwt"));
-    let jwks: jsonwebtoken::jwk::JwkSet = http.get(format!("{}/oauth/jwks", server.base)).send().unwrap().json().unwrap();
+    let jwks: jsonwebtoken::jwk::JwkSet = http
+        .get(format!("{}/oauth/jwks", server.base))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
     let key = DecodingKey::from_jwk(jwks.find(header.kid.as_deref().unwrap()).unwrap()).unwrap();
     let mut validation = Validation::new(Algorithm::ES256);
     validation.validate_aud = false;
@@ -169,7 +196,13 @@ fn lua_dir() -> PathBuf {
 
 fn wrk(label: &str, base: &str, script: &str, env: &[(&str, String)], seconds: u64) -> Value {
     let output = Command::new("wrk")
-        .args(["-t1", &format!("-c{CONNECTIONS}"), &format!("-d{seconds}s"), "--latency", "-s"])
+        .args([
+            "-t1",
+            &format!("-c{CONNECTIONS}"),
+            &format!("-d{seconds}s"),
+            "--latency",
+            "-s",
+        ])
         .arg(lua_dir().join(script))
         .arg(base)
         .env("BENCH_LUA_DIR", lua_dir())
@@ -180,7 +213,12 @@ fn wrk(label: &str, base: &str, script: &str, env: &[(&str, String)], seconds: u
     let line = text
         .lines()
         .find_map(|l| l.strip_prefix("BENCHJSON "))
-        .unwrap_or_else(|| panic!("{label}: no result from wrk:\n{text}\n{}", String::from_utf8_lossy(&output.stderr)));
+        .unwrap_or_else(|| {
+            panic!(
+                "{label}: no result from wrk:\n{text}\n{}",
+                String::from_utf8_lossy(&output.stderr)
+            )
+        });
     let result: Value = serde_json::from_str(line).unwrap();
     println!(
         "  {label:<46} {:>9.0} req/s   p50 {:>6.2} ms   p99 {:>6.2} ms   errors {}",
@@ -225,7 +263,10 @@ fn run(label: &str, database_url: Option<&str>, seconds: u64) {
         vec![
             ("BENCH_PATH", path.to_owned()),
             ("BENCH_BODY", body.to_owned()),
-            ("BENCH_AUTH", basic_header(&setup.basic_id, &setup.basic_secret)),
+            (
+                "BENCH_AUTH",
+                basic_header(&setup.basic_id, &setup.basic_secret),
+            ),
         ]
     };
     // Warm-up, not reported.
@@ -238,10 +279,33 @@ fn run(label: &str, database_url: Option<&str>, seconds: u64) {
         .envs(basic_env(body, "/oauth/token"))
         .output();
     assert!(warm.is_ok_and(|o| o.status.success()), "warm-up run");
-    wrk("client_credentials + client_secret_basic", &server.base, "form.lua", &basic_env(body, "/oauth/token"), seconds);
-    let lines = |file: &Path| vec![("BENCH_PATH", "/oauth/token".to_owned()), ("BENCH_LINES", file.display().to_string())];
-    wrk("client_credentials + private_key_jwt", &server.base, "lines.lua", &lines(&pkjwt), seconds);
-    wrk("jwt-bearer grant (service user key)", &server.base, "lines.lua", &lines(&bearer), seconds);
+    wrk(
+        "client_credentials + client_secret_basic",
+        &server.base,
+        "form.lua",
+        &basic_env(body, "/oauth/token"),
+        seconds,
+    );
+    let lines = |file: &Path| {
+        vec![
+            ("BENCH_PATH", "/oauth/token".to_owned()),
+            ("BENCH_LINES", file.display().to_string()),
+        ]
+    };
+    wrk(
+        "client_credentials + private_key_jwt",
+        &server.base,
+        "lines.lua",
+        &lines(&pkjwt),
+        seconds,
+    );
+    wrk(
+        "jwt-bearer grant (service user key)",
+        &server.base,
+        "lines.lua",
+        &lines(&bearer),
+        seconds,
+    );
     wrk(
         "introspection of a JWT access token",
         &server.base,
@@ -257,10 +321,15 @@ fn main() {
         eprintln!("wrk is not installed: apt-get install wrk");
         std::process::exit(2);
     }
-    let seconds = std::env::var("BENCH_SECONDS").ok().and_then(|s| s.parse().ok()).unwrap_or(10);
+    let seconds = std::env::var("BENCH_SECONDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(10);
     run("SQLite", None, seconds);
     match std::env::var("TESSERA_BENCH_DATABASE_URL") {
         Ok(url) => run("PostgreSQL", Some(&url), seconds),
-        Err(_) => println!("PostgreSQL: skipped (set TESSERA_BENCH_DATABASE_URL to an empty database)"),
+        Err(_) => {
+            println!("PostgreSQL: skipped (set TESSERA_BENCH_DATABASE_URL to an empty database)")
+        }
     }
 }

@@ -130,6 +130,11 @@ impl Event {
         }
     }
 
+    /// Hands the event to the batching writer (the token endpoints' path).
+    pub async fn record_via(self, sink: &crate::audit_sink::AuditSink) {
+        sink.record(self).await;
+    }
+
     /// Appends the event on its own. An audit write that fails is logged
     /// loudly but does not turn the caller's answer into an error.
     pub async fn record(self, store: &impl AuditStore) {

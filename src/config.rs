@@ -30,6 +30,8 @@ pub struct Config {
 #[serde(deny_unknown_fields)]
 pub struct ClientsConfig {
     #[serde(with = "humantime_serde")]
+    pub cache_ttl: Duration,
+    #[serde(with = "humantime_serde")]
     pub jwks_cache: Duration,
     #[serde(with = "humantime_serde")]
     pub jwks_refetch_cooldown: Duration,

@@ -3,6 +3,7 @@
 //! protocol core (`oauth`, `tokens`, `keys`), which calls the store.
 
 pub mod audit;
+pub mod audit_sink;
 pub mod bootstrap;
 pub mod cli;
 pub mod clock;

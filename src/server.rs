@@ -15,11 +15,13 @@ use aws_lc_rs::hmac;
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
 
+use crate::audit_sink::AuditSink;
 use crate::bootstrap::{self, BootstrapError};
 use crate::config::Config;
 use crate::http;
 use crate::keys::{KeyManager, KeysError, MasterKey};
 use crate::metrics::Metrics;
+use crate::oauth::client_cache::ClientCache;
 use crate::oauth::client_keys::ClientKeys;
 use crate::store::{ReplayStore, RevocationStore, Store, StoreError};
 
@@ -34,6 +36,9 @@ pub struct Shared {
     pub digest_key: hmac::Key,
     pub metrics: Metrics,
     pub client_keys: ClientKeys,
+    pub client_cache: ClientCache,
+    /// Batched audit writes for the token endpoints.
+    pub audit: AuditSink,
 }
 
 impl Deref for AppState {
@@ -123,6 +128,8 @@ impl Server {
         let state = AppState(Arc::new(Shared {
             digest_key: master.token_digest_key(),
             metrics: Metrics::new(),
+            audit: AuditSink::spawn(store.clone()),
+            client_cache: ClientCache::new(config.clients.cache_ttl),
             client_keys: ClientKeys::new(
                 config.clients.jwks_cache,
                 config.clients.jwks_refetch_cooldown,
@@ -201,6 +208,7 @@ impl Server {
             tracing::warn!("shutdown timeout reached; closing remaining connections");
         }
         let _ = supervisor.await;
+        state.audit.flush().await;
         match fatal {
             Some(reason) => Err(StartError::Fatal(reason)),
             None => Ok(()),

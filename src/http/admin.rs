@@ -261,6 +261,8 @@ async fn list_audit(
         before_id,
         limit: limit + 1,
     };
+    // Read-your-writes: events queued on this replica are stored first.
+    state.audit.flush().await;
     let mut records = state.store.list_audit(filter).await?;
     let more = records.len() as i64 > limit;
     records.truncate(limit as usize);

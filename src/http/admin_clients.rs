@@ -87,9 +87,10 @@ pub(super) async fn update_client(
     JsonOrEmpty(spec): JsonOrEmpty<ClientSpec>,
 ) -> Result<Json<Client>, OAuthError> {
     let max = state.config.tokens.max_lifetime;
-    Ok(Json(
-        registry::update(&state.store, &client_id, spec, max, admin.actor()).await?,
-    ))
+    let updated = registry::update(&state.store, &client_id, spec, max, admin.actor()).await;
+    // This replica sees the change at once; others within clients.cache_ttl.
+    state.client_cache.invalidate(&client_id);
+    Ok(Json(updated?))
 }
 
 #[utoipa::path(delete, path = "/admin/v1/clients/{client_id}", tag = "clients",
@@ -100,7 +101,9 @@ pub(super) async fn delete_client(
     Admin(admin): Admin,
     Path(client_id): Path<String>,
 ) -> Result<StatusCode, OAuthError> {
-    registry::delete(&state.store, &client_id, admin.actor()).await?;
+    let deleted = registry::delete(&state.store, &client_id, admin.actor()).await;
+    state.client_cache.invalidate(&client_id);
+    deleted?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -143,7 +146,9 @@ pub(super) async fn rotate_client_secret(
         std::time::Duration::from_secs(grace),
         admin.actor(),
     )
-    .await?;
+    .await;
+    state.client_cache.invalidate(&client_id);
+    let secret = secret?;
     Ok(Json(NewSecret {
         client_id,
         client_secret: secret.expose().to_owned(),

@@ -16,7 +16,6 @@ use super::{ErrorCode, OAuthError};
 use crate::audit::{Actor, ActorKind, Event, Outcome};
 use crate::clock;
 use crate::server::Shared;
-use crate::store::ClientStore;
 use crate::tokens::opaque::OpaqueToken;
 
 /// RFC 7523 §2.2.
@@ -100,7 +99,7 @@ pub async fn authenticate(
                 if let Some(id) = client_id {
                     event = event.client(id);
                 }
-                event.record(&state.store).await;
+                event.record_via(&state.audit).await;
             }
             Err(error)
         }
@@ -158,15 +157,15 @@ async fn check(state: &Shared, presented: &PresentedCredentials) -> Result<Clien
     };
 
     let failed = |description| Err((invalid_client(description), Some(client_id.clone())));
-    let Some((record, digests)) = state
-        .store
-        .client_with_secrets(client_id.clone(), clock::now())
+    let Some(cached) = state
+        .client_cache
+        .get(&state.store, &client_id)
         .await
         .map_err(|e| (e.into(), Some(client_id.clone())))?
     else {
         return failed("client authentication failed");
     };
-    let client = Client::from(record);
+    let client = cached.client.clone();
     if client.token_endpoint_auth_method != method {
         return failed("client authentication failed");
     }
@@ -174,9 +173,14 @@ async fn check(state: &Shared, presented: &PresentedCredentials) -> Result<Clien
         let presented = OpaqueToken::from_presented(&secret);
         // Compare with every valid secret (the current one and any still
         // in its grace period), each in constant time.
-        let matched = digests.iter().fold(false, |found, d| {
-            presented.matches(&state.digest_key, d) | found
-        });
+        let now = clock::now();
+        let matched = cached
+            .secrets
+            .iter()
+            .filter(|(_, expires)| expires.is_none_or(|at| at > now))
+            .fold(false, |found, (d, _)| {
+                presented.matches(&state.digest_key, d) | found
+            });
         if !matched {
             return failed("client authentication failed");
         }
@@ -229,11 +233,11 @@ async fn private_key_jwt(
     };
     let failed = |description| (invalid_client(description), Some(client_id.clone()));
     let client = state
-        .store
-        .client(client_id.clone())
+        .client_cache
+        .get(&state.store, &client_id)
         .await
         .map_err(|e| (e.into(), Some(client_id.clone())))?
-        .map(Client::from)
+        .map(|cached| cached.client.clone())
         .ok_or_else(|| failed("client authentication failed"))?;
     if client.token_endpoint_auth_method != AuthMethod::PrivateKeyJwt {
         return Err(failed("client authentication failed"));

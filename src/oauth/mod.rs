@@ -5,6 +5,7 @@ pub mod assertion;
 pub mod bearer;
 pub mod client;
 pub mod client_auth;
+pub mod client_cache;
 pub mod client_keys;
 pub mod discovery;
 pub mod error;

@@ -18,7 +18,7 @@ use super::{ErrorCode, OAuthError};
 use crate::audit::{Actor, ActorKind, Event, Outcome};
 use crate::clock;
 use crate::server::Shared;
-use crate::store::{ClientStore, CredentialStore, RevocationStore};
+use crate::store::{CredentialStore, RevocationStore};
 use crate::tokens::jwt::verify_own;
 use crate::tokens::opaque::OpaqueToken;
 
@@ -138,8 +138,11 @@ async fn live_jwt(state: &Shared, token: &str) -> Result<Option<OwnClaims>, OAut
         return Ok(None);
     }
     if !claims.client_id.starts_with(SERVICE_USER_PREFIX) {
-        let client = state.store.client(claims.client_id.clone()).await?;
-        if !client.is_some_and(|c| c.enabled) {
+        let client = state
+            .client_cache
+            .get(&state.store, &claims.client_id)
+            .await?;
+        if !client.is_some_and(|c| c.client.enabled) {
             return Ok(None);
         }
     }
@@ -216,7 +219,7 @@ pub async fn revoke(
                 .await?;
             event(found.principal.token_id)
                 .details(json!({ "kind": "opaque" }))
-                .record(&state.store)
+                .record_via(&state.audit)
                 .await;
         }
         return Ok(());
@@ -244,7 +247,7 @@ pub async fn revoke(
     event(claims.jti)
         .client(claims.client_id)
         .details(json!({ "kind": "jwt" }))
-        .record(&state.store)
+        .record_via(&state.audit)
         .await;
     Ok(())
 }

@@ -55,6 +55,11 @@ pub trait AuditStore {
         &self,
         event: NewAuditRecord,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// Appends several events in one transaction.
+    fn append_audit_batch(
+        &self,
+        events: Vec<NewAuditRecord>,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
     fn list_audit(
         &self,
         filter: AuditFilter,
@@ -74,6 +79,18 @@ impl AuditStore for Store {
     async fn append_audit(&self, event: NewAuditRecord) -> Result<(), StoreError> {
         self.run(move |conn| append_in(conn, &event).map_err(StoreError::from))
             .await
+    }
+
+    async fn append_audit_batch(&self, events: Vec<NewAuditRecord>) -> Result<(), StoreError> {
+        self.run(move |conn| {
+            conn.transaction(|conn| {
+                // One statement per row (multi-row VALUES with NULLs is not
+                // available through MultiConnection), one commit for all.
+                events.iter().try_for_each(|event| append_in(conn, event))
+            })
+            .map_err(StoreError::from)
+        })
+        .await
     }
 
     async fn list_audit(&self, filter: AuditFilter) -> Result<Vec<AuditRecord>, StoreError> {

@@ -50,8 +50,8 @@ impl std::fmt::Debug for ClientSecretRecord {
     }
 }
 
-/// A client and the digests of its currently valid secrets.
-pub type ClientWithSecrets = (ClientRecord, Vec<Vec<u8>>);
+/// A client and the digests of its secrets, each with its expiry.
+pub type ClientWithSecrets = (ClientRecord, Vec<(Vec<u8>, Option<i64>)>);
 
 pub trait ClientStore {
     fn create_client(
@@ -81,11 +81,10 @@ pub trait ClientStore {
         event: NewAuditRecord,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
 
-    /// The client and the digests of its secrets still valid at `now`.
+    /// The client and every stored secret digest with its expiry.
     fn client_with_secrets(
         &self,
         id: String,
-        now: i64,
     ) -> impl Future<Output = Result<Option<ClientWithSecrets>, StoreError>> + Send;
 
     /// Ends the current secret at `grace_until`, drops expired ones, and
@@ -184,7 +183,6 @@ impl ClientStore for Store {
     async fn client_with_secrets(
         &self,
         id: String,
-        now: i64,
     ) -> Result<Option<ClientWithSecrets>, StoreError> {
         self.run(move |conn| {
             let Some(client) = clients::table
@@ -197,13 +195,8 @@ impl ClientStore for Store {
             };
             let digests = client_secrets::table
                 .filter(client_secrets::client_id.eq(&id))
-                .filter(
-                    client_secrets::expires_at
-                        .is_null()
-                        .or(client_secrets::expires_at.gt(now)),
-                )
-                .select(client_secrets::digest)
-                .load::<Vec<u8>>(conn)?;
+                .select((client_secrets::digest, client_secrets::expires_at))
+                .load::<(Vec<u8>, Option<i64>)>(conn)?;
             Ok(Some((client, digests)))
         })
         .await

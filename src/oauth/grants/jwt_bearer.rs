@@ -127,7 +127,7 @@ pub async fn grant(
     .details(
         json!({ "grant_type": GRANT_TYPE, "scope": scopes, "aud": audience, "exp": issued.exp }),
     )
-    .record(&state.store)
+    .record_via(&state.audit)
     .await;
     Ok(TokenResponse {
         access_token: issued.token,
