@@ -13,6 +13,7 @@ pub mod keys;
 pub mod metrics;
 pub mod oauth;
 pub mod random;
+pub mod replay_guard;
 pub mod server;
 pub mod store;
 pub mod tokens;

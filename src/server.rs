@@ -23,6 +23,7 @@ use crate::keys::{KeyManager, KeysError, MasterKey};
 use crate::metrics::Metrics;
 use crate::oauth::client_cache::ClientCache;
 use crate::oauth::client_keys::ClientKeys;
+use crate::replay_guard::ReplayGuard;
 use crate::store::{ReplayStore, RevocationStore, Store, StoreError};
 
 /// What every handler shares. Cloning is cheap.
@@ -37,6 +38,7 @@ pub struct Shared {
     pub metrics: Metrics,
     pub client_keys: ClientKeys,
     pub client_cache: ClientCache,
+    pub replay_guard: ReplayGuard,
     /// Batched audit writes for the token endpoints.
     pub audit: AuditSink,
 }
@@ -130,6 +132,7 @@ impl Server {
             metrics: Metrics::new(),
             audit: AuditSink::spawn(store.clone()),
             client_cache: ClientCache::new(config.clients.cache_ttl),
+            replay_guard: ReplayGuard::spawn(store.clone()),
             client_keys: ClientKeys::new(
                 config.clients.jwks_cache,
                 config.clients.jwks_refetch_cooldown,

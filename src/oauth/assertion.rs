@@ -11,7 +11,7 @@ use serde::Deserialize;
 
 use super::{ErrorCode, OAuthError};
 use crate::clock;
-use crate::store::ReplayStore;
+use crate::replay_guard::ReplayGuard;
 
 /// Clock skew tolerated on `exp`, `nbf` and `iat`.
 pub const LEEWAY_SECS: u64 = 30;
@@ -148,8 +148,8 @@ pub enum AssertionError {
 
 /// RFC 7523 §3 item 7: a `jti` is accepted once for the assertion's
 /// lifetime, on every replica (the store is shared).
-pub async fn consume_once<S: ReplayStore>(
-    store: &S,
+pub async fn consume_once(
+    guard: &ReplayGuard,
     claims: &AssertionClaims,
     error: ErrorCode,
 ) -> Result<(), OAuthError> {
@@ -168,10 +168,7 @@ pub async fn consume_once<S: ReplayStore>(
         .iter()
         .map(|b| format!("{b:02x}"))
         .collect();
-    if store
-        .consume_jti(key, claims.exp + LEEWAY_SECS as i64)
-        .await?
-    {
+    if guard.consume(key, claims.exp + LEEWAY_SECS as i64).await? {
         Ok(())
     } else {
         Err(OAuthError::new(error, "the assertion was already used"))

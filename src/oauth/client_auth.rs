@@ -282,7 +282,7 @@ async fn private_key_jwt(
     if !client.enabled {
         return Err(failed("the client is disabled"));
     }
-    assertion::consume_once(&state.store, &claims, ErrorCode::InvalidClient)
+    assertion::consume_once(&state.replay_guard, &claims, ErrorCode::InvalidClient)
         .await
         .map_err(with_id)?;
     Ok(client)

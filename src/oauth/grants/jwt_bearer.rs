@@ -83,7 +83,7 @@ pub async fn grant(
         }
         Err(AssertionError::Invalid(e)) => return Err(e),
     };
-    assertion::consume_once(&state.store, &claims, ErrorCode::InvalidGrant).await?;
+    assertion::consume_once(&state.replay_guard, &claims, ErrorCode::InvalidGrant).await?;
 
     let user = ServiceUser::from(user);
     let scopes = scope::grant_scopes(&user.scopes, request.get("scope"))?;
