@@ -1,4 +1,5 @@
-//! `POST /oauth/token` (RFC 6749 §3.2).
+//! `POST /oauth/token` (RFC 6749 §3.2), and the form handling the other
+//! token-hygiene endpoints share.
 
 use axum::extract::{Request, State};
 use axum::http::{HeaderMap, HeaderValue, header};
@@ -17,49 +18,43 @@ pub fn routes() -> axum::Router<AppState> {
     axum::Router::new().route(TOKEN_PATH, post(token_endpoint))
 }
 
-fn basic_credentials(headers: &HeaderMap) -> Option<String> {
+/// The credentials of an `Authorization` header with `scheme`.
+pub(super) fn authorization(headers: &HeaderMap, scheme: &str) -> Option<String> {
     let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
-    let (scheme, credentials) = value.split_once(' ')?;
-    scheme
-        .eq_ignore_ascii_case("basic")
+    let (given, credentials) = value.split_once(' ')?;
+    given
+        .eq_ignore_ascii_case(scheme)
         .then(|| credentials.trim().to_owned())
 }
 
-async fn token_endpoint(
-    State(state): State<AppState>,
-    RemoteAddr(remote): RemoteAddr,
-    request: Request,
-) -> Response {
-    let basic = basic_credentials(request.headers());
-    let tried_basic = basic.is_some();
-    let result = async {
-        let form = request
-            .headers()
-            .get(header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .is_some_and(|v| v.starts_with("application/x-www-form-urlencoded"));
-        if !form {
-            return Err(OAuthError::invalid_request(
-                "the body must be application/x-www-form-urlencoded",
-            ));
-        }
-        let body: Bytes = request.extract().await.map_err(body_rejection)?;
-        let pairs = url::form_urlencoded::parse(&body).into_owned().collect();
-        let parsed = TokenRequest::from_pairs(pairs)?;
-        token::exchange(&state, parsed, RequestContext { basic, remote }).await
+/// RFC 6749 §3.2: an `application/x-www-form-urlencoded` body.
+pub(super) async fn read_form(request: Request) -> Result<TokenRequest, OAuthError> {
+    let form = request
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/x-www-form-urlencoded"));
+    if !form {
+        return Err(OAuthError::invalid_request(
+            "the body must be application/x-www-form-urlencoded",
+        ));
     }
-    .await;
+    let body: Bytes = request.extract().await.map_err(body_rejection)?;
+    TokenRequest::from_pairs(url::form_urlencoded::parse(&body).into_owned().collect())
+}
+
+/// `Cache-Control: no-store` on every answer (RFC 6749 §5.1), and on a
+/// failed Basic authentication the challenge for the scheme the client used
+/// (§5.2).
+pub(super) fn render(result: Result<Response, OAuthError>, tried_basic: bool) -> Response {
     match result {
-        Ok(answer) => {
-            let mut response = Json(answer).into_response();
+        Ok(mut response) => {
             let headers = response.headers_mut();
             headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
             headers.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
             response
         }
         Err(error) => {
-            // RFC 6749 §5.2: a failed Basic authentication answers with the
-            // scheme the client used.
             let challenge = tried_basic && error.code == ErrorCode::InvalidClient;
             let mut response = error.into_response();
             if challenge {
@@ -71,4 +66,20 @@ async fn token_endpoint(
             response
         }
     }
+}
+
+async fn token_endpoint(
+    State(state): State<AppState>,
+    RemoteAddr(remote): RemoteAddr,
+    request: Request,
+) -> Response {
+    let basic = authorization(request.headers(), "basic");
+    let tried_basic = basic.is_some();
+    let result = async {
+        let parsed = read_form(request).await?;
+        let answer = token::exchange(&state, parsed, RequestContext { basic, remote }).await?;
+        Ok(Json(answer).into_response())
+    }
+    .await;
+    render(result, tried_basic)
 }

@@ -3,15 +3,12 @@
 //! Reads `scope`, `audience`/`resource`; needs client authentication; only
 //! confidential clients registered for it may use it.
 
-use serde_json::json;
-
-use crate::audit::{Actor, Event, Outcome};
 use crate::oauth::client::GrantType;
 use crate::oauth::client_auth;
 use crate::oauth::token::{RequestContext, TokenRequest, TokenResponse};
 use crate::oauth::{ErrorCode, OAuthError};
 use crate::server::Shared;
-use crate::tokens::access::{self, AccessTokenRequest};
+use crate::tokens::access::AccessTokenRequest;
 
 pub const GRANT_TYPE: &str = "client_credentials";
 
@@ -30,9 +27,10 @@ pub async fn grant(
     }
     let scopes = client.grant_scopes(request.get("scope"))?;
     let audience = client.grant_audience(&request.targets())?;
-    let issued = access::mint(
-        state.keys.ring(),
-        &AccessTokenRequest {
+    super::issue(
+        state,
+        GRANT_TYPE,
+        AccessTokenRequest {
             issuer: state.config.issuer(),
             subject: &client.client_id,
             client_id: &client.client_id,
@@ -45,26 +43,7 @@ pub async fn grant(
             ),
             alg: client.access_token_alg,
         },
+        context.remote,
     )
-    .map_err(|e| OAuthError::server_error(e.to_string()))?;
-    state.metrics.token_issued(GRANT_TYPE);
-    Event::new(
-        Actor::service(client.client_id.clone()),
-        "token.issued",
-        Outcome::Success,
-    )
-    .client(client.client_id.clone())
-    .target(issued.jti.clone())
-    .remote(context.remote)
-    .details(
-        json!({ "grant_type": GRANT_TYPE, "scope": scopes, "aud": audience, "exp": issued.exp }),
-    )
-    .record_via(&state.audit)
-    .await;
-    Ok(TokenResponse {
-        access_token: issued.token,
-        token_type: "Bearer",
-        expires_in: issued.expires_in,
-        scope: Some(scopes.join(" ")).filter(|s| !s.is_empty()),
-    })
+    .await
 }

@@ -12,7 +12,6 @@ use std::time::Duration;
 use jsonwebtoken::jwk::JwkSet;
 use serde_json::json;
 
-use crate::audit::{Actor, Event, Outcome};
 use crate::clock;
 use crate::oauth::assertion::{self, AssertionError, Expectations};
 use crate::oauth::client::GrantType;
@@ -21,7 +20,7 @@ use crate::oauth::token::{RequestContext, TokenRequest, TokenResponse};
 use crate::oauth::{ErrorCode, OAuthError, client_auth, scope};
 use crate::server::Shared;
 use crate::store::ServiceUserStore;
-use crate::tokens::access::{self, AccessTokenRequest};
+use crate::tokens::access::AccessTokenRequest;
 
 pub const GRANT_TYPE: &str = "urn:ietf:params:oauth:grant-type:jwt-bearer";
 const MAX_ASSERTION_AGE: Duration = Duration::from_secs(3600);
@@ -97,9 +96,10 @@ pub async fn grant(
         .as_ref()
         .map_or(user.id.as_str(), |c| c.client_id.as_str());
     let tokens = &state.config.tokens;
-    let issued = access::mint(
-        state.keys.ring(),
-        &AccessTokenRequest {
+    super::issue(
+        state,
+        GRANT_TYPE,
+        AccessTokenRequest {
             issuer: state.config.issuer(),
             subject: &user.id,
             client_id,
@@ -113,26 +113,7 @@ pub async fn grant(
                 .as_ref()
                 .map_or(crate::keys::Alg::ES256, |c| c.access_token_alg),
         },
+        context.remote,
     )
-    .map_err(|e| OAuthError::server_error(e.to_string()))?;
-    state.metrics.token_issued(GRANT_TYPE);
-    Event::new(
-        Actor::service(user.id.clone()),
-        "token.issued",
-        Outcome::Success,
-    )
-    .client(client_id.to_owned())
-    .target(issued.jti.clone())
-    .remote(context.remote)
-    .details(
-        json!({ "grant_type": GRANT_TYPE, "scope": scopes, "aud": audience, "exp": issued.exp }),
-    )
-    .record_via(&state.audit)
-    .await;
-    Ok(TokenResponse {
-        access_token: issued.token,
-        token_type: "Bearer",
-        expires_in: issued.expires_in,
-        scope: Some(scopes.join(" ")).filter(|s| !s.is_empty()),
-    })
+    .await
 }
