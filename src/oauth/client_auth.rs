@@ -232,13 +232,13 @@ async fn private_key_jwt(
         }
     };
     let failed = |description| (invalid_client(description), Some(client_id.clone()));
-    let client = state
+    let cached = state
         .client_cache
         .get(&state.store, &client_id)
         .await
         .map_err(|e| (e.into(), Some(client_id.clone())))?
-        .map(|cached| cached.client.clone())
         .ok_or_else(|| failed("client authentication failed"))?;
+    let client = &cached.client;
     if client.token_endpoint_auth_method != AuthMethod::PrivateKeyJwt {
         return Err(failed("client authentication failed"));
     }
@@ -256,7 +256,7 @@ async fn private_key_jwt(
     let with_id = |e: OAuthError| (e, Some(client_id.clone()));
     let keys = state
         .client_keys
-        .get(&client, false)
+        .get(client, cached.jwks.as_ref(), false)
         .await
         .map_err(with_id)?;
     let keys = keys.ok_or_else(|| failed("the client has no registered keys"))?;
@@ -265,7 +265,7 @@ async fn private_key_jwt(
         Err(AssertionError::UnknownKey) => {
             let fresh = state
                 .client_keys
-                .get(&client, true)
+                .get(client, cached.jwks.as_ref(), true)
                 .await
                 .map_err(with_id)?;
             let fresh = fresh.ok_or_else(|| failed("the client has no registered keys"))?;
@@ -285,7 +285,7 @@ async fn private_key_jwt(
     assertion::consume_once(&state.replay_guard, &claims, ErrorCode::InvalidClient)
         .await
         .map_err(with_id)?;
-    Ok(client)
+    Ok(client.clone())
 }
 
 #[cfg(test)]

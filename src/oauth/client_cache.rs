@@ -12,6 +12,8 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use jsonwebtoken::jwk::JwkSet;
+
 use super::client::Client;
 use crate::store::{ClientStore, Store, StoreError};
 
@@ -22,6 +24,8 @@ const MAX_ENTRIES: usize = 10_000;
 pub struct CachedClient {
     pub client: Client,
     pub secrets: Vec<(Vec<u8>, Option<i64>)>,
+    /// The registered `jwks`, parsed once per cache fill.
+    pub jwks: Option<Arc<JwkSet>>,
 }
 
 /// When an entry was read, and the client (`None`: no such client).
@@ -54,9 +58,16 @@ impl ClientCache {
             .client_with_secrets(id.to_owned())
             .await?
             .map(|(record, secrets)| {
+                let client = Client::from(record);
+                let jwks = client
+                    .jwks
+                    .as_ref()
+                    .and_then(|j| serde_json::from_value::<JwkSet>(j.clone()).ok())
+                    .map(Arc::new);
                 Arc::new(CachedClient {
-                    client: Client::from(record),
+                    client,
                     secrets,
+                    jwks,
                 })
             });
         let mut entries = self.entries.lock().expect("client cache");

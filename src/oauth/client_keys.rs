@@ -4,7 +4,7 @@
 //! cannot turn Tessera into a request amplifier).
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use jsonwebtoken::jwk::JwkSet;
@@ -16,7 +16,7 @@ const FETCH_TIMEOUT: Duration = Duration::from_secs(5);
 const MAX_JWKS_BYTES: usize = 256 * 1024;
 
 struct Cached {
-    keys: JwkSet,
+    keys: Arc<JwkSet>,
     fetched: Instant,
 }
 
@@ -52,13 +52,20 @@ fn unusable(detail: String) -> OAuthError {
 }
 
 impl ClientKeys {
-    /// The client's keys. `refresh` asks for a refetch of a `jwks_uri`
-    /// (an unknown `kid`), honoured once per cooldown.
-    pub async fn get(&self, client: &Client, refresh: bool) -> Result<Option<JwkSet>, OAuthError> {
-        if let Some(jwks) = &client.jwks {
-            return serde_json::from_value(jwks.clone())
-                .map(Some)
-                .map_err(|e| unusable(format!("registered jwks: {e}")));
+    /// The client's keys: `registered` (its parsed `jwks`), else its
+    /// `jwks_uri`. `refresh` asks for a refetch of a `jwks_uri` (an unknown
+    /// `kid`), honoured once per cooldown.
+    pub async fn get(
+        &self,
+        client: &Client,
+        registered: Option<&Arc<JwkSet>>,
+        refresh: bool,
+    ) -> Result<Option<Arc<JwkSet>>, OAuthError> {
+        if let Some(jwks) = registered {
+            return Ok(Some(jwks.clone()));
+        }
+        if client.jwks.is_some() {
+            return Err(unusable("the registered jwks cannot be parsed".into()));
         }
         let Some(uri) = &client.jwks_uri else {
             return Ok(None);
@@ -75,7 +82,7 @@ impl ClientKeys {
                 }
             }
         }
-        let keys = self.fetch(uri).await?;
+        let keys = Arc::new(self.fetch(uri).await?);
         self.cache.lock().expect("jwks cache").insert(
             cache_key,
             Cached {

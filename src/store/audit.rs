@@ -84,9 +84,22 @@ impl AuditStore for Store {
     async fn append_audit_batch(&self, events: Vec<NewAuditRecord>) -> Result<(), StoreError> {
         self.run(move |conn| {
             conn.transaction(|conn| {
-                // One statement per row (multi-row VALUES with NULLs is not
-                // available through MultiConnection), one commit for all.
-                events.iter().try_for_each(|event| append_in(conn, event))
+                // One commit for all. PostgreSQL takes one multi-row INSERT
+                // per chunk (a round trip per row would hold the connection
+                // for the whole batch); through MultiConnection multi-row
+                // VALUES with NULLs is not available, so SQLite, which has no
+                // round trips, inserts row by row.
+                match conn {
+                    AnyConnection::Postgresql(pg) => events.chunks(500).try_for_each(|chunk| {
+                        diesel::insert_into(audit_events::table)
+                            .values(chunk)
+                            .execute(pg)
+                            .map(drop)
+                    }),
+                    AnyConnection::Sqlite(_) => {
+                        events.iter().try_for_each(|event| append_in(conn, event))
+                    }
+                }
             })
             .map_err(StoreError::from)
         })
