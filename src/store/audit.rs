@@ -9,7 +9,7 @@ use super::schema::audit_events;
 use super::{AnyConnection, Store, StoreError};
 
 #[derive(Debug, Clone, Insertable)]
-#[diesel(table_name = audit_events)]
+#[diesel(table_name = audit_events, treat_none_as_default_value = false)]
 pub struct NewAuditRecord {
     pub occurred_at_ms: i64,
     pub actor_id: Option<String>,
@@ -84,22 +84,18 @@ impl AuditStore for Store {
     async fn append_audit_batch(&self, events: Vec<NewAuditRecord>) -> Result<(), StoreError> {
         self.run(move |conn| {
             conn.transaction(|conn| {
-                // One commit for all. PostgreSQL takes one multi-row INSERT
-                // per chunk (a round trip per row would hold the connection
-                // for the whole batch); through MultiConnection multi-row
-                // VALUES with NULLs is not available, so SQLite, which has no
-                // round trips, inserts row by row.
-                match conn {
-                    AnyConnection::Postgresql(pg) => events.chunks(500).try_for_each(|chunk| {
-                        diesel::insert_into(audit_events::table)
-                            .values(chunk)
-                            .execute(pg)
-                            .map(drop)
-                    }),
-                    AnyConnection::Sqlite(_) => {
-                        events.iter().try_for_each(|event| append_in(conn, event))
+                // One commit, and one multi-row INSERT per chunk: absent
+                // values are bound as NULL (not DEFAULT), so every row has the
+                // same shape. MultiConnection has no multi-row VALUES, so
+                // the same statement is sent to the backend's own connection.
+                let insert = diesel::insert_into(audit_events::table);
+                events.chunks(200).try_for_each(|chunk| {
+                    match &mut *conn {
+                        AnyConnection::Postgresql(pg) => insert.values(chunk).execute(pg),
+                        AnyConnection::Sqlite(lite) => insert.values(chunk).execute(lite),
                     }
-                }
+                    .map(drop)
+                })
             })
             .map_err(StoreError::from)
         })
