@@ -66,10 +66,6 @@ impl<S: KeyStore + Send + Sync> KeyManager<S> {
         self.max_lifetime
     }
 
-    pub fn master(&self) -> &MasterKey {
-        &self.master
-    }
-
     /// Creates the first key of every algorithm that has none (signing at
     /// once: nothing was signed before it), then loads the ring.
     pub async fn ensure_keys(&self) -> Result<(), KeysError> {

@@ -70,11 +70,6 @@ fn select_key<'a>(keys: &'a JwkSet, kid: Option<&str>) -> Option<&'a Jwk> {
     }
 }
 
-pub enum KeyLookup<'a> {
-    Found(&'a Jwk),
-    UnknownKid,
-}
-
 /// Checks everything but single use, and returns the claims.
 pub fn verify(
     token: &str,

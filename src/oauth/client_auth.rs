@@ -52,8 +52,21 @@ impl std::fmt::Debug for PresentedCredentials {
 }
 
 impl PresentedCredentials {
-    pub fn tried_basic(&self) -> bool {
-        self.basic.is_some()
+    fn uses_assertion(&self) -> bool {
+        self.client_assertion.is_some() || self.client_assertion_type.is_some()
+    }
+
+    /// How many authentication methods the request uses (RFC 6749 §2.3:
+    /// at most one).
+    pub fn methods_presented(&self) -> usize {
+        [
+            self.basic.is_some(),
+            self.client_secret.is_some(),
+            self.uses_assertion(),
+        ]
+        .into_iter()
+        .filter(|used| *used)
+        .count()
     }
 }
 
@@ -109,14 +122,7 @@ pub async fn authenticate(
 type Failure = (OAuthError, Option<String>);
 
 async fn check(state: &Shared, presented: &PresentedCredentials) -> Result<Client, Failure> {
-    let assertion =
-        presented.client_assertion.is_some() || presented.client_assertion_type.is_some();
-    let methods = [
-        presented.basic.is_some(),
-        presented.client_secret.is_some(),
-        assertion,
-    ];
-    if methods.iter().filter(|m| **m).count() > 1 {
+    if presented.methods_presented() > 1 {
         return Err((
             OAuthError::invalid_request(
                 "the request uses more than one client authentication method",
@@ -146,7 +152,7 @@ async fn check(state: &Shared, presented: &PresentedCredentials) -> Result<Clien
             )
         })?;
         (id, Some(secret.clone()), AuthMethod::ClientSecretPost)
-    } else if assertion {
+    } else if presented.uses_assertion() {
         return private_key_jwt(state, presented).await;
     } else {
         let id = presented
@@ -254,31 +260,26 @@ async fn private_key_jwt(
         error: ErrorCode::InvalidClient,
     };
     let with_id = |e: OAuthError| (e, Some(client_id.clone()));
-    let keys = state
-        .client_keys
-        .get(client, cached.jwks.as_ref(), false)
-        .await
-        .map_err(with_id)?;
-    let keys = keys.ok_or_else(|| failed("the client has no registered keys"))?;
-    let claims = match assertion::verify(token, &keys, &expect) {
-        Ok(claims) => claims,
-        Err(AssertionError::UnknownKey) => {
-            let fresh = state
-                .client_keys
-                .get(client, cached.jwks.as_ref(), true)
-                .await
-                .map_err(with_id)?;
-            let fresh = fresh.ok_or_else(|| failed("the client has no registered keys"))?;
-            match assertion::verify(token, &fresh, &expect) {
-                Ok(claims) => claims,
-                Err(AssertionError::UnknownKey) => {
-                    return Err(failed("no registered key matches the assertion's kid"));
-                }
-                Err(AssertionError::Invalid(e)) => return Err(with_id(e)),
+    // An unknown `kid` refetches a `jwks_uri` once (ClientKeys rate-limits
+    // the refetch) before the assertion is refused.
+    let mut verified = None;
+    for refresh in [false, true] {
+        let keys = state
+            .client_keys
+            .get(client, cached.jwks.as_ref(), refresh)
+            .await
+            .map_err(with_id)?
+            .ok_or_else(|| failed("the client has no registered keys"))?;
+        match assertion::verify(token, &keys, &expect) {
+            Ok(claims) => {
+                verified = Some(claims);
+                break;
             }
+            Err(AssertionError::UnknownKey) => continue,
+            Err(AssertionError::Invalid(e)) => return Err(with_id(e)),
         }
-        Err(AssertionError::Invalid(e)) => return Err(with_id(e)),
-    };
+    }
+    let claims = verified.ok_or_else(|| failed("no registered key matches the assertion's kid"))?;
     if !client.enabled {
         return Err(failed("the client is disabled"));
     }

@@ -35,10 +35,7 @@ pub async fn grant(
     context: RequestContext,
 ) -> Result<TokenResponse, OAuthError> {
     let presented = request.credentials(context.basic);
-    let authenticated = presented.basic.is_some()
-        || presented.client_secret.is_some()
-        || presented.client_assertion.is_some();
-    let client = if authenticated {
+    let client = if presented.methods_presented() > 0 {
         let client = client_auth::authenticate(state, &presented, context.remote.clone()).await?;
         if !client.may_use(GrantType::JwtBearer) {
             return Err(OAuthError::new(
