@@ -9,6 +9,9 @@
 //! token is a valid ES256 JWT, then drives each scenario with `wrk` (one
 //! thread, 64 connections, BENCH_SECONDS each, default 10) and prints req/s,
 //! p50, p99 and errors. Needs `wrk` (Debian package `wrk`).
+//! `BENCH_ONLY=basic,pkjwt,jwt-bearer,introspection` picks scenarios (all by
+//! default), for profiling one at a time; the server's pid is printed, and
+//! `BENCH_BINARY` runs another build of `tessera`.
 
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
@@ -52,7 +55,13 @@ fn start(database_url: Option<&str>) -> Server {
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
     let base = format!("http://127.0.0.1:{port}");
-    let mut command = Command::new(env!("CARGO_BIN_EXE_tessera"));
+    // BENCH_BINARY: another build of tessera, e.g. one with frame pointers
+    // for `perf record -g`.
+    let binary = std::env::var("BENCH_BINARY")
+        .ok()
+        .filter(|b| !b.is_empty())
+        .unwrap_or(env!("CARGO_BIN_EXE_tessera").into());
+    let mut command = Command::new(binary);
     command
         .current_dir(dir.path())
         .arg("serve")
@@ -65,6 +74,7 @@ fn start(database_url: Option<&str>) -> Server {
         command.env("TESSERA_DATABASE__URL", url);
     }
     let child = command.spawn().expect("start tessera");
+    eprintln!("tessera pid {}", child.id());
     let server = Server { child, base, dir };
     let http = reqwest::blocking::Client::new();
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -194,7 +204,39 @@ fn lua_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("bench")
 }
 
-fn wrk(label: &str, base: &str, script: &str, env: &[(&str, String)], seconds: u64) -> Value {
+/// BENCH_ONLY=pkjwt,basic runs only the scenarios whose key is listed.
+fn selected(key: &str) -> bool {
+    std::env::var("BENCH_ONLY").map_or(true, |only| only.split(',').any(|k| k.trim() == key))
+}
+
+/// CPU seconds the process has used so far (user + system), from /proc.
+fn cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the parenthesised command name; utime and stime are
+    // the 12th and 13th of them, in clock ticks (100 per second on Linux).
+    let after = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|f| f.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    (ticks(11) + ticks(12)) / 100.0
+}
+
+fn wrk(
+    key: &str,
+    label: &str,
+    server: &Server,
+    script: &str,
+    env: &[(&str, String)],
+    seconds: u64,
+) {
+    if !selected(key) {
+        return;
+    }
+    let cpu_before = cpu_seconds(server.child.id());
     let output = Command::new("wrk")
         .args([
             "-t1",
@@ -204,11 +246,12 @@ fn wrk(label: &str, base: &str, script: &str, env: &[(&str, String)], seconds: u
             "-s",
         ])
         .arg(lua_dir().join(script))
-        .arg(base)
+        .arg(&server.base)
         .env("BENCH_LUA_DIR", lua_dir())
         .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
         .output()
         .expect("wrk is installed (apt-get install wrk)");
+    let cpu = cpu_seconds(server.child.id()) - cpu_before;
     let text = String::from_utf8_lossy(&output.stdout);
     let line = text
         .lines()
@@ -221,13 +264,13 @@ fn wrk(label: &str, base: &str, script: &str, env: &[(&str, String)], seconds: u
         });
     let result: Value = serde_json::from_str(line).unwrap();
     println!(
-        "  {label:<46} {:>9.0} req/s   p50 {:>6.2} ms   p99 {:>6.2} ms   errors {}",
+        "  {label:<46} {:>9.0} req/s   p50 {:>6.2} ms   p99 {:>6.2} ms   errors {}   server CPU {:>4.0} µs/req",
         result["rps"].as_f64().unwrap(),
         result["p50_ms"].as_f64().unwrap(),
         result["p99_ms"].as_f64().unwrap(),
-        result["errors"]
+        result["errors"],
+        cpu * 1e6 / result["requests"].as_f64().unwrap().max(1.0),
     );
-    result
 }
 
 fn run(label: &str, database_url: Option<&str>, seconds: u64) {
@@ -240,7 +283,8 @@ fn run(label: &str, database_url: Option<&str>, seconds: u64) {
     let now = tessera::clock::now();
 
     let pkjwt = server.dir.path().join("pkjwt.txt");
-    assertion_file(&pkjwt, count, |i| {
+    let count_for = |key| if selected(key) { count } else { 0 };
+    assertion_file(&pkjwt, count_for("pkjwt"), |i| {
         let claims = json!({"iss": setup.pkjwt_id, "sub": setup.pkjwt_id, "aud": endpoint,
                             "exp": now + 280, "jti": format!("pk-{i}")});
         format!(
@@ -249,7 +293,7 @@ fn run(label: &str, database_url: Option<&str>, seconds: u64) {
         )
     });
     let bearer = server.dir.path().join("jwt-bearer.txt");
-    assertion_file(&bearer, count, |i| {
+    assertion_file(&bearer, count_for("jwt-bearer"), |i| {
         let claims = json!({"iss": setup.user_id, "sub": setup.user_id, "aud": issuer,
                             "iat": now, "exp": now + 280, "jti": format!("jb-{i}")});
         format!(
@@ -280,8 +324,9 @@ fn run(label: &str, database_url: Option<&str>, seconds: u64) {
         .output();
     assert!(warm.is_ok_and(|o| o.status.success()), "warm-up run");
     wrk(
+        "basic",
         "client_credentials + client_secret_basic",
-        &server.base,
+        &server,
         "form.lua",
         &basic_env(body, "/oauth/token"),
         seconds,
@@ -293,22 +338,25 @@ fn run(label: &str, database_url: Option<&str>, seconds: u64) {
         ]
     };
     wrk(
+        "pkjwt",
         "client_credentials + private_key_jwt",
-        &server.base,
+        &server,
         "lines.lua",
         &lines(&pkjwt),
         seconds,
     );
     wrk(
+        "jwt-bearer",
         "jwt-bearer grant (service user key)",
-        &server.base,
+        &server,
         "lines.lua",
         &lines(&bearer),
         seconds,
     );
     wrk(
+        "introspection",
         "introspection of a JWT access token",
-        &server.base,
+        &server,
         "form.lua",
         &basic_env(&format!("token={token}"), "/oauth/introspect"),
         seconds,

@@ -65,6 +65,7 @@ fn jsonwebtoken_row(
 }
 
 fn main() {
+    let _ = aws_lc::DEFAULT_PROVIDER.install_default();
     let es = KeyMaterial::generate(Alg::ES256).unwrap();
     let rs = KeyMaterial::generate(Alg::RS256).unwrap();
     let es_der = es.to_pkcs8().unwrap();
@@ -110,9 +111,69 @@ fn main() {
         },
     );
 
+    verification();
+
     println!("RS256 (RSA-2048) ID token, one core:");
     measure("tessera (aws-lc-rs RsaKeyPair, parsed once)", || {
         tessera::tokens::jwt::sign(rs_key, "JWT", &claims()).unwrap()
+    });
+}
+
+/// What checking one ES256 client assertion costs (`private_key_jwt`).
+fn verification() {
+    use aws_lc_rs::signature::{ECDSA_P256_SHA256_FIXED, ParsedPublicKey, UnparsedPublicKey};
+    use tessera::oauth::assertion::{self, Expectations};
+
+    let client = KeyMaterial::generate(Alg::ES256).unwrap();
+    let now = tessera::clock::now();
+    let claims = json!({"iss": "svc", "sub": "svc", "aud": "https://id.example.com/oauth/token",
+                        "exp": now + 240, "jti": "b3f6a8a4-59c1-4f4e-9d9c-6f0d1d1e2a7b"});
+    let message = format!(
+        "{}.{}",
+        URL_SAFE_NO_PAD.encode(br#"{"alg":"ES256","kid":"c1"}"#),
+        URL_SAFE_NO_PAD.encode(serde_json::to_vec(&claims).unwrap())
+    );
+    let signature = client.sign(message.as_bytes());
+    let token = format!("{message}.{}", URL_SAFE_NO_PAD.encode(&signature));
+    let jwk = client.public_jwk("c1");
+    let jwks: jsonwebtoken::jwk::JwkSet =
+        serde_json::from_value(json!({"keys": [jwk.clone()]})).unwrap();
+    let audiences = ["https://id.example.com/oauth/token".to_owned()];
+    let expect = Expectations {
+        subject: "svc",
+        audiences: &audiences,
+        max_lifetime: Some(Duration::from_secs(300)),
+        max_age: None,
+        error: tessera::oauth::ErrorCode::InvalidClient,
+    };
+    println!("ES256 client assertion, one core:");
+    measure(
+        "tessera assertion::verify (header, key, signature, claims)",
+        || {
+            assertion::verify(&token, &jwks, &expect)
+                .unwrap()
+                .jti
+                .unwrap()
+        },
+    );
+    let mut point = vec![4u8];
+    for coordinate in ["x", "y"] {
+        point.extend(
+            URL_SAFE_NO_PAD
+                .decode(jwk[coordinate].as_str().unwrap())
+                .unwrap(),
+        );
+    }
+    measure("aws-lc-rs signature only, key parsed per call", || {
+        UnparsedPublicKey::new(&ECDSA_P256_SHA256_FIXED, &point)
+            .verify(message.as_bytes(), &signature)
+            .unwrap();
+        String::new()
+    });
+    let parsed = ParsedPublicKey::new(&ECDSA_P256_SHA256_FIXED, &point).unwrap();
+    measure("aws-lc-rs signature only, key parsed once", || {
+        parsed.verify_sig(message.as_bytes(), &signature).unwrap();
+        String::new()
     });
 }
 

@@ -131,8 +131,10 @@ impl Event {
     }
 
     /// Hands the event to the batching writer (the token endpoints' path).
-    pub async fn record_via(self, sink: &crate::audit_sink::AuditSink) {
-        sink.record(self).await;
+    pub async fn record_via(self, writer: &crate::store::BatchWriter) {
+        writer
+            .append_audit(self.into_record(crate::clock::now_ms()))
+            .await;
     }
 
     /// Appends the event on its own. An audit write that fails is logged

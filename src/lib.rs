@@ -3,7 +3,6 @@
 //! protocol core (`oauth`, `tokens`, `keys`), which calls the store.
 
 pub mod audit;
-pub mod audit_sink;
 pub mod bootstrap;
 pub mod cli;
 pub mod clock;
@@ -13,7 +12,6 @@ pub mod keys;
 pub mod metrics;
 pub mod oauth;
 pub mod random;
-pub mod replay_guard;
 pub mod server;
 pub mod store;
 pub mod tokens;

@@ -15,7 +15,6 @@ use aws_lc_rs::hmac;
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
 
-use crate::audit_sink::AuditSink;
 use crate::bootstrap::{self, BootstrapError};
 use crate::config::Config;
 use crate::http;
@@ -23,8 +22,8 @@ use crate::keys::{KeyManager, KeysError, MasterKey};
 use crate::metrics::Metrics;
 use crate::oauth::client_cache::ClientCache;
 use crate::oauth::client_keys::ClientKeys;
-use crate::replay_guard::ReplayGuard;
-use crate::store::{ReplayStore, RevocationStore, Store, StoreError};
+use crate::oauth::service_user_cache::ServiceUserCache;
+use crate::store::{BatchWriter, ReplayStore, RevocationStore, Store, StoreError};
 
 /// What every handler shares. Cloning is cheap.
 #[derive(Clone)]
@@ -38,9 +37,9 @@ pub struct Shared {
     pub metrics: Metrics,
     pub client_keys: ClientKeys,
     pub client_cache: ClientCache,
-    pub replay_guard: ReplayGuard,
-    /// Batched audit writes for the token endpoints.
-    pub audit: AuditSink,
+    pub service_user_cache: ServiceUserCache,
+    /// The token endpoints' audit events and single-use `jti`s, batched.
+    pub writer: BatchWriter,
 }
 
 impl Deref for AppState {
@@ -130,9 +129,9 @@ impl Server {
         let state = AppState(Arc::new(Shared {
             digest_key: master.token_digest_key(),
             metrics: Metrics::new(),
-            audit: AuditSink::spawn(store.clone()),
+            writer: BatchWriter::spawn(store.clone()),
             client_cache: ClientCache::new(config.clients.cache_ttl),
-            replay_guard: ReplayGuard::spawn(store.clone()),
+            service_user_cache: ServiceUserCache::new(config.clients.cache_ttl),
             client_keys: ClientKeys::new(
                 config.clients.jwks_cache,
                 config.clients.jwks_refetch_cooldown,
@@ -211,7 +210,7 @@ impl Server {
             tracing::warn!("shutdown timeout reached; closing remaining connections");
         }
         let _ = supervisor.await;
-        state.audit.flush().await;
+        state.writer.flush().await;
         match fatal {
             Some(reason) => Err(StartError::Fatal(reason)),
             None => Ok(()),

@@ -262,7 +262,7 @@ async fn list_audit(
         limit: limit + 1,
     };
     // Read-your-writes: events queued on this replica are stored first.
-    state.audit.flush().await;
+    state.writer.flush().await;
     let mut records = state.store.list_audit(filter).await?;
     let more = records.len() as i64 > limit;
     records.truncate(limit as usize);

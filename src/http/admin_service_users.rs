@@ -63,6 +63,7 @@ pub(super) async fn delete_service_user(
     Path(id): Path<String>,
 ) -> Result<StatusCode, OAuthError> {
     service_users::delete(&state.store, &id, admin.actor()).await?;
+    state.service_user_cache.invalidate(&id);
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -76,6 +77,7 @@ pub(super) async fn add_key(
     JsonOrEmpty(spec): JsonOrEmpty<KeySpec>,
 ) -> Result<(StatusCode, Json<ServiceUserKey>), OAuthError> {
     let key = service_users::add_key(&state.store, &id, spec, admin.actor()).await?;
+    state.service_user_cache.invalidate(&id);
     Ok((StatusCode::CREATED, Json(key)))
 }
 
@@ -100,5 +102,6 @@ pub(super) async fn remove_key(
     Path((id, key_id)): Path<(String, String)>,
 ) -> Result<StatusCode, OAuthError> {
     service_users::remove_key(&state.store, &id, &key_id, admin.actor()).await?;
+    state.service_user_cache.invalidate(&id);
     Ok(StatusCode::NO_CONTENT)
 }

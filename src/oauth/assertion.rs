@@ -11,7 +11,7 @@ use serde::Deserialize;
 
 use super::{ErrorCode, OAuthError};
 use crate::clock;
-use crate::replay_guard::ReplayGuard;
+use crate::store::BatchWriter;
 
 /// Clock skew tolerated on `exp`, `nbf` and `iat`.
 pub const LEEWAY_SECS: u64 = 30;
@@ -134,6 +134,15 @@ pub fn verify(
     Ok(claims)
 }
 
+fn hex(bytes: &[u8]) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    bytes
+        .iter()
+        .flat_map(|b| [DIGITS[usize::from(b >> 4)], DIGITS[usize::from(b & 15)]])
+        .map(char::from)
+        .collect()
+}
+
 #[derive(Debug)]
 pub enum AssertionError {
     /// No registered key matches the `kid`: the caller may refresh keys.
@@ -141,10 +150,13 @@ pub enum AssertionError {
     Invalid(OAuthError),
 }
 
-/// RFC 7523 §3 item 7: a `jti` is accepted once for the assertion's
-/// lifetime, on every replica (the store is shared).
+/// RFC 7523 §3 item 7 (and OIDC Core §9: "these tokens MUST only be used
+/// once"): an assertion is accepted once for its lifetime, on every replica
+/// (the store is shared). It is recorded by its expiry and a digest of
+/// issuer and `jti`; a replay is the same token, so it meets its own row.
+/// Keying by expiry first keeps each batch's rows on a few pages.
 pub async fn consume_once(
-    guard: &ReplayGuard,
+    writer: &BatchWriter,
     claims: &AssertionClaims,
     error: ErrorCode,
 ) -> Result<(), OAuthError> {
@@ -157,13 +169,8 @@ pub async fn consume_once(
     ctx.update(claims.iss.as_bytes());
     ctx.update(b"\0");
     ctx.update(jti.as_bytes());
-    let key: String = ctx
-        .finish()
-        .as_ref()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
-    if guard.consume(key, claims.exp + LEEWAY_SECS as i64).await? {
+    let key = hex(ctx.finish().as_ref());
+    if writer.consume(key, claims.exp + LEEWAY_SECS as i64).await? {
         Ok(())
     } else {
         Err(OAuthError::new(error, "the assertion was already used"))

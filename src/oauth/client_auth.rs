@@ -112,7 +112,7 @@ pub async fn authenticate(
                 if let Some(id) = client_id {
                     event = event.client(id);
                 }
-                event.record_via(&state.audit).await;
+                event.record_via(&state.writer).await;
             }
             Err(error)
         }
@@ -219,9 +219,13 @@ async fn private_key_jwt(
     })?;
     // The client is named by the unverified `sub` (or client_id); nothing
     // is trusted until the signature checks out with that client's key.
-    let named = jsonwebtoken::dangerous::insecure_decode_claims::<serde_json::Value>(token)
+    #[derive(serde::Deserialize)]
+    struct Named {
+        sub: Option<String>,
+    }
+    let named = jsonwebtoken::dangerous::insecure_decode_claims::<Named>(token)
         .ok()
-        .and_then(|c| c["sub"].as_str().map(str::to_owned));
+        .and_then(|c| c.sub);
     let client_id = match (named, hinted) {
         (Some(sub), Some(hint)) if sub != hint => {
             return Err((
@@ -283,7 +287,7 @@ async fn private_key_jwt(
     if !client.enabled {
         return Err(failed("the client is disabled"));
     }
-    assertion::consume_once(&state.replay_guard, &claims, ErrorCode::InvalidClient)
+    assertion::consume_once(&state.writer, &claims, ErrorCode::InvalidClient)
         .await
         .map_err(with_id)?;
     Ok(client.clone())

@@ -12,8 +12,10 @@ pub mod error;
 pub mod grants;
 pub mod registry;
 pub mod scope;
+pub mod service_user_cache;
 pub mod service_users;
 pub mod token;
 pub mod token_status;
+pub mod ttl_cache;
 
 pub use error::{ErrorCode, OAuthError};

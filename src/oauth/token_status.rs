@@ -130,8 +130,8 @@ async fn live_jwt(state: &Shared, token: &str) -> Result<Option<OwnClaims>, OAut
     }
     if claims.sub.starts_with(SERVICE_USER_PREFIX)
         && state
-            .store
-            .service_user(claims.sub.clone())
+            .service_user_cache
+            .get(&state.store, &claims.sub)
             .await?
             .is_none()
     {
@@ -219,7 +219,7 @@ pub async fn revoke(
                 .await?;
             event(found.principal.token_id)
                 .details(json!({ "kind": "opaque" }))
-                .record_via(&state.audit)
+                .record_via(&state.writer)
                 .await;
         }
         return Ok(());
@@ -247,7 +247,7 @@ pub async fn revoke(
     event(claims.jti)
         .client(claims.client_id)
         .details(json!({ "kind": "jwt" }))
-        .record_via(&state.audit)
+        .record_via(&state.writer)
         .await;
     Ok(())
 }

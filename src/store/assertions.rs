@@ -6,7 +6,7 @@ use diesel::prelude::*;
 
 use diesel::sql_types::{BigInt, Text};
 
-use super::schema::used_assertions;
+use super::schema::used_assertion_ids;
 use super::{AnyConnection, Store, StoreError};
 
 /// An insert that reports a duplicate as 0 rows instead of an error, so one
@@ -14,10 +14,10 @@ use super::{AnyConnection, Store, StoreError};
 fn insert_if_absent(conn: &mut AnyConnection, key: &str, expires_at: i64) -> QueryResult<usize> {
     let sql = match conn {
         AnyConnection::Postgresql(_) => {
-            "INSERT INTO used_assertions (jti_key, expires_at) VALUES ($1, $2) ON CONFLICT DO NOTHING"
+            "INSERT INTO used_assertion_ids (jti_key, expires_at) VALUES ($1, $2) ON CONFLICT DO NOTHING"
         }
         AnyConnection::Sqlite(_) => {
-            "INSERT OR IGNORE INTO used_assertions (jti_key, expires_at) VALUES (?, ?)"
+            "INSERT OR IGNORE INTO used_assertion_ids (jti_key, expires_at) VALUES (?, ?)"
         }
     };
     diesel::sql_query(sql)
@@ -26,14 +26,19 @@ fn insert_if_absent(conn: &mut AnyConnection, key: &str, expires_at: i64) -> Que
         .execute(conn)
 }
 
-pub trait ReplayStore {
-    /// Records many identifiers in one transaction; for each, whether it
-    /// was new (`false`: a replay, including of an earlier one in the batch).
-    fn consume_jtis(
-        &self,
-        batch: Vec<(String, i64)>,
-    ) -> impl Future<Output = Result<Vec<bool>, StoreError>> + Send;
+/// Records many identifiers inside the caller's transaction; for each,
+/// whether it was new (`false`: a replay).
+pub(crate) fn insert_all(
+    conn: &mut AnyConnection,
+    batch: &[(String, i64)],
+) -> QueryResult<Vec<bool>> {
+    batch
+        .iter()
+        .map(|(key, expires_at)| insert_if_absent(conn, key, *expires_at).map(|rows| rows == 1))
+        .collect()
+}
 
+pub trait ReplayStore {
     /// Forgets identifiers whose assertions have expired.
     fn purge_used_assertions(
         &self,
@@ -42,24 +47,9 @@ pub trait ReplayStore {
 }
 
 impl ReplayStore for Store {
-    async fn consume_jtis(&self, batch: Vec<(String, i64)>) -> Result<Vec<bool>, StoreError> {
-        self.run(move |conn| {
-            conn.transaction(|conn| {
-                batch
-                    .iter()
-                    .map(|(key, expires_at)| {
-                        insert_if_absent(conn, key, *expires_at).map(|rows| rows == 1)
-                    })
-                    .collect::<QueryResult<Vec<bool>>>()
-            })
-            .map_err(StoreError::from)
-        })
-        .await
-    }
-
     async fn purge_used_assertions(&self, now: i64) -> Result<usize, StoreError> {
         self.run(move |conn| {
-            diesel::delete(used_assertions::table.filter(used_assertions::expires_at.lt(now)))
+            diesel::delete(used_assertion_ids::table.filter(used_assertion_ids::expires_at.lt(now)))
                 .execute(conn)
                 .map_err(StoreError::from)
         })

@@ -55,11 +55,6 @@ pub trait AuditStore {
         &self,
         event: NewAuditRecord,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
-    /// Appends several events in one transaction.
-    fn append_audit_batch(
-        &self,
-        events: Vec<NewAuditRecord>,
-    ) -> impl Future<Output = Result<(), StoreError>> + Send;
     fn list_audit(
         &self,
         filter: AuditFilter,
@@ -75,31 +70,29 @@ pub(crate) fn append_in(conn: &mut AnyConnection, event: &NewAuditRecord) -> Que
         .map(drop)
 }
 
+/// Appends many events inside the caller's transaction. PostgreSQL gets
+/// multi-row INSERTs (one round trip per chunk); SQLite, in process, gets
+/// one cached prepared statement run per row, which spares it parsing a
+/// new statement for every batch size. Absent values are bound as NULL
+/// (not DEFAULT), so every row has the same shape.
+pub(crate) fn append_all(conn: &mut AnyConnection, events: &[NewAuditRecord]) -> QueryResult<()> {
+    match conn {
+        // MultiConnection has no multi-row VALUES, so the statement goes to
+        // the backend's own connection.
+        AnyConnection::Postgresql(pg) => events.chunks(200).try_for_each(|chunk| {
+            diesel::insert_into(audit_events::table)
+                .values(chunk)
+                .execute(pg)
+                .map(drop)
+        }),
+        AnyConnection::Sqlite(_) => events.iter().try_for_each(|event| append_in(conn, event)),
+    }
+}
+
 impl AuditStore for Store {
     async fn append_audit(&self, event: NewAuditRecord) -> Result<(), StoreError> {
         self.run(move |conn| append_in(conn, &event).map_err(StoreError::from))
             .await
-    }
-
-    async fn append_audit_batch(&self, events: Vec<NewAuditRecord>) -> Result<(), StoreError> {
-        self.run(move |conn| {
-            conn.transaction(|conn| {
-                // One commit, and one multi-row INSERT per chunk: absent
-                // values are bound as NULL (not DEFAULT), so every row has the
-                // same shape. MultiConnection has no multi-row VALUES, so
-                // the same statement is sent to the backend's own connection.
-                let insert = diesel::insert_into(audit_events::table);
-                events.chunks(200).try_for_each(|chunk| {
-                    match &mut *conn {
-                        AnyConnection::Postgresql(pg) => insert.values(chunk).execute(pg),
-                        AnyConnection::Sqlite(lite) => insert.values(chunk).execute(lite),
-                    }
-                    .map(drop)
-                })
-            })
-            .map_err(StoreError::from)
-        })
-        .await
     }
 
     async fn list_audit(&self, filter: AuditFilter) -> Result<Vec<AuditRecord>, StoreError> {

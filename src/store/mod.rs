@@ -9,6 +9,7 @@
 
 mod assertions;
 mod audit;
+mod batch_writer;
 mod clients;
 mod connection;
 mod credentials;
@@ -24,6 +25,7 @@ use diesel::result::{DatabaseErrorKind, Error as DieselError};
 
 pub use assertions::ReplayStore;
 pub use audit::{AuditFilter, AuditRecord, AuditStore, NewAuditRecord};
+pub use batch_writer::BatchWriter;
 pub use clients::{ClientRecord, ClientSecretRecord, ClientStore};
 pub use connection::{AnyConnection, DatabaseUrl};
 pub use credentials::{AccessTokenRecord, CredentialStore, ServiceUserRecord};
@@ -128,11 +130,9 @@ impl Store {
         T: Send + 'static,
         F: FnOnce(&mut AnyConnection) -> Result<T, StoreError> + Send + 'static,
     {
-        let pool = self.pool.clone();
+        let store = self.clone();
         tokio::task::spawn_blocking(move || {
-            let mut conn: PooledConn = pool
-                .get()
-                .map_err(|e| StoreError::Unavailable(e.to_string()))?;
+            let mut conn = store.checkout()?;
             let result = f(&mut conn.connection);
             if matches!(result, Err(StoreError::Unavailable(_))) {
                 conn.broken = true;
@@ -141,6 +141,14 @@ impl Store {
         })
         .await
         .map_err(|e| StoreError::Other(format!("database task failed: {e}")))?
+    }
+
+    /// A pooled connection, for code already on a blocking thread. Waits up
+    /// to the connect timeout.
+    pub(crate) fn checkout(&self) -> Result<PooledConn, StoreError> {
+        self.pool
+            .get()
+            .map_err(|e| StoreError::Unavailable(e.to_string()))
     }
 
     /// Applies the embedded migrations of this backend.

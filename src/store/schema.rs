@@ -100,9 +100,9 @@ diesel::table! {
 }
 
 diesel::table! {
-    used_assertions (jti_key) {
-        jti_key -> Text,
+    used_assertion_ids (expires_at, jti_key) {
         expires_at -> BigInt,
+        jti_key -> Text,
     }
 }
 
@@ -133,7 +133,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     audit_events,
     clients,
     client_secrets,
-    used_assertions,
+    used_assertion_ids,
     service_user_keys,
     revoked_tokens,
 );

@@ -9,17 +9,11 @@
 
 use std::time::Duration;
 
-use jsonwebtoken::jwk::JwkSet;
-use serde_json::json;
-
-use crate::clock;
 use crate::oauth::assertion::{self, AssertionError, Expectations};
 use crate::oauth::client::GrantType;
-use crate::oauth::service_users::ServiceUser;
 use crate::oauth::token::{RequestContext, TokenRequest, TokenResponse};
 use crate::oauth::{ErrorCode, OAuthError, client_auth, scope};
 use crate::server::Shared;
-use crate::store::ServiceUserStore;
 use crate::tokens::access::AccessTokenRequest;
 
 pub const GRANT_TYPE: &str = "urn:ietf:params:oauth:grant-type:jwt-bearer";
@@ -49,19 +43,19 @@ pub async fn grant(
     };
 
     let token = request.require("assertion")?;
-    let subject = jsonwebtoken::dangerous::insecure_decode_claims::<serde_json::Value>(token)
+    #[derive(serde::Deserialize)]
+    struct Named {
+        sub: Option<String>,
+    }
+    let subject = jsonwebtoken::dangerous::insecure_decode_claims::<Named>(token)
         .ok()
-        .and_then(|c| c["sub"].as_str().map(str::to_owned))
+        .and_then(|c| c.sub)
         .ok_or_else(|| invalid_grant("the assertion is not a well-formed signed JWT"))?;
-    let (user, keys) = state
-        .store
-        .service_user_with_keys(subject.clone(), clock::now())
+    let cached = state
+        .service_user_cache
+        .get(&state.store, &subject)
         .await?
         .ok_or_else(|| invalid_grant("the assertion's subject is not a service user"))?;
-    let jwks: JwkSet = serde_json::from_value(json!({
-        "keys": keys.iter().filter_map(|k| serde_json::from_str::<serde_json::Value>(&k.public_jwk).ok()).collect::<Vec<_>>()
-    }))
-    .map_err(|e| OAuthError::server_error(format!("stored service user keys: {e}")))?;
     let audiences = [state.config.issuer().to_owned()];
     let expect = Expectations {
         subject: &subject,
@@ -70,7 +64,7 @@ pub async fn grant(
         max_age: Some(MAX_ASSERTION_AGE),
         error: ErrorCode::InvalidGrant,
     };
-    let claims = match assertion::verify(token, &jwks, &expect) {
+    let claims = match assertion::verify(token, &cached.jwks, &expect) {
         Ok(claims) => claims,
         Err(AssertionError::UnknownKey) => {
             return Err(invalid_grant(
@@ -79,9 +73,9 @@ pub async fn grant(
         }
         Err(AssertionError::Invalid(e)) => return Err(e),
     };
-    assertion::consume_once(&state.replay_guard, &claims, ErrorCode::InvalidGrant).await?;
+    assertion::consume_once(&state.writer, &claims, ErrorCode::InvalidGrant).await?;
 
-    let user = ServiceUser::from(user);
+    let user = &cached.user;
     let scopes = scope::grant_scopes(&user.scopes, request.get("scope"))?;
     let default_audience = user
         .audiences

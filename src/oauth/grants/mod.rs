@@ -29,7 +29,7 @@ pub async fn issue(
         .target(issued.jti.clone())
         .remote(remote)
         .details(json!({ "grant_type": grant_type, "scope": request.scopes, "aud": request.audience, "exp": issued.exp }))
-        .record_via(&state.audit)
+        .record_via(&state.writer)
         .await;
     Ok(TokenResponse {
         access_token: issued.token,
