@@ -10,12 +10,16 @@
 
 use std::collections::HashMap;
 use std::future::Future;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::store::StoreError;
 
 const MAX_ENTRIES: usize = 10_000;
+/// Refreshes of different ids run in parallel unless their ids share one of
+/// these locks.
+const FETCH_LOCKS: usize = 16;
 
 /// Until when an entry may be used, and the record (`None`: no such id).
 type Entry<V> = (Instant, Option<Arc<V>>);
@@ -23,6 +27,13 @@ type Entry<V> = (Instant, Option<Arc<V>>);
 pub struct TtlCache<V> {
     ttl: Duration,
     entries: Mutex<HashMap<String, Entry<V>>>,
+    /// One read per id at a time: when a busy entry expires, the requests
+    /// that find it stale wait for the first one's read instead of all
+    /// going to the database at once.
+    fetching: [tokio::sync::Mutex<()>; FETCH_LOCKS],
+    /// Bumped by every invalidation, so a read that began before one does
+    /// not store what it read (it may predate the change).
+    generation: AtomicU64,
 }
 
 impl<V> TtlCache<V> {
@@ -30,6 +41,8 @@ impl<V> TtlCache<V> {
         TtlCache {
             ttl,
             entries: Mutex::new(HashMap::new()),
+            fetching: std::array::from_fn(|_| tokio::sync::Mutex::new(())),
+            generation: AtomicU64::new(0),
         }
     }
 
@@ -43,12 +56,15 @@ impl<V> TtlCache<V> {
     where
         Fut: Future<Output = Result<Option<(V, Option<Instant>)>, StoreError>>,
     {
-        let now = Instant::now();
-        if let Some((until, entry)) = self.entries.lock().expect("ttl cache").get(id)
-            && now < *until
-        {
-            return Ok(entry.clone());
+        if let Some(fresh) = self.fresh(id) {
+            return Ok(fresh);
         }
+        let _fetching = self.fetching[lock_index(id)].lock().await;
+        if let Some(fresh) = self.fresh(id) {
+            return Ok(fresh);
+        }
+        let generation = self.generation.load(Ordering::SeqCst);
+        let now = Instant::now();
         let (record, until) = match fetch().await? {
             Some((record, cap)) => {
                 let until = cap.map_or(now + self.ttl, |cap| cap.min(now + self.ttl));
@@ -57,6 +73,9 @@ impl<V> TtlCache<V> {
             None => (None, now + self.ttl),
         };
         let mut entries = self.entries.lock().expect("ttl cache");
+        if self.generation.load(Ordering::SeqCst) != generation {
+            return Ok(record);
+        }
         if entries.len() >= MAX_ENTRIES {
             entries.clear();
         }
@@ -64,15 +83,28 @@ impl<V> TtlCache<V> {
         Ok(record)
     }
 
+    fn fresh(&self, id: &str) -> Option<Option<Arc<V>>> {
+        let entries = self.entries.lock().expect("ttl cache");
+        let (until, entry) = entries.get(id)?;
+        (Instant::now() < *until).then(|| entry.clone())
+    }
+
     /// Called by this replica after it changes the record.
     pub fn invalidate(&self, id: &str) {
-        self.entries.lock().expect("ttl cache").remove(id);
+        let mut entries = self.entries.lock().expect("ttl cache");
+        self.generation.fetch_add(1, Ordering::SeqCst);
+        entries.remove(id);
     }
+}
+
+fn lock_index(id: &str) -> usize {
+    use std::hash::{BuildHasher, BuildHasherDefault, DefaultHasher};
+    BuildHasherDefault::<DefaultHasher>::default().hash_one(id) as usize % FETCH_LOCKS
 }
 
 #[cfg(test)]
 mod tests {
-    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::atomic::AtomicUsize;
 
     use super::*;
 
@@ -132,6 +164,40 @@ mod tests {
             reads.load(Ordering::SeqCst),
             3,
             "the cap ended the entry early"
+        );
+    }
+
+    #[tokio::test]
+    async fn concurrent_misses_read_once_and_invalidation_beats_a_read_in_flight() {
+        let cache = Arc::new(TtlCache::new(Duration::from_secs(60)));
+        let reads = Arc::new(AtomicUsize::new(0));
+        let slow_read = |cache: Arc<TtlCache<&'static str>>, reads: Arc<AtomicUsize>| async move {
+            cache
+                .get("id", || async {
+                    reads.fetch_add(1, Ordering::SeqCst);
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    Ok(Some(("old", None)))
+                })
+                .await
+        };
+        let waiting: Vec<_> = (0..8)
+            .map(|_| tokio::spawn(slow_read(cache.clone(), reads.clone())))
+            .collect();
+        for task in waiting {
+            task.await.unwrap().unwrap();
+        }
+        assert_eq!(reads.load(Ordering::SeqCst), 1, "one read served all eight");
+
+        cache.invalidate("id");
+        let in_flight = tokio::spawn(slow_read(cache.clone(), reads.clone()));
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        cache.invalidate("id");
+        in_flight.await.unwrap().unwrap();
+        assert_eq!(read(&cache, &reads, true, None).await, Some("record"));
+        assert_eq!(
+            reads.load(Ordering::SeqCst),
+            3,
+            "the read in flight was not kept"
         );
     }
 }
