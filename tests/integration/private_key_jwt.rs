@@ -15,6 +15,7 @@ use crate::on_both_backends;
 on_both_backends!(
     es256_rs256_and_eddsa_assertions_authenticate,
     refused_assertions,
+    a_replay_race_is_won_once,
     jwks_uri_is_cached_and_refetched_on_unknown_kid,
 );
 
@@ -172,6 +173,32 @@ async fn refused_assertions(backend: Backend) {
 }
 
 /// A tiny JWKS host of the test's own, counting how often it is asked.
+/// RFC 7523 §3 item 7 under concurrency: one assertion sent many times at
+/// once lands in the same batch of the writer, and still only one request
+/// gets a token.
+async fn a_replay_race_is_won_once(backend: Backend) {
+    let app = TestApp::start(backend).await;
+    let key = TestKey::es256("k1");
+    let id = pkjwt_client(&app, &[&key]).await;
+    let once = key.sign(&claims(&app, &id));
+    let attempts = (0..16).map(|_| present(&app, &once));
+    let statuses: Vec<u16> = futures::future::join_all(attempts)
+        .await
+        .iter()
+        .map(|r| r.status().as_u16())
+        .collect();
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 200).count(),
+        1,
+        "{statuses:?}"
+    );
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 401).count(),
+        15,
+        "{statuses:?}"
+    );
+}
+
 async fn serve_jwks(keys: Arc<std::sync::Mutex<Value>>, hits: Arc<AtomicUsize>) -> String {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
