@@ -12,6 +12,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use aws_lc_rs::hmac;
+use axum::serve::ListenerExt;
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
 
@@ -188,6 +189,11 @@ impl Server {
         let (drain_tx, drain_rx) = watch::channel(false);
         let mut fatal = None;
         let app = http::router(state.clone()).into_make_service_with_connect_info::<SocketAddr>();
+        // Responses are small and written whole: send them now rather than
+        // let Nagle's algorithm hold them for the peer's ACK.
+        let listener = listener.tap_io(|tcp| {
+            let _ = tcp.set_nodelay(true);
+        });
         let serve = axum::serve(listener, app).with_graceful_shutdown(async move {
             let mut drain_rx = drain_rx;
             let _ = drain_rx.wait_for(|d| *d).await;
