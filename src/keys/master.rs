@@ -44,7 +44,7 @@ impl MasterKey {
         let mut ctx = digest::Context::new(&digest::SHA256);
         ctx.update(b"tessera master key id\0");
         ctx.update(&bytes);
-        let id = hex(&ctx.finish().as_ref()[..8]);
+        let id = super::hex(&ctx.finish().as_ref()[..8]);
         MasterKey {
             bytes: Zeroizing::new(bytes),
             id,
@@ -168,10 +168,6 @@ pub fn write_secret_file(path: &Path, contents: &[u8]) -> std::io::Result<()> {
         return Err(e);
     }
     Ok(())
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 #[cfg(test)]

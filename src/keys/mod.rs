@@ -33,6 +33,16 @@ pub enum KeysError {
     Store(#[from] StoreError),
 }
 
+/// Lower-case hex, for digests and fingerprints.
+pub fn hex(bytes: &[u8]) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    bytes
+        .iter()
+        .flat_map(|b| [DIGITS[usize::from(b >> 4)], DIGITS[usize::from(b & 15)]])
+        .map(char::from)
+        .collect()
+}
+
 impl KeysError {
     /// Errors no retry can fix: the process must stop and say why.
     pub fn is_fatal(&self) -> bool {

@@ -219,13 +219,7 @@ async fn private_key_jwt(
     })?;
     // The client is named by the unverified `sub` (or client_id); nothing
     // is trusted until the signature checks out with that client's key.
-    #[derive(serde::Deserialize)]
-    struct Named {
-        sub: Option<String>,
-    }
-    let named = jsonwebtoken::dangerous::insecure_decode_claims::<Named>(token)
-        .ok()
-        .and_then(|c| c.sub);
+    let named = assertion::unverified_subject(token);
     let client_id = match (named, hinted) {
         (Some(sub), Some(hint)) if sub != hint => {
             return Err((

@@ -43,13 +43,7 @@ pub async fn grant(
     };
 
     let token = request.require("assertion")?;
-    #[derive(serde::Deserialize)]
-    struct Named {
-        sub: Option<String>,
-    }
-    let subject = jsonwebtoken::dangerous::insecure_decode_claims::<Named>(token)
-        .ok()
-        .and_then(|c| c.sub)
+    let subject = assertion::unverified_subject(token)
         .ok_or_else(|| invalid_grant("the assertion is not a well-formed signed JWT"))?;
     let cached = state
         .service_user_cache
