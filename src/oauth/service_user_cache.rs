@@ -34,14 +34,19 @@ impl ServiceUserCache {
     ) -> Result<Option<Arc<CachedServiceUser>>, StoreError> {
         self.0
             .get(id, || async {
-                let now = clock::now();
-                let Some((user, keys)) = store.service_user_with_keys(id.to_owned(), now).await?
+                let now_ms = clock::now_ms();
+                let Some((user, keys)) = store
+                    .service_user_with_keys(id.to_owned(), now_ms.div_euclid(1000))
+                    .await?
                 else {
                     return Ok(None);
                 };
+                // Milliseconds, not whole seconds: a key expiring at second
+                // `t` must not be used from the cache during second `t`.
                 let first_expiry = keys.iter().filter_map(|k| k.expires_at).min();
                 let until = first_expiry.map(|at| {
-                    Instant::now() + Duration::from_secs(at.saturating_sub(now).max(0) as u64)
+                    let left = at.saturating_mul(1000).saturating_sub(now_ms).max(0);
+                    Instant::now() + Duration::from_millis(left as u64)
                 });
                 // A stored key that does not parse is skipped, as if absent.
                 let keys = keys
