@@ -103,7 +103,9 @@ struct Writer {
     store: Store,
     conn: Option<PooledConn>,
     audits: Vec<NewAuditRecord>,
-    consumes: Vec<(String, i64, Verdict)>,
+    /// The round's `jti`s (key, expiry) and, at the same index, who waits.
+    jtis: Vec<(String, i64)>,
+    verdicts: Vec<Verdict>,
     flushes: Vec<oneshot::Sender<()>>,
     /// When the pending audit events are to be collected and written.
     audit_due: Option<Instant>,
@@ -118,7 +120,8 @@ impl Writer {
             store,
             conn: None,
             audits: Vec::with_capacity(MAX_BATCH),
-            consumes: Vec::new(),
+            jtis: Vec::new(),
+            verdicts: Vec::new(),
             flushes: Vec::new(),
             audit_due: None,
             backoff: Duration::ZERO,
@@ -159,14 +162,14 @@ impl Writer {
                     },
                     () = tokio::time::sleep_until(deadline.unwrap_or_else(Instant::now)), if !idle => {}
                 }
-                while self.consumes.len() < MAX_BATCH {
+                while self.jtis.len() < MAX_BATCH {
                     match urgent_rx.try_recv() {
                         Ok(message) => self.take(message),
                         Err(_) => break,
                     }
                 }
                 let now = Instant::now();
-                let waiting = !self.consumes.is_empty() || !self.flushes.is_empty();
+                let waiting = !self.jtis.is_empty() || !self.flushes.is_empty();
                 if waiting || !open || deadline.is_some_and(|at| at <= now) {
                     // A flush waits for everything queued before it.
                     let limit = if self.flushes.is_empty() { MAX_BATCH } else { usize::MAX };
@@ -192,24 +195,22 @@ impl Writer {
                 key,
                 expires_at,
                 verdict,
-            } => self.consumes.push((key, expires_at, verdict)),
+            } => {
+                self.jtis.push((key, expires_at));
+                self.verdicts.push(verdict);
+            }
             Urgent::Flush(done) => self.flushes.push(done),
         }
     }
 
     /// One transaction for the round's `jti`s and every pending audit event.
     fn write(&mut self) {
-        let consumes = std::mem::take(&mut self.consumes);
-        if consumes.is_empty() && self.audits.is_empty() {
-            for done in self.flushes.drain(..) {
-                let _ = done.send(());
-            }
+        let keys = std::mem::take(&mut self.jtis);
+        let verdicts = std::mem::take(&mut self.verdicts);
+        if keys.is_empty() && self.audits.is_empty() {
+            self.release_flushes();
             return;
         }
-        let keys: Vec<(String, i64)> = consumes
-            .iter()
-            .map(|(key, exp, _)| (key.clone(), *exp))
-            .collect();
         let audits = std::mem::take(&mut self.audits);
         let mut outcome = self.transaction(|conn| {
             let fresh = assertions::insert_all(conn, &keys)?;
@@ -222,9 +223,7 @@ impl Writer {
             self.audit_due = None;
             self.backoff = Duration::ZERO;
             self.retry_at = None;
-            for done in self.flushes.drain(..) {
-                let _ = done.send(());
-            }
+            self.release_flushes();
         } else if !self.audits.is_empty() {
             tracing::warn!(
                 pending = self.audits.len(),
@@ -238,7 +237,13 @@ impl Writer {
                 outcome = self.transaction(|conn| assertions::insert_all(conn, &keys));
             }
         }
-        answer(consumes, outcome);
+        answer(verdicts, outcome);
+    }
+
+    fn release_flushes(&mut self) {
+        for done in self.flushes.drain(..) {
+            let _ = done.send(());
+        }
     }
 
     fn transaction<T>(
@@ -259,10 +264,10 @@ impl Writer {
     }
 }
 
-fn answer(consumes: Vec<(String, i64, Verdict)>, outcome: Result<Vec<bool>, StoreError>) {
+fn answer(verdicts: Vec<Verdict>, outcome: Result<Vec<bool>, StoreError>) {
     match outcome {
         Ok(fresh) => {
-            for ((_, _, verdict), fresh) in consumes.into_iter().zip(fresh) {
+            for (verdict, fresh) in verdicts.into_iter().zip(fresh) {
                 let _ = verdict.send(Ok(fresh));
             }
         }
@@ -271,7 +276,7 @@ fn answer(consumes: Vec<(String, i64, Verdict)>, outcome: Result<Vec<bool>, Stor
             // unreachable database) and no assertion is accepted.
             let unavailable = matches!(e, StoreError::Unavailable(_));
             let message = e.to_string();
-            for (_, _, verdict) in consumes {
+            for verdict in verdicts {
                 let _ = verdict.send(Err(if unavailable {
                     StoreError::Unavailable(message.clone())
                 } else {
