@@ -7,8 +7,10 @@
 //! TESSERA_BENCH_DATABASE_URL names an empty database), sets up its own
 //! clients and service user through the admin API, checks that a sample
 //! token is a valid ES256 JWT, then drives each scenario with `wrk` (one
-//! thread, 64 connections, BENCH_SECONDS each, default 10) and prints req/s,
-//! p50, p99 and errors. Needs `wrk` (Debian package `wrk`).
+//! thread, 64 connections) BENCH_RUNS times (default 3) for BENCH_SECONDS
+//! each (default 10), and prints the median req/s, p50, p99 and the errors,
+//! as the peer's harness in ../shared/bench does. Needs `wrk` (Debian
+//! package `wrk`).
 //! `BENCH_ONLY=basic,pkjwt,jwt-bearer,introspection` picks scenarios (all by
 //! default), for profiling one at a time; the server's pid is printed, and
 //! `BENCH_BINARY` runs another build of `tessera`.
@@ -187,9 +189,9 @@ fn sample_token(server: &Server, setup: &Setup) -> String {
 }
 
 /// Form bodies with unique-`jti` assertions, one per line.
-fn assertion_file(path: &Path, count: u64, body: impl Fn(u64) -> String) {
+fn assertion_file(path: &Path, numbers: std::ops::Range<u64>, body: impl Fn(u64) -> String) {
     let mut out = BufWriter::new(std::fs::File::create(path).unwrap());
-    for i in 0..count {
+    for i in numbers {
         writeln!(out, "{}", body(i)).unwrap();
     }
 }
@@ -225,17 +227,71 @@ fn cpu_seconds(pid: u32) -> f64 {
     (ticks(11) + ticks(12)) / 100.0
 }
 
+/// One wrk run's figures.
+struct RunResult {
+    rps: f64,
+    p50_ms: f64,
+    p99_ms: f64,
+    errors: u64,
+    cpu_us_per_request: f64,
+}
+
+fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values[values.len() / 2]
+}
+
+/// Runs scenario `key` `runs` times and prints the median of each figure,
+/// as ../shared/bench/load/bench.py does for the peer, then every run's
+/// req/s and p99. `env` gives each run's environment: runs that post
+/// assertions get a file of their own, so no `jti` is ever replayed.
 fn wrk(
     key: &str,
     label: &str,
     server: &Server,
     script: &str,
-    env: &[(&str, String)],
-    seconds: u64,
+    env: impl Fn(usize) -> Vec<(&'static str, String)>,
+    plan: &Plan,
 ) {
     if !selected(key) {
         return;
     }
+    let results: Vec<RunResult> = (0..plan.runs)
+        .map(|run| wrk_once(label, server, script, &env(run), plan.seconds))
+        .collect();
+    let med = |figure: fn(&RunResult) -> f64| median(results.iter().map(figure).collect());
+    let each = |figure: fn(&RunResult) -> f64, digits: usize| {
+        results
+            .iter()
+            .map(|r| format!("{:.digits$}", figure(r)))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    println!(
+        "  {label:<46} {:>9.0} req/s   p50 {:>6.2} ms   p99 {:>6.2} ms   errors {}   server CPU {:>4.0} µs/req",
+        med(|r| r.rps),
+        med(|r| r.p50_ms),
+        med(|r| r.p99_ms),
+        results.iter().map(|r| r.errors).sum::<u64>(),
+        med(|r| r.cpu_us_per_request),
+    );
+    if plan.runs > 1 {
+        println!(
+            "  {:<46} runs: {} req/s; p99 {} ms",
+            "",
+            each(|r| r.rps, 0),
+            each(|r| r.p99_ms, 2)
+        );
+    }
+}
+
+fn wrk_once(
+    label: &str,
+    server: &Server,
+    script: &str,
+    env: &[(&str, String)],
+    seconds: u64,
+) -> RunResult {
     let cpu_before = cpu_seconds(server.child.id());
     let output = Command::new("wrk")
         .args([
@@ -263,46 +319,67 @@ fn wrk(
             )
         });
     let result: Value = serde_json::from_str(line).unwrap();
-    println!(
-        "  {label:<46} {:>9.0} req/s   p50 {:>6.2} ms   p99 {:>6.2} ms   errors {}   server CPU {:>4.0} µs/req",
-        result["rps"].as_f64().unwrap(),
-        result["p50_ms"].as_f64().unwrap(),
-        result["p99_ms"].as_f64().unwrap(),
-        result["errors"],
-        cpu * 1e6 / result["requests"].as_f64().unwrap().max(1.0),
-    );
+    let figure = |name: &str| result[name].as_f64().unwrap();
+    RunResult {
+        rps: figure("rps"),
+        p50_ms: figure("p50_ms"),
+        p99_ms: figure("p99_ms"),
+        errors: result["errors"].as_u64().unwrap(),
+        cpu_us_per_request: cpu * 1e6 / figure("requests").max(1.0),
+    }
 }
 
-fn run(label: &str, database_url: Option<&str>, seconds: u64) {
+/// How long and how often each scenario runs.
+struct Plan {
+    seconds: u64,
+    runs: usize,
+}
+
+fn run(label: &str, database_url: Option<&str>, plan: &Plan) {
     let server = start(database_url);
     let setup = setup(&server);
     let token = sample_token(&server, &setup);
     let issuer = server.base.clone();
     let endpoint = format!("{issuer}/oauth/token");
-    let count = ASSERTIONS_PER_SECOND * seconds;
+    let count = ASSERTIONS_PER_SECOND * plan.seconds;
     let now = tessera::clock::now();
 
-    let pkjwt = server.dir.path().join("pkjwt.txt");
-    let count_for = |key| if selected(key) { count } else { 0 };
-    assertion_file(&pkjwt, count_for("pkjwt"), |i| {
-        let claims = json!({"iss": setup.pkjwt_id, "sub": setup.pkjwt_id, "aud": endpoint,
-                            "exp": now + 280, "jti": format!("pk-{i}")});
-        format!(
-            "grant_type=client_credentials&client_assertion_type=urn%3Aietf%3Aparams%3Aoauth%3Aclient-assertion-type%3Ajwt-bearer&client_assertion={}",
-            signed(&setup.pkjwt_key, Some("bench"), &claims)
-        )
-    });
-    let bearer = server.dir.path().join("jwt-bearer.txt");
-    assertion_file(&bearer, count_for("jwt-bearer"), |i| {
-        let claims = json!({"iss": setup.user_id, "sub": setup.user_id, "aud": issuer,
-                            "iat": now, "exp": now + 280, "jti": format!("jb-{i}")});
-        format!(
-            "grant_type=urn%3Aietf%3Aparams%3Aoauth%3Agrant-type%3Ajwt-bearer&assertion={}",
-            signed(&setup.user_key, Some(&setup.user_kid), &claims)
-        )
-    });
+    // One file of unique assertions per run, so no run replays a `jti`.
+    let files = |name: &str| -> Vec<PathBuf> {
+        (0..plan.runs)
+            .map(|run| server.dir.path().join(format!("{name}-{run}.txt")))
+            .collect()
+    };
+    let pkjwt = files("pkjwt");
+    let bearer = files("jwt-bearer");
+    for run in 0..plan.runs {
+        let first = count * run as u64;
+        if selected("pkjwt") {
+            assertion_file(&pkjwt[run], first..first + count, |i| {
+                let claims = json!({"iss": setup.pkjwt_id, "sub": setup.pkjwt_id, "aud": endpoint,
+                                    "exp": now + 280, "jti": format!("pk-{i}")});
+                format!(
+                    "grant_type=client_credentials&client_assertion_type=urn%3Aietf%3Aparams%3Aoauth%3Aclient-assertion-type%3Ajwt-bearer&client_assertion={}",
+                    signed(&setup.pkjwt_key, Some("bench"), &claims)
+                )
+            });
+        }
+        if selected("jwt-bearer") {
+            assertion_file(&bearer[run], first..first + count, |i| {
+                let claims = json!({"iss": setup.user_id, "sub": setup.user_id, "aud": issuer,
+                                    "iat": now, "exp": now + 280, "jti": format!("jb-{i}")});
+                format!(
+                    "grant_type=urn%3Aietf%3Aparams%3Aoauth%3Agrant-type%3Ajwt-bearer&assertion={}",
+                    signed(&setup.user_key, Some(&setup.user_kid), &claims)
+                )
+            });
+        }
+    }
 
-    println!("{label}: {CONNECTIONS} connections, {seconds} s each, wrk -t1 on the same machine");
+    println!(
+        "{label}: {CONNECTIONS} connections, {} × {} s per scenario (median), wrk -t1 on the same machine",
+        plan.runs, plan.seconds
+    );
     let basic_env = |body: &str, path: &str| {
         vec![
             ("BENCH_PATH", path.to_owned()),
@@ -316,7 +393,7 @@ fn run(label: &str, database_url: Option<&str>, seconds: u64) {
     // Warm-up, not reported.
     let body = "grant_type=client_credentials&scope=bench";
     let warm = Command::new("wrk")
-        .args(["-t1", "-c16", "-d2s", "-s"])
+        .args(["-t1", "-c16", "-d3s", "-s"])
         .arg(lua_dir().join("form.lua"))
         .arg(&server.base)
         .env("BENCH_LUA_DIR", lua_dir())
@@ -328,13 +405,13 @@ fn run(label: &str, database_url: Option<&str>, seconds: u64) {
         "client_credentials + client_secret_basic",
         &server,
         "form.lua",
-        &basic_env(body, "/oauth/token"),
-        seconds,
+        |_| basic_env(body, "/oauth/token"),
+        plan,
     );
-    let lines = |file: &Path| {
+    let lines = |files: &[PathBuf], run: usize| {
         vec![
             ("BENCH_PATH", "/oauth/token".to_owned()),
-            ("BENCH_LINES", file.display().to_string()),
+            ("BENCH_LINES", files[run].display().to_string()),
         ]
     };
     wrk(
@@ -342,24 +419,25 @@ fn run(label: &str, database_url: Option<&str>, seconds: u64) {
         "client_credentials + private_key_jwt",
         &server,
         "lines.lua",
-        &lines(&pkjwt),
-        seconds,
+        |run| lines(&pkjwt, run),
+        plan,
     );
     wrk(
         "jwt-bearer",
         "jwt-bearer grant (service user key)",
         &server,
         "lines.lua",
-        &lines(&bearer),
-        seconds,
+        |run| lines(&bearer, run),
+        plan,
     );
+    let introspect_body = format!("token={token}");
     wrk(
         "introspection",
         "introspection of a JWT access token",
         &server,
         "form.lua",
-        &basic_env(&format!("token={token}"), "/oauth/introspect"),
-        seconds,
+        |_| basic_env(&introspect_body, "/oauth/introspect"),
+        plan,
     );
 }
 
@@ -369,13 +447,19 @@ fn main() {
         eprintln!("wrk is not installed: apt-get install wrk");
         std::process::exit(2);
     }
-    let seconds = std::env::var("BENCH_SECONDS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(10);
-    run("SQLite", None, seconds);
+    let setting = |name: &str, default: u64| {
+        std::env::var(name)
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(default)
+    };
+    let plan = Plan {
+        seconds: setting("BENCH_SECONDS", 10),
+        runs: setting("BENCH_RUNS", 3).max(1) as usize,
+    };
+    run("SQLite", None, &plan);
     match std::env::var("TESSERA_BENCH_DATABASE_URL") {
-        Ok(url) => run("PostgreSQL", Some(&url), seconds),
+        Ok(url) => run("PostgreSQL", Some(&url), &plan),
         Err(_) => {
             println!("PostgreSQL: skipped (set TESSERA_BENCH_DATABASE_URL to an empty database)")
         }

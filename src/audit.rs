@@ -3,7 +3,6 @@
 //! failed authentication becomes one row of `audit_events`.
 
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
 
 use crate::store::{AuditStore, NewAuditRecord};
 
@@ -75,7 +74,9 @@ pub struct Event {
     target: Option<String>,
     client_id: Option<String>,
     remote_addr: Option<String>,
-    details: Value,
+    /// Serialised when set: the row stores JSON text, so no
+    /// `serde_json::Value` tree is built and walked per event.
+    details: String,
 }
 
 impl Event {
@@ -87,7 +88,7 @@ impl Event {
             target: None,
             client_id: None,
             remote_addr: None,
-            details: Value::Object(Default::default()),
+            details: "{}".to_owned(),
         }
     }
 
@@ -107,8 +108,10 @@ impl Event {
     }
 
     /// Details must never hold a secret: callers pass identifiers only.
-    pub fn details(mut self, details: Value) -> Self {
-        self.details = details;
+    pub fn details(mut self, details: impl Serialize) -> Self {
+        // Serialising plain data to a String cannot fail; `{}` would hide
+        // a bug, not a client's input.
+        self.details = serde_json::to_string(&details).unwrap_or_else(|_| "{}".to_owned());
         self
     }
 
@@ -126,7 +129,7 @@ impl Event {
                 Outcome::Failure => "failure",
             }
             .to_owned(),
-            details: self.details.to_string(),
+            details: self.details,
         }
     }
 

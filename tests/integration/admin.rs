@@ -15,6 +15,7 @@ on_both_backends!(
     malformed_admin_requests_are_invalid_request,
     audit_lists_with_filters_and_paging,
     failed_authentication_is_audited,
+    a_burst_of_audit_events_is_stored_whole_and_in_order,
     openapi_document_is_generated_from_the_handlers,
     second_replica_does_not_bootstrap_again,
 );
@@ -222,6 +223,41 @@ async fn audit_lists_with_filters_and_paging(backend: Backend) {
         .await
         .unwrap();
     assert!(future["events"].as_array().unwrap().is_empty());
+}
+
+/// 75 events queued at once reach the writer as one batch, which stores
+/// them as statements of 64, 8 and single rows: none may be lost, doubled
+/// or reordered on the way.
+async fn a_burst_of_audit_events_is_stored_whole_and_in_order(backend: Backend) {
+    use tessera::audit::{Actor, Event, Outcome};
+    let app = TestApp::start(backend).await;
+    for i in 0..75 {
+        Event::new(
+            Actor::service(format!("bot-{i}")),
+            "test.burst",
+            Outcome::Success,
+        )
+        .target(i.to_string())
+        .details(json!({ "n": i }))
+        .record_via(&app.state.writer)
+        .await;
+    }
+    let page: Value = app
+        .admin_get("/admin/v1/audit?action=test.burst&limit=100")
+        .await
+        .json()
+        .await
+        .unwrap();
+    let targets: Vec<&str> = page["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["target"].as_str().unwrap())
+        .collect();
+    let expected: Vec<String> = (0..75).rev().map(|i| i.to_string()).collect();
+    assert_eq!(targets, expected, "newest first, every event once");
+    assert_eq!(page["events"][0]["actor_id"], "bot-74");
+    assert_eq!(page["events"][0]["details"]["n"], 74);
 }
 
 async fn failed_authentication_is_audited(backend: Backend) {

@@ -4,13 +4,22 @@
 pub mod client_credentials;
 pub mod jwt_bearer;
 
-use serde_json::json;
+use serde::Serialize;
 
 use super::OAuthError;
 use super::token::TokenResponse;
 use crate::audit::{Actor, Event, Outcome};
 use crate::server::Shared;
 use crate::tokens::access::{self, AccessTokenRequest};
+
+/// What `token.issued` records beside its actor and target.
+#[derive(Serialize)]
+struct IssuedDetails<'a> {
+    grant_type: &'a str,
+    scope: &'a [String],
+    aud: &'a [String],
+    exp: i64,
+}
 
 /// Signs the access token a grant decided on, counts it in the metrics,
 /// records `token.issued` as the identity it was issued to, and builds the
@@ -24,11 +33,18 @@ pub async fn issue(
     let issued = access::mint(state.keys.ring(), &request)
         .map_err(|e| OAuthError::server_error(e.to_string()))?;
     state.metrics.token_issued(grant_type);
-    Event::new(Actor::service(request.subject), "token.issued", Outcome::Success)
+    let details = IssuedDetails {
+        grant_type,
+        scope: request.scopes,
+        aud: request.audience,
+        exp: issued.exp,
+    };
+    let actor = Actor::service(request.subject);
+    Event::new(actor, "token.issued", Outcome::Success)
         .client(request.client_id)
         .target(issued.jti.clone())
         .remote(remote)
-        .details(json!({ "grant_type": grant_type, "scope": request.scopes, "aud": request.audience, "exp": issued.exp }))
+        .details(details)
         .record_via(&state.writer)
         .await;
     Ok(TokenResponse {
