@@ -188,12 +188,28 @@ fn sample_token(server: &Server, setup: &Setup) -> String {
     token
 }
 
-/// Form bodies with unique-`jti` assertions, one per line.
-fn assertion_file(path: &Path, numbers: std::ops::Range<u64>, body: impl Fn(u64) -> String) {
-    let mut out = BufWriter::new(std::fs::File::create(path).unwrap());
-    for i in numbers {
-        writeln!(out, "{}", body(i)).unwrap();
-    }
+/// One file of form bodies with unique-`jti` assertions, one per line, for
+/// each run of a scenario, so no run replays a `jti`. Made right before the
+/// scenario runs: the server refuses an `exp` more than 5 minutes ahead, so
+/// the assertions' clock starts here.
+fn assertion_files(
+    server: &Server,
+    name: &str,
+    plan: &Plan,
+    body: impl Fn(u64, i64) -> String,
+) -> Vec<PathBuf> {
+    let now = tessera::clock::now();
+    let count = ASSERTIONS_PER_SECOND * plan.seconds;
+    (0..plan.runs)
+        .map(|run| {
+            let path = server.dir.path().join(format!("{name}-{run}.txt"));
+            let mut out = BufWriter::new(std::fs::File::create(&path).unwrap());
+            for i in count * run as u64..count * (run as u64 + 1) {
+                writeln!(out, "{}", body(i, now)).unwrap();
+            }
+            path
+        })
+        .collect()
 }
 
 fn signed(key: &EncodingKey, kid: Option<&str>, claims: &Value) -> String {
@@ -341,41 +357,6 @@ fn run(label: &str, database_url: Option<&str>, plan: &Plan) {
     let token = sample_token(&server, &setup);
     let issuer = server.base.clone();
     let endpoint = format!("{issuer}/oauth/token");
-    let count = ASSERTIONS_PER_SECOND * plan.seconds;
-    let now = tessera::clock::now();
-
-    // One file of unique assertions per run, so no run replays a `jti`.
-    let files = |name: &str| -> Vec<PathBuf> {
-        (0..plan.runs)
-            .map(|run| server.dir.path().join(format!("{name}-{run}.txt")))
-            .collect()
-    };
-    let pkjwt = files("pkjwt");
-    let bearer = files("jwt-bearer");
-    for run in 0..plan.runs {
-        let first = count * run as u64;
-        if selected("pkjwt") {
-            assertion_file(&pkjwt[run], first..first + count, |i| {
-                let claims = json!({"iss": setup.pkjwt_id, "sub": setup.pkjwt_id, "aud": endpoint,
-                                    "exp": now + 280, "jti": format!("pk-{i}")});
-                format!(
-                    "grant_type=client_credentials&client_assertion_type=urn%3Aietf%3Aparams%3Aoauth%3Aclient-assertion-type%3Ajwt-bearer&client_assertion={}",
-                    signed(&setup.pkjwt_key, Some("bench"), &claims)
-                )
-            });
-        }
-        if selected("jwt-bearer") {
-            assertion_file(&bearer[run], first..first + count, |i| {
-                let claims = json!({"iss": setup.user_id, "sub": setup.user_id, "aud": issuer,
-                                    "iat": now, "exp": now + 280, "jti": format!("jb-{i}")});
-                format!(
-                    "grant_type=urn%3Aietf%3Aparams%3Aoauth%3Agrant-type%3Ajwt-bearer&assertion={}",
-                    signed(&setup.user_key, Some(&setup.user_kid), &claims)
-                )
-            });
-        }
-    }
-
     println!(
         "{label}: {CONNECTIONS} connections, {} × {} s per scenario (median), wrk -t1 on the same machine",
         plan.runs, plan.seconds
@@ -414,22 +395,42 @@ fn run(label: &str, database_url: Option<&str>, plan: &Plan) {
             ("BENCH_LINES", files[run].display().to_string()),
         ]
     };
-    wrk(
-        "pkjwt",
-        "client_credentials + private_key_jwt",
-        &server,
-        "lines.lua",
-        |run| lines(&pkjwt, run),
-        plan,
-    );
-    wrk(
-        "jwt-bearer",
-        "jwt-bearer grant (service user key)",
-        &server,
-        "lines.lua",
-        |run| lines(&bearer, run),
-        plan,
-    );
+    if selected("pkjwt") {
+        let files = assertion_files(&server, "pkjwt", plan, |i, now| {
+            let claims = json!({"iss": setup.pkjwt_id, "sub": setup.pkjwt_id, "aud": endpoint,
+                                "exp": now + 280, "jti": format!("pk-{i}")});
+            format!(
+                "grant_type=client_credentials&client_assertion_type=urn%3Aietf%3Aparams%3Aoauth%3Aclient-assertion-type%3Ajwt-bearer&client_assertion={}",
+                signed(&setup.pkjwt_key, Some("bench"), &claims)
+            )
+        });
+        wrk(
+            "pkjwt",
+            "client_credentials + private_key_jwt",
+            &server,
+            "lines.lua",
+            |run| lines(&files, run),
+            plan,
+        );
+    }
+    if selected("jwt-bearer") {
+        let files = assertion_files(&server, "jwt-bearer", plan, |i, now| {
+            let claims = json!({"iss": setup.user_id, "sub": setup.user_id, "aud": issuer,
+                                "iat": now, "exp": now + 280, "jti": format!("jb-{i}")});
+            format!(
+                "grant_type=urn%3Aietf%3Aparams%3Aoauth%3Agrant-type%3Ajwt-bearer&assertion={}",
+                signed(&setup.user_key, Some(&setup.user_kid), &claims)
+            )
+        });
+        wrk(
+            "jwt-bearer",
+            "jwt-bearer grant (service user key)",
+            &server,
+            "lines.lua",
+            |run| lines(&files, run),
+            plan,
+        );
+    }
     let introspect_body = format!("token={token}");
     wrk(
         "introspection",
