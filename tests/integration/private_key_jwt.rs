@@ -81,17 +81,17 @@ async fn used_jtis_survive_migration_5_down_and_up(backend: Backend) {
     assert_eq!(reverted, "20261122000005", "migration 5 was the last one");
 
     let app = restart.start().await;
-    let body = fail_with(present(&app, &used).await, 401, "invalid_client").await;
-    assert!(
-        body["error_description"]
-            .as_str()
-            .unwrap()
-            .contains("already used"),
-        "{body}"
-    );
+    refused_as_replay(present(&app, &used).await).await;
     let mut fresh = claims(&app, &id);
     fresh["aud"] = first_claims["aud"].clone();
     assert_eq!(present(&app, &key.sign(&fresh)).await.status(), 200);
+}
+
+/// A 401 `invalid_client` that names the replay.
+async fn refused_as_replay(response: reqwest::Response) {
+    let body = fail_with(response, 401, "invalid_client").await;
+    let description = body["error_description"].as_str().unwrap();
+    assert!(description.contains("already used"), "{body}");
 }
 
 async fn pkjwt_client(app: &TestApp, keys: &[&TestKey]) -> String {
@@ -152,14 +152,7 @@ async fn refused_assertions(backend: Backend) {
     // Replay: the same assertion twice.
     let once = key.sign(&claims(&app, &id));
     assert_eq!(present(&app, &once).await.status(), 200);
-    let body = refuse(present(&app, &once).await).await;
-    assert!(
-        body["error_description"]
-            .as_str()
-            .unwrap()
-            .contains("already used"),
-        "{body}"
-    );
+    refused_as_replay(present(&app, &once).await).await;
 
     let with = |patch: Value| {
         let mut c = claims(&app, &id);
