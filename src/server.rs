@@ -9,6 +9,7 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::ops::Deref;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use aws_lc_rs::hmac;
@@ -41,6 +42,10 @@ pub struct Shared {
     pub service_user_cache: ServiceUserCache,
     /// The token endpoints' audit events and single-use `jti`s, batched.
     pub writer: BatchWriter,
+    /// Set once migrations, keys and bootstrap are done. Until then the
+    /// server is not ready, even if the database answers and keys loaded:
+    /// the administrator token file may not be written yet.
+    pub prepared: AtomicBool,
 }
 
 impl Deref for AppState {
@@ -137,6 +142,7 @@ impl Server {
                 config.clients.jwks_cache,
                 config.clients.jwks_refetch_cooldown,
             ),
+            prepared: AtomicBool::new(false),
             config,
             store,
             keys,
@@ -226,6 +232,14 @@ impl Server {
 
 /// One attempt at what a replica needs before it is ready.
 async fn prepare(state: &AppState) -> Result<(), PrepareError> {
+    let outcome = prepare_once(state).await;
+    if outcome.is_ok() {
+        state.prepared.store(true, Ordering::Release);
+    }
+    outcome
+}
+
+async fn prepare_once(state: &AppState) -> Result<(), PrepareError> {
     state.store.migrate().await?;
     state.keys.ensure_keys().await?;
     if state.config.admin.bootstrap {

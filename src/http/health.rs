@@ -25,14 +25,16 @@ async fn healthz() -> Json<serde_json::Value> {
 
 const READINESS_PING_TIMEOUT: Duration = Duration::from_secs(1);
 
-/// Ready when the database answers and the signing keys are loaded.
+/// Ready once preparation (migrations, keys, bootstrap) has finished, while
+/// the database answers and the signing keys are loaded.
 async fn readyz(State(state): State<AppState>) -> Response {
+    let prepared = state.prepared.load(std::sync::atomic::Ordering::Acquire);
     let keys_loaded = state.keys.ring().is_loaded();
     let database_up = matches!(
         tokio::time::timeout(READINESS_PING_TIMEOUT, state.store.ping()).await,
         Ok(Ok(()))
     );
-    let status = if keys_loaded && database_up {
+    let status = if prepared && keys_loaded && database_up {
         StatusCode::OK
     } else {
         StatusCode::SERVICE_UNAVAILABLE
