@@ -92,7 +92,6 @@ impl From<KeysError> for PrepareError {
 pub struct Server {
     state: AppState,
     listener: TcpListener,
-    prepared: bool,
 }
 
 impl Server {
@@ -147,8 +146,8 @@ impl Server {
             store,
             keys,
         }));
-        let prepared = match prepare(&state).await {
-            Ok(()) => true,
+        match prepare(&state).await {
+            Ok(()) => {}
             Err(PrepareError::Fatal(reason)) => return Err(StartError::Fatal(reason)),
             Err(PrepareError::Unavailable(reason)) => {
                 tracing::warn!(
@@ -156,14 +155,9 @@ impl Server {
                     %reason,
                     "database unavailable at start; serving /readyz 503 and retrying"
                 );
-                false
             }
-        };
-        Ok(Server {
-            state,
-            listener,
-            prepared,
-        })
+        }
+        Ok(Server { state, listener })
     }
 
     pub fn local_addr(&self) -> SocketAddr {
@@ -183,14 +177,10 @@ impl Server {
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> Result<(), StartError> {
-        let Server {
-            state,
-            listener,
-            prepared,
-        } = self;
+        let Server { state, listener } = self;
         let (fatal_tx, mut fatal_rx) = mpsc::channel::<String>(1);
         let (stop_tx, stop_rx) = watch::channel(false);
-        let supervisor = tokio::spawn(supervise(state.clone(), prepared, fatal_tx, stop_rx));
+        let supervisor = tokio::spawn(supervise(state.clone(), fatal_tx, stop_rx));
 
         let (drain_tx, drain_rx) = watch::channel(false);
         let mut fatal = None;
@@ -262,23 +252,15 @@ const FIRST_BACKOFF: Duration = Duration::from_millis(100);
 
 /// Retries preparation until it succeeds, then watches the database and
 /// keeps the key ring fresh (reload, scheduled rotation).
-async fn supervise(
-    state: AppState,
-    mut prepared: bool,
-    fatal: mpsc::Sender<String>,
-    mut stop: watch::Receiver<bool>,
-) {
+async fn supervise(state: AppState, fatal: mpsc::Sender<String>, mut stop: watch::Receiver<bool>) {
     let mut backoff = FIRST_BACKOFF;
-    while !prepared {
+    while !state.prepared.load(Ordering::Acquire) {
         tokio::select! {
             _ = stop.changed() => return,
             () = tokio::time::sleep(backoff) => {}
         }
         match prepare(&state).await {
-            Ok(()) => {
-                tracing::info!("database reachable: ready");
-                prepared = true;
-            }
+            Ok(()) => tracing::info!("database reachable: ready"),
             Err(PrepareError::Fatal(reason)) => {
                 let _ = fatal.send(reason).await;
                 return;
