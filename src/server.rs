@@ -12,7 +12,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use aws_lc_rs::hmac;
 use axum::serve::ListenerExt;
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
@@ -22,6 +21,7 @@ use crate::config::Config;
 use crate::http;
 use crate::keys::{KeyManager, KeysError, MasterKey};
 use crate::metrics::Metrics;
+use crate::oauth::Core;
 use crate::oauth::client_cache::ClientCache;
 use crate::oauth::client_keys::ClientKeys;
 use crate::oauth::service_user_cache::ServiceUserCache;
@@ -29,28 +29,11 @@ use crate::store::{BatchWriter, ReplayStore, RevocationStore, Store, StoreError}
 
 /// What every handler shares. Cloning is cheap.
 #[derive(Clone)]
-pub struct AppState(Arc<Shared>);
-
-pub struct Shared {
-    pub config: Config,
-    pub store: Store,
-    pub keys: KeyManager<Store>,
-    pub digest_key: hmac::Key,
-    pub metrics: Metrics,
-    pub client_keys: ClientKeys,
-    pub client_cache: ClientCache,
-    pub service_user_cache: ServiceUserCache,
-    /// The token endpoints' audit events and single-use `jti`s, batched.
-    pub writer: BatchWriter,
-    /// Set once migrations, keys and bootstrap are done. Until then the
-    /// server is not ready, even if the database answers and keys loaded:
-    /// the administrator token file may not be written yet.
-    pub prepared: AtomicBool,
-}
+pub struct AppState(Arc<Core>);
 
 impl Deref for AppState {
-    type Target = Shared;
-    fn deref(&self) -> &Shared {
+    type Target = Core;
+    fn deref(&self) -> &Core {
         &self.0
     }
 }
@@ -131,7 +114,7 @@ impl Server {
             config.tokens.max_lifetime,
             config.keys.rotation_period,
         );
-        let state = AppState(Arc::new(Shared {
+        let state = AppState(Arc::new(Core {
             digest_key: master.token_digest_key(),
             metrics: Metrics::new(),
             writer: BatchWriter::spawn(store.clone()),

@@ -15,7 +15,7 @@ use super::discovery::TOKEN_PATH;
 use super::{ErrorCode, OAuthError};
 use crate::audit::{Actor, ActorKind, Event, Outcome};
 use crate::clock;
-use crate::server::Shared;
+use crate::oauth::Core;
 use crate::tokens::opaque::OpaqueToken;
 
 /// RFC 7523 §2.2.
@@ -91,7 +91,7 @@ fn invalid_client(description: &'static str) -> OAuthError {
 
 /// Authenticates the client, audits a failure, and returns the client.
 pub async fn authenticate(
-    state: &Shared,
+    state: &Core,
     presented: &PresentedCredentials,
     remote: Option<String>,
 ) -> Result<Client, OAuthError> {
@@ -121,7 +121,7 @@ pub async fn authenticate(
 
 type Failure = (OAuthError, Option<String>);
 
-async fn check(state: &Shared, presented: &PresentedCredentials) -> Result<Client, Failure> {
+async fn check(state: &Core, presented: &PresentedCredentials) -> Result<Client, Failure> {
     if presented.methods_presented() > 1 {
         return Err((
             OAuthError::invalid_request(
@@ -201,7 +201,7 @@ async fn check(state: &Shared, presented: &PresentedCredentials) -> Result<Clien
 /// the token endpoint or the issuer, `exp` at most five minutes ahead, a
 /// single-use `jti`, signed by a registered key chosen by `kid`.
 async fn private_key_jwt(
-    state: &Shared,
+    state: &Core,
     presented: &PresentedCredentials,
 ) -> Result<Client, Failure> {
     let hinted = presented.client_id.clone();

@@ -14,8 +14,10 @@ pub mod registry;
 pub mod scope;
 pub mod service_user_cache;
 pub mod service_users;
+pub mod state;
 pub mod token;
 pub mod token_status;
 pub mod ttl_cache;
 
 pub use error::{ErrorCode, OAuthError};
+pub use state::Core;

@@ -9,7 +9,7 @@ use serde::Serialize;
 use super::client_auth::PresentedCredentials;
 use super::grants;
 use super::{ErrorCode, OAuthError};
-use crate::server::Shared;
+use crate::oauth::Core;
 
 /// The form parameters. Only `audience` and `resource` may repeat
 /// (RFC 8693 §2.1, RFC 8707 §2); any other repeated parameter is an error
@@ -91,7 +91,7 @@ pub struct RequestContext {
 }
 
 pub async fn exchange(
-    state: &Shared,
+    state: &Core,
     request: TokenRequest,
     context: RequestContext,
 ) -> Result<TokenResponse, OAuthError> {

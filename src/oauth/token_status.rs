@@ -17,7 +17,7 @@ use super::client_auth::{self, PresentedCredentials};
 use super::{ErrorCode, OAuthError};
 use crate::audit::{Actor, ActorKind, Event, Outcome};
 use crate::clock;
-use crate::server::Shared;
+use crate::oauth::Core;
 use crate::store::{CredentialStore, RevocationStore};
 use crate::tokens::jwt::verify_own;
 use crate::tokens::opaque::OpaqueToken;
@@ -40,7 +40,7 @@ impl Caller {
 /// RFC 7662 §2.1 / RFC 7009 §2.1: the caller must authenticate, with its
 /// client credentials or an administrator's bearer token.
 pub async fn authenticate_caller(
-    state: &Shared,
+    state: &Core,
     bearer_token: Option<String>,
     presented: PresentedCredentials,
     remote: Option<String>,
@@ -112,7 +112,7 @@ const SERVICE_USER_PREFIX: &str = "su_";
 /// A JWT access token of ours that is still valid: signature, type,
 /// issuer, expiry, not revoked, and its client and subject still exist and
 /// are enabled.
-async fn live_jwt(state: &Shared, token: &str) -> Result<Option<OwnClaims>, OAuthError> {
+async fn live_jwt(state: &Core, token: &str) -> Result<Option<OwnClaims>, OAuthError> {
     let Some(set) = state.keys.ring().get() else {
         return Err(OAuthError::unavailable("signing keys are not loaded yet"));
     };
@@ -151,7 +151,7 @@ async fn live_jwt(state: &Shared, token: &str) -> Result<Option<OwnClaims>, OAut
 
 /// RFC 7662 §2.2: `active: false` for anything expired, revoked, unknown
 /// or malformed, with no further detail.
-pub async fn introspect(state: &Shared, token: &str) -> Result<Introspection, OAuthError> {
+pub async fn introspect(state: &Core, token: &str) -> Result<Introspection, OAuthError> {
     if token.starts_with("tsr_") {
         let presented = OpaqueToken::from_presented(token);
         return match bearer::inspect(&state.store, &state.digest_key, &presented).await {
@@ -192,7 +192,7 @@ pub async fn introspect(state: &Shared, token: &str) -> Result<Introspection, OA
 /// RFC 7009 §2.1. A client may revoke only tokens issued to it; an
 /// administrator any. Unknown and invalid tokens are not an error (§2.2).
 pub async fn revoke(
-    state: &Shared,
+    state: &Core,
     caller: &Caller,
     token: &str,
     remote: Option<String>,

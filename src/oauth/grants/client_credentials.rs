@@ -3,17 +3,17 @@
 //! Reads `scope`, `audience`/`resource`; needs client authentication; only
 //! confidential clients registered for it may use it.
 
+use crate::oauth::Core;
 use crate::oauth::client::GrantType;
 use crate::oauth::client_auth;
 use crate::oauth::token::{RequestContext, TokenRequest, TokenResponse};
 use crate::oauth::{ErrorCode, OAuthError};
-use crate::server::Shared;
 use crate::tokens::access::AccessTokenRequest;
 
 pub const GRANT_TYPE: &str = "client_credentials";
 
 pub async fn grant(
-    state: &Shared,
+    state: &Core,
     request: &TokenRequest,
     context: RequestContext,
 ) -> Result<TokenResponse, OAuthError> {

@@ -9,11 +9,11 @@
 
 use std::time::Duration;
 
+use crate::oauth::Core;
 use crate::oauth::assertion::{self, AssertionError, Expectations};
 use crate::oauth::client::GrantType;
 use crate::oauth::token::{RequestContext, TokenRequest, TokenResponse};
 use crate::oauth::{ErrorCode, OAuthError, client_auth, scope};
-use crate::server::Shared;
 use crate::tokens::access::AccessTokenRequest;
 
 pub const GRANT_TYPE: &str = "urn:ietf:params:oauth:grant-type:jwt-bearer";
@@ -24,7 +24,7 @@ fn invalid_grant(description: &'static str) -> OAuthError {
 }
 
 pub async fn grant(
-    state: &Shared,
+    state: &Core,
     request: &TokenRequest,
     context: RequestContext,
 ) -> Result<TokenResponse, OAuthError> {

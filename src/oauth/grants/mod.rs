@@ -9,7 +9,7 @@ use serde::Serialize;
 use super::OAuthError;
 use super::token::TokenResponse;
 use crate::audit::{Actor, Event, Outcome};
-use crate::server::Shared;
+use crate::oauth::Core;
 use crate::tokens::access::{self, AccessTokenRequest};
 
 /// What `token.issued` records beside its actor and target.
@@ -25,7 +25,7 @@ struct IssuedDetails<'a> {
 /// records `token.issued` as the identity it was issued to, and builds the
 /// RFC 6749 §5.1 answer.
 pub async fn issue(
-    state: &Shared,
+    state: &Core,
     grant_type: &'static str,
     request: AccessTokenRequest<'_>,
     remote: Option<String>,

@@ -1,0 +1,32 @@
+//! What the protocol core works with: the store, keys, caches, the batch
+//! writer and the configuration. `server.rs` builds one and hands it to the
+//! router; nothing here knows about HTTP or the server that wires it.
+
+use std::sync::atomic::AtomicBool;
+
+use aws_lc_rs::hmac;
+
+use crate::config::Config;
+use crate::keys::KeyManager;
+use crate::metrics::Metrics;
+use crate::oauth::client_cache::ClientCache;
+use crate::oauth::client_keys::ClientKeys;
+use crate::oauth::service_user_cache::ServiceUserCache;
+use crate::store::{BatchWriter, Store};
+
+pub struct Core {
+    pub config: Config,
+    pub store: Store,
+    pub keys: KeyManager<Store>,
+    pub digest_key: hmac::Key,
+    pub metrics: Metrics,
+    pub client_keys: ClientKeys,
+    pub client_cache: ClientCache,
+    pub service_user_cache: ServiceUserCache,
+    /// The token endpoints' audit events and single-use `jti`s, batched.
+    pub writer: BatchWriter,
+    /// Set once migrations, keys and bootstrap are done. Until then the
+    /// server is not ready, even if the database answers and keys loaded:
+    /// the administrator token file may not be written yet.
+    pub prepared: AtomicBool,
+}
