@@ -5,6 +5,7 @@
 mod common;
 
 mod admin;
+mod architecture;
 mod cli;
 mod clients;
 mod discovery;
