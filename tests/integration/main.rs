@@ -6,9 +6,13 @@ mod common;
 
 mod admin;
 mod cli;
+mod client_address;
 mod clients;
+mod conformance;
 mod discovery;
+mod edge_syntax;
 mod keys;
+mod metrics_labels;
 mod outage;
 mod private_key_jwt;
 mod service_users;
