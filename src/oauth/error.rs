@@ -182,9 +182,17 @@ const OUTSIDE_NAMED: &AsciiSet = &OUTSIDE_DESCRIPTION.add(b'%');
 /// How much of a named value a description repeats.
 const NAMED_MAX_CHARS: usize = 64;
 
-/// A description reduced to the RFC 6749 §5.2 characters: what reaches the
-/// client, whatever a description was built from.
+/// The longest description a client gets; a longer one was built from
+/// something the request sent (a parser's message, say).
+const DESCRIPTION_MAX_CHARS: usize = 256;
+
+/// A description reduced to the RFC 6749 §5.2 characters and cut short:
+/// what reaches the client, whatever a description was built from.
 pub fn safe_description(description: &str) -> Cow<'_, str> {
+    let description = match description.char_indices().nth(DESCRIPTION_MAX_CHARS) {
+        Some((end, _)) => &description[..end],
+        None => description,
+    };
     utf8_percent_encode(description, OUTSIDE_DESCRIPTION).into()
 }
 
@@ -222,6 +230,8 @@ mod tests {
             safe_description("the scope `a:b` is unknown"),
             "the scope `a:b` is unknown"
         );
+        let long = safe_description(&"y".repeat(5000)).into_owned();
+        assert_eq!(long.len(), DESCRIPTION_MAX_CHARS);
     }
 
     #[test]
