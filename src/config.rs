@@ -45,6 +45,21 @@ pub struct ServerConfig {
     pub max_body_bytes: usize,
     #[serde(with = "humantime_serde")]
     pub shutdown_timeout: Duration,
+    /// Peers whose forwarding header names the client; see
+    /// `http::client_addr`.
+    pub trusted_proxies: Vec<ipnet::IpNet>,
+    pub forwarding_header: ForwardingHeader,
+}
+
+/// Which header the trusted proxies write. A proxy passes the other one
+/// through from the client untouched, so only one can be believed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ForwardingHeader {
+    /// `X-Forwarded-For: client, proxy1, proxy2` (nginx, most load balancers).
+    XForwardedFor,
+    /// RFC 7239 `Forwarded: for=client, for=proxy1`.
+    Forwarded,
 }
 
 #[derive(Clone, Serialize, Deserialize)]
@@ -269,6 +284,25 @@ mod tests {
     fn unknown_key_is_named() {
         let err = Config::from_toml_layers(&["[server]\nlisten_port = 1\n"]).unwrap_err();
         assert!(err.to_string().contains("listen_port"), "{err}");
+    }
+
+    #[test]
+    fn trusted_proxies_are_cidrs() {
+        assert!(
+            Config::from_toml_layers(&[])
+                .unwrap()
+                .server
+                .trusted_proxies
+                .is_empty()
+        );
+        let config = Config::from_toml_layers(&[
+            "[server]\ntrusted_proxies = [\"10.0.0.0/8\", \"::1/128\"]\n",
+        ])
+        .unwrap();
+        assert_eq!(config.server.trusted_proxies.len(), 2);
+        let err = Config::from_toml_layers(&["[server]\ntrusted_proxies = [\"10.0.0.300/8\"]\n"])
+            .unwrap_err();
+        assert!(err.to_string().contains("trusted_proxies"), "{err}");
     }
 
     #[test]

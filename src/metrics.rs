@@ -1,6 +1,10 @@
 //! Prometheus metrics: requests by route and status, latency by route,
 //! tokens issued by grant type. One registry per server, so tests that run
 //! several servers in one process do not see each other's counts.
+//!
+//! Every label comes from a fixed set, so that no request can add series:
+//! routes are path templates (or `unmatched`), methods the standard ones
+//! (or `other`).
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::encoding::text::encode;
@@ -12,8 +16,23 @@ use prometheus_client::registry::Registry;
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct RequestLabels {
     pub route: String,
-    pub method: String,
+    pub method: &'static str,
     pub status: u16,
+}
+
+/// The label of every path no route matched.
+pub const UNMATCHED_ROUTE: &str = "unmatched";
+
+/// RFC 9110 §9.3 and RFC 5789 methods keep their names; any other method
+/// (extension methods are unbounded) is `other`.
+pub fn method_label(method: &str) -> &'static str {
+    const STANDARD: [&str; 9] = [
+        "GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH",
+    ];
+    STANDARD
+        .into_iter()
+        .find(|standard| *standard == method)
+        .unwrap_or("other")
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -77,11 +96,12 @@ impl Metrics {
         }
     }
 
+    /// `route` must be a route template or [`UNMATCHED_ROUTE`].
     pub fn observe_request(&self, route: &str, method: &str, status: u16, seconds: f64) {
         self.requests
             .get_or_create(&RequestLabels {
                 route: route.to_owned(),
-                method: method.to_owned(),
+                method: method_label(method),
                 status,
             })
             .inc();
@@ -105,5 +125,18 @@ impl Metrics {
         let mut out = String::new();
         encode(&mut out, &self.registry).expect("writing to a String cannot fail");
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn methods_outside_the_standard_set_share_one_label() {
+        assert_eq!(method_label("GET"), "GET");
+        assert_eq!(method_label("PATCH"), "PATCH");
+        assert_eq!(method_label("get"), "other", "methods are case-sensitive");
+        assert_eq!(method_label(&"X".repeat(2048)), "other");
     }
 }

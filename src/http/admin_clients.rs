@@ -1,12 +1,12 @@
 //! `/admin/v1/clients`: client registration and lifecycle.
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use super::extract::{Admin, JsonOrEmpty};
+use super::extract::{Admin, JsonOrEmpty, Path};
 use crate::oauth::OAuthError;
 use crate::oauth::client::{Client, ClientSpec};
 use crate::oauth::error::ErrorBody;

@@ -1,12 +1,12 @@
 //! `/admin/v1/service-users`: machine identities and their public keys.
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use super::extract::{Admin, JsonOrEmpty};
+use super::extract::{Admin, JsonOrEmpty, Path};
 use crate::oauth::OAuthError;
 use crate::oauth::error::ErrorBody;
 use crate::oauth::service_users::{self, KeySpec, ServiceUser, ServiceUserKey, ServiceUserSpec};

@@ -1,17 +1,18 @@
 //! Rendering `OAuthError` as an HTTP response: the RFC 6749 §5.2 JSON body,
-//! `Cache-Control: no-store`, and RFC 6750 §3 `WWW-Authenticate` for bearer
-//! token failures. Server faults are logged with their detail; the client
-//! gets none of it.
+//! `Cache-Control: no-store`, and a `WWW-Authenticate` challenge on every
+//! 401 (RFC 9110 §15.5.2). Server faults are logged with their detail; the
+//! client gets none of it.
 
 use axum::Json;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
-use crate::oauth::error::ErrorBody;
+use crate::oauth::error::{ErrorBody, safe_description};
 use crate::oauth::{ErrorCode, OAuthError};
 
 impl IntoResponse for OAuthError {
     fn into_response(self) -> Response {
+        let description = safe_description(&self.description).into_owned();
         match (self.code, &self.detail) {
             (ErrorCode::ServerError, detail) => {
                 tracing::error!(detail = detail.as_deref().unwrap_or(""), "server error")
@@ -24,26 +25,16 @@ impl IntoResponse for OAuthError {
             }
             (code, detail) => tracing::debug!(
                 error = code.as_str(),
-                description = %self.description,
+                description = %description,
                 detail = detail.as_deref().unwrap_or(""),
                 "request refused"
             ),
         }
         let status = StatusCode::from_u16(self.status()).unwrap_or(StatusCode::BAD_REQUEST);
-        let challenge = match self.code {
-            ErrorCode::InvalidToken => Some(format!(
-                "Bearer realm=\"tessera\", error=\"invalid_token\", error_description=\"{}\"",
-                self.description.replace('"', "'")
-            )),
-            ErrorCode::InsufficientScope => Some(
-                "Bearer realm=\"tessera\", error=\"insufficient_scope\", scope=\"admin\""
-                    .to_owned(),
-            ),
-            _ => None,
-        };
+        let challenge = challenge(&self, &description);
         let body = ErrorBody {
             error: self.code,
-            error_description: self.description.into_owned(),
+            error_description: description,
         };
         let mut response = (status, Json(body)).into_response();
         let headers = response.headers_mut();
@@ -53,5 +44,28 @@ impl IntoResponse for OAuthError {
             headers.insert(header::WWW_AUTHENTICATE, value);
         }
         response
+    }
+}
+
+/// RFC 6750 §3: the bearer challenge; without any credentials in the
+/// request it names no `error` (§3.1). RFC 6749 §5.2 and RFC 9110
+/// §15.5.2: every 401 `invalid_client` challenges with the one HTTP scheme
+/// the token endpoints accept, Basic. `description` is already reduced to
+/// characters a quoted string may hold.
+fn challenge(error: &OAuthError, description: &str) -> Option<String> {
+    match error.code {
+        ErrorCode::InvalidToken if error.credentials_missing => {
+            Some("Bearer realm=\"tessera\"".to_owned())
+        }
+        ErrorCode::InvalidToken => Some(format!(
+            "Bearer realm=\"tessera\", error=\"invalid_token\", error_description=\"{description}\""
+        )),
+        ErrorCode::InsufficientScope => Some(
+            "Bearer realm=\"tessera\", error=\"insufficient_scope\", scope=\"admin\"".to_owned(),
+        ),
+        ErrorCode::InvalidClient if error.status() == 401 => {
+            Some("Basic realm=\"tessera\"".to_owned())
+        }
+        _ => None,
     }
 }

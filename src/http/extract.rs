@@ -12,8 +12,9 @@ use axum::http::request::Parts;
 use bytes::Bytes;
 use serde::de::DeserializeOwned;
 
-use crate::oauth::OAuthError;
+use super::client_addr::client_address;
 use crate::oauth::bearer::{self, Principal};
+use crate::oauth::{ErrorCode, OAuthError, syntax};
 use crate::server::AppState;
 use crate::tokens::opaque::OpaqueToken;
 
@@ -68,18 +69,51 @@ where
     }
 }
 
-/// The caller's address, when the server knows it.
+/// Path parameters; one that does not decode (a bad percent-encoding,
+/// invalid UTF-8) is `invalid_request` in JSON like every other rejection,
+/// without echoing it.
+pub struct Path<T>(pub T);
+
+impl<S, T> FromRequestParts<S> for Path<T>
+where
+    S: Send + Sync,
+    T: DeserializeOwned + Send,
+{
+    type Rejection = OAuthError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        axum::extract::Path::<T>::from_request_parts(parts, state)
+            .await
+            .map(|p| Path(p.0))
+            .map_err(|e| {
+                OAuthError::invalid_request("a path parameter is malformed")
+                    .with_detail(e.body_text())
+            })
+    }
+}
+
+/// The client's address, when the server knows it: the peer, or the
+/// client a trusted proxy names (`client_addr`).
 pub struct RemoteAddr(pub Option<String>);
 
-impl<S: Send + Sync> FromRequestParts<S> for RemoteAddr {
+impl FromRequestParts<AppState> for RemoteAddr {
     type Rejection = std::convert::Infallible;
 
-    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let server = &state.config.server;
         Ok(RemoteAddr(
-            parts
-                .extensions
-                .get::<ConnectInfo<SocketAddr>>()
-                .map(|c| c.0.ip().to_string()),
+            parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|c| {
+                client_address(
+                    c.0.ip(),
+                    &parts.headers,
+                    &server.trusted_proxies,
+                    server.forwarding_header,
+                )
+                .to_string()
+            }),
         ))
     }
 }
@@ -106,16 +140,15 @@ impl FromRequestParts<AppState> for Admin {
 }
 
 fn bearer_token(parts: &Parts) -> Result<OpaqueToken, OAuthError> {
-    let header = parts
-        .headers
-        .get(AUTHORIZATION)
-        .ok_or_else(|| OAuthError::invalid_token("a bearer token is required"))?;
+    let header = parts.headers.get(AUTHORIZATION).ok_or_else(|| {
+        OAuthError::credentials_required(ErrorCode::InvalidToken, "a bearer token is required")
+    })?;
     let value = header
         .to_str()
         .map_err(|_| OAuthError::invalid_token("the Authorization header is not valid text"))?;
     match value.split_once(' ') {
         Some((scheme, token))
-            if scheme.eq_ignore_ascii_case("bearer") && !token.trim().is_empty() =>
+            if scheme.eq_ignore_ascii_case("bearer") && syntax::is_b64token(token.trim()) =>
         {
             Ok(OpaqueToken::from_presented(token.trim()))
         }

@@ -4,6 +4,7 @@
 mod admin;
 mod admin_clients;
 mod admin_service_users;
+mod client_addr;
 mod error;
 mod extract;
 mod health;
@@ -15,11 +16,13 @@ use std::time::Instant;
 
 use axum::Router;
 use axum::extract::{MatchedPath, Request, State};
+use axum::handler::Handler;
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::trace::TraceLayer;
 
+use crate::metrics::UNMATCHED_ROUTE;
 use crate::oauth::OAuthError;
 use crate::server::AppState;
 
@@ -27,14 +30,16 @@ pub use admin::openapi;
 
 pub fn router(state: AppState) -> Router {
     let max_body = state.config.server.max_body_bytes;
+    let metrics = middleware::from_fn_with_state(state.clone(), track_metrics);
     Router::new()
         .merge(wellknown::routes())
         .merge(health::routes())
         .merge(admin::routes())
         .merge(token::routes())
         .merge(token_status::routes())
-        .route_layer(middleware::from_fn_with_state(state.clone(), track_metrics))
-        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .route_layer(metrics.clone())
+        .fallback(not_found.layer(metrics))
         .layer(axum::extract::DefaultBodyLimit::max(max_body))
         .layer(CatchPanicLayer::custom(|_| {
             OAuthError::server_error("a handler panicked").into_response()
@@ -47,18 +52,24 @@ async fn not_found() -> OAuthError {
     OAuthError::not_found("no such endpoint")
 }
 
+/// A known path with a method it does not serve: JSON like every other
+/// rejection (axum adds the `Allow` header).
+async fn method_not_allowed() -> OAuthError {
+    OAuthError::invalid_request("the endpoint does not serve this method").with_status(405)
+}
+
 async fn track_metrics(State(state): State<AppState>, request: Request, next: Next) -> Response {
     let started = Instant::now();
     let route = request
         .extensions()
         .get::<MatchedPath>()
-        .map(|p| p.as_str().to_owned())
-        .unwrap_or_else(|| "unmatched".to_owned());
-    let method = request.method().as_str().to_owned();
+        .map_or(UNMATCHED_ROUTE, |p| p.as_str())
+        .to_owned();
+    let method = request.method().clone();
     let response = next.run(request).await;
     state.metrics.observe_request(
         &route,
-        &method,
+        method.as_str(),
         response.status().as_u16(),
         started.elapsed().as_secs_f64(),
     );

@@ -9,9 +9,10 @@ use axum::{Json, RequestExt};
 use bytes::Bytes;
 
 use super::extract::{RemoteAddr, body_rejection};
+use crate::oauth::OAuthError;
 use crate::oauth::discovery::TOKEN_PATH;
+use crate::oauth::syntax;
 use crate::oauth::token::{self, RequestContext, TokenRequest};
-use crate::oauth::{ErrorCode, OAuthError};
 use crate::server::AppState;
 
 pub fn routes() -> axum::Router<AppState> {
@@ -27,26 +28,38 @@ pub(super) fn authorization(headers: &HeaderMap, scheme: &str) -> Option<String>
         .then(|| credentials.trim().to_owned())
 }
 
-/// RFC 6749 §3.2: an `application/x-www-form-urlencoded` body.
+/// The Basic credentials of the request, checked against the client
+/// grammar (RFC 6749 §2.3.1) before anything looks them up.
+pub(super) fn basic_credentials(headers: &HeaderMap) -> Result<Option<String>, OAuthError> {
+    let basic = authorization(headers, "basic");
+    if let Some(credentials) = &basic {
+        syntax::check_basic(credentials)?;
+    }
+    Ok(basic)
+}
+
+/// RFC 6749 §3.2: an `application/x-www-form-urlencoded` body. Media
+/// types are case-insensitive (RFC 9110 §8.3.1), so the type is parsed.
 pub(super) async fn read_form(request: Request) -> Result<TokenRequest, OAuthError> {
     let form = request
         .headers()
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.starts_with("application/x-www-form-urlencoded"));
+        .and_then(|v| v.parse::<mime::Mime>().ok())
+        .is_some_and(|m| m.essence_str() == mime::APPLICATION_WWW_FORM_URLENCODED.essence_str());
     if !form {
         return Err(OAuthError::invalid_request(
             "the body must be application/x-www-form-urlencoded",
         ));
     }
     let body: Bytes = request.extract().await.map_err(body_rejection)?;
+    syntax::check_form_body(&body)?;
     TokenRequest::from_pairs(url::form_urlencoded::parse(&body).into_owned().collect())
 }
 
-/// `Cache-Control: no-store` on every answer (RFC 6749 §5.1), and on a
-/// failed Basic authentication the challenge for the scheme the client used
-/// (§5.2).
-pub(super) fn render(result: Result<Response, OAuthError>, tried_basic: bool) -> Response {
+/// `Cache-Control: no-store` on every answer (RFC 6749 §5.1); errors carry
+/// it, and their challenge, already.
+pub(super) fn render(result: Result<Response, OAuthError>) -> Response {
     match result {
         Ok(mut response) => {
             let headers = response.headers_mut();
@@ -54,17 +67,7 @@ pub(super) fn render(result: Result<Response, OAuthError>, tried_basic: bool) ->
             headers.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
             response
         }
-        Err(error) => {
-            let challenge = tried_basic && error.code == ErrorCode::InvalidClient;
-            let mut response = error.into_response();
-            if challenge {
-                response.headers_mut().insert(
-                    header::WWW_AUTHENTICATE,
-                    HeaderValue::from_static("Basic realm=\"tessera\""),
-                );
-            }
-            response
-        }
+        Err(error) => error.into_response(),
     }
 }
 
@@ -73,13 +76,12 @@ async fn token_endpoint(
     RemoteAddr(remote): RemoteAddr,
     request: Request,
 ) -> Response {
-    let basic = authorization(request.headers(), "basic");
-    let tried_basic = basic.is_some();
     let result = async {
+        let basic = basic_credentials(request.headers())?;
         let parsed = read_form(request).await?;
         let answer = token::exchange(&state, parsed, RequestContext { basic, remote }).await?;
         Ok(Json(answer).into_response())
     }
     .await;
-    render(result, tried_basic)
+    render(result)
 }

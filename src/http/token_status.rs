@@ -7,10 +7,10 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 
 use super::extract::RemoteAddr;
-use super::token::{authorization, read_form, render};
-use crate::oauth::OAuthError;
+use super::token::{authorization, basic_credentials, read_form, render};
 use crate::oauth::discovery::{INTROSPECTION_PATH, REVOCATION_PATH};
 use crate::oauth::token_status::{self, Caller};
+use crate::oauth::{OAuthError, syntax};
 use crate::server::AppState;
 
 pub fn routes() -> axum::Router<AppState> {
@@ -25,8 +25,16 @@ async fn prepare(
     remote: Option<String>,
     request: Request,
 ) -> Result<(Caller, String), OAuthError> {
-    let basic = authorization(request.headers(), "basic");
+    let basic = basic_credentials(request.headers())?;
     let bearer = authorization(request.headers(), "bearer");
+    if bearer
+        .as_deref()
+        .is_some_and(|token| !syntax::is_b64token(token))
+    {
+        return Err(OAuthError::invalid_token(
+            "the Authorization header must be `Bearer <token>`",
+        ));
+    }
     let parsed = read_form(request).await?;
     let caller =
         token_status::authenticate_caller(state, bearer, parsed.credentials(basic), remote).await?;
@@ -39,13 +47,12 @@ async fn introspect(
     RemoteAddr(remote): RemoteAddr,
     request: Request,
 ) -> Response {
-    let tried_basic = authorization(request.headers(), "basic").is_some();
     let result = async {
         let (_, token) = prepare(&state, remote, request).await?;
         Ok(Json(token_status::introspect(&state, &token).await?).into_response())
     }
     .await;
-    render(result, tried_basic)
+    render(result)
 }
 
 async fn revoke(
@@ -53,12 +60,11 @@ async fn revoke(
     RemoteAddr(remote): RemoteAddr,
     request: Request,
 ) -> Response {
-    let tried_basic = authorization(request.headers(), "basic").is_some();
     let result = async {
         let (caller, token) = prepare(&state, remote.clone(), request).await?;
         token_status::revoke(&state, &caller, &token, remote).await?;
         Ok(StatusCode::OK.into_response())
     }
     .await;
-    render(result, tried_basic)
+    render(result)
 }

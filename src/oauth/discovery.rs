@@ -1,6 +1,7 @@
 //! Authorization server metadata: OpenID Connect Discovery 1.0 §3 and
-//! RFC 8414 §2. Both documents list only what is implemented; the lists
-//! grow as grants and endpoints land.
+//! RFC 8414 §2. Both documents list only what is implemented, and the same
+//! endpoints: the OpenID document is the RFC 8414 one plus the members only
+//! OpenID Connect defines. The lists grow as grants and endpoints land.
 
 use serde::Serialize;
 
@@ -24,8 +25,7 @@ const CALLER_AUTH_METHODS: [&str; 4] = [
 #[derive(Debug, Clone, Serialize)]
 pub struct ProviderMetadata {
     pub issuer: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub authorization_endpoint: Option<String>,
+    pub authorization_endpoint: String,
     pub token_endpoint: String,
     pub jwks_uri: String,
     /// REQUIRED by both documents; empty while no response type is served.
@@ -45,24 +45,27 @@ pub struct ProviderMetadata {
     pub id_token_signing_alg_values_supported: Option<Vec<&'static str>>,
 }
 
-/// OIDC Discovery 1.0 §3. `authorization_endpoint` is REQUIRED there, so it
-/// is listed; until the code flow lands it answers every request with
-/// `unsupported_response_type`, consistent with the empty
-/// `response_types_supported`. RS256 is listed first: §3 requires it.
+/// OIDC Discovery 1.0 §3: the REQUIRED members that can be stated
+/// truthfully today. `response_types_supported` stays empty until the
+/// authorization code flow lands (§3 then requires `code`); RS256 is listed
+/// first: §3 requires it.
 pub fn openid_configuration(config: &Config) -> ProviderMetadata {
     ProviderMetadata {
-        authorization_endpoint: Some(config.endpoint(AUTHORIZATION_PATH)),
         subject_types_supported: Some(vec!["public"]),
         id_token_signing_alg_values_supported: Some(vec!["RS256", "ES256"]),
         ..oauth_authorization_server(config)
     }
 }
 
-/// RFC 8414 §2.
+/// RFC 8414 §2. `authorization_endpoint` is optional while no grant uses
+/// it, but the endpoint exists (OIDC Discovery §3 requires it): until the
+/// code flow lands it answers every request with
+/// `unsupported_response_type`, consistent with the empty
+/// `response_types_supported`, and both documents list it.
 pub fn oauth_authorization_server(config: &Config) -> ProviderMetadata {
     ProviderMetadata {
         issuer: config.issuer().to_owned(),
-        authorization_endpoint: None,
+        authorization_endpoint: config.endpoint(AUTHORIZATION_PATH),
         token_endpoint: config.endpoint(TOKEN_PATH),
         jwks_uri: config.endpoint(JWKS_PATH),
         response_types_supported: vec![],

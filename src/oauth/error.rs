@@ -4,6 +4,7 @@
 
 use std::borrow::Cow;
 
+use percent_encoding::{AsciiSet, CONTROLS, utf8_percent_encode};
 use serde::Serialize;
 
 use crate::store::StoreError;
@@ -75,6 +76,9 @@ pub struct OAuthError {
     pub detail: Option<String>,
     /// Overrides the code's default status (413 for an oversized body).
     pub status: Option<u16>,
+    /// The request carried no credentials at all: RFC 6750 §3.1 says the
+    /// challenge then names no `error`.
+    pub credentials_missing: bool,
 }
 
 impl OAuthError {
@@ -84,6 +88,18 @@ impl OAuthError {
             description: description.into(),
             detail: None,
             status: None,
+            credentials_missing: false,
+        }
+    }
+
+    /// RFC 6750 §3.1: a request without any credentials.
+    pub fn credentials_required(
+        code: ErrorCode,
+        description: impl Into<Cow<'static, str>>,
+    ) -> Self {
+        OAuthError {
+            credentials_missing: true,
+            ..Self::new(code, description)
         }
     }
 
@@ -101,22 +117,19 @@ impl OAuthError {
 
     /// A fault of ours: the client learns nothing but that it happened.
     pub fn server_error(detail: impl Into<String>) -> Self {
-        OAuthError {
-            code: ErrorCode::ServerError,
-            description: "the server could not complete the request".into(),
-            detail: Some(detail.into()),
-            status: None,
-        }
+        Self::new(
+            ErrorCode::ServerError,
+            "the server could not complete the request",
+        )
+        .with_detail(detail)
     }
 
     pub fn unavailable(detail: impl Into<String>) -> Self {
-        OAuthError {
-            code: ErrorCode::TemporarilyUnavailable,
-            description: "the server is temporarily unable to handle the request; retry later"
-                .into(),
-            detail: Some(detail.into()),
-            status: None,
-        }
+        Self::new(
+            ErrorCode::TemporarilyUnavailable,
+            "the server is temporarily unable to handle the request; retry later",
+        )
+        .with_detail(detail)
     }
 
     pub fn with_detail(mut self, detail: impl Into<String>) -> Self {
@@ -161,9 +174,72 @@ impl From<crate::keys::KeysError> for OAuthError {
     }
 }
 
+/// What RFC 6749 §5.2 allows in `error_description` is %x20-21 / %x23-5B /
+/// %x5D-7E; everything else is percent-encoded (non-ASCII always is).
+const OUTSIDE_DESCRIPTION: &AsciiSet = &CONTROLS.add(b'"').add(b'\\');
+/// A named value escapes `%` too, so that the escaping is unambiguous.
+const OUTSIDE_NAMED: &AsciiSet = &OUTSIDE_DESCRIPTION.add(b'%');
+/// How much of a named value a description repeats.
+const NAMED_MAX_CHARS: usize = 64;
+
+/// The longest description a client gets; a longer one was built from
+/// something the request sent (a parser's message, say).
+const DESCRIPTION_MAX_CHARS: usize = 256;
+
+/// A description reduced to the RFC 6749 §5.2 characters and cut short:
+/// what reaches the client, whatever a description was built from.
+pub fn safe_description(description: &str) -> Cow<'_, str> {
+    let description = match description.char_indices().nth(DESCRIPTION_MAX_CHARS) {
+        Some((end, _)) => &description[..end],
+        None => description,
+    };
+    utf8_percent_encode(description, OUTSIDE_DESCRIPTION).into()
+}
+
+/// A request value named in a description: escaped (RFC 6749 §5.2) and cut
+/// short, never echoed raw.
+pub fn named(value: &str) -> String {
+    let mut cut: String = value.chars().take(NAMED_MAX_CHARS).collect();
+    if cut.len() < value.len() {
+        cut.push_str("...");
+    }
+    utf8_percent_encode(&cut, OUTSIDE_NAMED).to_string()
+}
+
 /// The RFC 6749 §5.2 body.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct ErrorBody {
     pub error: ErrorCode,
     pub error_description: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn allowed(c: char) -> bool {
+        matches!(c, '\x20'..='\x21' | '\x23'..='\x5b' | '\x5d'..='\x7e')
+    }
+
+    #[test]
+    fn descriptions_hold_only_rfc_6749_characters() {
+        let raw = "bad `\u{0}\"\\\u{fffd}\u{7f}\n\t` value";
+        let safe = safe_description(raw);
+        assert!(safe.chars().all(allowed), "{safe}");
+        assert_eq!(
+            safe_description("the scope `a:b` is unknown"),
+            "the scope `a:b` is unknown"
+        );
+        let long = safe_description(&"y".repeat(5000)).into_owned();
+        assert_eq!(long.len(), DESCRIPTION_MAX_CHARS);
+    }
+
+    #[test]
+    fn named_values_are_escaped_and_cut() {
+        assert_eq!(named("a%ZZ\"b"), "a%25ZZ%22b");
+        assert_eq!(named("\u{fffd}"), "%EF%BF%BD");
+        let long = named(&"x".repeat(2000));
+        assert_eq!(long.len(), NAMED_MAX_CHARS + 3);
+        assert!(long.chars().all(allowed));
+    }
 }

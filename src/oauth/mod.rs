@@ -15,6 +15,7 @@ pub mod scope;
 pub mod service_user_cache;
 pub mod service_users;
 pub mod state;
+pub mod syntax;
 pub mod token;
 pub mod token_status;
 pub mod ttl_cache;

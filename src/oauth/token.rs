@@ -7,13 +7,13 @@ use std::collections::HashMap;
 use serde::Serialize;
 
 use super::client_auth::PresentedCredentials;
-use super::grants;
-use super::{ErrorCode, OAuthError};
+use super::error::named;
+use super::{ErrorCode, OAuthError, grants, syntax};
 use crate::oauth::Core;
 
-/// The form parameters. Only `audience` and `resource` may repeat
-/// (RFC 8693 §2.1, RFC 8707 §2); any other repeated parameter is an error
-/// (RFC 6749 §3.2).
+/// The form parameters, each in its grammar (`syntax`). Only `audience`
+/// and `resource` may repeat (RFC 8693 §2.1, RFC 8707 §2); any other
+/// repeated parameter is an error (RFC 6749 §3.2).
 #[derive(Debug, Default)]
 pub struct TokenRequest {
     params: HashMap<String, String>,
@@ -25,13 +25,15 @@ impl TokenRequest {
     pub fn from_pairs(pairs: Vec<(String, String)>) -> Result<Self, OAuthError> {
         let mut request = TokenRequest::default();
         for (name, value) in pairs {
+            syntax::check_parameter(&name, &value)?;
             match name.as_str() {
                 "audience" => request.audience.push(value),
                 "resource" => request.resource.push(value),
                 _ => {
                     if request.params.insert(name.clone(), value).is_some() {
                         return Err(OAuthError::invalid_request(format!(
-                            "the parameter `{name}` is repeated"
+                            "the parameter `{}` is repeated",
+                            named(&name)
                         )));
                     }
                 }
@@ -103,7 +105,7 @@ pub async fn exchange(
         grants::jwt_bearer::GRANT_TYPE => grants::jwt_bearer::grant(state, &request, context).await,
         other => Err(OAuthError::new(
             ErrorCode::UnsupportedGrantType,
-            format!("the grant type `{other}` is not supported"),
+            format!("the grant type `{}` is not supported", named(other)),
         )),
     }
 }

@@ -13,7 +13,17 @@ on_both_backends!(
     jwks_publishes_public_members_only,
     health_readiness_and_metrics,
     authorization_endpoint_refuses_every_response_type,
+    metadata_documents_agree,
 );
+
+/// The OpenID Connect and the RFC 8414 documents.
+async fn documents(app: &TestApp) -> (Value, Value) {
+    let get = |path| async move { app.get(path).await.json::<Value>().await.unwrap() };
+    (
+        get("/.well-known/openid-configuration").await,
+        get("/.well-known/oauth-authorization-server").await,
+    )
+}
 
 async fn openidconnect_discovers_the_provider_and_its_keys(backend: Backend) {
     let app = TestApp::start(backend).await;
@@ -56,12 +66,7 @@ async fn openidconnect_discovers_the_provider_and_its_keys(backend: Backend) {
 
 async fn oauth_metadata_lists_only_what_is_implemented(backend: Backend) {
     let app = TestApp::start(backend).await;
-    let oauth: Value = app
-        .get("/.well-known/oauth-authorization-server")
-        .await
-        .json()
-        .await
-        .unwrap();
+    let (_, oauth) = documents(&app).await;
     assert_eq!(oauth["issuer"], app.url);
     assert_eq!(oauth["jwks_uri"], app.endpoint("/oauth/jwks"));
     // RFC 8414 §2: an absent grant_types_supported would claim
@@ -101,7 +106,10 @@ async fn oauth_metadata_lists_only_what_is_implemented(backend: Backend) {
             "bearer"
         ])
     );
-    assert!(oauth.get("authorization_endpoint").is_none());
+    assert_eq!(
+        oauth["authorization_endpoint"],
+        app.endpoint("/oauth/authorize")
+    );
 }
 
 async fn jwks_publishes_public_members_only(backend: Backend) {
@@ -168,4 +176,47 @@ async fn authorization_endpoint_refuses_every_response_type(backend: Backend) {
     // No redirect to an unregistered URI (RFC 6749 §4.1.2.1).
     assert!(response.headers().get("location").is_none());
     fail_with(response, 400, "unsupported_response_type").await;
+}
+
+/// Every endpoint member (`*_endpoint`, `jwks_uri`) of either document.
+fn endpoints(document: &Value) -> Vec<(String, Value)> {
+    let mut found: Vec<(String, Value)> = document
+        .as_object()
+        .unwrap()
+        .iter()
+        .filter(|(name, _)| name.ends_with("_endpoint") || name.as_str() == "jwks_uri")
+        .map(|(name, value)| (name.clone(), value.clone()))
+        .collect();
+    found.sort_by(|a, b| a.0.cmp(&b.0));
+    found
+}
+
+async fn metadata_documents_agree(backend: Backend) {
+    let app = TestApp::start(backend).await;
+    let (openid, oauth) = documents(&app).await;
+    assert_eq!(endpoints(&openid), endpoints(&oauth));
+    assert_eq!(
+        oauth["authorization_endpoint"],
+        app.endpoint("/oauth/authorize")
+    );
+    for member in [
+        "issuer",
+        "grant_types_supported",
+        "response_types_supported",
+        "token_endpoint_auth_methods_supported",
+    ] {
+        assert_eq!(openid[member], oauth[member], "{member}");
+    }
+    // OIDC Discovery 1.0 §3: the REQUIRED members.
+    for member in [
+        "issuer",
+        "authorization_endpoint",
+        "token_endpoint",
+        "jwks_uri",
+        "response_types_supported",
+        "subject_types_supported",
+        "id_token_signing_alg_values_supported",
+    ] {
+        assert!(openid.get(member).is_some(), "{member} is missing");
+    }
 }
