@@ -387,15 +387,19 @@ async fn jwt_bearer_audience_and_lifetime(backend: Backend) {
         ("exp two hours ahead", json!({"exp": now + 7200})),
         ("exp at the end of time", json!({"exp": i64::MAX})),
     ];
+    let mut answers = Vec::new();
     for (why, patch) in cases {
         let mut claims = assertion_claims(&app, &user);
         for (k, v) in patch.as_object().unwrap() {
             claims[k] = v.clone();
         }
         let response = exchange(&app, &key.sign(&claims), None).await;
-        assert_eq!(response.status(), 400, "{why}");
-        fail_with(response, 400, "invalid_grant").await;
+        answers.push((why, response.status().as_u16()));
+        if response.status() == 400 {
+            fail_with(response, 400, "invalid_grant").await;
+        }
     }
+    assert!(answers.iter().all(|(_, s)| *s == 400), "{answers:?}");
     let mut an_hour = assertion_claims(&app, &user);
     an_hour["exp"] = json!(now + 3600);
     an_hour["aud"] = json!([app.url]);
