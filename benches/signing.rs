@@ -122,7 +122,7 @@ fn main() {
 /// What checking one ES256 client assertion costs (`private_key_jwt`).
 fn verification() {
     use aws_lc_rs::signature::{ECDSA_P256_SHA256_FIXED, ParsedPublicKey, UnparsedPublicKey};
-    use tessera::oauth::assertion::{self, Expectations};
+    use tessera::oauth::assertion::{self, Expectations, ReplayKey};
 
     let client = KeyMaterial::generate(Alg::ES256).unwrap();
     let now = tessera::clock::now();
@@ -142,8 +142,9 @@ fn verification() {
     let expect = Expectations {
         subject: "svc",
         audiences: &audiences,
-        max_lifetime: Some(Duration::from_secs(300)),
+        max_lifetime: Duration::from_secs(300),
         max_age: None,
+        replay_key: ReplayKey::Jti,
         error: tessera::oauth::ErrorCode::InvalidClient,
     };
     println!("ES256 client assertion, one core:");

@@ -3,10 +3,9 @@
 use std::path::PathBuf;
 
 use anyhow::Context;
-use base64::Engine;
-use base64::engine::general_purpose::STANDARD;
 use clap::Subcommand;
 use serde_json::{Value, json};
+use zeroize::Zeroizing;
 
 use super::AdminClient;
 use super::keys::{print_json, text};
@@ -50,13 +49,16 @@ pub enum KeyCommand {
         /// A PEM public key or JWK to register instead of generating one.
         #[arg(long)]
         public_key: Option<PathBuf>,
-        /// Algorithm of a generated key.
-        #[arg(long, default_value = "ES256", value_parser = ["ES256", "RS256"])]
+        /// Algorithm of a generated key: RS256 (RSA-2048, what ZITADEL's
+        /// SDKs sign with) or ES256 (P-256).
+        #[arg(long, default_value = "RS256", value_parser = ["RS256", "ES256"])]
         alg: String,
         /// The key stops working after this long (e.g. 90d).
         #[arg(long, value_parser = humantime::parse_duration)]
         expires_in: Option<std::time::Duration>,
-        /// Where to write the key file (default: <keyId>.json).
+        /// Where to write the key file (default: <keyId>.json in the current
+        /// folder, with every character of the server-sent keyId other than
+        /// letters, digits, `-` and `_` replaced by `_`).
         #[arg(long)]
         output: Option<PathBuf>,
     },
@@ -66,17 +68,39 @@ pub enum KeyCommand {
     Remove { id: String, key_id: String },
 }
 
-fn pem(der: &[u8]) -> String {
-    let body = STANDARD.encode(der);
-    let lines: Vec<&str> = body
-        .as_bytes()
-        .chunks(64)
-        .map(|c| std::str::from_utf8(c).unwrap_or_default())
+/// The private key as ZITADEL writes it into a key file: RSA keys in
+/// PKCS#1 (`RSA PRIVATE KEY`, the only form older ZITADEL Go SDKs read),
+/// others in PKCS#8.
+fn private_key_pem(material: &KeyMaterial) -> anyhow::Result<Zeroizing<String>> {
+    let der = material.to_pkcs8().map_err(|e| anyhow::anyhow!("{e}"))?;
+    let block = match material.alg() {
+        Alg::RS256 => {
+            let info = pkcs8::PrivateKeyInfo::try_from(der.as_slice())
+                .map_err(|_| anyhow::anyhow!("cannot serialise the RSA key"))?;
+            pem::Pem::new("RSA PRIVATE KEY", info.private_key)
+        }
+        Alg::ES256 => pem::Pem::new("PRIVATE KEY", der.as_slice()),
+    };
+    let config = pem::EncodeConfig::new().set_line_ending(pem::LineEnding::LF);
+    Ok(Zeroizing::new(pem::encode_config(&block, config)))
+}
+
+/// The default key-file name. The keyId comes from the server, so it must
+/// not pick the path: `../x` or `/etc/x` would write outside the folder.
+fn default_key_file(key_id: &str) -> PathBuf {
+    let safe: String = key_id
+        .chars()
+        .take(128)
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
         .collect();
-    format!(
-        "-----BEGIN PRIVATE KEY-----\n{}\n-----END PRIVATE KEY-----\n",
-        lines.join("\n")
-    )
+    let stem = if safe.is_empty() { "key" } else { &safe };
+    PathBuf::from(format!("{stem}.json"))
 }
 
 pub async fn run(
@@ -155,12 +179,13 @@ async fn run_key(client: &AdminClient, command: KeyCommand, json_out: bool) -> a
                     (Value::String(text), None)
                 }
                 None => {
-                    let alg = Alg::parse(&alg).unwrap_or(Alg::ES256);
+                    let alg = Alg::parse(&alg).unwrap_or(Alg::RS256);
                     let material =
                         KeyMaterial::generate(alg).map_err(|e| anyhow::anyhow!("{e}"))?;
-                    let jwk = material.public_jwk("pending");
-                    let der = material.to_pkcs8().map_err(|e| anyhow::anyhow!("{e}"))?;
-                    (jwk, Some(pem(&der)))
+                    (
+                        material.public_jwk("pending"),
+                        Some(private_key_pem(&material)?),
+                    )
                 }
             };
             let body = json!({"public_key": public, "expires_at": expires_at});
@@ -170,9 +195,10 @@ async fn run_key(client: &AdminClient, command: KeyCommand, json_out: bool) -> a
             let key_id = text(&key["keyId"]).to_owned();
             let path = match private {
                 Some(private) => {
-                    let path = output.unwrap_or_else(|| PathBuf::from(format!("{key_id}.json")));
-                    let file = json!({"type": "serviceaccount", "keyId": key_id, "key": private, "userId": id});
-                    write_secret_file(&path, serde_json::to_string_pretty(&file)?.as_bytes())
+                    let path = output.unwrap_or_else(|| default_key_file(&key_id));
+                    let file = json!({"type": "serviceaccount", "keyId": key_id, "key": *private, "userId": id});
+                    let text = Zeroizing::new(serde_json::to_string_pretty(&file)?);
+                    write_secret_file(&path, text.as_bytes())
                         .with_context(|| format!("cannot write the key file {}", path.display()))?;
                     Some(path)
                 }
@@ -220,4 +246,35 @@ async fn run_key(client: &AdminClient, command: KeyCommand, json_out: bool) -> a
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_server_sent_key_id_cannot_choose_the_path() {
+        assert_eq!(default_key_file("k_1-a"), PathBuf::from("k_1-a.json"));
+        assert_eq!(
+            default_key_file("../../etc/cron.d/x"),
+            PathBuf::from("______etc_cron_d_x.json")
+        );
+        assert_eq!(default_key_file("/abs"), PathBuf::from("_abs.json"));
+        assert_eq!(default_key_file(""), PathBuf::from("key.json"));
+    }
+
+    #[test]
+    fn rsa_key_files_hold_pkcs1_like_zitadels() {
+        let material = KeyMaterial::generate(Alg::RS256).unwrap();
+        let pem = private_key_pem(&material).unwrap();
+        assert!(
+            pem.starts_with("-----BEGIN RSA PRIVATE KEY-----\n"),
+            "{}",
+            &pem[..40]
+        );
+        jsonwebtoken::EncodingKey::from_rsa_pem(pem.as_bytes()).unwrap();
+        let ec = private_key_pem(&KeyMaterial::generate(Alg::ES256).unwrap()).unwrap();
+        assert!(ec.starts_with("-----BEGIN PRIVATE KEY-----\n"));
+        jsonwebtoken::EncodingKey::from_ec_pem(ec.as_bytes()).unwrap();
+    }
 }

@@ -1,6 +1,6 @@
 //! JWT assertions signed by a client or a service user (RFC 7523 §3):
 //! signature by a registered key chosen by `kid`, algorithm pinned by that
-//! key, issuer, subject, audience, expiry, age and single use.
+//! key, issuer, subject, audience, expiry, lifetime, age and single use.
 
 use std::time::Duration;
 
@@ -9,20 +9,62 @@ use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, Jwk, JwkSet};
 use jsonwebtoken::{Algorithm, DecodingKey, Validation, decode, decode_header};
 use serde::Deserialize;
 
+use super::discovery::TOKEN_PATH;
 use super::{ErrorCode, OAuthError};
 use crate::clock;
+use crate::config::Config;
 use crate::store::BatchWriter;
 
 /// Clock skew tolerated on `exp`, `nbf` and `iat`.
 pub const LEEWAY_SECS: u64 = 30;
+const LEEWAY: i64 = LEEWAY_SECS as i64;
 
 #[derive(Debug, Deserialize)]
 pub struct AssertionClaims {
     pub iss: String,
     pub sub: String,
+    pub aud: Audience,
     pub exp: i64,
     pub iat: Option<i64>,
     pub jti: Option<String>,
+}
+
+/// RFC 7519 §4.1.3: `aud` is a string or an array of strings.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum Audience {
+    One(String),
+    Many(Vec<String>),
+}
+
+impl Audience {
+    /// The value, when there is exactly one.
+    fn only(&self) -> Option<&str> {
+        match self {
+            Audience::One(aud) => Some(aud),
+            Audience::Many(auds) if auds.len() == 1 => Some(&auds[0]),
+            Audience::Many(_) => None,
+        }
+    }
+}
+
+/// The audiences an assertion may name: the issuer or the token endpoint
+/// (RFC 7523 §3 item 3). draft-ietf-oauth-rfc7523bis and the OpenID
+/// Foundation's January 2025 advisory (CVE-2025-27370/27371) add that `aud`
+/// holds that one value alone, so an assertion made for another server
+/// cannot be replayed here.
+pub fn audiences(config: &Config) -> [String; 2] {
+    [config.issuer().to_owned(), config.endpoint(TOKEN_PATH)]
+}
+
+/// What makes an assertion single-use.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum ReplayKey {
+    /// Its `jti`, which it must carry (OIDC Core §9 for client assertions).
+    Jti,
+    /// Its `jti`, or when it has none the assertion itself: ZITADEL's SDKs
+    /// send JWT-bearer assertions without a `jti`.
+    JtiOrAssertion,
 }
 
 /// What a caller expects of an assertion.
@@ -30,14 +72,20 @@ pub struct Expectations<'a> {
     /// `iss` and `sub` must both be this (RFC 7523 §2.2 for client
     /// authentication, §2.1 as ZITADEL's JWT profile uses it).
     pub subject: &'a str,
-    /// `aud` must contain one of these.
+    /// `aud` must be exactly one of these (see [`audiences`]).
     pub audiences: &'a [String],
-    /// `exp` may be at most this far ahead.
-    pub max_lifetime: Option<Duration>,
+    /// `exp` may be at most this far ahead, so a replay row never outlives
+    /// this (plus the leeway).
+    pub max_lifetime: Duration,
     /// `iat` may be at most this old.
     pub max_age: Option<Duration>,
+    pub replay_key: ReplayKey,
     /// The error code for a refusal (`invalid_client` or `invalid_grant`).
     pub error: ErrorCode,
+}
+
+fn secs(duration: Duration) -> i64 {
+    i64::try_from(duration.as_secs()).unwrap_or(i64::MAX)
 }
 
 /// The one algorithm a key may be used with (RFC 7518 §3.1, RFC 8037):
@@ -97,14 +145,15 @@ pub fn verify(
     validation.validate_nbf = true;
     validation.set_required_spec_claims(&["exp", "iss", "sub", "aud"]);
     validation.set_issuer(&[expect.subject]);
-    validation.set_audience(expect.audiences);
+    // `aud` is checked below: jsonwebtoken accepts an array that merely
+    // contains an expected value.
+    validation.validate_aud = false;
     validation.sub = Some(expect.subject.to_owned());
     let claims = decode::<AssertionClaims>(token, &key, &validation)
         .map_err(|e| {
             use jsonwebtoken::errors::ErrorKind::*;
             match e.kind() {
                 ExpiredSignature => refuse("the assertion has expired"),
-                InvalidAudience => refuse("the assertion's audience is not this server"),
                 InvalidIssuer | InvalidSubject => {
                     refuse("the assertion's iss and sub must be the caller's id")
                 }
@@ -114,20 +163,30 @@ pub fn verify(
             }
         })?
         .claims;
-    let now = clock::now();
-    if let Some(max) = expect.max_lifetime
-        && claims.exp > now + max.as_secs() as i64 + LEEWAY_SECS as i64
+    if !claims
+        .aud
+        .only()
+        .is_some_and(|aud| expect.audiences.iter().any(|a| a == aud))
     {
+        return Err(refuse(
+            "the assertion's aud must be one value: this server's issuer or token endpoint",
+        ));
+    }
+    let now = clock::now();
+    let latest = now
+        .saturating_add(secs(expect.max_lifetime))
+        .saturating_add(LEEWAY);
+    if claims.exp > latest {
         return Err(refuse("the assertion expires too far in the future"));
     }
     if let Some(max_age) = expect.max_age {
         let iat = claims
             .iat
             .ok_or_else(|| refuse("the assertion lacks iat"))?;
-        if iat < now - max_age.as_secs() as i64 - LEEWAY_SECS as i64 {
+        if iat < now.saturating_sub(secs(max_age)).saturating_sub(LEEWAY) {
             return Err(refuse("the assertion was issued too long ago"));
         }
-        if iat > now + LEEWAY_SECS as i64 {
+        if iat > now.saturating_add(LEEWAY) {
             return Err(refuse("the assertion was issued in the future"));
         }
     }
@@ -155,27 +214,43 @@ pub enum AssertionError {
 
 /// RFC 7523 §3 item 7 (and OIDC Core §9: "these tokens MUST only be used
 /// once"): an assertion is accepted once for its lifetime, on every replica
-/// (the store is shared). It is recorded by its expiry and a digest of
-/// issuer and `jti`; a replay is the same token, so it meets its own row.
-/// Keying by expiry first keeps each batch's rows on a few pages.
+/// (the store is shared). Its replay key is a digest of issuer and `jti`
+/// alone, so the same `jti` with another `exp` is a replay too.
+///
+/// An assertion without a `jti` (where `expect.replay_key` allows it) is
+/// keyed by a digest of its signed part, header and claims: two assertions
+/// signed with the same claims are the same assertion. The signature is left
+/// out because an ECDSA signature (r, s) has a twin (r, n - s) that anyone
+/// can compute and that verifies too. A JWS never contains a NUL byte and
+/// the `jti` digest's input always does, so the two kinds of key cannot meet.
 pub async fn consume_once(
     writer: &BatchWriter,
+    token: &str,
     claims: &AssertionClaims,
-    error: ErrorCode,
+    expect: &Expectations<'_>,
 ) -> Result<(), OAuthError> {
-    let jti = claims
-        .jti
-        .as_deref()
-        .filter(|j| !j.is_empty())
-        .ok_or_else(|| OAuthError::new(error, "the assertion lacks a jti"))?;
+    let refuse = |why: &'static str| OAuthError::new(expect.error, why);
     let mut ctx = digest::Context::new(&digest::SHA256);
-    ctx.update(claims.iss.as_bytes());
-    ctx.update(b"\0");
-    ctx.update(jti.as_bytes());
+    match claims.jti.as_deref().filter(|j| !j.is_empty()) {
+        Some(jti) => {
+            ctx.update(claims.iss.as_bytes());
+            ctx.update(b"\0");
+            ctx.update(jti.as_bytes());
+        }
+        None if expect.replay_key == ReplayKey::JtiOrAssertion => {
+            let signed = token.rsplit_once('.').map_or(token, |(signed, _)| signed);
+            ctx.update(signed.as_bytes());
+        }
+        None => return Err(refuse("the assertion lacks a jti")),
+    }
     let key = crate::keys::hex(ctx.finish().as_ref());
-    if writer.consume(key, claims.exp + LEEWAY_SECS as i64).await? {
+    let until = claims
+        .exp
+        .checked_add(LEEWAY)
+        .ok_or_else(|| refuse("the assertion expires too far in the future"))?;
+    if writer.consume(key, until).await? {
         Ok(())
     } else {
-        Err(OAuthError::new(error, "the assertion was already used"))
+        Err(refuse("the assertion was already used"))
     }
 }

@@ -9,9 +9,8 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use serde_json::json;
 
-use super::assertion::{self, AssertionError, Expectations};
+use super::assertion::{self, AssertionError, Expectations, ReplayKey};
 use super::client::{AuthMethod, Client};
-use super::discovery::TOKEN_PATH;
 use super::{ErrorCode, OAuthError};
 use crate::audit::{Actor, ActorKind, Event, Outcome};
 use crate::clock;
@@ -198,8 +197,9 @@ async fn check(state: &Core, presented: &PresentedCredentials) -> Result<Client,
 }
 
 /// RFC 7523 §2.2 and §3, OIDC Core §9: `iss` = `sub` = client id, `aud`
-/// the token endpoint or the issuer, `exp` at most five minutes ahead, a
-/// single-use `jti`, signed by a registered key chosen by `kid`.
+/// the issuer or the token endpoint and nothing else, `exp` at most five
+/// minutes ahead, a single-use `jti`, signed by a registered key chosen by
+/// `kid`.
 async fn private_key_jwt(
     state: &Core,
     presented: &PresentedCredentials,
@@ -246,15 +246,13 @@ async fn private_key_jwt(
     if client.token_endpoint_auth_method != AuthMethod::PrivateKeyJwt {
         return Err(failed("client authentication failed"));
     }
-    let audiences = [
-        state.config.endpoint(TOKEN_PATH),
-        state.config.issuer().to_owned(),
-    ];
+    let audiences = assertion::audiences(&state.config);
     let expect = Expectations {
         subject: &client.client_id,
         audiences: &audiences,
-        max_lifetime: Some(MAX_ASSERTION_LIFETIME),
+        max_lifetime: MAX_ASSERTION_LIFETIME,
         max_age: None,
+        replay_key: ReplayKey::Jti,
         error: ErrorCode::InvalidClient,
     };
     let with_id = |e: OAuthError| (e, Some(client_id.clone()));
@@ -281,7 +279,7 @@ async fn private_key_jwt(
     if !client.enabled {
         return Err(failed("the client is disabled"));
     }
-    assertion::consume_once(&state.writer, &claims, ErrorCode::InvalidClient)
+    assertion::consume_once(&state.writer, token, &claims, &expect)
         .await
         .map_err(with_id)?;
     Ok(client.clone())

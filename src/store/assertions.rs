@@ -1,4 +1,10 @@
 //! Single-use assertion identifiers, shared by every replica.
+//!
+//! A row is keyed by the digest of issuer and `jti` alone (migration 20), so
+//! a `jti` used once is refused whatever `exp` comes with it, also when two
+//! replicas race: the primary key decides. `expires_at` is only an index,
+//! for the purge. Rows cannot pile up: an accepted assertion expires at most
+//! an hour (plus leeway) ahead.
 
 use std::collections::HashSet;
 use std::future::Future;
@@ -41,7 +47,7 @@ struct UsedId<'a> {
 /// multi-row statement measured slower there (`cargo bench --bench store`).
 /// PostgreSQL gets one multi-row `INSERT … ON CONFLICT DO NOTHING RETURNING`
 /// per chunk, one round trip instead of one per id. The same id twice in
-/// one batch is new only the first time.
+/// one batch, whatever its expiry, is new only the first time.
 pub(crate) fn insert_all(
     conn: &mut AnyConnection,
     batch: &[(String, i64)],
@@ -53,30 +59,33 @@ pub(crate) fn insert_all(
             .collect();
     };
     let mut seen = HashSet::new();
+    let mut rows = Vec::new();
     let firsts: Vec<bool> = batch
         .iter()
-        .map(|(key, exp)| seen.insert((*exp, key.as_str())))
-        .collect();
-    let rows: Vec<UsedId> = seen
-        .iter()
-        .map(|&(expires_at, jti_key)| UsedId {
-            expires_at,
-            jti_key,
+        .map(|(key, exp)| {
+            let first = seen.insert(key.as_str());
+            if first {
+                rows.push(UsedId {
+                    expires_at: *exp,
+                    jti_key: key,
+                });
+            }
+            first
         })
         .collect();
     let mut inserted = HashSet::new();
     for chunk in rows.chunks(500) {
-        let stored: Vec<(i64, String)> = diesel::insert_into(used_assertion_ids::table)
+        let stored: Vec<String> = diesel::insert_into(used_assertion_ids::table)
             .values(chunk)
             .on_conflict_do_nothing()
-            .returning((used_assertion_ids::expires_at, used_assertion_ids::jti_key))
+            .returning(used_assertion_ids::jti_key)
             .get_results(pg)?;
         inserted.extend(stored);
     }
     Ok(batch
         .iter()
         .zip(firsts)
-        .map(|((key, exp), first)| first && inserted.contains(&(*exp, key.clone())))
+        .map(|((key, _), first)| first && inserted.contains(key))
         .collect())
 }
 

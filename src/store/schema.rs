@@ -100,7 +100,7 @@ diesel::table! {
 }
 
 diesel::table! {
-    used_assertion_ids (expires_at, jti_key) {
+    used_assertion_ids (jti_key) {
         expires_at -> BigInt,
         jti_key -> Text,
     }

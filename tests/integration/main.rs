@@ -19,3 +19,4 @@ mod private_key_jwt;
 mod service_users;
 mod startup;
 mod token_status;
+mod zitadel_sdk;

@@ -15,8 +15,10 @@ use crate::on_both_backends;
 on_both_backends!(
     es256_rs256_and_eddsa_assertions_authenticate,
     refused_assertions,
+    an_audience_naming_another_server_is_refused,
     a_replay_race_is_won_once,
-    used_jtis_survive_migration_5_down_and_up,
+    a_jti_race_with_different_exps_is_won_once,
+    used_jtis_survive_migrations_down_and_up,
     jwks_uri_is_cached_and_refetched_on_unknown_kid,
 );
 
@@ -44,10 +46,11 @@ async fn present(app: &TestApp, assertion: &str) -> reqwest::Response {
         .unwrap()
 }
 
-/// Migration 5 moved used `jti`s to a table keyed by expiry first. Both of
-/// its directions carry the rows in use: an assertion accepted before the
-/// table was rebuilt is still refused after it, on both backends.
-async fn used_jtis_survive_migration_5_down_and_up(backend: Backend) {
+/// Migration 5 moved used `jti`s to a table keyed by expiry first, and
+/// migration 20 back to one keyed by the replay key alone. Both directions
+/// of both carry the rows in use: an assertion accepted before the table
+/// was rebuilt is still refused after it, on both backends.
+async fn used_jtis_survive_migrations_down_and_up(backend: Backend) {
     use diesel::connection::SimpleConnection;
     use diesel::{Connection, PgConnection, SqliteConnection};
     use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
@@ -65,20 +68,29 @@ async fn used_jtis_survive_migration_5_down_and_up(backend: Backend) {
     let db = app.db.clone();
     app.stop().await.unwrap();
 
-    let reverted = match &backend {
-        Backend::Sqlite => {
-            let path = db.url.strip_prefix("sqlite://").unwrap();
-            let mut conn = SqliteConnection::establish(path).unwrap();
-            conn.batch_execute("PRAGMA busy_timeout = 5000").unwrap();
-            conn.revert_last_migration(SQLITE).unwrap().to_string()
-        }
-        Backend::Postgres(_) => PgConnection::establish(&db.url)
-            .unwrap()
-            .revert_last_migration(POSTGRES)
-            .unwrap()
-            .to_string(),
-    };
-    assert_eq!(reverted, "20261122000005", "migration 5 was the last one");
+    // Every migration down to and including 5; the restart applies them
+    // all again.
+    let mut reverted = Vec::new();
+    while reverted.last().map(String::as_str) != Some("20261122000005") {
+        let version = match &backend {
+            Backend::Sqlite => {
+                let path = db.url.strip_prefix("sqlite://").unwrap();
+                let mut conn = SqliteConnection::establish(path).unwrap();
+                conn.batch_execute("PRAGMA busy_timeout = 5000").unwrap();
+                conn.revert_last_migration(SQLITE).unwrap().to_string()
+            }
+            Backend::Postgres(_) => PgConnection::establish(&db.url)
+                .unwrap()
+                .revert_last_migration(POSTGRES)
+                .unwrap()
+                .to_string(),
+        };
+        reverted.push(version);
+    }
+    assert!(
+        reverted.iter().any(|v| v == "20261201000020"),
+        "{reverted:?}"
+    );
 
     let app = restart.start().await;
     refused_as_replay(present(&app, &used).await).await;
@@ -134,12 +146,45 @@ async fn es256_rs256_and_eddsa_assertions_authenticate(backend: Backend) {
         .await;
         assert_eq!(token_claims["sub"], id);
     }
-    // The issuer is an accepted audience too (RFC 7523 §3 item 3).
+    // The issuer is an accepted audience too (RFC 7523 §3 item 3), also as
+    // an array of one, as ZITADEL's Go library sends it.
     let key = TestKey::es256("k2");
     let id = pkjwt_client(&app, &[&key]).await;
-    let mut by_issuer = claims(&app, &id);
-    by_issuer["aud"] = json!(app.url);
-    assert_eq!(present(&app, &key.sign(&by_issuer)).await.status(), 200);
+    for aud in [
+        json!(app.url),
+        json!([app.url]),
+        json!([app.endpoint("/oauth/token")]),
+    ] {
+        let mut by_issuer = claims(&app, &id);
+        by_issuer["aud"] = aud.clone();
+        assert_eq!(
+            present(&app, &key.sign(&by_issuer)).await.status(),
+            200,
+            "{aud}"
+        );
+    }
+}
+
+/// The OpenID Foundation's January 2025 advisory (CVE-2025-27370/27371),
+/// draft-ietf-oauth-rfc7523bis: `aud` is one value, ours. An array that
+/// also names another server is refused, even when one value is ours.
+async fn an_audience_naming_another_server_is_refused(backend: Backend) {
+    let app = TestApp::start(backend).await;
+    let key = TestKey::es256("k1");
+    let id = pkjwt_client(&app, &[&key]).await;
+    let token_endpoint = app.endpoint("/oauth/token");
+    for aud in [
+        json!([token_endpoint, "https://other.example.com/token"]),
+        json!(["https://other.example.com", app.url]),
+        json!([app.url, token_endpoint]),
+        json!([]),
+    ] {
+        let mut c = claims(&app, &id);
+        c["aud"] = aud.clone();
+        let refused = fail_with(present(&app, &key.sign(&c)).await, 401, "invalid_client").await;
+        let description = refused["error_description"].as_str().unwrap();
+        assert!(description.contains("aud"), "{aud}: {refused}");
+    }
 }
 
 async fn refused_assertions(backend: Backend) {
@@ -150,9 +195,14 @@ async fn refused_assertions(backend: Backend) {
     let refuse = |response| fail_with(response, 401, "invalid_client");
 
     // Replay: the same assertion twice.
-    let once = key.sign(&claims(&app, &id));
+    let first = claims(&app, &id);
+    let once = key.sign(&first);
     assert_eq!(present(&app, &once).await.status(), 200);
     refused_as_replay(present(&app, &once).await).await;
+    // The same jti with another exp is a replay too (RFC 7523 §3 item 7).
+    let mut later = first.clone();
+    later["exp"] = json!(now + 90);
+    refused_as_replay(present(&app, &key.sign(&later)).await).await;
 
     let with = |patch: Value| {
         let mut c = claims(&app, &id);
@@ -171,6 +221,10 @@ async fn refused_assertions(backend: Backend) {
         (
             "wrong aud",
             key.sign(&with(json!({"aud": "https://other.example.com/token"}))),
+        ),
+        (
+            "exp at the end of time",
+            key.sign(&with(json!({"exp": i64::MAX}))),
         ),
         ("no exp", key.sign(&with(json!({"exp": null})))),
         ("no jti", key.sign(&with(json!({"jti": null})))),
@@ -216,7 +270,6 @@ async fn refused_assertions(backend: Backend) {
     refuse(present(&app, &key.sign(&claims(&app, &id))).await).await;
 }
 
-/// A tiny JWKS host of the test's own, counting how often it is asked.
 /// RFC 7523 §3 item 7 under concurrency: one assertion sent many times at
 /// once lands in the same batch of the writer, and still only one request
 /// gets a token.
@@ -225,12 +278,34 @@ async fn a_replay_race_is_won_once(backend: Backend) {
     let key = TestKey::es256("k1");
     let id = pkjwt_client(&app, &[&key]).await;
     let once = key.sign(&claims(&app, &id));
-    let attempts = (0..16).map(|_| present(&app, &once));
+    race_is_won_once(&app, vec![once; 16]).await;
+}
+
+/// The replay key is (issuer, jti) alone: sixteen assertions with one jti
+/// and sixteen different exps, sent at once, get one token.
+async fn a_jti_race_with_different_exps_is_won_once(backend: Backend) {
+    let app = TestApp::start(backend).await;
+    let key = TestKey::es256("k1");
+    let id = pkjwt_client(&app, &[&key]).await;
+    let first = claims(&app, &id);
+    let copies = (0..16)
+        .map(|i| {
+            let mut c = first.clone();
+            c["exp"] = json!(first["exp"].as_i64().unwrap() + i);
+            key.sign(&c)
+        })
+        .collect();
+    race_is_won_once(&app, copies).await;
+}
+
+async fn race_is_won_once(app: &TestApp, assertions: Vec<String>) {
+    let attempts = assertions.iter().map(|a| present(app, a));
     let statuses: Vec<u16> = futures::future::join_all(attempts)
         .await
         .iter()
         .map(|r| r.status().as_u16())
         .collect();
+    let refused = assertions.len() - 1;
     assert_eq!(
         statuses.iter().filter(|s| **s == 200).count(),
         1,
@@ -238,11 +313,12 @@ async fn a_replay_race_is_won_once(backend: Backend) {
     );
     assert_eq!(
         statuses.iter().filter(|s| **s == 401).count(),
-        15,
+        refused,
         "{statuses:?}"
     );
 }
 
+/// A tiny JWKS host of the test's own, counting how often it is asked.
 async fn serve_jwks(keys: Arc<std::sync::Mutex<Value>>, hits: Arc<AtomicUsize>) -> String {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();

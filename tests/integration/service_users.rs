@@ -2,6 +2,7 @@
 //! used the way a ZITADEL user uses a service-account key file.
 
 use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
 use std::process::{Command, Stdio};
 
 use aws_lc_rs::encoding::AsDer;
@@ -21,8 +22,73 @@ on_both_backends!(
     key_file_from_the_cli_signs_a_jwt_bearer_grant,
     pem_public_key_registration,
     refused_jwt_bearer_assertions,
+    jwt_bearer_audience_and_lifetime,
+    an_assertion_without_jti_is_single_use,
     service_user_admin_rules,
 );
+
+/// A 400 `invalid_grant` that names the replay.
+pub async fn refused_as_replay(response: reqwest::Response) {
+    let body = fail_with(response, 400, "invalid_grant").await;
+    let description = body["error_description"].as_str().unwrap();
+    assert!(description.contains("already used"), "{body}");
+}
+
+/// `tessera --json service-user key add ARGS` against `url`, run in `cwd`;
+/// its JSON output.
+pub fn key_add(cwd: &Path, url: &str, token_file: &Path, args: &[&str]) -> Value {
+    let output = tokio::task::block_in_place(|| {
+        Command::new(env!("CARGO_BIN_EXE_tessera"))
+            .current_dir(cwd)
+            .env_remove("TESSERA_TOKEN")
+            .args(["--url", url, "--token-file"])
+            .arg(token_file)
+            .args(["--json", "service-user", "key", "add"])
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap()
+    });
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    serde_json::from_slice(&output.stdout).unwrap()
+}
+
+/// Item 13 of issue 8: the CLI never writes to a path the server chose.
+/// A server that answers `key add` with a keyId like `../escaped` gets the
+/// key file written in the current folder under a sanitised name. No
+/// database is involved: the server is a fake of the test's own.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_sent_key_id_does_not_choose_the_key_file_path() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let fake = axum::Router::new().route(
+        "/admin/v1/service-users/{id}/keys",
+        axum::routing::post(|| async {
+            (
+                axum::http::StatusCode::CREATED,
+                axum::Json(json!({"keyId": "../escaped"})),
+            )
+        }),
+    );
+    tokio::spawn(async move { axum::serve(listener, fake).await.unwrap() });
+
+    let dir = tempfile::tempdir().unwrap();
+    let cwd = dir.path().join("work");
+    std::fs::create_dir(&cwd).unwrap();
+    let token_file = dir.path().join("token");
+    std::fs::write(&token_file, "tsr_bt_fake").unwrap();
+    key_add(&cwd, &url, &token_file, &["su_x"]);
+    assert!(!dir.path().join("escaped.json").exists(), "written outside");
+    let written: Vec<_> = std::fs::read_dir(&cwd)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    assert_eq!(written, ["___escaped.json"]);
+}
 
 const GRANT: &str = "urn:ietf:params:oauth:grant-type:jwt-bearer";
 
@@ -66,27 +132,12 @@ async fn key_file_from_the_cli_signs_a_jwt_bearer_grant(backend: Backend) {
     let app = TestApp::start(backend).await;
     let user = create_user(&app, "deploy:read deploy:write").await;
     let dir = tempfile::tempdir().unwrap();
-    let output = tokio::task::block_in_place(|| {
-        Command::new(env!("CARGO_BIN_EXE_tessera"))
-            .current_dir(dir.path())
-            .args([
-                "--url",
-                &app.url,
-                "--token-file",
-                app.admin_token_file().to_str().unwrap(),
-                "--json",
-            ])
-            .args(["service-user", "key", "add", &user])
-            .stdin(Stdio::null())
-            .output()
-            .unwrap()
-    });
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
+    let added = key_add(
+        dir.path(),
+        &app.url,
+        &app.admin_token_file(),
+        &[&user, "--alg", "ES256"],
     );
-    let added: Value = serde_json::from_slice(&output.stdout).unwrap();
     let path = dir.path().join(added["path"].as_str().unwrap());
     assert_eq!(
         std::fs::metadata(&path).unwrap().permissions().mode() & 0o777,
@@ -208,9 +259,15 @@ async fn refused_jwt_bearer_assertions(backend: Backend) {
         c
     };
 
-    let once = key.sign(&assertion_claims(&app, &user));
+    let first = assertion_claims(&app, &user);
+    let once = key.sign(&first);
     assert_eq!(exchange(&app, &once, None).await.status(), 200);
     fail_with(exchange(&app, &once, None).await, 400, "invalid_grant").await;
+    // The replay key is (issuer, jti) alone: another exp does not make
+    // the jti new (RFC 7523 §3 item 7).
+    let mut later = first.clone();
+    later["exp"] = json!(now + 600);
+    refused_as_replay(exchange(&app, &key.sign(&later), None).await).await;
 
     let cases = [
         ("expired", key.sign(&with(json!({"exp": now - 120})))),
@@ -220,7 +277,6 @@ async fn refused_jwt_bearer_assertions(backend: Backend) {
         ),
         ("no iat", key.sign(&with(json!({"iat": null})))),
         ("no exp", key.sign(&with(json!({"exp": null})))),
-        ("no jti", key.sign(&with(json!({"jti": null})))),
         (
             "aud is not the issuer",
             key.sign(&with(json!({"aud": "https://other.example.com"}))),
@@ -313,6 +369,57 @@ async fn refused_jwt_bearer_assertions(backend: Backend) {
         "invalid_grant",
     )
     .await;
+}
+
+/// `aud` is the issuer alone (CVE-2025-27370/27371), and `exp` at most an
+/// hour ahead, as ZITADEL allows, so a replay row never outlives that; the
+/// end of time must neither wrap nor crash.
+async fn jwt_bearer_audience_and_lifetime(backend: Backend) {
+    let app = TestApp::start(backend).await;
+    let user = create_user(&app, "read").await;
+    let key = register_key(&app, &user, &TestKey::es256("x"), None).await;
+    let now = clock::now();
+    let cases = [
+        (
+            "aud with a second value",
+            json!({"aud": [app.url, "https://other.example.com"]}),
+        ),
+        ("exp two hours ahead", json!({"exp": now + 7200})),
+        ("exp at the end of time", json!({"exp": i64::MAX})),
+    ];
+    let mut answers = Vec::new();
+    for (why, patch) in cases {
+        let mut claims = assertion_claims(&app, &user);
+        for (k, v) in patch.as_object().unwrap() {
+            claims[k] = v.clone();
+        }
+        let response = exchange(&app, &key.sign(&claims), None).await;
+        answers.push((why, response.status().as_u16()));
+        if response.status() == 400 {
+            fail_with(response, 400, "invalid_grant").await;
+        }
+    }
+    assert!(answers.iter().all(|(_, s)| *s == 400), "{answers:?}");
+    let mut an_hour = assertion_claims(&app, &user);
+    an_hour["exp"] = json!(now + 3600);
+    an_hour["aud"] = json!([app.url]);
+    assert_eq!(
+        exchange(&app, &key.sign(&an_hour), None).await.status(),
+        200
+    );
+}
+
+/// ZITADEL's SDKs send no `jti`: such an assertion is accepted once, keyed
+/// by the assertion itself.
+async fn an_assertion_without_jti_is_single_use(backend: Backend) {
+    let app = TestApp::start(backend).await;
+    let user = create_user(&app, "read").await;
+    let key = register_key(&app, &user, &TestKey::rs256("x"), None).await;
+    let mut claims = assertion_claims(&app, &user);
+    claims.as_object_mut().unwrap().remove("jti");
+    let once = key.sign(&claims);
+    assert_eq!(exchange(&app, &once, Some("read")).await.status(), 200);
+    refused_as_replay(exchange(&app, &once, Some("read")).await).await;
 }
 
 async fn service_user_admin_rules(backend: Backend) {

@@ -2,22 +2,27 @@
 //! for service users.
 //!
 //! Reads `assertion`, `scope`, `audience`/`resource`. The assertion's `iss`
-//! and `sub` are the service user's id, its `aud` contains the issuer, `exp`
-//! is required, `iat` is at most an hour old, and its `jti` is single-use.
-//! Client authentication is optional (RFC 7523 §3.1); a client that does
+//! and `sub` are the service user's id, its `aud` is the issuer (or the
+//! token endpoint) alone, `exp` is at most an hour ahead and `iat` at most
+//! an hour old, as ZITADEL allows, and it is single-use: by its `jti`, or
+//! as a whole when it has none, as ZITADEL's SDKs send it. Client
+//! authentication is optional (RFC 7523 §3.1); a client that does
 //! authenticate must be registered for this grant.
 
 use std::time::Duration;
 
 use crate::oauth::Core;
-use crate::oauth::assertion::{self, AssertionError, Expectations};
+use crate::oauth::assertion::{self, AssertionError, Expectations, ReplayKey};
 use crate::oauth::client::GrantType;
 use crate::oauth::token::{RequestContext, TokenRequest, TokenResponse};
 use crate::oauth::{ErrorCode, OAuthError, client_auth, scope};
 use crate::tokens::access::AccessTokenRequest;
 
 pub const GRANT_TYPE: &str = "urn:ietf:params:oauth:grant-type:jwt-bearer";
+/// How old `iat`, and how far ahead `exp`, may be: ZITADEL's limits, which
+/// its SDKs sign to (`exp` = `iat` + 1 hour).
 const MAX_ASSERTION_AGE: Duration = Duration::from_secs(3600);
+const MAX_ASSERTION_LIFETIME: Duration = Duration::from_secs(3600);
 
 fn invalid_grant(description: &'static str) -> OAuthError {
     OAuthError::new(ErrorCode::InvalidGrant, description)
@@ -50,12 +55,13 @@ pub async fn grant(
         .get(&state.store, &subject)
         .await?
         .ok_or_else(|| invalid_grant("the assertion's subject is not a service user"))?;
-    let audiences = [state.config.issuer().to_owned()];
+    let audiences = assertion::audiences(&state.config);
     let expect = Expectations {
         subject: &subject,
         audiences: &audiences,
-        max_lifetime: None,
+        max_lifetime: MAX_ASSERTION_LIFETIME,
         max_age: Some(MAX_ASSERTION_AGE),
+        replay_key: ReplayKey::JtiOrAssertion,
         error: ErrorCode::InvalidGrant,
     };
     let claims = match assertion::verify(token, &cached.jwks, &expect) {
@@ -67,16 +73,24 @@ pub async fn grant(
         }
         Err(AssertionError::Invalid(e)) => return Err(e),
     };
-    assertion::consume_once(&state.writer, &claims, ErrorCode::InvalidGrant).await?;
+    assertion::consume_once(&state.writer, token, &claims, &expect).await?;
 
     let user = &cached.user;
-    let scopes = scope::grant_scopes(&user.scopes, request.get("scope"))?;
+    let issuer = state.config.issuer();
+    let asked =
+        scope::service_user_request(&user.scopes, &user.audiences, issuer, request.get("scope"))?;
     let default_audience = user
         .audiences
         .first()
         .cloned()
-        .unwrap_or_else(|| state.config.issuer().to_owned());
-    let audience = scope::grant_audience(&user.audiences, default_audience, &request.targets())?;
+        .unwrap_or_else(|| issuer.to_owned());
+    let mut audience =
+        scope::grant_audience(&user.audiences, default_audience, &request.targets())?;
+    for extra in asked.audiences {
+        if !audience.contains(&extra) {
+            audience.push(extra);
+        }
+    }
     let client_id = client
         .as_ref()
         .map_or(user.id.as_str(), |c| c.client_id.as_str());
@@ -89,7 +103,7 @@ pub async fn grant(
             subject: &user.id,
             client_id,
             audience: &audience,
-            scopes: &scopes,
+            scopes: &asked.scopes,
             identity_kind: "service",
             lifetime: client.as_ref().map_or(tokens.access_token_lifetime, |c| {
                 c.lifetime(tokens.access_token_lifetime, tokens.max_lifetime)
