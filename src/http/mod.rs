@@ -7,6 +7,8 @@ mod admin_service_users;
 mod error;
 mod extract;
 mod health;
+pub mod listener;
+mod timeouts;
 mod token;
 mod token_status;
 mod wellknown;

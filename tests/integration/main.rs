@@ -7,6 +7,7 @@ mod common;
 mod admin;
 mod cli;
 mod clients;
+mod connections;
 mod discovery;
 mod keys;
 mod outage;
