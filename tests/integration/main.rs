@@ -9,6 +9,7 @@ mod cli;
 mod clients;
 mod connections;
 mod discovery;
+mod jwks_fetch;
 mod keys;
 mod outage;
 mod private_key_jwt;
