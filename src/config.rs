@@ -306,4 +306,20 @@ mod tests {
         Config::from_toml_layers(&["[server]\nissuer = \"https://id.example.com/\"\n"]).unwrap();
         Config::from_toml_layers(&["[server]\nissuer = \"http://localhost:9000\"\n"]).unwrap();
     }
+
+    #[test]
+    fn connection_limits_must_be_positive() {
+        let config = Config::from_toml_layers(&[]).unwrap();
+        assert_eq!(config.server.header_read_timeout, Duration::from_secs(10));
+        assert_eq!(config.server.max_connections, 1024);
+        for layer in [
+            "[server]\nheader_read_timeout = \"0s\"\n",
+            "[server]\nbody_read_timeout = \"0s\"\n",
+            "[server]\nidle_timeout = \"0s\"\n",
+            "[server]\nmax_connections = 0\n",
+        ] {
+            let err = Config::from_toml_layers(&[layer]).unwrap_err();
+            assert!(err.to_string().contains("must be positive"), "{err}");
+        }
+    }
 }
