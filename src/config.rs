@@ -45,6 +45,17 @@ pub struct ServerConfig {
     pub max_body_bytes: usize,
     #[serde(with = "humantime_serde")]
     pub shutdown_timeout: Duration,
+    /// How long a request head may take from its first byte.
+    #[serde(with = "humantime_serde")]
+    pub header_read_timeout: Duration,
+    /// How long a request body may take after its head.
+    #[serde(with = "humantime_serde")]
+    pub body_read_timeout: Duration,
+    /// How long a keep-alive connection may wait for its next request.
+    #[serde(with = "humantime_serde")]
+    pub idle_timeout: Duration,
+    /// Open connections at most; more wait to be accepted.
+    pub max_connections: usize,
     /// Peers whose forwarding header names the client; see
     /// `http::client_addr`.
     pub trusted_proxies: Vec<ipnet::IpNet>,
@@ -203,6 +214,22 @@ impl Config {
         let trimmed = issuer.as_str().trim_end_matches('/').to_owned();
         self.server.issuer = Url::parse(&trimmed)
             .map_err(|e| ConfigError::Invalid(format!("server.issuer: {e}")))?;
+        let server = &self.server;
+        if [
+            server.header_read_timeout,
+            server.body_read_timeout,
+            server.idle_timeout,
+        ]
+        .iter()
+        .any(Duration::is_zero)
+            || server.max_connections == 0
+        {
+            return Err(ConfigError::Invalid(
+                "server.header_read_timeout, server.body_read_timeout, server.idle_timeout \
+                 and server.max_connections must be positive"
+                    .into(),
+            ));
+        }
         if self.database.pool_size == 0 {
             return Err(ConfigError::Invalid(
                 "database.pool_size must be at least 1".into(),
@@ -312,5 +339,21 @@ mod tests {
         assert!(err.to_string().contains("https"), "{err}");
         Config::from_toml_layers(&["[server]\nissuer = \"https://id.example.com/\"\n"]).unwrap();
         Config::from_toml_layers(&["[server]\nissuer = \"http://localhost:9000\"\n"]).unwrap();
+    }
+
+    #[test]
+    fn connection_limits_must_be_positive() {
+        let config = Config::from_toml_layers(&[]).unwrap();
+        assert_eq!(config.server.header_read_timeout, Duration::from_secs(10));
+        assert_eq!(config.server.max_connections, 1024);
+        for layer in [
+            "[server]\nheader_read_timeout = \"0s\"\n",
+            "[server]\nbody_read_timeout = \"0s\"\n",
+            "[server]\nidle_timeout = \"0s\"\n",
+            "[server]\nmax_connections = 0\n",
+        ] {
+            let err = Config::from_toml_layers(&[layer]).unwrap_err();
+            assert!(err.to_string().contains("must be positive"), "{err}");
+        }
     }
 }

@@ -12,7 +12,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use axum::serve::ListenerExt;
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
 
@@ -167,21 +166,20 @@ impl Server {
 
         let (drain_tx, drain_rx) = watch::channel(false);
         let mut fatal = None;
-        let app = http::router(state.clone()).into_make_service_with_connect_info::<SocketAddr>();
-        // Responses are small and written whole: send them now rather than
-        // let Nagle's algorithm hold them for the peer's ACK.
-        let listener = listener.tap_io(|tcp| {
-            let _ = tcp.set_nodelay(true);
-        });
-        let serve = axum::serve(listener, app).with_graceful_shutdown(async move {
-            let mut drain_rx = drain_rx;
-            let _ = drain_rx.wait_for(|d| *d).await;
-        });
-        let mut serve = std::pin::pin!(serve.into_future());
+        let serve = http::listener::serve(
+            listener,
+            http::router(state.clone()),
+            &state.config.server,
+            async move {
+                let mut drain_rx = drain_rx;
+                let _ = drain_rx.wait_for(|d| *d).await;
+            },
+        );
+        let mut serve = std::pin::pin!(serve);
         tokio::select! {
-            result = &mut serve => {
+            () = &mut serve => {
                 let _ = stop_tx.send(true);
-                return result.map_err(|e| StartError::Fatal(e.to_string()));
+                return Ok(());
             }
             () = shutdown => tracing::info!("shutting down: finishing in-flight requests"),
             Some(reason) = fatal_rx.recv() => fatal = Some(reason),

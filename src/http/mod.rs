@@ -8,6 +8,8 @@ mod client_addr;
 mod error;
 mod extract;
 mod health;
+pub mod listener;
+mod timeouts;
 mod token;
 mod token_status;
 mod wellknown;

@@ -57,4 +57,10 @@ impl ClientCache {
     pub fn invalidate(&self, id: &str) {
         self.0.invalidate(id);
     }
+
+    /// Forgets every entry, for when changes may have been missed (a lost
+    /// connection to the change feed).
+    pub fn invalidate_all(&self) {
+        self.0.invalidate_all();
+    }
 }

@@ -2,6 +2,12 @@
 //! `jwks_uri`, fetched and cached, refetched when an assertion names an
 //! unknown `kid` (at most once per cooldown, so a flood of bogus kids
 //! cannot turn Tessera into a request amplifier).
+//!
+//! A `jwks_uri` is fetched by one request at a time (the others wait for
+//! its answer), its body is read only up to the size cap, a failed fetch is
+//! not retried before a backoff that doubles with each failure, and the
+//! last keys fetched stay in use while fetches fail, so a brief outage of
+//! the client's server (RFC 7591 §2 `jwks_uri`) does not lock it out.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -14,17 +20,36 @@ use super::client::Client;
 
 const FETCH_TIMEOUT: Duration = Duration::from_secs(5);
 const MAX_JWKS_BYTES: usize = 256 * 1024;
+/// No fetch for this long after a failed one, doubled per further failure.
+const FIRST_FAILURE_BACKOFF: Duration = Duration::from_secs(1);
+const MAX_FAILURE_BACKOFF: Duration = Duration::from_secs(60);
 
-struct Cached {
-    keys: Arc<JwkSet>,
-    fetched: Instant,
+/// What is known about one `jwks_uri`.
+#[derive(Default)]
+struct Entry {
+    /// The last keys fetched, and when.
+    good: Option<(Arc<JwkSet>, Instant)>,
+    /// Consecutive failed fetches, and no fetch before this instant.
+    failures: u32,
+    retry_at: Option<Instant>,
+    /// Why the last fetch failed (for the log).
+    last_error: String,
+    /// Held while this URI is fetched.
+    fetching: Arc<tokio::sync::Mutex<()>>,
 }
 
 pub struct ClientKeys {
     http: reqwest::Client,
-    cache: Mutex<HashMap<String, Cached>>,
+    entries: Mutex<HashMap<String, Entry>>,
     cache_for: Duration,
     refetch_cooldown: Duration,
+}
+
+/// What the cache can say about a URI without fetching it.
+enum Cached {
+    Keys(Arc<JwkSet>),
+    Failing(String),
+    Fetch,
 }
 
 impl ClientKeys {
@@ -36,7 +61,7 @@ impl ClientKeys {
             .expect("an HTTP client with static settings");
         ClientKeys {
             http,
-            cache: Mutex::new(HashMap::new()),
+            entries: Mutex::new(HashMap::new()),
             cache_for,
             refetch_cooldown,
         }
@@ -70,46 +95,105 @@ impl ClientKeys {
         let Some(uri) = &client.jwks_uri else {
             return Ok(None);
         };
-        let cache_key = format!("{}\0{uri}", client.client_id);
-        {
-            let cache = self.cache.lock().expect("jwks cache");
-            if let Some(cached) = cache.get(&cache_key) {
-                let age = cached.fetched.elapsed();
-                let fresh = age < self.cache_for;
-                let may_refetch = refresh && age >= self.refetch_cooldown;
-                if fresh && !may_refetch {
-                    return Ok(Some(cached.keys.clone()));
+        let fetching = match self.cached(uri, refresh) {
+            Ok(cached) => return cached.map(Some),
+            Err(fetching) => fetching,
+        };
+        // Single flight: whoever waited here finds the fetch before it done.
+        let _fetching = fetching.lock().await;
+        if let Ok(cached) = self.cached(uri, refresh) {
+            return cached.map(Some);
+        }
+        let fetched = self.fetch(uri).await;
+        self.record(uri, fetched).map(Some)
+    }
+
+    /// The answer the cache holds for `uri`, or the lock to fetch it under.
+    fn cached(
+        &self,
+        uri: &str,
+        refresh: bool,
+    ) -> Result<Result<Arc<JwkSet>, OAuthError>, Arc<tokio::sync::Mutex<()>>> {
+        let mut entries = self.entries.lock().expect("jwks cache");
+        let entry = entries.entry(uri.to_owned()).or_default();
+        match self.judge(entry, refresh) {
+            Cached::Keys(keys) => Ok(Ok(keys)),
+            Cached::Failing(reason) => Ok(Err(unusable(format!("{uri}: {reason}")))),
+            Cached::Fetch => Err(entry.fetching.clone()),
+        }
+    }
+
+    fn judge(&self, entry: &Entry, refresh: bool) -> Cached {
+        let now = Instant::now();
+        if let Some((keys, fetched)) = &entry.good {
+            let age = now.saturating_duration_since(*fetched);
+            let wanted = age >= self.cache_for || (refresh && age >= self.refetch_cooldown);
+            if !wanted {
+                return Cached::Keys(keys.clone());
+            }
+        }
+        match (entry.retry_at, &entry.good) {
+            (Some(retry_at), Some((keys, _))) if now < retry_at => Cached::Keys(keys.clone()),
+            (Some(retry_at), None) if now < retry_at => Cached::Failing(entry.last_error.clone()),
+            _ => Cached::Fetch,
+        }
+    }
+
+    /// Stores a fetch's outcome; a failure falls back on the last good keys.
+    fn record(
+        &self,
+        uri: &str,
+        fetched: Result<JwkSet, String>,
+    ) -> Result<Arc<JwkSet>, OAuthError> {
+        let mut entries = self.entries.lock().expect("jwks cache");
+        let entry = entries.entry(uri.to_owned()).or_default();
+        let now = Instant::now();
+        match fetched {
+            Ok(keys) => {
+                let keys = Arc::new(keys);
+                entry.good = Some((keys.clone(), now));
+                entry.failures = 0;
+                entry.retry_at = None;
+                Ok(keys)
+            }
+            Err(reason) => {
+                let backoff = FIRST_FAILURE_BACKOFF
+                    .saturating_mul(1 << entry.failures.min(16))
+                    .min(MAX_FAILURE_BACKOFF);
+                entry.failures = entry.failures.saturating_add(1);
+                entry.retry_at = Some(now + backoff);
+                entry.last_error = reason.clone();
+                match &entry.good {
+                    Some((keys, _)) => {
+                        tracing::warn!(%uri, %reason, "jwks_uri fetch failed; keeping the last keys");
+                        Ok(keys.clone())
+                    }
+                    None => Err(unusable(format!("{uri}: {reason}"))),
                 }
             }
         }
-        let keys = Arc::new(self.fetch(uri).await?);
-        self.cache.lock().expect("jwks cache").insert(
-            cache_key,
-            Cached {
-                keys: keys.clone(),
-                fetched: Instant::now(),
-            },
-        );
-        Ok(Some(keys))
     }
 
-    async fn fetch(&self, uri: &str) -> Result<JwkSet, OAuthError> {
-        let response = self
-            .http
-            .get(uri)
-            .send()
-            .await
-            .map_err(|e| unusable(format!("{uri}: {e}")))?;
+    /// Reads the document, stopping as soon as it passes the size cap.
+    async fn fetch(&self, uri: &str) -> Result<JwkSet, String> {
+        let too_large = || format!("the key set is larger than {MAX_JWKS_BYTES} bytes");
+        let mut response = self.http.get(uri).send().await.map_err(|e| e.to_string())?;
         if !response.status().is_success() {
-            return Err(unusable(format!("{uri}: HTTP {}", response.status())));
+            return Err(format!("HTTP {}", response.status()));
         }
-        let body = response
-            .bytes()
-            .await
-            .map_err(|e| unusable(format!("{uri}: {e}")))?;
-        if body.len() > MAX_JWKS_BYTES {
-            return Err(unusable(format!("{uri}: the key set is too large")));
+        if response
+            .content_length()
+            .is_some_and(|n| n > MAX_JWKS_BYTES as u64)
+        {
+            return Err(too_large());
         }
-        serde_json::from_slice(&body).map_err(|e| unusable(format!("{uri}: {e}")))
+        let mut body = Vec::new();
+        while let Some(chunk) = response.chunk().await.map_err(|e| e.to_string())? {
+            if body.len() + chunk.len() > MAX_JWKS_BYTES {
+                return Err(too_large());
+            }
+            body.extend_from_slice(&chunk);
+        }
+        serde_json::from_slice(&body).map_err(|e| e.to_string())
     }
 }

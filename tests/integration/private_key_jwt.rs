@@ -22,7 +22,7 @@ on_both_backends!(
     jwks_uri_is_cached_and_refetched_on_unknown_kid,
 );
 
-fn claims(app: &TestApp, client_id: &str) -> Value {
+pub fn claims(app: &TestApp, client_id: &str) -> Value {
     let now = clock::now();
     json!({
         "iss": client_id, "sub": client_id, "aud": app.endpoint("/oauth/token"),
@@ -30,7 +30,7 @@ fn claims(app: &TestApp, client_id: &str) -> Value {
     })
 }
 
-async fn present(app: &TestApp, assertion: &str) -> reqwest::Response {
+pub async fn present(app: &TestApp, assertion: &str) -> reqwest::Response {
     app.http
         .post(app.endpoint("/oauth/token"))
         .form(&[

@@ -1,0 +1,268 @@
+//! Per-connection time limits, so that slow clients cannot hold the
+//! server's connections (slowloris, slow bodies):
+//!
+//! - a request head must arrive within `header_read_timeout` of its first
+//!   byte (of the connection's opening, for a new connection);
+//! - a keep-alive connection may wait `idle_timeout` for its next request;
+//! - a request body must arrive within `body_read_timeout` of its head.
+//!
+//! hyper's own `header_read_timeout` starts its clock as soon as a
+//! connection waits for a request, so it would also close keep-alive
+//! connections after the header timeout: far below the 60 s a load
+//! balancer keeps its upstream connections (nginx's `keepalive_timeout`),
+//! which then races the close and answers 502. Hence this small state
+//! machine: the head clock starts at the head's first byte, the idle clock
+//! when a response is done.
+
+use std::future::Future;
+use std::io;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::task::{Context, Poll, ready};
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures_util::task::AtomicWaker;
+use http_body::{Body, Frame, SizeHint};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::time::{Instant, Sleep};
+
+/// The limits a connection lives by (`server.*` settings).
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    pub header_read: Duration,
+    pub body_read: Duration,
+    pub idle: Duration,
+}
+
+const NONE: u64 = u64::MAX;
+
+/// What one connection is doing, shared by its IO and its service.
+/// Times are milliseconds since the connection was accepted.
+pub struct Activity {
+    limits: Limits,
+    opened: Instant,
+    in_flight: AtomicU32,
+    /// When the head being read began (`NONE`: no head under way).
+    head_since: AtomicU64,
+    /// When the last response was done.
+    idle_since: AtomicU64,
+    /// The connection's task, if it waits to read while a request is
+    /// handled: woken when the handler is done, to start the idle clock
+    /// (hyper does not read again by itself until bytes arrive).
+    reader: AtomicWaker,
+}
+
+impl Activity {
+    /// A new connection: it must send a complete head within the header
+    /// timeout, as if its head had begun.
+    pub fn new(limits: Limits) -> Arc<Activity> {
+        Arc::new(Activity {
+            limits,
+            opened: Instant::now(),
+            in_flight: AtomicU32::new(0),
+            head_since: AtomicU64::new(0),
+            idle_since: AtomicU64::new(0),
+            reader: AtomicWaker::new(),
+        })
+    }
+
+    fn now(&self) -> u64 {
+        self.opened.elapsed().as_millis() as u64
+    }
+
+    fn at(&self, ms: u64, plus: Duration) -> Instant {
+        self.opened + Duration::from_millis(ms) + plus
+    }
+
+    /// Bytes arrived: between requests they begin a head.
+    fn received(&self) {
+        if self.in_flight.load(Ordering::Relaxed) == 0
+            && self.head_since.load(Ordering::Relaxed) == NONE
+        {
+            self.head_since.store(self.now(), Ordering::Relaxed);
+        }
+    }
+
+    /// A head is complete: the handler runs, and no read clock does.
+    pub fn request_started(self: &Arc<Self>) -> InFlight {
+        self.in_flight.fetch_add(1, Ordering::Relaxed);
+        self.head_since.store(NONE, Ordering::Relaxed);
+        InFlight(self.clone())
+    }
+
+    /// When a read that is still waiting must give up, if ever.
+    fn read_deadline(&self) -> Option<Instant> {
+        if self.in_flight.load(Ordering::Relaxed) > 0 {
+            return None;
+        }
+        match self.head_since.load(Ordering::Relaxed) {
+            NONE => Some(self.at(self.idle_since.load(Ordering::Relaxed), self.limits.idle)),
+            since => Some(self.at(since, self.limits.header_read)),
+        }
+    }
+
+    pub fn body_deadline(&self) -> Instant {
+        Instant::now() + self.limits.body_read
+    }
+}
+
+/// Held while a request is handled; dropping it starts the idle clock.
+pub struct InFlight(Arc<Activity>);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.idle_since.store(self.0.now(), Ordering::Relaxed);
+        self.0.in_flight.fetch_sub(1, Ordering::Relaxed);
+        self.0.reader.wake();
+    }
+}
+
+/// A connection's socket whose reads fail with `TimedOut` once the head or
+/// idle clock runs out, which closes the connection.
+pub struct TimedIo<T> {
+    inner: T,
+    activity: Arc<Activity>,
+    /// Created on the first read that has to wait.
+    sleep: Option<(Instant, Pin<Box<Sleep>>)>,
+}
+
+impl<T> TimedIo<T> {
+    pub fn new(inner: T, activity: Arc<Activity>) -> Self {
+        TimedIo {
+            inner,
+            activity,
+            sleep: None,
+        }
+    }
+
+    fn expired(&mut self, cx: &mut Context<'_>) -> bool {
+        let Some(deadline) = self.activity.read_deadline() else {
+            self.activity.reader.register(cx.waker());
+            return false;
+        };
+        let sleep = match &mut self.sleep {
+            Some((armed, sleep)) => {
+                if *armed != deadline {
+                    sleep.as_mut().reset(deadline);
+                    *armed = deadline;
+                }
+                sleep
+            }
+            None => {
+                let sleep = Box::pin(tokio::time::sleep_until(deadline));
+                &mut self.sleep.insert((deadline, sleep)).1
+            }
+        };
+        sleep.as_mut().poll(cx).is_ready()
+    }
+}
+
+impl<T: AsyncRead + Unpin> AsyncRead for TimedIo<T> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let before = buf.filled().len();
+        match Pin::new(&mut self.inner).poll_read(cx, buf) {
+            Poll::Ready(result) => {
+                if buf.filled().len() > before {
+                    self.activity.received();
+                }
+                Poll::Ready(result)
+            }
+            Poll::Pending if self.expired(cx) => Poll::Ready(Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                "the client was too slow to send a request",
+            ))),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+}
+
+impl<T: AsyncWrite + Unpin> AsyncWrite for TimedIo<T> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+/// A request body that fails once its deadline passes, however the bytes
+/// trickle in. The timer is made only if the body has to wait at all
+/// (most bodies arrive with their head).
+pub struct DeadlineBody<B> {
+    inner: B,
+    deadline: Instant,
+    sleep: Option<Pin<Box<Sleep>>>,
+}
+
+impl<B> DeadlineBody<B> {
+    pub fn new(inner: B, deadline: Instant) -> Self {
+        DeadlineBody {
+            inner,
+            deadline,
+            sleep: None,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("the request body did not arrive in time")]
+pub struct BodyTimedOut;
+
+impl<B> Body for DeadlineBody<B>
+where
+    B: Body<Data = Bytes> + Unpin,
+    B::Error: Into<axum::BoxError>,
+{
+    type Data = Bytes;
+    type Error = axum::BoxError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+        if let Poll::Ready(frame) = Pin::new(&mut self.inner).poll_frame(cx) {
+            return Poll::Ready(frame.map(|f| f.map_err(Into::into)));
+        }
+        let deadline = self.deadline;
+        let sleep = self
+            .sleep
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
+        ready!(sleep.as_mut().poll(cx));
+        Poll::Ready(Some(Err(BodyTimedOut.into())))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}

@@ -1,0 +1,166 @@
+//! Connection limits over raw TCP: slow heads and slow bodies are cut, idle
+//! keep-alive connections are closed, connections past the cap wait, and
+//! ordinary keep-alive traffic is unaffected.
+
+use std::time::Duration;
+
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use crate::common::{Backend, TestApp};
+use crate::on_both_backends;
+
+on_both_backends!(
+    a_half_sent_head_is_closed_after_the_header_timeout,
+    a_slow_body_is_cut,
+    an_idle_keep_alive_connection_is_closed_after_the_idle_timeout,
+    connections_past_the_cap_wait_for_a_free_slot,
+);
+
+/// Generous bound for "the server closed it": far above every configured
+/// limit here, far below the old behaviour (never).
+const CLOSED_WITHIN: Duration = Duration::from_secs(10);
+
+const HEALTHZ: &[u8] = b"GET /healthz HTTP/1.1\r\nHost: tessera\r\n\r\n";
+
+async fn connect(app: &TestApp) -> TcpStream {
+    TcpStream::connect(app.url.trim_start_matches("http://"))
+        .await
+        .expect("connect")
+}
+
+/// Reads until the server closes the connection; returns what it sent, or
+/// `None` if it was still open after `within`.
+async fn read_until_closed(
+    stream: &mut (impl AsyncRead + Unpin),
+    within: Duration,
+) -> Option<String> {
+    let mut received = Vec::new();
+    let read = tokio::time::timeout(within, async {
+        let mut buf = [0u8; 4096];
+        loop {
+            match stream.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => received.extend_from_slice(&buf[..n]),
+            }
+        }
+    })
+    .await;
+    read.ok()
+        .map(|()| String::from_utf8_lossy(&received).into_owned())
+}
+
+/// Reads one whole response to a small request (headers and a short body).
+async fn read_response(stream: &mut TcpStream) -> String {
+    let mut buf = vec![0u8; 8192];
+    let n = tokio::time::timeout(CLOSED_WITHIN, stream.read(&mut buf))
+        .await
+        .expect("a response")
+        .expect("read");
+    String::from_utf8_lossy(&buf[..n]).into_owned()
+}
+
+async fn a_half_sent_head_is_closed_after_the_header_timeout(backend: Backend) {
+    let app = TestApp::builder(backend)
+        .config("[server]\nheader_read_timeout = \"300ms\"")
+        .start()
+        .await;
+    let mut slow = connect(&app).await;
+    slow.write_all(b"POST /oauth/token HTTP/1.1\r\nHost: tessera\r\n")
+        .await
+        .unwrap();
+    assert!(
+        read_until_closed(&mut slow, CLOSED_WITHIN).await.is_some(),
+        "a connection that sent half a head is closed"
+    );
+
+    // A connection that sends nothing at all gets no longer.
+    let mut silent = connect(&app).await;
+    assert!(
+        read_until_closed(&mut silent, CLOSED_WITHIN)
+            .await
+            .is_some()
+    );
+
+    // A whole head is served as before.
+    let mut prompt = connect(&app).await;
+    prompt.write_all(HEALTHZ).await.unwrap();
+    assert!(read_response(&mut prompt).await.starts_with("HTTP/1.1 200"));
+}
+
+async fn a_slow_body_is_cut(backend: Backend) {
+    let app = TestApp::builder(backend)
+        .config("[server]\nbody_read_timeout = \"300ms\"")
+        .start()
+        .await;
+    let (mut from_server, mut to_server) = connect(&app).await.into_split();
+    to_server
+        .write_all(
+            b"POST /oauth/token HTTP/1.1\r\nHost: tessera\r\n\
+              Content-Type: application/x-www-form-urlencoded\r\nContent-Length: 200\r\n\r\n\
+              grant_type=client_credentials",
+        )
+        .await
+        .unwrap();
+    // One byte every 100 ms: every read is prompt, the body as a whole is
+    // not (it would take 17 s).
+    let trickle = tokio::spawn(async move {
+        for _ in 0..170 {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            if to_server.write_all(b"x").await.is_err() {
+                break;
+            }
+        }
+    });
+    let answer = read_until_closed(&mut from_server, CLOSED_WITHIN).await;
+    trickle.abort();
+    let answer = answer.expect("the connection is closed while the body still trickles");
+    assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");
+}
+
+async fn an_idle_keep_alive_connection_is_closed_after_the_idle_timeout(backend: Backend) {
+    let app = TestApp::builder(backend)
+        .config("[server]\nheader_read_timeout = \"300ms\"\nidle_timeout = \"1500ms\"")
+        .start()
+        .await;
+    let mut conn = connect(&app).await;
+    conn.write_all(HEALTHZ).await.unwrap();
+    assert!(read_response(&mut conn).await.starts_with("HTTP/1.1 200"));
+    // Idle longer than the header timeout, shorter than the idle timeout:
+    // the connection is kept for its next request.
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    conn.write_all(HEALTHZ).await.unwrap();
+    assert!(read_response(&mut conn).await.starts_with("HTTP/1.1 200"));
+    assert_eq!(
+        read_until_closed(&mut conn, CLOSED_WITHIN).await.as_deref(),
+        Some(""),
+        "an idle connection is closed"
+    );
+}
+
+async fn connections_past_the_cap_wait_for_a_free_slot(backend: Backend) {
+    let app = TestApp::builder(backend)
+        .config("[server]\nmax_connections = 2")
+        .start()
+        .await;
+    // Two connections take both slots (each served once, so accepted).
+    let mut held = Vec::new();
+    for _ in 0..2 {
+        let mut conn = connect(&app).await;
+        conn.write_all(HEALTHZ).await.unwrap();
+        assert!(read_response(&mut conn).await.starts_with("HTTP/1.1 200"));
+        held.push(conn);
+    }
+    let mut third = connect(&app).await;
+    third.write_all(HEALTHZ).await.unwrap();
+    let mut buf = [0u8; 64];
+    assert!(
+        tokio::time::timeout(Duration::from_secs(1), third.read(&mut buf))
+            .await
+            .is_err(),
+        "a third connection is not served while two are open"
+    );
+    // One closes: the third is accepted and answered.
+    drop(held.pop());
+    assert!(read_response(&mut third).await.starts_with("HTTP/1.1 200"));
+}
