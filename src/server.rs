@@ -114,10 +114,12 @@ impl Server {
             config.tokens.max_lifetime,
             config.keys.rotation_period,
         );
+        let metrics = Metrics::new();
         let state = AppState(Arc::new(Core {
             digest_key: master.token_digest_key(),
-            metrics: Metrics::new(),
-            writer: BatchWriter::spawn(store.clone()),
+            writer: BatchWriter::spawn(store.clone(), &config.audit, metrics.audit.clone()),
+            metrics,
+            auth_failures: Default::default(),
             client_cache: ClientCache::new(config.clients.cache_ttl),
             service_user_cache: ServiceUserCache::new(config.clients.cache_ttl),
             client_keys: ClientKeys::new(
@@ -195,7 +197,14 @@ impl Server {
             tracing::warn!("shutdown timeout reached; closing remaining connections");
         }
         let _ = supervisor.await;
-        state.writer.flush().await;
+        // Bounded: a database that is away must not keep the process alive.
+        if !state
+            .writer
+            .flush_within(state.config.server.shutdown_timeout)
+            .await
+        {
+            tracing::error!("shutdown: some audit events could not be stored");
+        }
         match fatal {
             Some(reason) => Err(StartError::Fatal(reason)),
             None => Ok(()),
