@@ -10,6 +10,7 @@ use serde_json::{Value, json};
 use tessera::store::NewAuditRecord;
 
 use crate::clients::register;
+use crate::common::proxy::{Proxy, target_of};
 use crate::common::{Backend, TestApp, TestDb, eventually, fail_with};
 use crate::on_both_backends;
 
@@ -20,6 +21,7 @@ on_both_backends!(
     failed_bearer_authentication_is_throttled_per_source,
     retention_prunes_old_events_in_batches,
     an_issuance_costs_few_bytes,
+    export_writes_json_lines_between_two_times,
 );
 
 const PATIENCE: Duration = Duration::from_secs(10);
@@ -337,4 +339,72 @@ fn audit_bytes(db: &TestDb) -> i64 {
         }
     };
     bytes.unwrap_or_else(|e| panic!("{sql}: {e}")).bytes
+}
+
+/// `tessera audit export` pages through the admin API: every event in the
+/// window, one JSON object per line, and nothing outside it.
+async fn export_writes_json_lines_between_two_times(backend: Backend) {
+    let app = TestApp::start(backend).await;
+    let now = tessera::clock::now_ms();
+    let day = 86_400_000;
+    for i in 0..620 {
+        let event = record("test.export", &i.to_string(), now - day);
+        app.state.writer.append_audit(event).await.unwrap();
+    }
+    let recent = record("test.export", "recent", now);
+    app.state.writer.append_audit(recent).await.unwrap();
+    app.state.writer.flush().await;
+
+    let export = |since: i64, until: i64| {
+        let output = std::process::Command::new(env!("CARGO_BIN_EXE_tessera"))
+            .env_remove("TESSERA_TOKEN")
+            .args(["--url", &app.url, "--token-file"])
+            .arg(app.admin_token_file())
+            .args([
+                "audit",
+                "export",
+                "--since",
+                &tessera::clock::rfc3339_ms(since),
+            ])
+            .args(["--until", &tessera::clock::rfc3339_ms(until)])
+            .output()
+            .expect("run tessera");
+        assert!(output.status.success(), "{output:?}");
+        String::from_utf8(output.stdout)
+            .unwrap()
+            .lines()
+            .map(|line| serde_json::from_str::<Value>(line).expect("one JSON object per line"))
+            .filter(|event| event["action"] == "test.export")
+            .map(|event| event["target"].as_str().unwrap().to_owned())
+            .collect::<Vec<_>>()
+    };
+    let old = export(now - 2 * day, now - day / 2);
+    assert_eq!(old.len(), 620, "every page");
+    assert_eq!(old.first().map(String::as_str), Some("619"), "newest first");
+    assert_eq!(export(now - day / 2, now + 1_000), ["recent"]);
+}
+
+/// PostgreSQL away at shutdown: the writer cannot store what is queued,
+/// and shutdown still ends, after `server.shutdown_timeout`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_with_the_database_away_does_not_hang() {
+    let Some(backend) = Backend::postgres() else {
+        eprintln!("skipped: {} is not set", crate::common::PG_ENV);
+        return;
+    };
+    let db = TestDb::fresh(&backend);
+    let proxy = Proxy::start(target_of(&db.url), true).await;
+    let app = TestApp::builder(backend)
+        .database(&db)
+        .database_url(proxy.url_for(&db.url))
+        .start()
+        .await;
+    assert!(eventually(10, || async { app.get("/readyz").await.status() == 200 }).await);
+    proxy.cut();
+    let event = record("test.lost", "queued", tessera::clock::now_ms());
+    app.state.writer.append_audit(event).await.unwrap();
+    tokio::time::timeout(Duration::from_secs(20), app.stop())
+        .await
+        .expect("shutdown ends although the audit events cannot be stored")
+        .unwrap();
 }
