@@ -10,7 +10,6 @@ use serde_json::{Value, json};
 use tessera::store::NewAuditRecord;
 
 use crate::clients::register;
-use crate::common::proxy::{Proxy, target_of};
 use crate::common::{Backend, TestApp, TestDb, eventually, fail_with};
 use crate::on_both_backends;
 
@@ -388,18 +387,11 @@ async fn export_writes_json_lines_between_two_times(backend: Backend) {
 /// and shutdown still ends, after `server.shutdown_timeout`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shutdown_with_the_database_away_does_not_hang() {
-    let Some(backend) = Backend::postgres() else {
-        eprintln!("skipped: {} is not set", crate::common::PG_ENV);
+    let Some(backend) = crate::outage::postgres() else {
         return;
     };
-    let db = TestDb::fresh(&backend);
-    let proxy = Proxy::start(target_of(&db.url), true).await;
-    let app = TestApp::builder(backend)
-        .database(&db)
-        .database_url(proxy.url_for(&db.url))
-        .start()
-        .await;
-    assert!(eventually(10, || async { app.get("/readyz").await.status() == 200 }).await);
+    let (app, proxy) = crate::outage::behind_proxy(backend, true).await;
+    assert!(eventually(10, || crate::outage::ready(&app)).await);
     proxy.cut();
     let event = record("test.lost", "queued", tessera::clock::now_ms());
     app.state.writer.append_audit(event).await.unwrap();
