@@ -178,12 +178,11 @@ impl Event {
 
     /// Hands the event to the batching writer (the token endpoints' path).
     /// Best effort for events that do not gate an answer: when the queue
-    /// stays full past `audit.queue_wait`, the loss is logged.
+    /// stays full past `audit.queue_wait`, the loss is counted and logged.
     pub async fn record_via(self, writer: &crate::store::BatchWriter) {
-        let action = self.action;
-        if let Err(e) = self.record_before_answering(writer).await {
-            tracing::error!(action, error = %e, "an audit event was not recorded");
-        }
+        writer
+            .append_audit_or_count(self.into_record(crate::clock::now_ms()))
+            .await;
     }
 
     /// Hands the event to the batching writer, or says why it could not:

@@ -123,11 +123,21 @@ impl BatchWriter {
         match tokio::time::timeout(self.shared.queue_wait, self.audits.send(record)).await {
             Ok(Ok(())) => Ok(()),
             Ok(Err(_)) => Err(stopped()),
-            Err(_) => {
-                self.shared.counters.unrecorded.inc();
-                Err(StoreError::Unavailable(
-                    "the audit log is not keeping up".into(),
-                ))
+            Err(_) => Err(StoreError::Unavailable(
+                "the audit log is not keeping up".into(),
+            )),
+        }
+    }
+
+    /// As [`append_audit`](Self::append_audit), for an event that gates no
+    /// answer: one that cannot be queued is counted and logged (the first
+    /// and every thousandth, so an overload does not flood the log too).
+    pub async fn append_audit_or_count(&self, record: NewAuditRecord) {
+        let action = record.action.clone();
+        if let Err(error) = self.append_audit(record).await {
+            let before = self.shared.counters.unrecorded.inc();
+            if before.is_multiple_of(1_000) {
+                tracing::error!(%action, %error, lost = before + 1, "audit events not recorded");
             }
         }
     }

@@ -65,7 +65,8 @@ async fn used_jtis_survive_migration_5_down_and_up(backend: Backend) {
     let db = app.db.clone();
     app.stop().await.unwrap();
 
-    let reverted = match &backend {
+    // Later migrations are reverted first, down to and including 5.
+    let revert_last = || match &backend {
         Backend::Sqlite => {
             let path = db.url.strip_prefix("sqlite://").unwrap();
             let mut conn = SqliteConnection::establish(path).unwrap();
@@ -78,7 +79,7 @@ async fn used_jtis_survive_migration_5_down_and_up(backend: Backend) {
             .unwrap()
             .to_string(),
     };
-    assert_eq!(reverted, "20261122000005", "migration 5 was the last one");
+    while revert_last() != "20261122000005" {}
 
     let app = restart.start().await;
     refused_as_replay(present(&app, &used).await).await;
