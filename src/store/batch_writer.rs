@@ -50,7 +50,7 @@ const URGENT_QUEUE: usize = 16_384;
 /// Rows deleted per pruning statement, and the pause between statements
 /// while there is more to delete.
 const PRUNE_BATCH: i64 = 500;
-const PRUNE_PAUSE: Duration = Duration::from_millis(50);
+const PRUNE_PAUSE: Duration = Duration::from_millis(20);
 /// How long a read-your-writes flush (the admin audit listing) waits.
 const FLUSH_WAIT: Duration = Duration::from_secs(5);
 const MAX_BATCH: usize = 1_024;
@@ -244,6 +244,9 @@ impl Writer {
                         Some(message) => self.take(message),
                         None => open = false,
                     },
+                    // Before new events: under steady load the queue is
+                    // never empty, and pruning must still get its turn.
+                    () = tokio::time::sleep_until(self.prune_at), if idle && self.retention.is_some() => prune = true,
                     // Only an idle writer listens for audit events; one
                     // starts the linger, the rest wait in the queue.
                     record = audit_rx.recv(), if idle => match record {
@@ -254,7 +257,6 @@ impl Writer {
                         None => open = false,
                     },
                     () = tokio::time::sleep_until(deadline.unwrap_or_else(Instant::now)), if !idle => {}
-                    () = tokio::time::sleep_until(self.prune_at), if idle && self.retention.is_some() => prune = true,
                 }
                 if prune {
                     self.prune();
