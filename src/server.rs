@@ -190,6 +190,9 @@ impl Server {
         }
         let _ = drain_tx.send(true);
         let _ = stop_tx.send(true);
+        // One budget for requests and audit events together, so SIGTERM is
+        // done within it (a container runtime kills after its own).
+        let give_up_at = tokio::time::Instant::now() + state.config.server.shutdown_timeout;
         if tokio::time::timeout(state.config.server.shutdown_timeout, &mut serve)
             .await
             .is_err()
@@ -198,11 +201,8 @@ impl Server {
         }
         let _ = supervisor.await;
         // Bounded: a database that is away must not keep the process alive.
-        if !state
-            .writer
-            .flush_within(state.config.server.shutdown_timeout)
-            .await
-        {
+        let left = give_up_at.saturating_duration_since(tokio::time::Instant::now());
+        if !state.writer.flush_within(left.max(MIN_FLUSH)).await {
             tracing::error!("shutdown: some audit events could not be stored");
         }
         match fatal {
@@ -312,6 +312,10 @@ async fn maintain_keys(state: &AppState) -> Result<(), KeysError> {
     }
     Ok(())
 }
+
+/// What the audit writer gets at shutdown even when requests took the
+/// whole `server.shutdown_timeout`.
+const MIN_FLUSH: Duration = Duration::from_secs(1);
 
 /// Resolves on SIGTERM or SIGINT.
 pub async fn shutdown_signal() {
