@@ -214,3 +214,37 @@ impl AuditStore for Store {
         .await
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn safe_form_is_bounded_printable_ascii() {
+        let hostile = "\0é\"\\\u{7f}".repeat(200);
+        let row = NewAuditRecord {
+            occurred_at_ms: 1,
+            actor_id: Some(hostile.clone()),
+            actor_kind: "service".into(),
+            action: "client.auth_failed".into(),
+            target: None,
+            client_id: Some(hostile.clone()),
+            remote_addr: Some("127.0.0.1".into()),
+            outcome: "failure".into(),
+            details: format!("{{\"reason\":\"{hostile}\"}}"),
+        };
+        let safe = row.safe_form();
+        for text in [
+            safe.actor_id.as_deref().unwrap(),
+            safe.client_id.as_deref().unwrap(),
+            &safe.details,
+        ] {
+            assert!(text.bytes().all(|b| (0x20..0x7f).contains(&b)), "{text}");
+        }
+        assert!(safe.actor_id.unwrap().len() <= SAFE_FIELD_CHARS + 3);
+        let details: serde_json::Value = serde_json::from_str(&safe.details).unwrap();
+        assert_eq!(details["refused_by_database"], true);
+        assert_eq!(safe.action, "client.auth_failed");
+        assert_eq!(safe.occurred_at_ms, 1);
+    }
+}
