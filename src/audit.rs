@@ -35,6 +35,16 @@ pub fn bounded(value: &str, max: usize) -> String {
     out
 }
 
+/// As [`bounded`], without a copy in the usual case of a short clean value
+/// (the issuance path builds several per token).
+fn bounded_owned(value: String, max: usize) -> String {
+    if value.len() <= max && !value.chars().any(char::is_control) {
+        value
+    } else {
+        bounded(&value, max)
+    }
+}
+
 /// JSON serialisation escapes control characters already; a document
 /// too long to keep is replaced by a valid one holding its start.
 fn bounded_details(details: String) -> String {
@@ -158,7 +168,7 @@ impl Event {
     /// escaped here, once for every path to the log, so that no request
     /// can hand the database a row it refuses.
     pub fn into_record(self, occurred_at_ms: i64) -> NewAuditRecord {
-        let field = |value: Option<String>| value.map(|v| bounded(&v, MAX_FIELD_CHARS));
+        let field = |value: Option<String>| value.map(|v| bounded_owned(v, MAX_FIELD_CHARS));
         NewAuditRecord {
             occurred_at_ms,
             actor_id: field(self.actor.id),
