@@ -68,15 +68,22 @@ async fn bench(label: &str, url: &str, pool: u32) {
     // The hot path's writer: callers only queue; the rate that counts is
     // how fast its thread stores them, so the final flush is timed too.
     // Leaked so the closures stay `Copy`; the bench process ends anyway.
-    let writer: &'static BatchWriter = Box::leak(Box::new(BatchWriter::spawn((*store).clone())));
+    let config = tessera::config::Config::from_toml_layers(&[]).expect("default configuration");
+    let writer: &'static BatchWriter = Box::leak(Box::new(BatchWriter::spawn(
+        (*store).clone(),
+        &config.audit,
+        Default::default(),
+    )));
     let started = Instant::now();
     let queued = drive(
         "  audit event queued to the batch writer",
         store.clone(),
-        move |_, i| async move { writer.append_audit(event(i)).await },
+        move |_, i| async move {
+            writer.append_audit(event(i)).await.unwrap();
+        },
     )
     .await;
-    writer.flush().await;
+    writer.flush_within(Duration::from_secs(600)).await;
     let rate = queued as f64 / started.elapsed().as_secs_f64();
     println!(
         "{:<44} {rate:>9.0} ops/s",

@@ -24,6 +24,20 @@ pub struct Config {
     pub tokens: TokensConfig,
     pub clients: ClientsConfig,
     pub admin: AdminConfig,
+    pub audit: AuditConfig,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuditConfig {
+    /// Events older than this are deleted; zero keeps them for ever.
+    #[serde(with = "humantime_serde")]
+    pub retention: Duration,
+    #[serde(with = "humantime_serde")]
+    pub prune_interval: Duration,
+    pub queue_capacity: usize,
+    #[serde(with = "humantime_serde")]
+    pub queue_wait: Duration,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -248,6 +262,11 @@ impl Config {
         if self.keys.check_interval.is_zero() {
             return Err(ConfigError::Invalid(
                 "keys.check_interval must be positive".into(),
+            ));
+        }
+        if self.audit.queue_capacity == 0 || self.audit.prune_interval.is_zero() {
+            return Err(ConfigError::Invalid(
+                "audit.queue_capacity and audit.prune_interval must be positive".into(),
             ));
         }
         crate::store::DatabaseUrl::parse(&self.database.url)

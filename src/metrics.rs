@@ -45,6 +45,17 @@ pub struct GrantLabels {
     pub grant_type: String,
 }
 
+/// What the audit writer counts; the handles share their values with the
+/// registry, so the writer needs no access to the rest of the metrics.
+#[derive(Clone, Debug, Default)]
+pub struct AuditCounters {
+    /// Events the database refused as they were, stored in a safe form.
+    pub refused: Counter,
+    /// Events dropped because the queue stayed full (never an issuance:
+    /// that is refused instead).
+    pub unrecorded: Counter,
+}
+
 type LatencyFamily = Family<RouteLabels, Histogram, fn() -> Histogram>;
 
 pub struct Metrics {
@@ -52,6 +63,7 @@ pub struct Metrics {
     requests: Family<RequestLabels, Counter>,
     latency: LatencyFamily,
     tokens_issued: Family<GrantLabels, Counter>,
+    pub audit: AuditCounters,
 }
 
 fn latency_histogram() -> Histogram {
@@ -88,7 +100,19 @@ impl Metrics {
             "Tokens issued by grant type",
             tokens_issued.clone(),
         );
+        let audit = AuditCounters::default();
+        registry.register(
+            "audit_events_refused",
+            "Audit events the database refused as they were; stored in a safe form",
+            audit.refused.clone(),
+        );
+        registry.register(
+            "audit_events_unrecorded",
+            "Audit events dropped because the audit queue stayed full",
+            audit.unrecorded.clone(),
+        );
         Metrics {
+            audit,
             registry,
             requests,
             latency,

@@ -113,10 +113,12 @@ impl Server {
             config.tokens.max_lifetime,
             config.keys.rotation_period,
         );
+        let metrics = Metrics::new();
         let state = AppState(Arc::new(Core {
             digest_key: master.token_digest_key(),
-            metrics: Metrics::new(),
-            writer: BatchWriter::spawn(store.clone()),
+            writer: BatchWriter::spawn(store.clone(), &config.audit, metrics.audit.clone()),
+            metrics,
+            auth_failures: Default::default(),
             client_cache: ClientCache::new(config.clients.cache_ttl),
             service_user_cache: ServiceUserCache::new(config.clients.cache_ttl),
             client_keys: ClientKeys::new(
@@ -186,6 +188,9 @@ impl Server {
         }
         let _ = drain_tx.send(true);
         let _ = stop_tx.send(true);
+        // One budget for requests and audit events together, so SIGTERM is
+        // done within it (a container runtime kills after its own).
+        let give_up_at = tokio::time::Instant::now() + state.config.server.shutdown_timeout;
         if tokio::time::timeout(state.config.server.shutdown_timeout, &mut serve)
             .await
             .is_err()
@@ -193,7 +198,11 @@ impl Server {
             tracing::warn!("shutdown timeout reached; closing remaining connections");
         }
         let _ = supervisor.await;
-        state.writer.flush().await;
+        // Bounded: a database that is away must not keep the process alive.
+        let left = give_up_at.saturating_duration_since(tokio::time::Instant::now());
+        if !state.writer.flush_within(left.max(MIN_FLUSH)).await {
+            tracing::error!("shutdown: some audit events could not be stored");
+        }
         match fatal {
             Some(reason) => Err(StartError::Fatal(reason)),
             None => Ok(()),
@@ -301,6 +310,10 @@ async fn maintain_keys(state: &AppState) -> Result<(), KeysError> {
     }
     Ok(())
 }
+
+/// What the audit writer gets at shutdown even when requests took the
+/// whole `server.shutdown_timeout`.
+const MIN_FLUSH: Duration = Duration::from_secs(1);
 
 /// Resolves on SIGTERM or SIGINT.
 pub async fn shutdown_signal() {

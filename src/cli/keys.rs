@@ -32,6 +32,17 @@ pub enum AuditCommand {
         #[arg(long)]
         cursor: Option<String>,
     },
+    /// Write every event from --since (to --until) to stdout as JSON
+    /// Lines, one event per line, newest first: for a SIEM, before the
+    /// events age out of `audit.retention`.
+    Export {
+        /// Start, inclusive (RFC 3339, e.g. 2026-12-01T00:00:00Z).
+        #[arg(long)]
+        since: String,
+        /// End, exclusive (RFC 3339); now when absent.
+        #[arg(long)]
+        until: Option<String>,
+    },
 }
 
 pub async fn run_keys(
@@ -94,13 +105,16 @@ pub async fn run_audit(
     command: AuditCommand,
     json_out: bool,
 ) -> anyhow::Result<()> {
-    let AuditCommand::List {
-        action,
-        actor_id,
-        outcome,
-        limit,
-        cursor,
-    } = command;
+    let (action, actor_id, outcome, limit, cursor) = match command {
+        AuditCommand::List {
+            action,
+            actor_id,
+            outcome,
+            limit,
+            cursor,
+        } => (action, actor_id, outcome, limit, cursor),
+        AuditCommand::Export { since, until } => return export_audit(client, since, until).await,
+    };
     let mut query = vec![("limit", limit.to_string())];
     for (name, value) in [
         ("action", action),
@@ -130,6 +144,34 @@ pub async fn run_audit(
     if let Some(next) = page["next_cursor"].as_str() {
         println!("more: --cursor {next}");
     }
+    Ok(())
+}
+
+/// Pages through the admin API's audit listing, writing each event as one
+/// line of JSON as soon as its page arrives.
+async fn export_audit(
+    client: &AdminClient,
+    since: String,
+    until: Option<String>,
+) -> anyhow::Result<()> {
+    use std::io::Write;
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    let mut cursor: Option<String> = None;
+    loop {
+        let mut query = vec![("limit", "500".to_owned()), ("since", since.clone())];
+        query.extend(until.clone().map(|until| ("until", until)));
+        query.extend(cursor.take().map(|cursor| ("cursor", cursor)));
+        let page: Value = client.get("/admin/v1/audit", &query).await?;
+        for event in page["events"].as_array().into_iter().flatten() {
+            serde_json::to_writer(&mut out, event)?;
+            out.write_all(b"\n")?;
+        }
+        match page["next_cursor"].as_str() {
+            Some(next) => cursor = Some(next.to_owned()),
+            None => break,
+        }
+    }
+    out.flush()?;
     Ok(())
 }
 

@@ -132,8 +132,7 @@ impl FromRequestParts<AppState> for Admin {
         let RemoteAddr(remote) = RemoteAddr::from_request_parts(parts, state)
             .await
             .unwrap_or(RemoteAddr(None));
-        let principal =
-            bearer::authenticate(&state.store, &state.digest_key, &presented, remote).await?;
+        let principal = bearer::authenticate(state, &presented, remote).await?;
         principal.require_admin()?;
         Ok(Admin(principal))
     }

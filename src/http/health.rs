@@ -26,7 +26,8 @@ async fn healthz() -> Json<serde_json::Value> {
 const READINESS_PING_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// Ready once preparation (migrations, keys, bootstrap) has finished, while
-/// the database answers and the signing keys are loaded.
+/// the database answers, the signing keys are loaded and the audit queue
+/// has room (a backlogged replica would refuse issuance with 503).
 async fn readyz(State(state): State<AppState>) -> Response {
     let prepared = state.prepared.load(std::sync::atomic::Ordering::Acquire);
     let keys_loaded = state.keys.ring().is_loaded();
@@ -34,7 +35,8 @@ async fn readyz(State(state): State<AppState>) -> Response {
         tokio::time::timeout(READINESS_PING_TIMEOUT, state.store.ping()).await,
         Ok(Ok(()))
     );
-    let status = if prepared && keys_loaded && database_up {
+    let audit_ok = !state.writer.is_backlogged();
+    let status = if prepared && keys_loaded && database_up && audit_ok {
         StatusCode::OK
     } else {
         StatusCode::SERVICE_UNAVAILABLE
@@ -43,6 +45,7 @@ async fn readyz(State(state): State<AppState>) -> Response {
         "status": if status == StatusCode::OK { "ready" } else { "not ready" },
         "database": if database_up { "ok" } else { "unavailable" },
         "keys": if keys_loaded { "loaded" } else { "not loaded" },
+        "audit": if audit_ok { "ok" } else { "backlogged" },
     });
     (status, [(header::CACHE_CONTROL, "no-store")], Json(body)).into_response()
 }

@@ -8,7 +8,8 @@ use serde_json::json;
 use super::error::{ErrorCode, OAuthError};
 use crate::audit::{Actor, ActorKind, Event, Outcome};
 use crate::clock;
-use crate::store::{AuditStore, CredentialStore};
+use crate::oauth::Core;
+use crate::store::CredentialStore;
 use crate::tokens::opaque::OpaqueToken;
 
 /// The identity behind a verified token.
@@ -47,35 +48,40 @@ impl Principal {
 
 const REJECTED: &str = "the access token is unknown, expired or revoked";
 
-/// Verifies `presented` and returns its owner. Every outcome is audited:
-/// a use of a long-lived credential, or a failed authentication.
-pub async fn authenticate<S>(
-    store: &S,
-    digest_key: &hmac::Key,
+/// Verifies `presented` and returns its owner. Every use is audited, and
+/// failures as far as `Core::auth_failures` lets each source: both through
+/// the batch writer, so a loop of bad tokens costs no INSERT per request
+/// and does not compete with issuance for the database.
+pub async fn authenticate(
+    state: &Core,
     presented: &OpaqueToken,
     remote: Option<String>,
-) -> Result<Principal, OAuthError>
-where
-    S: CredentialStore + AuditStore + Sync,
-{
-    match verify(store, digest_key, presented).await {
+) -> Result<Principal, OAuthError> {
+    match verify(&state.store, &state.digest_key, presented).await {
         Ok(principal) => {
             Event::new(principal.actor(), "token.used", Outcome::Success)
                 .target(principal.token_id.clone())
                 .remote(remote)
-                .record(store)
+                .record_via(&state.writer)
                 .await;
             Ok(principal)
         }
         Err((error, token_id)) => {
-            if error.code != ErrorCode::TemporarilyUnavailable {
+            let admitted = (error.code != ErrorCode::TemporarilyUnavailable)
+                .then(|| state.auth_failures.admit(remote.as_deref()))
+                .flatten();
+            if let Some(suppressed) = admitted {
+                let details = match suppressed {
+                    0 => json!({ "reason": error.description }),
+                    n => json!({ "reason": error.description, "suppressed": n }),
+                };
                 let mut event = Event::new(Actor::anonymous(), "auth.failed", Outcome::Failure)
                     .remote(remote)
-                    .details(json!({ "reason": error.description }));
+                    .details(details);
                 if let Some(id) = token_id {
                     event = event.target(id);
                 }
-                event.record(store).await;
+                event.record_via(&state.writer).await;
             }
             Err(error)
         }

@@ -6,6 +6,7 @@ use std::sync::atomic::AtomicBool;
 
 use aws_lc_rs::hmac;
 
+use crate::audit::SourceThrottle;
 use crate::config::Config;
 use crate::keys::KeyManager;
 use crate::metrics::Metrics;
@@ -25,6 +26,8 @@ pub struct Core {
     pub service_user_cache: ServiceUserCache,
     /// The token endpoints' audit events and single-use `jti`s, batched.
     pub writer: BatchWriter,
+    /// Which failed bearer authentications are audited, per source.
+    pub auth_failures: SourceThrottle,
     /// Set once migrations, keys and bootstrap are done. Until then the
     /// server is not ready, even if the database answers and keys loaded:
     /// the administrator token file may not be written yet.

@@ -46,13 +46,8 @@ pub async fn authenticate_caller(
     remote: Option<String>,
 ) -> Result<Caller, OAuthError> {
     if let Some(token) = bearer_token {
-        let principal = bearer::authenticate(
-            &state.store,
-            &state.digest_key,
-            &OpaqueToken::from_presented(&token),
-            remote,
-        )
-        .await?;
+        let principal =
+            bearer::authenticate(state, &OpaqueToken::from_presented(&token), remote).await?;
         principal.require_admin()?;
         return Ok(Caller::Admin(principal));
     }

@@ -1,4 +1,5 @@
-//! The append-only audit log. Nothing here updates or deletes a row.
+//! The append-only audit log. Nothing here updates a row; rows older than
+//! `audit.retention` are deleted by [`prune`], a few at a time.
 
 use std::future::Future;
 
@@ -21,6 +22,43 @@ pub struct NewAuditRecord {
     pub outcome: String,
     pub details: String,
 }
+
+impl NewAuditRecord {
+    /// The row as printable ASCII (every other character escaped), each
+    /// value bounded, its details kept as an escaped string: what the
+    /// writer stores when the database refused the row as it was.
+    pub fn safe_form(&self) -> NewAuditRecord {
+        let text = |value: &str| -> String {
+            let escaped: String = value.chars().flat_map(char::escape_default).collect();
+            match escaped.char_indices().nth(SAFE_FIELD_CHARS) {
+                Some((cut, _)) => format!("{}...", &escaped[..cut]),
+                None => escaped,
+            }
+        };
+        let optional = |value: &Option<String>| value.as_deref().map(text);
+        NewAuditRecord {
+            occurred_at_ms: self.occurred_at_ms,
+            actor_id: optional(&self.actor_id),
+            actor_kind: text(&self.actor_kind),
+            action: text(&self.action),
+            target: optional(&self.target),
+            client_id: optional(&self.client_id),
+            remote_addr: optional(&self.remote_addr),
+            outcome: text(&self.outcome),
+            details: serde_json::json!({
+                "refused_by_database": true,
+                "details": text(&self.details),
+            })
+            .to_string(),
+        }
+    }
+}
+
+const SAFE_FIELD_CHARS: usize = 512;
+
+/// The one action left out of the `(action, id)` index (migration
+/// 2026-12-01-000010): nearly every row is one, and the primary key serves it.
+const UNINDEXED_ACTION: &str = "token.issued";
 
 #[derive(Debug, Clone, Queryable, Selectable, Serialize)]
 #[diesel(table_name = audit_events)]
@@ -102,6 +140,33 @@ fn append_chunks<'a, const N: usize>(
     Ok(chunks.remainder())
 }
 
+/// Deletes up to `batch` of the oldest events that occurred before
+/// `cutoff_ms`; returns how many. Only the first `batch` rows by id are
+/// looked at, through the primary key, so a round costs the same however
+/// large the table is and whether or not anything is due.
+pub(crate) fn prune(conn: &mut AnyConnection, cutoff_ms: i64, batch: i64) -> QueryResult<usize> {
+    use audit_events::dsl as a;
+    let oldest: Vec<(i64, i64)> = a::audit_events
+        .select((a::id, a::occurred_at_ms))
+        .order(a::id.asc())
+        .limit(batch)
+        .load(conn)?;
+    let Some(last) = oldest
+        .iter()
+        .filter(|(_, at)| *at < cutoff_ms)
+        .map(|(id, _)| *id)
+        .max()
+    else {
+        return Ok(0);
+    };
+    diesel::delete(
+        a::audit_events
+            .filter(a::id.le(last))
+            .filter(a::occurred_at_ms.lt(cutoff_ms)),
+    )
+    .execute(conn)
+}
+
 impl AuditStore for Store {
     async fn append_audit(&self, event: NewAuditRecord) -> Result<(), StoreError> {
         self.run(move |conn| append_in(conn, &event).map_err(StoreError::from))
@@ -115,6 +180,11 @@ impl AuditStore for Store {
                 .select(AuditRecord::as_select())
                 .into_boxed();
             if let Some(action) = filter.action {
+                if action != UNINDEXED_ACTION {
+                    // Repeats the partial index's condition, so that SQLite
+                    // (which cannot infer it from `action = …`) uses it.
+                    query = query.filter(a::action.ne(UNINDEXED_ACTION));
+                }
                 query = query.filter(a::action.eq(action));
             }
             if let Some(actor) = filter.actor_id {
@@ -142,5 +212,39 @@ impl AuditStore for Store {
                 .map_err(StoreError::from)
         })
         .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn safe_form_is_bounded_printable_ascii() {
+        let hostile = "\0é\"\\\u{7f}".repeat(200);
+        let row = NewAuditRecord {
+            occurred_at_ms: 1,
+            actor_id: Some(hostile.clone()),
+            actor_kind: "service".into(),
+            action: "client.auth_failed".into(),
+            target: None,
+            client_id: Some(hostile.clone()),
+            remote_addr: Some("127.0.0.1".into()),
+            outcome: "failure".into(),
+            details: format!("{{\"reason\":\"{hostile}\"}}"),
+        };
+        let safe = row.safe_form();
+        for text in [
+            safe.actor_id.as_deref().unwrap(),
+            safe.client_id.as_deref().unwrap(),
+            &safe.details,
+        ] {
+            assert!(text.bytes().all(|b| (0x20..0x7f).contains(&b)), "{text}");
+        }
+        assert!(safe.actor_id.unwrap().len() <= SAFE_FIELD_CHARS + 3);
+        let details: serde_json::Value = serde_json::from_str(&safe.details).unwrap();
+        assert_eq!(details["refused_by_database"], true);
+        assert_eq!(safe.action, "client.auth_failed");
+        assert_eq!(safe.occurred_at_ms, 1);
     }
 }

@@ -14,22 +14,45 @@
 //! are collected every `AUDIT_LINGER`, or with the next `jti` round, which
 //! spares a thread wake-up per issuance.
 //!
-//! Audit events are never dropped: a failed batch stays pending and is
-//! retried with backoff, and a full queue makes callers wait. A `jti` is
-//! answered from its own round: a replay is `Ok(false)`, a database outage
-//! an error, and nothing is accepted unless its row was committed.
+//! A failed batch is told apart by its cause. A lost connection is
+//! transient: the events stay pending and are retried with backoff. A row
+//! the database refuses (PostgreSQL refuses NUL in `text`) is permanent: the
+//! batch is split until the row is alone, the rest is stored, and the row
+//! is stored in a safe form, counted and logged once; one bad row never
+//! holds up the others. When even the safe form is refused, the fault is
+//! not the row's, and it is treated as transient.
+//!
+//! A full queue makes callers wait up to `audit.queue_wait`, then refuses
+//! them (an issuance answers 503), and the writer reports itself backlogged
+//! (`/readyz` 503) until the queue has drained. A `jti` is answered from its
+//! own round: a replay is `Ok(false)`, a database outage an error, and
+//! nothing is accepted unless its row was committed.
+//!
+//! When idle, the writer also deletes events past `audit.retention`, a few
+//! hundred rows at a time, so pruning never competes with issuance for the
+//! database's write lock.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use diesel::Connection;
+use tokio::sync::mpsc::error::TrySendError;
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 
 use super::connection::PooledConn;
 use super::{NewAuditRecord, Store, StoreError, assertions, audit};
+use crate::config::AuditConfig;
+use crate::metrics::AuditCounters;
 
-const AUDIT_QUEUE: usize = 65_536;
 const URGENT_QUEUE: usize = 16_384;
+/// Rows deleted per pruning statement, and the pause between statements
+/// while there is more to delete.
+const PRUNE_BATCH: i64 = 500;
+const PRUNE_PAUSE: Duration = Duration::from_millis(20);
+/// How long a read-your-writes flush (the admin audit listing) waits.
+const FLUSH_WAIT: Duration = Duration::from_secs(5);
 const MAX_BATCH: usize = 1_024;
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
 /// How long audit events may wait for company: tens of thousands of
@@ -55,30 +78,79 @@ enum Urgent {
 pub struct BatchWriter {
     audits: mpsc::Sender<NewAuditRecord>,
     urgent: mpsc::Sender<Urgent>,
+    shared: Arc<Shared>,
+}
+
+/// What the handles and the writer thread both see.
+struct Shared {
+    /// Set when a caller found the queue full; cleared once it drained.
+    backlogged: AtomicBool,
+    queue_wait: Duration,
+    counters: AuditCounters,
 }
 
 impl BatchWriter {
-    pub fn spawn(store: Store) -> BatchWriter {
-        let (audits, audit_rx) = mpsc::channel(AUDIT_QUEUE);
+    pub fn spawn(store: Store, config: &AuditConfig, counters: AuditCounters) -> BatchWriter {
+        let (audits, audit_rx) = mpsc::channel(config.queue_capacity);
         let (urgent, urgent_rx) = mpsc::channel(URGENT_QUEUE);
+        let shared = Arc::new(Shared {
+            backlogged: AtomicBool::new(false),
+            queue_wait: config.queue_wait,
+            counters,
+        });
+        let writer = Writer::new(store, shared.clone(), config);
         std::thread::Builder::new()
             .name("tessera-writer".into())
-            .spawn(move || Writer::new(store).run(audit_rx, urgent_rx))
+            .spawn(move || writer.run(audit_rx, urgent_rx))
             .expect("the writer thread starts");
-        BatchWriter { audits, urgent }
+        BatchWriter {
+            audits,
+            urgent,
+            shared,
+        }
     }
 
-    /// Queues an audit event; it is stored within `AUDIT_LINGER`.
-    pub async fn append_audit(&self, record: NewAuditRecord) {
-        if self.audits.send(record).await.is_err() {
-            tracing::error!("the audit writer has stopped; an event was not recorded");
+    /// Queues an audit event; it is stored within `AUDIT_LINGER`. When the
+    /// queue is full, waits up to `audit.queue_wait` for room, then gives
+    /// up with `Unavailable` (and counts the event as unrecorded).
+    pub async fn append_audit(&self, record: NewAuditRecord) -> Result<(), StoreError> {
+        let record = match self.audits.try_send(record) {
+            Ok(()) => return Ok(()),
+            Err(TrySendError::Closed(_)) => return Err(stopped()),
+            Err(TrySendError::Full(record)) => record,
+        };
+        self.shared.backlogged.store(true, Ordering::Release);
+        match tokio::time::timeout(self.shared.queue_wait, self.audits.send(record)).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(_)) => Err(stopped()),
+            Err(_) => Err(StoreError::Unavailable(
+                "the audit log is not keeping up".into(),
+            )),
         }
+    }
+
+    /// As [`append_audit`](Self::append_audit), for an event that gates no
+    /// answer: one that cannot be queued is counted and logged (the first
+    /// and every thousandth, so an overload does not flood the log too).
+    pub async fn append_audit_or_count(&self, record: NewAuditRecord) {
+        let action = record.action.clone();
+        if let Err(error) = self.append_audit(record).await {
+            let before = self.shared.counters.unrecorded.inc();
+            if before.is_multiple_of(1_000) {
+                tracing::error!(%action, %error, lost = before + 1, "audit events not recorded");
+            }
+        }
+    }
+
+    /// True from the moment a caller found the audit queue full until the
+    /// writer has emptied it: the replica should not take new traffic.
+    pub fn is_backlogged(&self) -> bool {
+        self.shared.backlogged.load(Ordering::Acquire)
     }
 
     /// Records `key` as used until `expires_at`: `Ok(true)` the first time,
     /// `Ok(false)` for a replay.
     pub async fn consume(&self, key: String, expires_at: i64) -> Result<bool, StoreError> {
-        let stopped = || StoreError::Other("the writer has stopped".into());
         let (verdict, answer) = oneshot::channel();
         let message = Urgent::Consume {
             key,
@@ -89,18 +161,31 @@ impl BatchWriter {
         answer.await.map_err(|_| stopped())?
     }
 
-    /// Resolves once every audit event queued before the call is stored.
+    /// Resolves once every audit event queued before the call is stored,
+    /// or after a few seconds (the database may be away).
     pub async fn flush(&self) {
-        let (done, wait) = oneshot::channel();
-        if self.urgent.send(Urgent::Flush(done)).await.is_ok() {
-            let _ = wait.await;
-        }
+        self.flush_within(FLUSH_WAIT).await;
     }
+
+    /// As [`flush`](Self::flush), waiting at most `limit`; false when the
+    /// events were not all stored by then (what shutdown reports).
+    pub async fn flush_within(&self, limit: Duration) -> bool {
+        let flushed = async {
+            let (done, wait) = oneshot::channel();
+            self.urgent.send(Urgent::Flush(done)).await.is_ok() && wait.await.is_ok()
+        };
+        tokio::time::timeout(limit, flushed).await.unwrap_or(false)
+    }
+}
+
+fn stopped() -> StoreError {
+    StoreError::Other("the writer has stopped".into())
 }
 
 /// The writer thread's state: its connection and what is not stored yet.
 struct Writer {
     store: Store,
+    shared: Arc<Shared>,
     conn: Option<PooledConn>,
     audits: Vec<NewAuditRecord>,
     /// The round's `jti`s (key, expiry) and, at the same index, who waits.
@@ -112,12 +197,16 @@ struct Writer {
     backoff: Duration,
     /// Set after a failed batch: the pending events wait until then.
     retry_at: Option<Instant>,
+    retention: Option<Duration>,
+    prune_interval: Duration,
+    prune_at: Instant,
 }
 
 impl Writer {
-    fn new(store: Store) -> Self {
+    fn new(store: Store, shared: Arc<Shared>, config: &AuditConfig) -> Self {
         Writer {
             store,
+            shared,
             conn: None,
             audits: Vec::with_capacity(MAX_BATCH),
             jtis: Vec::new(),
@@ -126,6 +215,9 @@ impl Writer {
             audit_due: None,
             backoff: Duration::ZERO,
             retry_at: None,
+            retention: Some(config.retention).filter(|r| !r.is_zero()),
+            prune_interval: config.prune_interval,
+            prune_at: Instant::now() + config.prune_interval,
         }
     }
 
@@ -145,12 +237,16 @@ impl Writer {
             while open {
                 let deadline = self.retry_at.or(self.audit_due);
                 let idle = deadline.is_none();
+                let mut prune = false;
                 tokio::select! {
                     biased;
                     urgent = urgent_rx.recv() => match urgent {
                         Some(message) => self.take(message),
                         None => open = false,
                     },
+                    // Before new events: under steady load the queue is
+                    // never empty, and pruning must still get its turn.
+                    () = tokio::time::sleep_until(self.prune_at), if idle && self.retention.is_some() => prune = true,
                     // Only an idle writer listens for audit events; one
                     // starts the linger, the rest wait in the queue.
                     record = audit_rx.recv(), if idle => match record {
@@ -161,6 +257,10 @@ impl Writer {
                         None => open = false,
                     },
                     () = tokio::time::sleep_until(deadline.unwrap_or_else(Instant::now)), if !idle => {}
+                }
+                if prune {
+                    self.prune();
+                    continue;
                 }
                 while self.jtis.len() < MAX_BATCH {
                     match urgent_rx.try_recv() {
@@ -180,9 +280,13 @@ impl Writer {
                         }
                     }
                     self.write();
-                    if self.retry_at.is_none() && !audit_rx.is_empty() {
-                        // A backlog longer than a batch: no need to linger.
-                        self.audit_due = Some(now);
+                    if self.retry_at.is_none() {
+                        if !audit_rx.is_empty() {
+                            // A backlog longer than a batch: no need to linger.
+                            self.audit_due = Some(now);
+                        } else {
+                            self.shared.backlogged.store(false, Ordering::Release);
+                        }
                     }
                 }
             }
@@ -212,32 +316,139 @@ impl Writer {
             return;
         }
         let audits = std::mem::take(&mut self.audits);
-        let mut outcome = self.transaction(|conn| {
+        let outcome = self.transaction(|conn| {
             let fresh = assertions::insert_all(conn, &keys)?;
             audit::append_all(conn, &audits)?;
             Ok(fresh)
         });
         self.audits = audits;
-        if outcome.is_ok() {
-            self.audits.clear();
-            self.audit_due = None;
-            self.backoff = Duration::ZERO;
-            self.retry_at = None;
-            self.release_flushes();
-        } else if !self.audits.is_empty() {
-            tracing::warn!(
-                pending = self.audits.len(),
-                "audit batch not stored yet; retrying"
-            );
-            self.backoff = (self.backoff * 2).clamp(Duration::from_millis(50), MAX_BACKOFF);
-            self.retry_at = Some(Instant::now() + self.backoff);
-            if matches!(outcome, Err(StoreError::Other(_))) && !keys.is_empty() {
-                // Not an outage: keep a fault in the audit rows from
-                // refusing every client assertion behind it.
-                outcome = self.transaction(|conn| assertions::insert_all(conn, &keys));
+        let audits_stored = match outcome {
+            Ok(fresh) => {
+                answer(verdicts, Ok(fresh));
+                self.audits.clear();
+                Ok(())
+            }
+            Err(StoreError::Unavailable(reason)) => {
+                answer(verdicts, Err(StoreError::Unavailable(reason.clone())));
+                match self.audits.is_empty() {
+                    true => Ok(()),
+                    false => Err(StoreError::Unavailable(reason)),
+                }
+            }
+            Err(refused) if self.audits.is_empty() => {
+                answer(verdicts, Err(refused));
+                Ok(())
+            }
+            Err(_) => {
+                // The database refused something: the `jti`s go on their
+                // own, the audit rows are split until the culprit is alone.
+                if !keys.is_empty() {
+                    let outcome = self.transaction(|conn| assertions::insert_all(conn, &keys));
+                    answer(verdicts, outcome);
+                }
+                self.store_splitting()
+            }
+        };
+        match audits_stored {
+            Ok(()) => self.stored(),
+            Err(e) => self.retry_later(&e),
+        }
+    }
+
+    /// Stores the pending audit rows in halves, and a row refused on its
+    /// own in its safe form. Stops at a transient failure, keeping the rows
+    /// not stored yet pending (they are always the tail: halves go in order).
+    fn store_splitting(&mut self) -> Result<(), StoreError> {
+        let rows = std::mem::take(&mut self.audits);
+        let mut stored = 0;
+        let outcome = self.store_halves(&rows, &mut stored);
+        self.audits = rows;
+        self.audits.drain(..stored);
+        outcome
+    }
+
+    fn store_halves(
+        &mut self,
+        rows: &[NewAuditRecord],
+        stored: &mut usize,
+    ) -> Result<(), StoreError> {
+        match self.transaction(|conn| audit::append_all(conn, rows)) {
+            Ok(()) => {
+                *stored += rows.len();
+                Ok(())
+            }
+            Err(e @ StoreError::Unavailable(_)) => Err(e),
+            Err(refusal) if rows.len() == 1 => {
+                self.store_safe_form(&rows[0], &refusal)?;
+                *stored += 1;
+                Ok(())
+            }
+            Err(_) => {
+                let (first, second) = rows.split_at(rows.len() / 2);
+                self.store_halves(first, stored)?;
+                self.store_halves(second, stored)
             }
         }
-        answer(verdicts, outcome);
+    }
+
+    /// A row refused as it was: stored as printable ASCII, counted and
+    /// logged once. If that is refused too, the row was not the problem.
+    fn store_safe_form(
+        &mut self,
+        row: &NewAuditRecord,
+        refusal: &StoreError,
+    ) -> Result<(), StoreError> {
+        let safe = row.safe_form();
+        self.transaction(|conn| audit::append_in(conn, &safe))?;
+        self.shared.counters.refused.inc();
+        tracing::warn!(
+            action = %safe.action,
+            error = %refusal,
+            "the database refused an audit event; stored it in escaped form"
+        );
+        Ok(())
+    }
+
+    fn stored(&mut self) {
+        if !self.backoff.is_zero() {
+            tracing::info!("audit events are being stored again");
+        }
+        self.audit_due = None;
+        self.backoff = Duration::ZERO;
+        self.retry_at = None;
+        self.release_flushes();
+    }
+
+    /// Keeps the pending events and tries again after a backoff. Logged
+    /// when an outage starts, not on every attempt.
+    fn retry_later(&mut self, error: &StoreError) {
+        if self.backoff.is_zero() {
+            tracing::warn!(
+                pending = self.audits.len(),
+                %error,
+                "audit events not stored yet; retrying with backoff"
+            );
+        }
+        self.backoff = (self.backoff * 2).clamp(Duration::from_millis(50), MAX_BACKOFF);
+        self.retry_at = Some(Instant::now() + self.backoff);
+    }
+
+    /// One round of retention: the next round comes soon while there is
+    /// more to delete, after `audit.prune_interval` otherwise.
+    fn prune(&mut self) {
+        let Some(retention) = self.retention else {
+            return;
+        };
+        let cutoff = crate::clock::now_ms().saturating_sub(retention.as_millis() as i64);
+        let pause = match self.transaction(|conn| audit::prune(conn, cutoff, PRUNE_BATCH)) {
+            Ok(deleted) if deleted as i64 >= PRUNE_BATCH => PRUNE_PAUSE,
+            Ok(_) => self.prune_interval,
+            Err(e) => {
+                tracing::debug!(error = %e, "audit pruning postponed");
+                self.prune_interval
+            }
+        };
+        self.prune_at = Instant::now() + pause;
     }
 
     fn release_flushes(&mut self) {

@@ -68,7 +68,9 @@ impl From<DieselError> for StoreError {
     }
 }
 
-/// libpq reports a dropped server as an "unknown" error with these words.
+/// libpq reports a dropped server as an "unknown" error with these words;
+/// SQLite reports a write lock held past `busy_timeout` as "locked". Both
+/// pass, so both are "try again later", never a refusal of the data.
 fn looks_like_lost_connection(message: &str) -> bool {
     let message = message.to_ascii_lowercase();
     [
@@ -81,6 +83,7 @@ fn looks_like_lost_connection(message: &str) -> bool {
         "connection to server",
         "ssl syscall",
         "eof detected",
+        "database is locked",
     ]
     .iter()
     .any(|needle| message.contains(needle))

@@ -6,6 +6,7 @@ mod common;
 
 mod admin;
 mod architecture;
+mod audit;
 mod cli;
 mod client_address;
 mod clients;

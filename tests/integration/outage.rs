@@ -7,7 +7,7 @@ use serde_json::Value;
 use crate::common::proxy::{Proxy, target_of};
 use crate::common::{Backend, TestApp, TestDb, eventually, fail_with};
 
-async fn ready(app: &TestApp) -> bool {
+pub async fn ready(app: &TestApp) -> bool {
     app.http
         .get(app.endpoint("/readyz"))
         .send()
@@ -17,7 +17,7 @@ async fn ready(app: &TestApp) -> bool {
 }
 
 /// A server whose only way to PostgreSQL is a proxy the test controls.
-async fn behind_proxy(backend: Backend, open: bool) -> (TestApp, Proxy) {
+pub async fn behind_proxy(backend: Backend, open: bool) -> (TestApp, Proxy) {
     let db = TestDb::fresh(&backend);
     let proxy = Proxy::start(target_of(&db.url), open).await;
     let app = TestApp::builder(backend)
@@ -28,7 +28,7 @@ async fn behind_proxy(backend: Backend, open: bool) -> (TestApp, Proxy) {
     (app, proxy)
 }
 
-fn postgres() -> Option<Backend> {
+pub fn postgres() -> Option<Backend> {
     let backend = Backend::postgres();
     if backend.is_none() {
         eprintln!("skipped: {} is not set", crate::common::PG_ENV);

@@ -16,6 +16,7 @@ use crate::tokens::access::{self, AccessTokenRequest};
 #[derive(Serialize)]
 struct IssuedDetails<'a> {
     grant_type: &'a str,
+    #[serde(skip_serializing_if = "<[String]>::is_empty")]
     scope: &'a [String],
     aud: &'a [String],
     exp: i64,
@@ -23,7 +24,9 @@ struct IssuedDetails<'a> {
 
 /// Signs the access token a grant decided on, counts it in the metrics,
 /// records `token.issued` as the identity it was issued to, and builds the
-/// RFC 6749 §5.1 answer.
+/// RFC 6749 §5.1 answer. No token leaves unaudited: when the audit queue
+/// stays full, the answer is 503 `temporarily_unavailable` (an extension:
+/// RFC 6749 §4.1.2.1 names that code for the authorization endpoint only).
 pub async fn issue(
     state: &Core,
     grant_type: &'static str,
@@ -32,7 +35,6 @@ pub async fn issue(
 ) -> Result<TokenResponse, OAuthError> {
     let issued = access::mint(state.keys.ring(), &request)
         .map_err(|e| OAuthError::server_error(e.to_string()))?;
-    state.metrics.token_issued(grant_type);
     let details = IssuedDetails {
         grant_type,
         scope: request.scopes,
@@ -45,8 +47,9 @@ pub async fn issue(
         .target(issued.jti.clone())
         .remote(remote)
         .details(details)
-        .record_via(&state.writer)
-        .await;
+        .record_before_answering(&state.writer)
+        .await?;
+    state.metrics.token_issued(grant_type);
     Ok(TokenResponse {
         access_token: issued.token,
         token_type: "Bearer",
