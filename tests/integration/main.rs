@@ -11,6 +11,7 @@ mod discovery;
 mod keys;
 mod outage;
 mod private_key_jwt;
+mod replicas;
 mod service_users;
 mod startup;
 mod token_status;
