@@ -31,7 +31,7 @@ pub use clients::{ClientRecord, ClientSecretRecord, ClientStore};
 pub use connection::{AnyConnection, DatabaseUrl};
 pub use credentials::{AccessTokenRecord, CredentialStore, ServiceUserRecord};
 pub use instance::{InstanceRecord, InstanceStore};
-pub use keys::{KeyStore, SigningKeyRecord};
+pub use keys::{KeyStore, ResealedKey, SigningKeyRecord};
 pub use notify::{APPLICATION_NAME as LISTENER_APPLICATION_NAME, Change};
 pub use revocations::RevocationStore;
 pub use service_users::{ServiceUserKeyRecord, ServiceUserStore, ServiceUserWithKeys};

@@ -84,7 +84,7 @@ impl Postgres {
     }
 }
 
-async fn token_status(app: &TestApp, id: &str, secret: &str) -> u16 {
+pub async fn token_status(app: &TestApp, id: &str, secret: &str) -> u16 {
     app.http
         .post(app.endpoint("/oauth/token"))
         .basic_auth(id, Some(secret))
