@@ -161,6 +161,37 @@ async fn a_client_disabled_on_one_replica_is_refused_by_the_other_at_once() {
         .await,
         "replica B did not publish the key A stored"
     );
+
+    // A service user deleted on A leaves B's cache, which the JWT-bearer
+    // grant reads.
+    let created = a
+        .admin_post(
+            "/admin/v1/service-users",
+            &json!({"name": "ci-bot", "scope": "deploy:read"}),
+        )
+        .await;
+    assert_eq!(created.status(), 201);
+    let user = created.json::<Value>().await.unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let cached_on_b = || async {
+        let cache = &b.state.service_user_cache;
+        cache.get(&b.state.store, &user).await.unwrap().is_some()
+    };
+    assert!(cached_on_b().await);
+    let delete = a
+        .http
+        .delete(a.endpoint(&format!("/admin/v1/service-users/{user}")))
+        .bearer_auth(a.admin_token())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(delete.status(), 204);
+    assert!(
+        eventually(PROMPTLY_SECS, || async { !cached_on_b().await }).await,
+        "replica B kept a service user deleted on A"
+    );
 }
 
 /// A change whose notification was never heard (here: made with triggers
