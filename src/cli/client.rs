@@ -168,3 +168,31 @@ fn root_cause(error: &(dyn std::error::Error + 'static)) -> String {
     }
     cause.to_string()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cleartext_only_to_loopback_unless_insecure() {
+        let allowed = |url: &str, insecure| refuse_cleartext(&Url::parse(url).unwrap(), insecure);
+        for url in [
+            "http://127.0.0.1:8080",
+            "http://127.1.2.3",
+            "http://[::1]:8080",
+            "http://localhost:8080",
+            "https://id.example.com",
+            "https://10.0.0.1",
+        ] {
+            assert!(allowed(url, false).is_ok(), "{url}");
+        }
+        for url in [
+            "http://id.example.com",
+            "http://10.0.0.1",
+            "http://[2001:db8::1]",
+        ] {
+            assert!(allowed(url, false).is_err(), "{url}");
+            assert!(allowed(url, true).is_ok(), "{url} with --insecure");
+        }
+    }
+}
