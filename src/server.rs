@@ -24,7 +24,7 @@ use crate::oauth::Core;
 use crate::oauth::client_cache::ClientCache;
 use crate::oauth::client_keys::ClientKeys;
 use crate::oauth::service_user_cache::ServiceUserCache;
-use crate::store::{BatchWriter, ReplayStore, RevocationStore, Store, StoreError};
+use crate::store::{BatchWriter, Change, ReplayStore, RevocationStore, Store, StoreError};
 
 /// What every handler shares. Cloning is cheap.
 #[derive(Clone)]
@@ -261,6 +261,11 @@ async fn supervise(state: AppState, fatal: mpsc::Sender<String>, mut stop: watch
         }
     }
 
+    // Started once migrations created the channel; it says `Missed` first,
+    // so nothing cached before it listened outlives that.
+    let mut changes = state
+        .store
+        .listen_for_changes(state.config.database.max_retry_backoff);
     let mut database_up = true;
     let mut ping = tokio::time::interval(PING_INTERVAL);
     // The keys were loaded just now: the first check is one interval away.
@@ -292,7 +297,28 @@ async fn supervise(state: AppState, fatal: mpsc::Sender<String>, mut stop: watch
                     tracing::debug!(error = %e, "key maintenance postponed");
                 }
             }
+            change = next_change(&mut changes) => {
+                let Some(change) = change else {
+                    changes = None;
+                    continue;
+                };
+                if let Err(e) = state.apply_change(change).await {
+                    if e.is_fatal() {
+                        let _ = fatal.send(e.to_string()).await;
+                        return;
+                    }
+                    tracing::warn!(error = %e, "a change heard from another replica is not applied yet; the cache TTL bounds it");
+                }
+            }
         }
+    }
+}
+
+/// The next change heard from the database; never, on SQLite.
+async fn next_change(changes: &mut Option<mpsc::Receiver<Change>>) -> Option<Change> {
+    match changes {
+        Some(changes) => changes.recv().await,
+        None => std::future::pending().await,
     }
 }
 

@@ -1,6 +1,7 @@
 //! A small HTTP client for the admin API. Failures become one line:
 //! the server's `error_description` and `error`, or why it was unreachable.
 
+use std::net::IpAddr;
 use std::path::PathBuf;
 
 use anyhow::{Context, anyhow, bail};
@@ -9,7 +10,10 @@ use serde::de::DeserializeOwned;
 use url::Url;
 use zeroize::Zeroizing;
 
+use super::AdminArgs;
+
 const DEFAULT_TOKEN_FILE: &str = "keys/admin.token";
+const DEFAULT_URL: &str = "http://127.0.0.1:8080";
 
 pub struct AdminClient {
     http: reqwest::Client,
@@ -18,6 +22,35 @@ pub struct AdminClient {
 }
 
 impl AdminClient {
+    /// A client for the options given, completed from the environment:
+    /// TESSERA_URL, TESSERA_TOKEN, TESSERA_TOKEN_FILE. A token given with
+    /// --token gets a warning, since other users can read arguments in
+    /// `ps`; a token is never sent in clear to a host that is not loopback
+    /// unless --insecure says so.
+    pub fn connect(args: &AdminArgs) -> anyhow::Result<Self> {
+        let base = match (&args.url, std::env::var("TESSERA_URL")) {
+            (Some(url), _) => url.clone(),
+            (None, Ok(url)) => Url::parse(&url).context("TESSERA_URL is not a URL")?,
+            (None, Err(_)) => Url::parse(DEFAULT_URL).expect("the default URL parses"),
+        };
+        refuse_cleartext(&base, args.insecure)?;
+        if args.token.is_some() {
+            eprintln!(
+                "warning: --token is visible to other users of this machine (ps); \
+                 set TESSERA_TOKEN or use --token-file instead"
+            );
+        }
+        let token = args
+            .token
+            .clone()
+            .or_else(|| std::env::var("TESSERA_TOKEN").ok());
+        let token_file = args
+            .token_file
+            .clone()
+            .or_else(|| std::env::var_os("TESSERA_TOKEN_FILE").map(PathBuf::from));
+        Self::new(&base, token, token_file)
+    }
+
     /// The token comes from --token, else --token-file, else
     /// `keys/admin.token` when it exists (the embedded default's file).
     pub fn new(
@@ -109,10 +142,57 @@ impl AdminClient {
     }
 }
 
+/// Plain `http` carries the bearer token readable by anyone on the path:
+/// only to loopback, where it never leaves the machine, unless `insecure`.
+fn refuse_cleartext(base: &Url, insecure: bool) -> anyhow::Result<()> {
+    let loopback = match base.host() {
+        Some(url::Host::Ipv4(ip)) => IpAddr::V4(ip).is_loopback(),
+        Some(url::Host::Ipv6(ip)) => IpAddr::V6(ip).is_loopback(),
+        Some(url::Host::Domain(name)) => name.eq_ignore_ascii_case("localhost"),
+        None => false,
+    };
+    if base.scheme() == "http" && !loopback && !insecure {
+        bail!(
+            "refusing to send the admin token over plain http to {}: use https, \
+             or pass --insecure if this network is trusted",
+            base.host_str().unwrap_or("?")
+        );
+    }
+    Ok(())
+}
+
 fn root_cause(error: &(dyn std::error::Error + 'static)) -> String {
     let mut cause = error;
     while let Some(next) = cause.source() {
         cause = next;
     }
     cause.to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cleartext_only_to_loopback_unless_insecure() {
+        let allowed = |url: &str, insecure| refuse_cleartext(&Url::parse(url).unwrap(), insecure);
+        for url in [
+            "http://127.0.0.1:8080",
+            "http://127.1.2.3",
+            "http://[::1]:8080",
+            "http://localhost:8080",
+            "https://id.example.com",
+            "https://10.0.0.1",
+        ] {
+            assert!(allowed(url, false).is_ok(), "{url}");
+        }
+        for url in [
+            "http://id.example.com",
+            "http://10.0.0.1",
+            "http://[2001:db8::1]",
+        ] {
+            assert!(allowed(url, false).is_err(), "{url}");
+            assert!(allowed(url, true).is_ok(), "{url} with --insecure");
+        }
+    }
 }

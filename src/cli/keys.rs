@@ -8,6 +8,15 @@ use super::AdminClient;
 
 #[derive(Debug, Subcommand)]
 pub enum KeysCommand {
+    #[command(flatten)]
+    Remote(RemoteKeysCommand),
+    #[command(flatten)]
+    Local(super::rekey::MasterKeyCommand),
+}
+
+/// The key commands that go through a server's admin API.
+#[derive(Debug, Subcommand)]
+pub enum RemoteKeysCommand {
     /// List signing keys and their status.
     List,
     /// Store the next key of each algorithm (or of --alg only).
@@ -47,11 +56,11 @@ pub enum AuditCommand {
 
 pub async fn run_keys(
     client: &AdminClient,
-    command: KeysCommand,
+    command: RemoteKeysCommand,
     json_out: bool,
 ) -> anyhow::Result<()> {
     match command {
-        KeysCommand::List => {
+        RemoteKeysCommand::List => {
             let list: Value = client.get("/admin/v1/keys", &[]).await?;
             if json_out {
                 return print_json(&list);
@@ -72,7 +81,7 @@ pub async fn run_keys(
             }
             Ok(())
         }
-        KeysCommand::Rotate { alg } => {
+        RemoteKeysCommand::Rotate { alg } => {
             let body = match alg {
                 Some(alg) => json!({ "alg": alg }),
                 None => json!({}),

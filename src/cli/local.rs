@@ -7,19 +7,23 @@ use anyhow::Context;
 use super::{ConfigArgs, ServeArgs};
 use crate::bootstrap;
 use crate::config::{Config, Overrides};
-use crate::keys::master::MASTER_KEY_ENV;
+use crate::keys::master::{MASTER_KEY_ENV, PREVIOUS_MASTER_KEY_ENV};
 use crate::keys::{KeyManager, MasterKey};
 use crate::server::{Server, shutdown_signal};
 use crate::store::Store;
 
-fn load(args: &ConfigArgs, overrides: Overrides) -> anyhow::Result<(Config, MasterKey)> {
+pub(super) fn load(args: &ConfigArgs, overrides: Overrides) -> anyhow::Result<(Config, MasterKey)> {
     let overrides = Overrides {
         database_url: args.database_url.clone(),
         ..overrides
     };
     let config = Config::load(args.config.as_deref(), &overrides)?;
     let env_key = std::env::var(MASTER_KEY_ENV).ok();
-    let master = MasterKey::load(env_key.as_deref(), &config.keys.master_key_file)?;
+    let mut master = MasterKey::load(env_key.as_deref(), &config.keys.master_key_file)?;
+    if let Ok(previous) = std::env::var(PREVIOUS_MASTER_KEY_ENV) {
+        master =
+            master.with_previous(MasterKey::from_base64(&previous, PREVIOUS_MASTER_KEY_ENV)?)?;
+    }
     Ok((config, master))
 }
 
@@ -44,7 +48,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn open(args: &ConfigArgs) -> anyhow::Result<(Config, Store, MasterKey)> {
+pub(super) async fn open(args: &ConfigArgs) -> anyhow::Result<(Config, Store, MasterKey)> {
     let (config, master) = load(args, Overrides::default())?;
     let store = Store::new(&config.database.url, 1, config.database.connect_timeout)?;
     store.migrate().await.context("cannot apply migrations")?;

@@ -6,11 +6,12 @@ mod client;
 mod clients;
 mod keys;
 mod local;
+mod rekey;
 mod service_users;
 
 use std::path::PathBuf;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 use url::Url;
 
 pub use client::AdminClient;
@@ -22,25 +23,48 @@ pub use client::AdminClient;
     about = "OpenID Connect / OAuth 2.0 provider for CLIs, CI and services"
 )]
 pub struct Cli {
-    /// Base URL of the Tessera server the admin commands talk to.
-    #[arg(
-        long,
-        env = "TESSERA_URL",
-        default_value = "http://127.0.0.1:8080",
-        global = true
-    )]
-    pub url: Url,
-    /// Admin bearer token.
-    #[arg(long, env = "TESSERA_TOKEN", hide_env_values = true, global = true)]
+    /// The admin options, also accepted before the command
+    /// (`tessera --json client list`).
+    #[command(flatten)]
+    pub admin: AdminArgs,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// How the admin commands reach a server. They are declared on each admin
+/// command, so that `serve`, `migrate` and `init` list only what they use.
+#[derive(Debug, Clone, Default, Args)]
+pub struct AdminArgs {
+    /// Base URL of the Tessera server [env: TESSERA_URL] [default: http://127.0.0.1:8080].
+    #[arg(long, global = true)]
+    pub url: Option<Url>,
+    /// Admin bearer token. Other users can read it in `ps`: prefer
+    /// TESSERA_TOKEN or --token-file.
+    #[arg(long, global = true)]
     pub token: Option<String>,
-    /// File holding the admin bearer token (default: keys/admin.token when it exists).
-    #[arg(long, env = "TESSERA_TOKEN_FILE", global = true)]
+    /// File holding the admin bearer token [env: TESSERA_TOKEN_FILE]
+    /// (default: keys/admin.token when it exists).
+    #[arg(long, global = true)]
     pub token_file: Option<PathBuf>,
     /// Print machine-readable JSON.
     #[arg(long, global = true)]
     pub json: bool,
-    #[command(subcommand)]
-    pub command: Command,
+    /// Send the token over plain http to a host that is not loopback.
+    #[arg(long, global = true)]
+    pub insecure: bool,
+}
+
+impl AdminArgs {
+    /// The options given after the command win over those before it.
+    fn or(self, before: &AdminArgs) -> AdminArgs {
+        AdminArgs {
+            url: self.url.or_else(|| before.url.clone()),
+            token: self.token.or_else(|| before.token.clone()),
+            token_file: self.token_file.or_else(|| before.token_file.clone()),
+            json: self.json || before.json,
+            insecure: self.insecure || before.insecure,
+        }
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -57,20 +81,53 @@ pub enum Command {
         #[arg(long)]
         admin_token_file: PathBuf,
     },
-    /// Signing keys.
-    #[command(subcommand)]
-    Keys(keys::KeysCommand),
+    /// Signing keys and the master key.
+    Keys {
+        #[command(flatten)]
+        admin: AdminArgs,
+        #[command(subcommand)]
+        command: keys::KeysCommand,
+    },
     /// OAuth clients.
-    #[command(subcommand)]
-    Client(clients::ClientCommand),
+    Client {
+        #[command(flatten)]
+        admin: AdminArgs,
+        #[command(subcommand)]
+        command: clients::ClientCommand,
+    },
     /// Service users and their keys.
-    #[command(subcommand)]
-    ServiceUser(service_users::ServiceUserCommand),
+    ServiceUser {
+        #[command(flatten)]
+        admin: AdminArgs,
+        #[command(subcommand)]
+        command: service_users::ServiceUserCommand,
+    },
     /// The audit log.
-    #[command(subcommand)]
-    Audit(keys::AuditCommand),
+    Audit {
+        #[command(flatten)]
+        admin: AdminArgs,
+        #[command(subcommand)]
+        command: keys::AuditCommand,
+    },
     /// Show the identity behind the admin token.
-    Whoami,
+    Whoami {
+        #[command(flatten)]
+        admin: AdminArgs,
+    },
+}
+
+impl Cli {
+    /// Parses the process arguments. The admin options before the command
+    /// are made local to the top level, so they do not reach `serve`.
+    pub fn parse_args() -> Cli {
+        let command = ["url", "token", "token_file", "json", "insecure"]
+            .into_iter()
+            .fold(Cli::command(), |command, id| {
+                command.mut_arg(id, |arg| arg.global(false))
+            });
+        let mut matches = command.get_matches();
+        Cli::from_arg_matches_mut(&mut matches).unwrap_or_else(|e| e.exit())
+    }
 }
 
 #[derive(Debug, Clone, Args)]
@@ -107,6 +164,7 @@ pub fn init_logging() {
 }
 
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
+    let before = cli.admin;
     match cli.command {
         Command::Serve(args) => local::serve(args).await,
         Command::Migrate(args) => local::migrate(args).await,
@@ -114,26 +172,34 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             config,
             admin_token_file,
         } => local::init(config, admin_token_file).await,
-        Command::Keys(command) => {
-            let client = AdminClient::new(&cli.url, cli.token, cli.token_file)?;
-            keys::run_keys(&client, command, cli.json).await
+        Command::Keys {
+            command: keys::KeysCommand::Local(command),
+            ..
+        } => rekey::run(command).await,
+        Command::Keys {
+            admin,
+            command: keys::KeysCommand::Remote(command),
+        } => {
+            let admin = admin.or(&before);
+            keys::run_keys(&AdminClient::connect(&admin)?, command, admin.json).await
         }
-        Command::Client(command) => {
-            let client = AdminClient::new(&cli.url, cli.token, cli.token_file)?;
-            clients::run(&client, command, cli.json).await
+        Command::Client { admin, command } => {
+            let admin = admin.or(&before);
+            clients::run(&AdminClient::connect(&admin)?, command, admin.json).await
         }
-        Command::ServiceUser(command) => {
-            let client = AdminClient::new(&cli.url, cli.token, cli.token_file)?;
-            service_users::run(&client, command, cli.json).await
+        Command::ServiceUser { admin, command } => {
+            let admin = admin.or(&before);
+            service_users::run(&AdminClient::connect(&admin)?, command, admin.json).await
         }
-        Command::Audit(command) => {
-            let client = AdminClient::new(&cli.url, cli.token, cli.token_file)?;
-            keys::run_audit(&client, command, cli.json).await
+        Command::Audit { admin, command } => {
+            let admin = admin.or(&before);
+            keys::run_audit(&AdminClient::connect(&admin)?, command, admin.json).await
         }
-        Command::Whoami => {
-            let client = AdminClient::new(&cli.url, cli.token, cli.token_file)?;
+        Command::Whoami { admin } => {
+            let admin = admin.or(&before);
+            let client = AdminClient::connect(&admin)?;
             let me: serde_json::Value = client.get("/admin/v1/whoami", &[]).await?;
-            if cli.json {
+            if admin.json {
                 println!("{}", serde_json::to_string_pretty(&me)?);
             } else {
                 println!(

@@ -1,5 +1,13 @@
-//! The master key: 32 bytes that seal private signing keys at rest
-//! (AES-256-GCM) and key the digests of opaque tokens (HMAC-SHA256).
+//! The master key: it seals private signing keys at rest (AES-256-GCM) and
+//! keys the digests of opaque tokens (HMAC-SHA256).
+//!
+//! It has two 32-byte roots, one per use. A key made by hand
+//! (`openssl rand -base64 32`) is one root used for both. Re-keying
+//! (`tessera keys rekey`) replaces only the sealing root: the digest root is
+//! carried into the new key, written as 64 bytes (sealing root, then digest
+//! root), because the digests of every secret already issued (client
+//! secrets, tokens) depend on it and cannot be recomputed without the
+//! secrets themselves.
 
 use std::io::Write;
 use std::path::Path;
@@ -13,18 +21,32 @@ use zeroize::Zeroizing;
 use crate::random::random_bytes;
 
 pub const MASTER_KEY_ENV: &str = "TESSERA_MASTER_KEY";
+/// The master key being replaced, during a re-key: keys sealed under it
+/// still open.
+pub const PREVIOUS_MASTER_KEY_ENV: &str = "TESSERA_PREVIOUS_MASTER_KEY";
 
 #[derive(Debug, thiserror::Error)]
 pub enum MasterKeyError {
-    #[error("{0} must be 32 bytes encoded as base64")]
+    #[error("{0} must be 32 or 64 bytes encoded as base64")]
     Malformed(String),
+    #[error(
+        "{MASTER_KEY_ENV} and {PREVIOUS_MASTER_KEY_ENV} key token digests differently, so every \
+         issued secret would stop working: make the new key with `tessera keys new-master-key`"
+    )]
+    DigestMismatch,
     #[error("cannot read or create the master key file {path}: {reason}")]
     Io { path: String, reason: String },
 }
 
+#[derive(Clone)]
 pub struct MasterKey {
+    /// The sealing root.
     bytes: Zeroizing<[u8; 32]>,
+    /// The digest root: the sealing root itself unless the key was re-keyed.
+    digest_root: Zeroizing<[u8; 32]>,
     id: String,
+    /// The key being replaced, during a re-key.
+    previous: Option<Box<MasterKey>>,
 }
 
 impl std::fmt::Debug for MasterKey {
@@ -41,14 +63,47 @@ pub struct OpenError;
 
 impl MasterKey {
     pub fn from_bytes(bytes: [u8; 32]) -> Self {
+        Self::from_roots(bytes, bytes)
+    }
+
+    fn from_roots(sealing: [u8; 32], digest_root: [u8; 32]) -> Self {
+        // The id names the sealing root only: it is what a sealed key needs.
         let mut ctx = digest::Context::new(&digest::SHA256);
         ctx.update(b"tessera master key id\0");
-        ctx.update(&bytes);
+        ctx.update(&sealing);
         let id = super::hex(&ctx.finish().as_ref()[..8]);
         MasterKey {
-            bytes: Zeroizing::new(bytes),
+            bytes: Zeroizing::new(sealing),
+            digest_root: Zeroizing::new(digest_root),
             id,
+            previous: None,
         }
+    }
+
+    /// A new master key for a re-key: a fresh sealing root, the same
+    /// token digests.
+    pub fn successor(&self) -> Self {
+        Self::from_roots(random_bytes::<32>(), *self.digest_root)
+    }
+
+    /// Adds the key being replaced, so that keys it sealed still open. Both
+    /// must key token digests alike, or every issued secret would fail.
+    pub fn with_previous(mut self, previous: MasterKey) -> Result<Self, MasterKeyError> {
+        if previous.digest_root != self.digest_root {
+            return Err(MasterKeyError::DigestMismatch);
+        }
+        self.previous = Some(Box::new(MasterKey {
+            previous: None,
+            ..previous
+        }));
+        Ok(self)
+    }
+
+    /// The key, this one or the previous, whose id is `id`.
+    pub fn for_id(&self, id: &str) -> Option<&MasterKey> {
+        std::iter::once(self)
+            .chain(self.previous.as_deref())
+            .find(|key| key.id == id)
     }
 
     pub fn generate() -> Self {
@@ -61,15 +116,27 @@ impl MasterKey {
                 .decode(text.trim())
                 .map_err(|_| MasterKeyError::Malformed(source.into()))?,
         );
-        let bytes: [u8; 32] = decoded
-            .as_slice()
-            .try_into()
-            .map_err(|_| MasterKeyError::Malformed(source.into()))?;
-        Ok(Self::from_bytes(bytes))
+        let malformed = || MasterKeyError::Malformed(source.into());
+        match decoded.len() {
+            32 => Ok(Self::from_bytes(
+                decoded[..].try_into().map_err(|_| malformed())?,
+            )),
+            64 => Ok(Self::from_roots(
+                decoded[..32].try_into().map_err(|_| malformed())?,
+                decoded[32..].try_into().map_err(|_| malformed())?,
+            )),
+            _ => Err(malformed()),
+        }
     }
 
     pub fn to_base64(&self) -> Zeroizing<String> {
-        Zeroizing::new(STANDARD.encode(*self.bytes))
+        if self.bytes == self.digest_root {
+            return Zeroizing::new(STANDARD.encode(*self.bytes));
+        }
+        let mut both = Zeroizing::new([0u8; 64]);
+        both[..32].copy_from_slice(self.bytes.as_slice());
+        both[32..].copy_from_slice(self.digest_root.as_slice());
+        Zeroizing::new(STANDARD.encode(*both))
     }
 
     /// `TESSERA_MASTER_KEY` when set; otherwise the file, created with mode
@@ -133,9 +200,9 @@ impl MasterKey {
     }
 
     /// The key for token digests, derived so that it differs from the
-    /// sealing key.
+    /// sealing key, and unchanged by a re-key.
     pub fn token_digest_key(&self) -> hmac::Key {
-        let root = hmac::Key::new(hmac::HMAC_SHA256, self.bytes.as_slice());
+        let root = hmac::Key::new(hmac::HMAC_SHA256, self.digest_root.as_slice());
         let derived = hmac::sign(&root, b"tessera token digest v1");
         hmac::Key::new(hmac::HMAC_SHA256, derived.as_ref())
     }
@@ -181,6 +248,39 @@ mod tests {
         assert_eq!(key.open(&sealed, b"kid-1").unwrap().as_slice(), b"private");
         assert!(key.open(&sealed, b"kid-2").is_err());
         assert!(MasterKey::generate().open(&sealed, b"kid-1").is_err());
+    }
+
+    #[test]
+    fn a_successor_seals_anew_but_keys_digests_alike() {
+        let old = MasterKey::generate();
+        let new = MasterKey::from_base64(&old.successor().to_base64(), "test").unwrap();
+        assert_ne!(new.id(), old.id());
+        let sealed = old.seal(b"private", b"kid-1");
+        assert!(new.open(&sealed, b"kid-1").is_err());
+        let tag = |key: &MasterKey| {
+            hmac::sign(&key.token_digest_key(), b"tsr_pat_x")
+                .as_ref()
+                .to_vec()
+        };
+        assert_eq!(tag(&new), tag(&old));
+
+        let both = new.with_previous(old.clone()).unwrap();
+        let opener = both.for_id(old.id()).unwrap();
+        assert_eq!(
+            opener.open(&sealed, b"kid-1").unwrap().as_slice(),
+            b"private"
+        );
+        assert!(both.for_id(both.id()).is_some());
+        assert!(both.for_id("unknown").is_none());
+    }
+
+    #[test]
+    fn a_previous_key_with_other_digests_is_refused() {
+        let unrelated = MasterKey::generate();
+        assert!(matches!(
+            MasterKey::generate().with_previous(unrelated),
+            Err(MasterKeyError::DigestMismatch)
+        ));
     }
 
     #[test]

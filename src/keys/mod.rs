@@ -3,11 +3,13 @@
 pub mod master;
 pub mod material;
 pub mod public;
+mod rekey;
 pub mod ring;
 mod rotation;
 
 pub use master::MasterKey;
 pub use material::{Alg, KeyMaterial};
+pub use rekey::{Rekeyed, rekey};
 pub use ring::{KeyRing, KeySet, KeyStatus, LoadedKey};
 pub use rotation::{KeyManager, Rotated};
 
@@ -18,7 +20,8 @@ pub enum KeysError {
     #[error(
         "signing key {kid} was sealed with master key {sealed_with}, but the configured master \
          key is {configured}: set TESSERA_MASTER_KEY or keys.master_key_file to the master key \
-         this database was created with"
+         this database was created with (during a re-key, the old one in \
+         TESSERA_PREVIOUS_MASTER_KEY)"
     )]
     WrongMasterKey {
         kid: String,

@@ -56,7 +56,8 @@ pub struct KeySet {
 
 impl KeySet {
     /// Builds the set from stored records, opening the private keys that
-    /// may still sign. A key sealed under another master key is an error,
+    /// may still sign, each with the master key (current or previous) that
+    /// sealed it. A key sealed under an unknown master key is an error,
     /// never a reason to generate new keys.
     pub fn from_records(
         records: Vec<SigningKeyRecord>,
@@ -65,13 +66,13 @@ impl KeySet {
     ) -> Result<KeySet, KeysError> {
         let mut keys = Vec::with_capacity(records.len());
         for record in &records {
-            if record.master_key_id != master.id() {
+            let Some(opener) = master.for_id(&record.master_key_id) else {
                 return Err(KeysError::WrongMasterKey {
                     kid: record.kid.clone(),
                     sealed_with: record.master_key_id.clone(),
                     configured: master.id().to_owned(),
                 });
-            }
+            };
             let alg =
                 Alg::parse(&record.alg).ok_or_else(|| KeysError::Corrupt(record.kid.clone()))?;
             let public_jwk: Value = serde_json::from_str(&record.public_jwk)
@@ -84,7 +85,7 @@ impl KeySet {
             let material = if superseded {
                 None
             } else {
-                let der = master
+                let der = opener
                     .open(&record.private_key, record.kid.as_bytes())
                     .map_err(|_| KeysError::Corrupt(record.kid.clone()))?;
                 Some(

@@ -3,6 +3,7 @@
 
 pub mod assertion;
 pub mod bearer;
+mod changes;
 pub mod client;
 pub mod client_auth;
 pub mod client_cache;

@@ -33,6 +33,14 @@ impl std::fmt::Debug for SigningKeyRecord {
     }
 }
 
+/// A signing key sealed anew, for [`KeyStore::reseal_signing_keys`].
+pub struct ResealedKey {
+    pub kid: String,
+    /// The master key it was sealed under when it was read.
+    pub sealed_with: String,
+    pub private_key: Vec<u8>,
+}
+
 pub trait KeyStore {
     /// Every key, oldest generation first.
     fn list_signing_keys(
@@ -45,6 +53,17 @@ pub trait KeyStore {
     fn insert_signing_key(
         &self,
         key: SigningKeyRecord,
+        event: NewAuditRecord,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Stores every key of `keys` as sealed under `master_key_id`, with its
+    /// audit event, in one transaction. `Conflict` (and nothing changed)
+    /// when a key was re-sealed or added meanwhile, so that afterwards no
+    /// key is left under another master key.
+    fn reseal_signing_keys(
+        &self,
+        keys: Vec<ResealedKey>,
+        master_key_id: String,
         event: NewAuditRecord,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
 }
@@ -74,6 +93,42 @@ impl KeyStore for Store {
                 append_in(conn, &event)
             })
             .map_err(StoreError::from)
+        })
+        .await
+    }
+
+    async fn reseal_signing_keys(
+        &self,
+        keys: Vec<ResealedKey>,
+        master_key_id: String,
+        event: NewAuditRecord,
+    ) -> Result<(), StoreError> {
+        self.run(move |conn| {
+            conn.transaction(|conn| {
+                for key in &keys {
+                    let updated = diesel::update(
+                        signing_keys::table
+                            .find(&key.kid)
+                            .filter(signing_keys::master_key_id.eq(&key.sealed_with)),
+                    )
+                    .set((
+                        signing_keys::private_key.eq(&key.private_key),
+                        signing_keys::master_key_id.eq(&master_key_id),
+                    ))
+                    .execute(conn)?;
+                    if updated != 1 {
+                        return Err(StoreError::Conflict);
+                    }
+                }
+                let left: i64 = signing_keys::table
+                    .filter(signing_keys::master_key_id.ne(&master_key_id))
+                    .count()
+                    .get_result(conn)?;
+                if left > 0 {
+                    return Err(StoreError::Conflict);
+                }
+                append_in(conn, &event).map_err(StoreError::from)
+            })
         })
         .await
     }

@@ -15,6 +15,7 @@ mod connection;
 mod credentials;
 mod instance;
 mod keys;
+mod notify;
 mod revocations;
 pub mod schema;
 mod service_users;
@@ -30,7 +31,8 @@ pub use clients::{ClientRecord, ClientSecretRecord, ClientStore};
 pub use connection::{AnyConnection, DatabaseUrl};
 pub use credentials::{AccessTokenRecord, CredentialStore, ServiceUserRecord};
 pub use instance::{InstanceRecord, InstanceStore};
-pub use keys::{KeyStore, SigningKeyRecord};
+pub use keys::{KeyStore, ResealedKey, SigningKeyRecord};
+pub use notify::{APPLICATION_NAME as LISTENER_APPLICATION_NAME, Change};
 pub use revocations::RevocationStore;
 pub use service_users::{ServiceUserKeyRecord, ServiceUserStore, ServiceUserWithKeys};
 
@@ -157,6 +159,18 @@ impl Store {
     /// Applies the embedded migrations of this backend.
     pub async fn migrate(&self) -> Result<(), StoreError> {
         self.run(connection::run_migrations).await
+    }
+
+    /// Changes made through any replica, as they commit (PostgreSQL only:
+    /// SQLite serves one process, which invalidates its own caches).
+    pub fn listen_for_changes(
+        &self,
+        max_backoff: Duration,
+    ) -> Option<tokio::sync::mpsc::Receiver<Change>> {
+        match &self.url {
+            DatabaseUrl::Postgres(url) => Some(notify::listen(url.clone(), max_backoff)),
+            DatabaseUrl::Sqlite(_) => None,
+        }
     }
 
     /// A round trip to the database, for readiness.

@@ -11,8 +11,8 @@ use serde_json::Value;
 use crate::common::{Backend, TestApp, TestDb, read_token};
 use crate::on_both_backends;
 
-const BIN: &str = env!("CARGO_BIN_EXE_tessera");
-const MASTER_KEY_B64: &str = "BwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwc="; // [7; 32]
+pub const BIN: &str = env!("CARGO_BIN_EXE_tessera");
+pub const MASTER_KEY_B64: &str = "BwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwc="; // [7; 32]
 
 on_both_backends!(
     keys_list_and_rotate_through_the_admin_api,
@@ -22,7 +22,7 @@ on_both_backends!(
 );
 
 /// The binary, run in a private folder with a clean TESSERA_* environment.
-fn tessera(dir: &std::path::Path) -> Command {
+pub fn tessera(dir: &std::path::Path) -> Command {
     let mut command = Command::new(BIN);
     command
         .current_dir(dir)
@@ -36,11 +36,11 @@ fn tessera(dir: &std::path::Path) -> Command {
     command
 }
 
-fn run(command: &mut Command) -> Output {
+pub fn run(command: &mut Command) -> Output {
     command.stdin(Stdio::null()).output().expect("run tessera")
 }
 
-fn stderr(output: &Output) -> String {
+pub fn stderr(output: &Output) -> String {
     String::from_utf8_lossy(&output.stderr).into_owned()
 }
 
@@ -78,7 +78,8 @@ async fn keys_list_and_rotate_through_the_admin_api(backend: Backend) {
 
     // A bad token: one clear line, non-zero exit.
     let mut bad = tessera(dir.path());
-    bad.args(["--url", &app.url, "--token", "tsr_bt_nope", "keys", "list"]);
+    bad.env("TESSERA_TOKEN", "tsr_bt_nope")
+        .args(["--url", &app.url, "keys", "list"]);
     let output = tokio::task::block_in_place(|| run(&mut bad));
     assert!(!output.status.success());
     let message = stderr(&output);
@@ -102,9 +103,66 @@ async fn keys_list_and_rotate_through_the_admin_api(backend: Backend) {
         "{}",
         stderr(&output)
     );
+
+    // Plain http beyond loopback needs --insecure (0.0.0.0 reaches this
+    // machine, but is not a loopback address).
+    let port = app.url.rsplit(':').next().unwrap();
+    let cleartext = format!("http://0.0.0.0:{port}");
+    let beyond = |insecure: &[&str]| {
+        let mut command = tessera(dir.path());
+        command
+            .args(["--url", &cleartext, "--token-file"])
+            .arg(&token_file)
+            .args(insecure)
+            .args(["keys", "list"]);
+        tokio::task::block_in_place(|| run(&mut command))
+    };
+    let refused = beyond(&[]);
+    assert!(!refused.status.success());
+    assert!(
+        stderr(&refused).contains("--insecure"),
+        "{}",
+        stderr(&refused)
+    );
+    let allowed = beyond(&["--insecure"]);
+    assert!(allowed.status.success(), "{}", stderr(&allowed));
+
+    // A token in the arguments works, with a warning; from the
+    // environment, silently.
+    let admin_token = app.admin_token();
+    let mut flag = tessera(dir.path());
+    flag.args(["--url", &app.url, "keys", "list", "--token", &admin_token]);
+    let output = tokio::task::block_in_place(|| run(&mut flag));
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert!(stderr(&output).contains("warning") && stderr(&output).contains("TESSERA_TOKEN"));
+    let mut env = tessera(dir.path());
+    env.env("TESSERA_TOKEN", &admin_token)
+        .args(["--url", &app.url, "keys", "list"]);
+    let output = tokio::task::block_in_place(|| run(&mut env));
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert!(!stderr(&output).contains("warning"), "{}", stderr(&output));
 }
 
-fn database_env(command: &mut Command, db: &TestDb) {
+/// `serve` lists its own options, not the admin client's.
+#[test]
+fn serve_help_lists_only_serve_options() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = run(tessera(dir.path()).args(["serve", "--help"]));
+    assert!(output.status.success());
+    let help = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        help.contains("--listen") && help.contains("--config"),
+        "{help}"
+    );
+    for admin_only in ["--url", "--token", "--token-file", "--json", "--insecure"] {
+        assert!(!help.contains(admin_only), "{admin_only} in {help}");
+    }
+    // Admin options still go before or after the command.
+    let output = run(tessera(dir.path()).args(["--json", "whoami", "--help"]));
+    assert!(output.status.success(), "{}", stderr(&output));
+}
+
+pub fn database_env(command: &mut Command, db: &TestDb) {
     command
         .env("TESSERA_DATABASE__URL", &db.url)
         .env("TESSERA_MASTER_KEY", MASTER_KEY_B64)

@@ -1,6 +1,7 @@
 //! Key rotation: a new key is published before it signs, an old key stays
 //! published until what it signed has expired, and replicas that rotate at
-//! once store one key.
+//! once store one key. Re-keying: every key sealed anew under a new master
+//! key while replicas keep serving.
 
 use std::time::Duration;
 
@@ -10,14 +11,20 @@ use openidconnect::core::{
 use openidconnect::{ClientId, IssuerUrl, JsonWebKeySetUrl, Nonce};
 use serde_json::{Value, json};
 use tessera::clock;
-use tessera::keys::Alg;
+use tessera::keys::{Alg, MasterKey};
+use tessera::server::StartError;
+use tessera::store::KeyStore;
 
-use crate::common::{Backend, TestApp};
+use crate::cli::{MASTER_KEY_B64, database_env, run, stderr, tessera};
+use crate::clients::register;
+use crate::common::{Backend, DEFAULT_MASTER_KEY, TestApp};
 use crate::on_both_backends;
+use crate::replicas::token_status;
 
 on_both_backends!(
     rotation_publishes_before_signing_and_retires_after_expiry,
-    concurrent_rotations_store_one_key
+    concurrent_rotations_store_one_key,
+    rekey_seals_every_key_anew_while_secrets_keep_working,
 );
 
 /// Signs an ID-token-shaped JWT with the server's current key for `alg`.
@@ -195,4 +202,81 @@ async fn concurrent_rotations_store_one_key(backend: Backend) {
         .await
         .unwrap();
     assert_eq!(audit["events"].as_array().unwrap().len(), 2);
+}
+
+/// `tessera keys new-master-key` then `tessera keys rekey`: during the
+/// switch a replica holding both master keys serves; afterwards the new key
+/// alone opens every signing key, and the secrets issued before (a client
+/// secret, the administrator token) still work, because their digests are
+/// keyed by the part of the master key a re-key keeps.
+async fn rekey_seals_every_key_anew_while_secrets_keep_working(backend: Backend) {
+    let a = TestApp::start(backend.clone()).await;
+    let (id, secret) = register(
+        &a,
+        json!({"name": "deployer", "scope": "deploy:read", "audiences": ["https://api.example.com"]}),
+    )
+    .await;
+    let secret = secret.unwrap();
+    let kids_before = published_kids(&a).await;
+    let dir = tempfile::tempdir().unwrap();
+
+    let mut make = tessera(dir.path());
+    make.env("TESSERA_MASTER_KEY", MASTER_KEY_B64)
+        .args(["keys", "new-master-key"]);
+    let made = tokio::task::block_in_place(|| run(&mut make));
+    assert!(made.status.success(), "{}", stderr(&made));
+    let new_b64 = String::from_utf8(made.stdout).unwrap().trim().to_owned();
+    let new = MasterKey::from_base64(&new_b64, "new-master-key output").unwrap();
+    let old = MasterKey::from_bytes(DEFAULT_MASTER_KEY);
+    assert_ne!(new.id(), old.id());
+
+    // The new key alone cannot open keys sealed under the old one yet.
+    let early = TestApp::builder(backend.clone())
+        .replica_of(&a)
+        .master(new.clone())
+        .try_start()
+        .await;
+    assert!(
+        matches!(&early, Err(StartError::Fatal(m)) if m.contains("TESSERA_PREVIOUS_MASTER_KEY")),
+        "{:?}",
+        early.err()
+    );
+
+    // The switch: a replica with both serves, then the re-key runs.
+    let both = new.clone().with_previous(old).unwrap();
+    let b = TestApp::builder(backend.clone())
+        .replica_of(&a)
+        .master(both)
+        .start()
+        .await;
+    assert_eq!(token_status(&b, &id, &secret).await, 200);
+    let mut rekey = tessera(dir.path());
+    database_env(&mut rekey, &a.db);
+    rekey
+        .env("TESSERA_MASTER_KEY", &new_b64)
+        .env("TESSERA_PREVIOUS_MASTER_KEY", MASTER_KEY_B64)
+        .args(["keys", "rekey"]);
+    let rekeyed = tokio::task::block_in_place(|| run(&mut rekey));
+    assert!(rekeyed.status.success(), "{}", stderr(&rekeyed));
+    let stored = b.state.store.list_signing_keys().await.unwrap();
+    assert!(stored.iter().all(|k| k.master_key_id == new.id()));
+    let audit: Value = b
+        .admin_get("/admin/v1/audit?action=keys.rekeyed")
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(audit["events"].as_array().unwrap().len(), 1, "{audit}");
+    drop(a);
+
+    // After the switch: the new key alone, the same signing keys, and the
+    // secrets issued under the old master key.
+    let c = TestApp::builder(backend)
+        .replica_of(&b)
+        .master(new)
+        .start()
+        .await;
+    assert_eq!(published_kids(&c).await, kids_before);
+    assert_eq!(token_status(&c, &id, &secret).await, 200);
+    assert_eq!(c.admin_get("/admin/v1/whoami").await.status(), 200);
 }

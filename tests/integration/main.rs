@@ -19,6 +19,7 @@ mod keys;
 mod metrics_labels;
 mod outage;
 mod private_key_jwt;
+mod replicas;
 mod service_users;
 mod startup;
 mod token_status;

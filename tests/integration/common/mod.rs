@@ -126,7 +126,7 @@ pub struct TestAppBuilder {
     backend: Backend,
     db: Option<Arc<TestDb>>,
     database_url: Option<String>,
-    master: Option<[u8; 32]>,
+    master: Option<MasterKey>,
     issuer: Option<String>,
     toml: String,
 }
@@ -159,6 +159,12 @@ impl TestAppBuilder {
     }
 
     pub fn master_key(mut self, key: [u8; 32]) -> Self {
+        self.master = Some(MasterKey::from_bytes(key));
+        self
+    }
+
+    /// A master key that may carry the previous one (a re-key under way).
+    pub fn master(mut self, key: MasterKey) -> Self {
         self.master = Some(key);
         self
     }
@@ -206,7 +212,10 @@ token_file = "{token}"
             .expect("bind");
         let port = listener.local_addr().expect("address").port();
         let config = self.build_config(port);
-        let master = MasterKey::from_bytes(self.master.unwrap_or(DEFAULT_MASTER_KEY));
+        let master = self
+            .master
+            .take()
+            .unwrap_or_else(|| MasterKey::from_bytes(DEFAULT_MASTER_KEY));
         let server = Server::with_listener(config, master, listener).await?;
         let state = server.state();
         let (stop, stopped) = oneshot::channel::<()>();
