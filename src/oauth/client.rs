@@ -358,25 +358,73 @@ fn is_loopback(url: &url::Url) -> bool {
     }
 }
 
-/// RFC 6749 §3.1.2: absolute URIs without a fragment. Plain http only on
-/// loopback (RFC 8252 §7.3); private-use schemes are allowed for native apps.
+/// RFC 6749 §3.1.2 and RFC 8252 §7: absolute URIs without a fragment,
+/// each of one of three kinds:
+/// - `https` (RFC 6749 §3.1.2.1);
+/// - `http` on a loopback IP literal, `127.0.0.1` or `[::1]` (RFC 8252
+///   §7.3); the name `localhost` is refused because it can resolve to
+///   another interface (§8.3);
+/// - a private-use scheme in reverse-domain form such as
+///   `com.example.app:/callback` (§7.1).
+///
+/// Schemes that run or embed content (`javascript:`, `data:`, `file:`) are
+/// refused by name.
 fn validate_uris(uris: Vec<String>, field: &str) -> Result<Vec<String>, OAuthError> {
     for uri in &uris {
-        let parsed = url::Url::parse(uri).map_err(|_| {
-            OAuthError::invalid_request(format!("{field}: `{uri}` is not an absolute URI"))
+        check_redirect_uri(uri).map_err(|why| {
+            OAuthError::invalid_request(format!("{field}: `{}` {why}", printable(uri)))
         })?;
-        if parsed.fragment().is_some() {
-            return Err(OAuthError::invalid_request(format!(
-                "{field}: `{uri}` has a fragment"
-            )));
-        }
-        if parsed.scheme() == "http" && !is_loopback(&parsed) {
-            return Err(OAuthError::invalid_request(format!(
-                "{field}: `{uri}` must use https unless it is a loopback address"
-            )));
-        }
     }
     Ok(uris)
+}
+
+fn check_redirect_uri(uri: &str) -> Result<(), String> {
+    let parsed = url::Url::parse(uri).map_err(|_| "is not an absolute URI".to_owned())?;
+    if parsed.fragment().is_some() {
+        return Err("has a fragment (RFC 6749 section 3.1.2)".into());
+    }
+    match parsed.scheme() {
+        "https" if parsed.host().is_some() => Ok(()),
+        "https" => Err("has no host".into()),
+        "http" => match parsed.host() {
+            Some(url::Host::Ipv4(ip)) if ip == std::net::Ipv4Addr::LOCALHOST => Ok(()),
+            Some(url::Host::Ipv6(ip)) if ip == std::net::Ipv6Addr::LOCALHOST => Ok(()),
+            Some(url::Host::Domain(d)) if d.eq_ignore_ascii_case("localhost") => Err(
+                "names localhost: use the loopback IP literal 127.0.0.1 (or [::1]) instead, \
+                 as RFC 8252 section 8.3 advises"
+                    .into(),
+            ),
+            _ => Err("must use https unless its host is 127.0.0.1 or [::1] (RFC 8252 section 7.3)".into()),
+        },
+        "javascript" | "data" | "file" | "blob" | "vbscript" => {
+            Err(format!("uses the {} scheme, which is never a redirect target", parsed.scheme()))
+        }
+        scheme if is_reverse_domain(scheme) => Ok(()),
+        _ => Err("must use https, http on 127.0.0.1 or [::1], or a private-use scheme in reverse-domain form such as com.example.app (RFC 8252 section 7.1)".into()),
+    }
+}
+
+/// RFC 8252 §7.1: a private-use scheme is a domain name its owner controls,
+/// reversed: at least two non-empty labels separated by dots.
+fn is_reverse_domain(scheme: &str) -> bool {
+    let labels: Vec<&str> = scheme.split('.').collect();
+    labels.len() >= 2
+        && labels
+            .iter()
+            .all(|l| !l.is_empty() && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-'))
+}
+
+/// `text` percent-encoded where it is not printable ASCII or is `"` or
+/// `\`, and cut short, so it can be named in an `error_description`
+/// (RFC 6749 §5.2 allows only %x20-21 / %x23-5B / %x5D-7E there).
+fn printable(text: &str) -> String {
+    const UNSAFE: &percent_encoding::AsciiSet = &percent_encoding::CONTROLS.add(b'"').add(b'\\');
+    let mut shown: String = percent_encoding::utf8_percent_encode(text, UNSAFE).collect();
+    if shown.len() > 200 {
+        shown.truncate(200);
+        shown.push_str("...");
+    }
+    shown
 }
 
 /// A JWK Set of public keys Tessera can verify: RSA, EC P-256, OKP Ed25519,
