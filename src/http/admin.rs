@@ -5,7 +5,11 @@
 use std::sync::Arc;
 
 use axum::Json;
-use axum::extract::State;
+use axum::extract::{FromRequestParts, State};
+use axum::http::header::{ETAG, IF_MATCH, LOCATION};
+use axum::http::request::Parts;
+use axum::http::{HeaderName, StatusCode};
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use serde::{Deserialize, Serialize};
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
@@ -19,9 +23,9 @@ use super::extract::{Admin, JsonOrEmpty, Query};
 use crate::audit::ActorKind;
 use crate::clock;
 use crate::keys::{Alg, KeyStatus, Rotated};
-use crate::oauth::OAuthError;
 use crate::oauth::bearer::Principal;
 use crate::oauth::error::ErrorBody;
+use crate::oauth::{OAuthError, etag};
 use crate::server::AppState;
 use crate::store::{AuditFilter, AuditStore};
 
@@ -66,6 +70,41 @@ fn api() -> OpenApiRouter<AppState> {
         .routes(routes!(svc::get_service_user, svc::delete_service_user))
         .routes(routes!(svc::add_key, svc::list_keys))
         .routes(routes!(svc::remove_key))
+}
+
+/// `If-Match` (RFC 9110 §13.1.1), for safe read-modify-write of a resource.
+pub(super) struct IfMatch(pub Option<String>);
+
+impl<S: Send + Sync> FromRequestParts<S> for IfMatch {
+    type Rejection = OAuthError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        match parts.headers.get(IF_MATCH) {
+            None => Ok(IfMatch(None)),
+            Some(value) => value
+                .to_str()
+                .map(|v| IfMatch(Some(v.to_owned())))
+                .map_err(|_| OAuthError::invalid_request("If-Match is not valid text")),
+        }
+    }
+}
+
+/// A resource with its `ETag` (RFC 9110 §8.8.3).
+pub(super) struct Tagged<T>(pub StatusCode, pub T);
+
+impl<T: Serialize> IntoResponse for Tagged<T> {
+    fn into_response(self) -> Response {
+        let tag = etag::of(&self.1);
+        (self.0, [(ETAG, tag)], Json(self.1)).into_response()
+    }
+}
+
+/// `Location` and `ETag` of a resource just created (RFC 9110 §15.3.2).
+pub(super) fn created_headers(
+    location: &str,
+    resource: &impl Serialize,
+) -> [(HeaderName, String); 2] {
+    [(LOCATION, location.to_owned()), (ETAG, etag::of(resource))]
 }
 
 /// The generated OpenAPI document.

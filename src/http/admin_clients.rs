@@ -2,10 +2,11 @@
 
 use axum::Json;
 use axum::extract::{Path, State};
-use axum::http::StatusCode;
+use axum::http::{HeaderName, StatusCode};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
+use super::admin::{IfMatch, Tagged, created_headers};
 use super::extract::{Admin, JsonOrEmpty};
 use crate::oauth::OAuthError;
 use crate::oauth::client::{Client, ClientSpec};
@@ -35,7 +36,14 @@ pub(super) async fn create_client(
     State(state): State<AppState>,
     Admin(admin): Admin,
     JsonOrEmpty(spec): JsonOrEmpty<ClientSpec>,
-) -> Result<(StatusCode, Json<RegisteredClient>), OAuthError> {
+) -> Result<
+    (
+        StatusCode,
+        [(HeaderName, String); 2],
+        Json<RegisteredClient>,
+    ),
+    OAuthError,
+> {
     let registered = registry::register(
         &state.store,
         &state.digest_key,
@@ -45,8 +53,13 @@ pub(super) async fn create_client(
     )
     .await?;
     let client_secret = registered.client_secret.map(|s| s.expose().to_owned());
+    let headers = created_headers(
+        &format!("/admin/v1/clients/{}", registered.client.client_id),
+        &registered.client,
+    );
     Ok((
         StatusCode::CREATED,
+        headers,
         Json(RegisteredClient {
             client: registered.client,
             client_secret,
@@ -72,8 +85,9 @@ pub(super) async fn get_client(
     State(state): State<AppState>,
     Admin(_): Admin,
     Path(client_id): Path<String>,
-) -> Result<Json<Client>, OAuthError> {
-    Ok(Json(registry::get(&state.store, &client_id).await?))
+) -> Result<Tagged<Client>, OAuthError> {
+    let client = registry::get(&state.store, &client_id).await?;
+    Ok(Tagged(StatusCode::OK, client))
 }
 
 /// Changes the fields present in the body.
@@ -84,13 +98,15 @@ pub(super) async fn update_client(
     State(state): State<AppState>,
     Admin(admin): Admin,
     Path(client_id): Path<String>,
+    IfMatch(if_match): IfMatch,
     JsonOrEmpty(spec): JsonOrEmpty<ClientSpec>,
-) -> Result<Json<Client>, OAuthError> {
+) -> Result<Tagged<Client>, OAuthError> {
     let max = state.config.tokens.max_lifetime;
-    let updated = registry::update(&state.store, &client_id, spec, max, admin.actor()).await;
+    let actor = admin.actor();
+    let updated = registry::update(&state.store, &client_id, spec, max, actor, if_match).await;
     // This replica sees the change at once; others within clients.cache_ttl.
     state.client_cache.invalidate(&client_id);
-    Ok(Json(updated?))
+    Ok(Tagged(StatusCode::OK, updated?))
 }
 
 #[utoipa::path(delete, path = "/admin/v1/clients/{client_id}", tag = "clients",
@@ -131,6 +147,7 @@ pub(super) async fn rotate_client_secret(
     State(state): State<AppState>,
     Admin(admin): Admin,
     Path(client_id): Path<String>,
+    IfMatch(if_match): IfMatch,
     JsonOrEmpty(request): JsonOrEmpty<RotateSecretRequest>,
 ) -> Result<Json<NewSecret>, OAuthError> {
     let grace = request.grace_seconds.unwrap_or(0);
@@ -145,6 +162,7 @@ pub(super) async fn rotate_client_secret(
         &client_id,
         std::time::Duration::from_secs(grace),
         admin.actor(),
+        if_match,
     )
     .await;
     state.client_cache.invalidate(&client_id);

@@ -2,10 +2,11 @@
 
 use axum::Json;
 use axum::extract::{Path, State};
-use axum::http::StatusCode;
+use axum::http::{HeaderName, StatusCode};
 use serde::Serialize;
 use utoipa::ToSchema;
 
+use super::admin::{Tagged, created_headers};
 use super::extract::{Admin, JsonOrEmpty};
 use crate::oauth::OAuthError;
 use crate::oauth::error::ErrorBody;
@@ -28,9 +29,10 @@ pub(super) async fn create_service_user(
     State(state): State<AppState>,
     Admin(admin): Admin,
     JsonOrEmpty(spec): JsonOrEmpty<ServiceUserSpec>,
-) -> Result<(StatusCode, Json<ServiceUser>), OAuthError> {
+) -> Result<(StatusCode, [(HeaderName, String); 2], Json<ServiceUser>), OAuthError> {
     let user = service_users::create(&state.store, spec, admin.actor()).await?;
-    Ok((StatusCode::CREATED, Json(user)))
+    let headers = created_headers(&format!("/admin/v1/service-users/{}", user.id), &user);
+    Ok((StatusCode::CREATED, headers, Json(user)))
 }
 
 #[utoipa::path(get, path = "/admin/v1/service-users", tag = "service-users",
@@ -50,8 +52,9 @@ pub(super) async fn get_service_user(
     State(state): State<AppState>,
     Admin(_): Admin,
     Path(id): Path<String>,
-) -> Result<Json<ServiceUser>, OAuthError> {
-    Ok(Json(service_users::get(&state.store, &id).await?))
+) -> Result<Tagged<ServiceUser>, OAuthError> {
+    let user = service_users::get(&state.store, &id).await?;
+    Ok(Tagged(StatusCode::OK, user))
 }
 
 /// Deletes the user with its keys and tokens.

@@ -6,6 +6,7 @@ mod common;
 
 mod admin;
 mod cli;
+mod client_updates;
 mod clients;
 mod discovery;
 mod keys;
