@@ -5,6 +5,7 @@
 mod common;
 
 mod admin;
+mod admin_token;
 mod cli;
 mod client_updates;
 mod clients;
