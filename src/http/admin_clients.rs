@@ -6,8 +6,8 @@ use axum::http::{HeaderName, StatusCode};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use super::admin::{IfMatch, Tagged, created_headers};
-use super::extract::{Admin, JsonOrEmpty};
+use super::admin::{Body, IfMatch, OptionalBody, Tagged, created_headers};
+use super::extract::Admin;
 use crate::oauth::OAuthError;
 use crate::oauth::client::{Client, ClientSpec};
 use crate::oauth::error::ErrorBody;
@@ -31,11 +31,11 @@ pub struct ClientList {
 /// Registers a client. Secret-based clients get a generated secret, shown
 /// in this answer only.
 #[utoipa::path(post, path = "/admin/v1/clients", tag = "clients", request_body = ClientSpec,
-    responses((status = 201, body = RegisteredClient), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody)))]
+    responses((status = 201, body = RegisteredClient, headers(("ETag" = String), ("Location" = String))), (status = 400, body = ErrorBody)))]
 pub(super) async fn create_client(
     State(state): State<AppState>,
     Admin(admin): Admin,
-    JsonOrEmpty(spec): JsonOrEmpty<ClientSpec>,
+    Body(spec): Body<ClientSpec>,
 ) -> Result<
     (
         StatusCode,
@@ -80,7 +80,7 @@ pub(super) async fn list_clients(
 
 #[utoipa::path(get, path = "/admin/v1/clients/{client_id}", tag = "clients",
     params(("client_id" = String, Path)),
-    responses((status = 200, body = Client), (status = 404, body = ErrorBody)))]
+    responses((status = 200, body = Client, headers(("ETag" = String))), (status = 404, body = ErrorBody)))]
 pub(super) async fn get_client(
     State(state): State<AppState>,
     Admin(_): Admin,
@@ -90,16 +90,18 @@ pub(super) async fn get_client(
     Ok(Tagged(StatusCode::OK, client))
 }
 
-/// Changes the fields present in the body.
+/// Changes the fields present in the body. With `If-Match` (an `ETag`
+/// from a previous read, RFC 9110 §13.1.1), only if the client has not
+/// changed since: 412 otherwise.
 #[utoipa::path(patch, path = "/admin/v1/clients/{client_id}", tag = "clients", request_body = ClientSpec,
     params(("client_id" = String, Path)),
-    responses((status = 200, body = Client), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
+    responses((status = 200, body = Client, headers(("ETag" = String))), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 412, body = ErrorBody)))]
 pub(super) async fn update_client(
     State(state): State<AppState>,
     Admin(admin): Admin,
     Path(client_id): Path<String>,
     IfMatch(if_match): IfMatch,
-    JsonOrEmpty(spec): JsonOrEmpty<ClientSpec>,
+    Body(spec): Body<ClientSpec>,
 ) -> Result<Tagged<Client>, OAuthError> {
     let max = state.config.tokens.max_lifetime;
     let actor = admin.actor();
@@ -127,6 +129,8 @@ pub(super) async fn delete_client(
 #[serde(deny_unknown_fields)]
 pub struct RotateSecretRequest {
     /// How long the previous secret keeps working, in seconds (default 0).
+    #[serde(default, deserialize_with = "crate::oauth::client::whole_number")]
+    #[schema(minimum = 0, maximum = 2592000)]
     pub grace_seconds: Option<u64>,
 }
 
@@ -140,15 +144,16 @@ pub struct NewSecret {
 const MAX_GRACE_SECONDS: u64 = 30 * 24 * 3600;
 
 /// A new secret; the previous one stays valid for the grace period.
+/// Honours `If-Match` like an update (412 on a mismatch).
 #[utoipa::path(post, path = "/admin/v1/clients/{client_id}/secret", tag = "clients",
     params(("client_id" = String, Path)), request_body = RotateSecretRequest,
-    responses((status = 200, body = NewSecret), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
+    responses((status = 200, body = NewSecret), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 412, body = ErrorBody)))]
 pub(super) async fn rotate_client_secret(
     State(state): State<AppState>,
     Admin(admin): Admin,
     Path(client_id): Path<String>,
     IfMatch(if_match): IfMatch,
-    JsonOrEmpty(request): JsonOrEmpty<RotateSecretRequest>,
+    Body(request): OptionalBody<RotateSecretRequest>,
 ) -> Result<Json<NewSecret>, OAuthError> {
     let grace = request.grace_seconds.unwrap_or(0);
     if grace > MAX_GRACE_SECONDS {

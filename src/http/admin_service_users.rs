@@ -7,6 +7,7 @@ use serde::Serialize;
 use utoipa::ToSchema;
 
 use super::admin::{Tagged, created_headers};
+// An empty body fails these specs' own checks, as a malformed one does.
 use super::extract::{Admin, JsonOrEmpty};
 use crate::oauth::OAuthError;
 use crate::oauth::error::ErrorBody;
@@ -24,7 +25,7 @@ pub struct ServiceUserKeyList {
 }
 
 #[utoipa::path(post, path = "/admin/v1/service-users", tag = "service-users", request_body = ServiceUserSpec,
-    responses((status = 201, body = ServiceUser), (status = 400, body = ErrorBody)))]
+    responses((status = 201, body = ServiceUser, headers(("ETag" = String), ("Location" = String))), (status = 400, body = ErrorBody), (status = 409, body = ErrorBody)))]
 pub(super) async fn create_service_user(
     State(state): State<AppState>,
     Admin(admin): Admin,
@@ -47,7 +48,7 @@ pub(super) async fn list_service_users(
 }
 
 #[utoipa::path(get, path = "/admin/v1/service-users/{id}", tag = "service-users", params(("id" = String, Path)),
-    responses((status = 200, body = ServiceUser), (status = 404, body = ErrorBody)))]
+    responses((status = 200, body = ServiceUser, headers(("ETag" = String))), (status = 404, body = ErrorBody)))]
 pub(super) async fn get_service_user(
     State(state): State<AppState>,
     Admin(_): Admin,
@@ -57,9 +58,10 @@ pub(super) async fn get_service_user(
     Ok(Tagged(StatusCode::OK, user))
 }
 
-/// Deletes the user with its keys and tokens.
+/// Deletes the user with its keys and tokens. The administrator cannot be
+/// deleted (409).
 #[utoipa::path(delete, path = "/admin/v1/service-users/{id}", tag = "service-users", params(("id" = String, Path)),
-    responses((status = 204), (status = 404, body = ErrorBody)))]
+    responses((status = 204), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
 pub(super) async fn delete_service_user(
     State(state): State<AppState>,
     Admin(admin): Admin,
@@ -72,7 +74,7 @@ pub(super) async fn delete_service_user(
 
 /// Registers a public key (PEM or JWK). Private keys never reach the server.
 #[utoipa::path(post, path = "/admin/v1/service-users/{id}/keys", tag = "service-users", params(("id" = String, Path)),
-    request_body = KeySpec, responses((status = 201, body = ServiceUserKey), (status = 400, body = ErrorBody)))]
+    request_body = KeySpec, responses((status = 201, body = ServiceUserKey), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub(super) async fn add_key(
     State(state): State<AppState>,
     Admin(admin): Admin,

@@ -8,7 +8,7 @@ use aws_lc_rs::hmac;
 use serde_json::json;
 
 use super::client::{AuthMethod, Client, ClientSpec};
-use super::{OAuthError, etag};
+use super::{ErrorCode, OAuthError, etag};
 use crate::audit::{Actor, Event, Outcome};
 use crate::clock;
 use crate::random::{new_id, random_base62};
@@ -109,13 +109,7 @@ pub async fn update<S: ClientStore>(
     let change = move |record| {
         let current = Client::from(record);
         etag::check(if_match.as_deref(), &etag::of(&current))?;
-        let was = current.token_endpoint_auth_method;
-        let mut client = current.apply(spec, max_lifetime)?;
-        if client.token_endpoint_auth_method.uses_secret() && !was.uses_secret() {
-            return Err(OAuthError::invalid_request(
-                "switching to a secret-based method needs a secret: run rotate-secret after the update",
-            ));
-        }
+        let mut client = current.change(spec, max_lifetime)?;
         client.updated_at = clock::now();
         let event = Event::new(actor, "client.updated", Outcome::Success)
             .target(client.client_id.clone())
@@ -183,7 +177,8 @@ pub async fn rotate_secret<S: ClientStore>(
         )?;
         let method = AuthMethod::parse(&current.auth_method);
         if !method.is_some_and(AuthMethod::uses_secret) {
-            return Err(OAuthError::invalid_request(
+            return Err(OAuthError::new(
+                ErrorCode::Conflict,
                 "this client authenticates without a secret",
             ));
         }
