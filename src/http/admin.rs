@@ -238,11 +238,34 @@ pub fn routes() -> axum::Router<AppState> {
     let spec = Arc::new(openapi());
     router.route(
         "/admin/v1/openapi.json",
-        get(move || {
+        get(move |State(state): State<AppState>| {
             let spec = spec.clone();
-            async move { Json(spec.as_ref().clone()) }
+            async move { Json(configured(&spec, &state.config)) }
         }),
     )
+}
+
+/// The document with the bounds this server's configuration sets.
+fn configured(
+    spec: &utoipa::openapi::OpenApi,
+    config: &crate::config::Config,
+) -> utoipa::openapi::OpenApi {
+    use utoipa::openapi::{RefOr, Schema};
+    let mut spec = spec.clone();
+    let max = config.tokens.max_lifetime.as_secs();
+    let schemas = spec.components.as_mut().map(|c| &mut c.schemas);
+    for (name, schema) in schemas.into_iter().flatten() {
+        if name != "ClientSpec" && name != "ClientRegistration" {
+            continue;
+        }
+        if let RefOr::T(Schema::Object(object)) = schema
+            && let Some(RefOr::T(Schema::Object(lifetime))) =
+                object.properties.get_mut("access_token_lifetime")
+        {
+            lifetime.maximum = Some(max.into());
+        }
+    }
+    spec
 }
 
 /// The identity behind the presented token.
@@ -335,22 +358,28 @@ const MAX_AUDIT_PAGE: i64 = 500;
 
 #[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+// A query parameter is absent or a string, never `null`.
+#[into_params(parameter_in = Query)]
 pub struct AuditQuery {
+    #[param(nullable = false)]
     pub action: Option<String>,
+    #[param(nullable = false)]
     pub actor_id: Option<String>,
+    #[param(nullable = false)]
     pub actor_kind: Option<ActorKind>,
+    #[param(nullable = false)]
     pub outcome: Option<AuditOutcome>,
     /// RFC 3339; events at or after it.
-    #[param(format = DateTime)]
+    #[param(format = DateTime, nullable = false)]
     pub since: Option<String>,
     /// RFC 3339; events before it.
-    #[param(format = DateTime)]
+    #[param(format = DateTime, nullable = false)]
     pub until: Option<String>,
     /// Page size (default 50).
-    #[param(minimum = 1, maximum = 500)]
+    #[param(minimum = 1, maximum = 500, nullable = false)]
     pub limit: Option<i64>,
     /// `next_cursor` from the previous page.
-    #[param(pattern = "^[0-9]{1,18}$")]
+    #[param(pattern = "^[0-9]{1,18}$", nullable = false)]
     pub cursor: Option<String>,
 }
 

@@ -11,6 +11,7 @@ mod client_updates;
 mod clients;
 mod discovery;
 mod keys;
+mod openapi_contract;
 mod outage;
 mod private_key_jwt;
 mod service_users;
