@@ -137,6 +137,9 @@ pub struct TokensConfig {
 pub struct AdminConfig {
     pub bootstrap: bool,
     pub token_file: PathBuf,
+    /// How long the bootstrap administrator token works.
+    #[serde(with = "humantime_serde")]
+    pub token_lifetime: Duration,
 }
 
 /// Values given on the command line; they win over everything else.

@@ -223,8 +223,9 @@ async fn prepare_once(state: &AppState) -> Result<(), PrepareError> {
     state.store.migrate().await?;
     state.keys.ensure_keys().await?;
     if state.config.admin.bootstrap {
-        let token_file = &state.config.admin.token_file;
-        match bootstrap::initialize(&state.store, &state.digest_key, token_file).await {
+        let admin = &state.config.admin;
+        let (file, lifetime) = (&admin.token_file, admin.token_lifetime);
+        match bootstrap::initialize(&state.store, &state.digest_key, file, lifetime).await {
             Ok(done) => tracing::info!(
                 path = %done.token_file.display(),
                 "initialised an empty database: the administrator token is in this file"

@@ -62,10 +62,24 @@ pub async fn migrate(args: ConfigArgs) -> anyhow::Result<()> {
 }
 
 /// `tessera init`: the explicit, production form of the first-start
-/// bootstrap. Refuses on a database that is already initialised.
-pub async fn init(args: ConfigArgs, token_file: PathBuf) -> anyhow::Result<()> {
+/// bootstrap. Refuses on a database that is already initialised, unless
+/// `rotate` asks for a new administrator token on such a database.
+pub async fn init(args: ConfigArgs, token_file: PathBuf, rotate: bool) -> anyhow::Result<()> {
     let (config, store, master) = open(&args).await?;
     let digest_key = master.token_digest_key();
+    let lifetime = config.admin.token_lifetime;
+    if rotate {
+        let done =
+            bootstrap::rotate_admin_token(&store, &digest_key, &token_file, lifetime).await?;
+        println!(
+            "issued a new token for administrator {}, valid for {}; it is in {}; \
+             the previous one no longer works",
+            done.admin_user_id,
+            humantime::format_duration(lifetime),
+            done.token_file.display()
+        );
+        return Ok(());
+    }
     let keys = KeyManager::new(
         store.clone(),
         std::sync::Arc::new(master),
@@ -73,7 +87,7 @@ pub async fn init(args: ConfigArgs, token_file: PathBuf) -> anyhow::Result<()> {
         config.keys.rotation_period,
     );
     keys.ensure_keys().await?;
-    let done = bootstrap::initialize(&store, &digest_key, &token_file).await?;
+    let done = bootstrap::initialize(&store, &digest_key, &token_file, lifetime).await?;
     println!(
         "initialised: administrator {} created; its token is in {}",
         done.admin_user_id,

@@ -80,6 +80,10 @@ pub enum Command {
         config: ConfigArgs,
         #[arg(long)]
         admin_token_file: PathBuf,
+        /// On an initialised database: issue a new administrator token
+        /// (for admin.token_lifetime) and revoke the previous ones.
+        #[arg(long)]
+        rotate_admin_token: bool,
     },
     /// Signing keys and the master key.
     Keys {
@@ -171,7 +175,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Init {
             config,
             admin_token_file,
-        } => local::init(config, admin_token_file).await,
+            rotate_admin_token,
+        } => local::init(config, admin_token_file, rotate_admin_token).await,
         Command::Keys {
             command: keys::KeysCommand::Local(command),
             ..

@@ -5,8 +5,14 @@
 use std::sync::Arc;
 
 use axum::Json;
-use axum::extract::State;
+use axum::extract::{FromRequest, FromRequestParts, Request, State};
+use axum::http::header::{ETAG, IF_MATCH, LOCATION};
+use axum::http::request::Parts;
+use axum::http::{HeaderName, StatusCode};
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
+use bytes::Bytes;
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa::{IntoParams, Modify, OpenApi, ToSchema};
@@ -15,13 +21,13 @@ use utoipa_axum::routes;
 
 use super::admin_clients;
 use super::admin_service_users as svc;
-use super::extract::{Admin, JsonOrEmpty, Query};
+use super::extract::{Admin, Query, body_rejection};
 use crate::audit::ActorKind;
 use crate::clock;
 use crate::keys::{Alg, KeyStatus, Rotated};
-use crate::oauth::OAuthError;
 use crate::oauth::bearer::Principal;
 use crate::oauth::error::ErrorBody;
+use crate::oauth::{OAuthError, etag};
 use crate::server::AppState;
 use crate::store::{AuditFilter, AuditStore};
 
@@ -30,7 +36,7 @@ use crate::store::{AuditFilter, AuditStore};
     info(title = "Tessera admin API", version = "1"),
     modifiers(&BearerAuth),
     security(("bearer" = [])),
-    components(schemas(ErrorBody, ActorKind, Alg, KeyStatus))
+    components(schemas(ErrorBody, ActorKind, Alg, KeyStatus, AuditOutcome))
 )]
 struct ApiDoc;
 
@@ -43,6 +49,60 @@ impl Modify for BearerAuth {
             "bearer",
             SecurityScheme::Http(Http::new(HttpAuthScheme::Bearer)),
         );
+    }
+}
+
+/// Answers every operation can give, whatever its parameters: a missing or
+/// bad token (RFC 6750 §3.1), a token without the admin scope, and the
+/// database being unreachable.
+struct CommonResponses;
+
+impl Modify for CommonResponses {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::{ContentBuilder, Ref, ResponseBuilder};
+        let error = |description: &str| {
+            ResponseBuilder::new()
+                .description(description)
+                .content(
+                    "application/json",
+                    ContentBuilder::new()
+                        .schema(Some(Ref::from_schema_name("ErrorBody")))
+                        .build(),
+                )
+                .build()
+        };
+        let common = [
+            (
+                "401",
+                "invalid_token: the bearer token is missing, unknown, expired or revoked",
+            ),
+            (
+                "403",
+                "insufficient_scope: the token is not an administrator's",
+            ),
+            (
+                "503",
+                "temporarily_unavailable: the database cannot be reached; retry",
+            ),
+        ];
+        for item in openapi.paths.paths.values_mut() {
+            let operations = [
+                &mut item.get,
+                &mut item.post,
+                &mut item.patch,
+                &mut item.put,
+                &mut item.delete,
+            ];
+            for operation in operations.into_iter().flatten() {
+                for (status, description) in common {
+                    operation
+                        .responses
+                        .responses
+                        .entry(status.to_owned())
+                        .or_insert_with(|| error(description).into());
+                }
+            }
+        }
     }
 }
 
@@ -68,21 +128,144 @@ fn api() -> OpenApiRouter<AppState> {
         .routes(routes!(svc::remove_key))
 }
 
+/// `If-Match` (RFC 9110 §13.1.1), for safe read-modify-write of a resource.
+pub(super) struct IfMatch(pub Option<String>);
+
+impl<S: Send + Sync> FromRequestParts<S> for IfMatch {
+    type Rejection = OAuthError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        match parts.headers.get(IF_MATCH) {
+            None => Ok(IfMatch(None)),
+            Some(value) => value
+                .to_str()
+                .map(|v| IfMatch(Some(v.to_owned())))
+                .map_err(|_| OAuthError::invalid_request("If-Match is not valid text")),
+        }
+    }
+}
+
+/// A resource with its `ETag` (RFC 9110 §8.8.3).
+pub(super) struct Tagged<T>(pub StatusCode, pub T);
+
+impl<T: Serialize> IntoResponse for Tagged<T> {
+    fn into_response(self) -> Response {
+        let tag = etag::of(&self.1);
+        (self.0, [(ETAG, tag)], Json(self.1)).into_response()
+    }
+}
+
+/// `Location` and `ETag` of a resource just created (RFC 9110 §15.3.2).
+pub(super) fn created_headers(
+    location: &str,
+    resource: &impl Serialize,
+) -> [(HeaderName, String); 2] {
+    [(LOCATION, location.to_owned()), (ETAG, etag::of(resource))]
+}
+
+/// A registration needs a name, an update does not: `POST /clients`
+/// takes `ClientSpec` with `name` required.
+struct NewClientSchema;
+
+impl Modify for NewClientSchema {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::{Ref, RefOr, Schema};
+        let Some(components) = openapi.components.as_mut() else {
+            return;
+        };
+        let Some(RefOr::T(Schema::Object(spec))) = components.schemas.get("ClientSpec") else {
+            return;
+        };
+        let mut registration = spec.clone();
+        registration.required.push("name".to_owned());
+        registration.properties.insert(
+            "name".to_owned(),
+            crate::oauth::client::name_schema().into(),
+        );
+        components
+            .schemas
+            .insert("ClientRegistration".to_owned(), registration.into());
+        let body = openapi
+            .paths
+            .paths
+            .get_mut("/admin/v1/clients")
+            .and_then(|item| item.post.as_mut())
+            .and_then(|post| post.request_body.as_mut())
+            .and_then(|body| body.content.get_mut("application/json"));
+        if let Some(content) = body {
+            content.schema = Some(Ref::from_schema_name("ClientRegistration").into());
+        }
+    }
+}
+
+/// A JSON request body, strictly: anything but one JSON value of `T` is
+/// `invalid_request`. With `OPTIONAL`, no body at all means `T::default()`.
+pub(super) struct Body<T, const OPTIONAL: bool = false>(pub T);
+
+pub(super) type OptionalBody<T> = Body<T, true>;
+
+impl<S, T, const OPTIONAL: bool> FromRequest<S> for Body<T, OPTIONAL>
+where
+    S: Send + Sync,
+    T: DeserializeOwned + Default,
+{
+    type Rejection = OAuthError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let bytes = Bytes::from_request(req, state)
+            .await
+            .map_err(body_rejection)?;
+        if bytes.is_empty() && OPTIONAL {
+            return Ok(Body(T::default()));
+        }
+        serde_json::from_slice(&bytes)
+            .map(Body)
+            .map_err(|e| OAuthError::invalid_request(format!("malformed JSON body: {e}")))
+    }
+}
+
 /// The generated OpenAPI document.
 pub fn openapi() -> utoipa::openapi::OpenApi {
-    api().split_for_parts().1
+    let mut spec = api().split_for_parts().1;
+    // After the routes are in: modifiers on `ApiDoc` see no operations.
+    CommonResponses.modify(&mut spec);
+    NewClientSchema.modify(&mut spec);
+    spec
 }
 
 pub fn routes() -> axum::Router<AppState> {
-    let (router, spec) = api().split_for_parts();
-    let spec = Arc::new(spec);
+    let (router, _) = api().split_for_parts();
+    let spec = Arc::new(openapi());
     router.route(
         "/admin/v1/openapi.json",
-        get(move || {
+        get(move |State(state): State<AppState>| {
             let spec = spec.clone();
-            async move { Json(spec.as_ref().clone()) }
+            async move { Json(configured(&spec, &state.config)) }
         }),
     )
+}
+
+/// The document with the bounds this server's configuration sets.
+fn configured(
+    spec: &utoipa::openapi::OpenApi,
+    config: &crate::config::Config,
+) -> utoipa::openapi::OpenApi {
+    use utoipa::openapi::{RefOr, Schema};
+    let mut spec = spec.clone();
+    let max = config.tokens.max_lifetime.as_secs();
+    let schemas = spec.components.as_mut().map(|c| &mut c.schemas);
+    for (name, schema) in schemas.into_iter().flatten() {
+        if name != "ClientSpec" && name != "ClientRegistration" {
+            continue;
+        }
+        if let RefOr::T(Schema::Object(object)) = schema
+            && let Some(RefOr::T(Schema::Object(lifetime))) =
+                object.properties.get_mut("access_token_lifetime")
+        {
+            lifetime.maximum = Some(max.into());
+        }
+    }
+    spec
 }
 
 /// The identity behind the presented token.
@@ -157,9 +340,9 @@ pub struct RotateResponse {
 async fn rotate_keys(
     State(state): State<AppState>,
     Admin(principal): Admin,
-    JsonOrEmpty(request): JsonOrEmpty<RotateRequest>,
+    Body(request): OptionalBody<Option<RotateRequest>>,
 ) -> Result<Json<RotateResponse>, OAuthError> {
-    let algs = match request.alg {
+    let algs = match request.and_then(|r| r.alg) {
         Some(alg) => vec![alg],
         None => Alg::ALL.to_vec(),
     };
@@ -175,20 +358,36 @@ const MAX_AUDIT_PAGE: i64 = 500;
 
 #[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+// A query parameter is absent or a string, never `null`.
+#[into_params(parameter_in = Query)]
 pub struct AuditQuery {
+    #[param(nullable = false)]
     pub action: Option<String>,
+    #[param(nullable = false)]
     pub actor_id: Option<String>,
+    #[param(nullable = false)]
     pub actor_kind: Option<ActorKind>,
-    /// `success` or `failure`.
-    pub outcome: Option<String>,
+    #[param(nullable = false)]
+    pub outcome: Option<AuditOutcome>,
     /// RFC 3339; events at or after it.
+    #[param(format = DateTime, nullable = false)]
     pub since: Option<String>,
     /// RFC 3339; events before it.
+    #[param(format = DateTime, nullable = false)]
     pub until: Option<String>,
-    /// Page size, 1 to 500 (default 50).
+    /// Page size (default 50).
+    #[param(minimum = 1, maximum = 500, nullable = false)]
     pub limit: Option<i64>,
     /// `next_cursor` from the previous page.
+    #[param(pattern = "^[0-9]{1,18}$", nullable = false)]
     pub cursor: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum AuditOutcome {
+    Success,
+    Failure,
 }
 
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
@@ -227,27 +426,26 @@ async fn list_audit(
             "limit must be between 1 and 500",
         ));
     }
-    if let Some(outcome) = &query.outcome
-        && outcome != "success"
-        && outcome != "failure"
-    {
-        return Err(OAuthError::invalid_request(
-            "outcome must be success or failure",
-        ));
-    }
     let before_id = query
         .cursor
         .as_deref()
-        .map(|c| {
-            c.parse::<i64>()
-                .map_err(|_| OAuthError::invalid_request("cursor is not valid"))
+        .map(|c| match c.len() {
+            // Exactly the documented pattern, ^[0-9]{1,18}$: no sign, no overflow.
+            1..=18 if c.bytes().all(|b| b.is_ascii_digit()) => Ok(c.parse::<i64>().unwrap_or(0)),
+            _ => Err(OAuthError::invalid_request("cursor is not valid")),
         })
         .transpose()?;
     let filter = AuditFilter {
         action: query.action,
         actor_id: query.actor_id,
         actor_kind: query.actor_kind.map(|k| k.as_str().to_owned()),
-        outcome: query.outcome,
+        outcome: query.outcome.map(|o| {
+            match o {
+                AuditOutcome::Success => "success",
+                AuditOutcome::Failure => "failure",
+            }
+            .to_owned()
+        }),
         since_ms: query
             .since
             .as_deref()
@@ -292,10 +490,9 @@ async fn list_audit(
     }))
 }
 
+/// RFC 3339 §5.6 `date-time`, as the document's `format: date-time` says.
 fn parse_time(text: &str, name: &str) -> Result<i64, OAuthError> {
-    humantime::parse_rfc3339_weak(text)
-        .ok()
-        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
-        .map(|d| d.as_millis() as i64)
-        .ok_or_else(|| OAuthError::invalid_request(format!("{name} must be an RFC 3339 time")))
+    let time = time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339)
+        .map_err(|_| OAuthError::invalid_request(format!("{name} must be an RFC 3339 time")))?;
+    Ok((time.unix_timestamp_nanos() / 1_000_000) as i64)
 }

@@ -2,11 +2,12 @@
 
 use axum::Json;
 use axum::extract::State;
-use axum::http::StatusCode;
+use axum::http::{HeaderName, StatusCode};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use super::extract::{Admin, JsonOrEmpty, Path};
+use super::admin::{Body, IfMatch, OptionalBody, Tagged, created_headers};
+use super::extract::{Admin, Path};
 use crate::oauth::OAuthError;
 use crate::oauth::client::{Client, ClientSpec};
 use crate::oauth::error::ErrorBody;
@@ -30,12 +31,19 @@ pub struct ClientList {
 /// Registers a client. Secret-based clients get a generated secret, shown
 /// in this answer only.
 #[utoipa::path(post, path = "/admin/v1/clients", tag = "clients", request_body = ClientSpec,
-    responses((status = 201, body = RegisteredClient), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody)))]
+    responses((status = 201, body = RegisteredClient, headers(("ETag" = String), ("Location" = String))), (status = 400, body = ErrorBody)))]
 pub(super) async fn create_client(
     State(state): State<AppState>,
     Admin(admin): Admin,
-    JsonOrEmpty(spec): JsonOrEmpty<ClientSpec>,
-) -> Result<(StatusCode, Json<RegisteredClient>), OAuthError> {
+    Body(spec): Body<ClientSpec>,
+) -> Result<
+    (
+        StatusCode,
+        [(HeaderName, String); 2],
+        Json<RegisteredClient>,
+    ),
+    OAuthError,
+> {
     let registered = registry::register(
         &state.store,
         &state.digest_key,
@@ -45,8 +53,13 @@ pub(super) async fn create_client(
     )
     .await?;
     let client_secret = registered.client_secret.map(|s| s.expose().to_owned());
+    let headers = created_headers(
+        &format!("/admin/v1/clients/{}", registered.client.client_id),
+        &registered.client,
+    );
     Ok((
         StatusCode::CREATED,
+        headers,
         Json(RegisteredClient {
             client: registered.client,
             client_secret,
@@ -67,30 +80,35 @@ pub(super) async fn list_clients(
 
 #[utoipa::path(get, path = "/admin/v1/clients/{client_id}", tag = "clients",
     params(("client_id" = String, Path)),
-    responses((status = 200, body = Client), (status = 404, body = ErrorBody)))]
+    responses((status = 200, body = Client, headers(("ETag" = String))), (status = 404, body = ErrorBody)))]
 pub(super) async fn get_client(
     State(state): State<AppState>,
     Admin(_): Admin,
     Path(client_id): Path<String>,
-) -> Result<Json<Client>, OAuthError> {
-    Ok(Json(registry::get(&state.store, &client_id).await?))
+) -> Result<Tagged<Client>, OAuthError> {
+    let client = registry::get(&state.store, &client_id).await?;
+    Ok(Tagged(StatusCode::OK, client))
 }
 
-/// Changes the fields present in the body.
+/// Changes the fields present in the body. With `If-Match` (an `ETag`
+/// from a previous read, RFC 9110 §13.1.1), only if the client has not
+/// changed since: 412 otherwise.
 #[utoipa::path(patch, path = "/admin/v1/clients/{client_id}", tag = "clients", request_body = ClientSpec,
     params(("client_id" = String, Path)),
-    responses((status = 200, body = Client), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
+    responses((status = 200, body = Client, headers(("ETag" = String))), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 412, body = ErrorBody)))]
 pub(super) async fn update_client(
     State(state): State<AppState>,
     Admin(admin): Admin,
     Path(client_id): Path<String>,
-    JsonOrEmpty(spec): JsonOrEmpty<ClientSpec>,
-) -> Result<Json<Client>, OAuthError> {
+    IfMatch(if_match): IfMatch,
+    Body(spec): Body<ClientSpec>,
+) -> Result<Tagged<Client>, OAuthError> {
     let max = state.config.tokens.max_lifetime;
-    let updated = registry::update(&state.store, &client_id, spec, max, admin.actor()).await;
+    let actor = admin.actor();
+    let updated = registry::update(&state.store, &client_id, spec, max, actor, if_match).await;
     // This replica sees the change at once; others within clients.cache_ttl.
     state.client_cache.invalidate(&client_id);
-    Ok(Json(updated?))
+    Ok(Tagged(StatusCode::OK, updated?))
 }
 
 #[utoipa::path(delete, path = "/admin/v1/clients/{client_id}", tag = "clients",
@@ -111,6 +129,8 @@ pub(super) async fn delete_client(
 #[serde(deny_unknown_fields)]
 pub struct RotateSecretRequest {
     /// How long the previous secret keeps working, in seconds (default 0).
+    #[serde(default, deserialize_with = "crate::oauth::client::whole_number")]
+    #[schema(minimum = 0, maximum = 2592000)]
     pub grace_seconds: Option<u64>,
 }
 
@@ -124,14 +144,16 @@ pub struct NewSecret {
 const MAX_GRACE_SECONDS: u64 = 30 * 24 * 3600;
 
 /// A new secret; the previous one stays valid for the grace period.
+/// Honours `If-Match` like an update (412 on a mismatch).
 #[utoipa::path(post, path = "/admin/v1/clients/{client_id}/secret", tag = "clients",
     params(("client_id" = String, Path)), request_body = RotateSecretRequest,
-    responses((status = 200, body = NewSecret), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
+    responses((status = 200, body = NewSecret), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 412, body = ErrorBody)))]
 pub(super) async fn rotate_client_secret(
     State(state): State<AppState>,
     Admin(admin): Admin,
     Path(client_id): Path<String>,
-    JsonOrEmpty(request): JsonOrEmpty<RotateSecretRequest>,
+    IfMatch(if_match): IfMatch,
+    Body(request): OptionalBody<RotateSecretRequest>,
 ) -> Result<Json<NewSecret>, OAuthError> {
     let grace = request.grace_seconds.unwrap_or(0);
     if grace > MAX_GRACE_SECONDS {
@@ -145,6 +167,7 @@ pub(super) async fn rotate_client_secret(
         &client_id,
         std::time::Duration::from_secs(grace),
         admin.actor(),
+        if_match,
     )
     .await;
     state.client_cache.invalidate(&client_id);

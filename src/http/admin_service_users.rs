@@ -2,10 +2,12 @@
 
 use axum::Json;
 use axum::extract::State;
-use axum::http::StatusCode;
+use axum::http::{HeaderName, StatusCode};
 use serde::Serialize;
 use utoipa::ToSchema;
 
+use super::admin::{Tagged, created_headers};
+// An empty body fails these specs' own checks, as a malformed one does.
 use super::extract::{Admin, JsonOrEmpty, Path};
 use crate::oauth::OAuthError;
 use crate::oauth::error::ErrorBody;
@@ -23,14 +25,15 @@ pub struct ServiceUserKeyList {
 }
 
 #[utoipa::path(post, path = "/admin/v1/service-users", tag = "service-users", request_body = ServiceUserSpec,
-    responses((status = 201, body = ServiceUser), (status = 400, body = ErrorBody)))]
+    responses((status = 201, body = ServiceUser, headers(("ETag" = String), ("Location" = String))), (status = 400, body = ErrorBody), (status = 409, body = ErrorBody)))]
 pub(super) async fn create_service_user(
     State(state): State<AppState>,
     Admin(admin): Admin,
     JsonOrEmpty(spec): JsonOrEmpty<ServiceUserSpec>,
-) -> Result<(StatusCode, Json<ServiceUser>), OAuthError> {
+) -> Result<(StatusCode, [(HeaderName, String); 2], Json<ServiceUser>), OAuthError> {
     let user = service_users::create(&state.store, spec, admin.actor()).await?;
-    Ok((StatusCode::CREATED, Json(user)))
+    let headers = created_headers(&format!("/admin/v1/service-users/{}", user.id), &user);
+    Ok((StatusCode::CREATED, headers, Json(user)))
 }
 
 #[utoipa::path(get, path = "/admin/v1/service-users", tag = "service-users",
@@ -45,18 +48,20 @@ pub(super) async fn list_service_users(
 }
 
 #[utoipa::path(get, path = "/admin/v1/service-users/{id}", tag = "service-users", params(("id" = String, Path)),
-    responses((status = 200, body = ServiceUser), (status = 404, body = ErrorBody)))]
+    responses((status = 200, body = ServiceUser, headers(("ETag" = String))), (status = 404, body = ErrorBody)))]
 pub(super) async fn get_service_user(
     State(state): State<AppState>,
     Admin(_): Admin,
     Path(id): Path<String>,
-) -> Result<Json<ServiceUser>, OAuthError> {
-    Ok(Json(service_users::get(&state.store, &id).await?))
+) -> Result<Tagged<ServiceUser>, OAuthError> {
+    let user = service_users::get(&state.store, &id).await?;
+    Ok(Tagged(StatusCode::OK, user))
 }
 
-/// Deletes the user with its keys and tokens.
+/// Deletes the user with its keys and tokens. The administrator cannot be
+/// deleted (409).
 #[utoipa::path(delete, path = "/admin/v1/service-users/{id}", tag = "service-users", params(("id" = String, Path)),
-    responses((status = 204), (status = 404, body = ErrorBody)))]
+    responses((status = 204), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
 pub(super) async fn delete_service_user(
     State(state): State<AppState>,
     Admin(admin): Admin,
@@ -69,7 +74,7 @@ pub(super) async fn delete_service_user(
 
 /// Registers a public key (PEM or JWK). Private keys never reach the server.
 #[utoipa::path(post, path = "/admin/v1/service-users/{id}/keys", tag = "service-users", params(("id" = String, Path)),
-    request_body = KeySpec, responses((status = 201, body = ServiceUserKey), (status = 400, body = ErrorBody)))]
+    request_body = KeySpec, responses((status = 201, body = ServiceUserKey), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub(super) async fn add_key(
     State(state): State<AppState>,
     Admin(admin): Admin,

@@ -6,7 +6,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use super::{OAuthError, scope};
+use super::{ErrorCode, OAuthError, scope};
 use crate::keys::Alg;
 use crate::store::ClientRecord;
 
@@ -80,19 +80,30 @@ impl GrantType {
 #[derive(Debug, Clone, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ClientSpec {
+    #[schema(
+        min_length = 1,
+        max_length = 200,
+        pattern = "[^\\x00-\\x20\\x7f-\\xa0]"
+    )]
     pub name: Option<String>,
     #[serde(default)]
     pub public: bool,
+    #[schema(value_type = Option<Vec<GrantType>>)]
     pub grant_types: Option<Vec<String>>,
+    #[schema(value_type = Option<AuthMethod>)]
     pub token_endpoint_auth_method: Option<String>,
     pub redirect_uris: Option<Vec<String>>,
     pub post_logout_redirect_uris: Option<Vec<String>>,
     /// Space-separated scopes the client may ask for.
     pub scope: Option<String>,
-    /// Audiences (resource indicators) the client may ask for.
+    /// Audiences (resource indicators) the client may ask for: printable
+    /// ASCII without spaces.
+    #[schema(inline, value_type = Option<Vec<Audience>>)]
     pub audiences: Option<Vec<String>>,
     pub default_audience: Option<String>,
     /// Seconds; capped by `tokens.max_lifetime`.
+    #[serde(default, deserialize_with = "whole_number")]
+    #[schema(minimum = 1)]
     pub access_token_lifetime: Option<u64>,
     pub access_token_alg: Option<Alg>,
     /// A JWK Set (RFC 7517 §5) for `private_key_jwt`.
@@ -150,6 +161,68 @@ impl Client {
             .unwrap_or(default)
             .min(cap)
     }
+}
+
+/// How the errors of [`Client::consistent`] begin.
+const INCONSISTENT: &str = "inconsistent settings: ";
+
+pub const NAME_RULE: &str = "name must be 1 to 200 characters, at least one of them visible (not a space or control character)";
+
+/// A display name: 1 to 200 characters, one of them outside U+0000-U+0020
+/// and U+007F-U+00A0 (spaces and control characters), as the document's
+/// pattern says.
+pub fn is_name(text: &str) -> bool {
+    let count = text.chars().count();
+    (1..=200).contains(&count)
+        && text
+            .chars()
+            .any(|c| !matches!(c, '\0'..=' ' | '\x7f'..='\u{a0}'))
+}
+
+/// [`is_name`] as a schema.
+pub fn name_schema() -> utoipa::openapi::Object {
+    utoipa::openapi::ObjectBuilder::new()
+        .schema_type(utoipa::openapi::Type::String)
+        .min_length(Some(1))
+        .max_length(Some(200))
+        .pattern(Some(r"[^\x00-\x20\x7f-\xa0]"))
+        .build()
+}
+
+/// An audience value: `1*%x21-7E`, so that lists of them can be stored and
+/// sent space-separated.
+#[derive(ToSchema)]
+#[schema(pattern = "^[!-~]+$")]
+pub struct Audience(#[allow(dead_code)] String);
+
+pub fn is_audience(text: &str) -> bool {
+    !text.is_empty() && text.bytes().all(|b| (0x21..=0x7e).contains(&b))
+}
+
+/// JSON Schema counts `60.0` as an integer and serde does not: where the
+/// API document says `integer`, a number without a fraction is accepted.
+pub fn whole_number<'de, D, T>(deserializer: D) -> Result<Option<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: TryFrom<i64> + TryFrom<u64>,
+{
+    use serde::de::Error;
+    let Some(number) = Option::<serde_json::Number>::deserialize(deserializer)? else {
+        return Ok(None);
+    };
+    let value = if let Some(n) = number.as_u64() {
+        T::try_from(n).ok()
+    } else if let Some(n) = number.as_i64() {
+        T::try_from(n).ok()
+    } else {
+        number
+            .as_f64()
+            .filter(|f| f.fract() == 0.0 && f.abs() < 9.0e15)
+            .and_then(|f| T::try_from(f as i64).ok())
+    };
+    value
+        .map(Some)
+        .ok_or_else(|| D::Error::custom(format!("{number} is not a whole number in range")))
 }
 
 fn words(text: &str) -> Vec<String> {
@@ -223,8 +296,8 @@ impl Client {
     pub fn apply(mut self, spec: ClientSpec, max_lifetime: Duration) -> Result<Client, OAuthError> {
         let bad = |message: String| OAuthError::invalid_request(message);
         if let Some(name) = spec.name {
-            if name.trim().is_empty() || name.len() > 200 {
-                return Err(bad("name must be 1 to 200 characters".into()));
+            if !is_name(&name) {
+                return Err(bad(NAME_RULE.into()));
             }
             self.name = name;
         }
@@ -233,14 +306,22 @@ impl Client {
             self.token_endpoint_auth_method = AuthMethod::None;
         }
         if let Some(method) = spec.token_endpoint_auth_method {
-            self.token_endpoint_auth_method = AuthMethod::parse(&method)
-                .ok_or_else(|| bad(format!("unknown token_endpoint_auth_method `{method}`")))?;
+            self.token_endpoint_auth_method = AuthMethod::parse(&method).ok_or_else(|| {
+                bad(format!(
+                    "unknown token_endpoint_auth_method `{}`",
+                    printable(&method)
+                ))
+            })?;
         }
         if let Some(grants) = spec.grant_types {
             let mut parsed = Vec::new();
             for grant in grants {
-                let grant = GrantType::parse(&grant)
-                    .ok_or_else(|| bad(format!("grant type `{grant}` is not supported")))?;
+                let grant = GrantType::parse(&grant).ok_or_else(|| {
+                    bad(format!(
+                        "grant type `{}` is not supported",
+                        printable(&grant)
+                    ))
+                })?;
                 if !parsed.contains(&grant) {
                     parsed.push(grant);
                 }
@@ -260,17 +341,17 @@ impl Client {
                 !s.bytes()
                     .all(|b| b == 0x21 || (0x23..=0x5B).contains(&b) || (0x5D..=0x7E).contains(&b))
             }) {
-                return Err(bad(format!("`{bad_scope}` is not a valid scope token")));
+                return Err(bad(format!(
+                    "`{}` is not a valid scope token",
+                    printable(bad_scope)
+                )));
             }
             self.scopes = scopes;
         }
         if let Some(audiences) = spec.audiences {
-            if audiences
-                .iter()
-                .any(|a| a.trim().is_empty() || a.contains(' '))
-            {
+            if !audiences.iter().all(|a| is_audience(a)) {
                 return Err(bad(
-                    "audiences must be non-empty and contain no spaces".into()
+                    "audiences must be non-empty printable ASCII without spaces".into(),
                 ));
             }
             self.audiences = audiences;
@@ -312,16 +393,47 @@ impl Client {
             self.enabled = enabled;
         }
         self.public = self.token_endpoint_auth_method == AuthMethod::None;
+        self.consistent(ErrorCode::InvalidRequest)
+    }
+
+    /// As [`Client::apply`], on a stored client: a result that contradicts
+    /// the client's current state is a conflict (409), not a bad request.
+    pub fn change(self, spec: ClientSpec, max_lifetime: Duration) -> Result<Client, OAuthError> {
+        let was = self.token_endpoint_auth_method;
+        let changed = self.apply(spec, max_lifetime).map_err(|e| {
+            if e.code == ErrorCode::InvalidRequest && e.description.starts_with(INCONSISTENT) {
+                OAuthError::new(ErrorCode::Conflict, e.description)
+            } else {
+                e
+            }
+        })?;
+        if changed.token_endpoint_auth_method.uses_secret() && !was.uses_secret() {
+            return Err(OAuthError::new(
+                ErrorCode::Conflict,
+                "switching to a secret-based method needs a secret: run rotate-secret after the update",
+            ));
+        }
+        Ok(changed)
+    }
+
+    /// The settings that depend on each other.
+    fn consistent(self, code: ErrorCode) -> Result<Client, OAuthError> {
         if self.public && self.grant_types.contains(&GrantType::ClientCredentials) {
-            return Err(bad(
-                "a public client cannot use client_credentials (RFC 6749 §4.4)".into(),
+            return Err(OAuthError::new(
+                code,
+                format!(
+                    "{INCONSISTENT}a public client cannot use client_credentials (RFC 6749 section 4.4)"
+                ),
             ));
         }
         if self.token_endpoint_auth_method == AuthMethod::PrivateKeyJwt
             && self.jwks.is_none()
             && self.jwks_uri.is_none()
         {
-            return Err(bad("private_key_jwt needs jwks or jwks_uri".into()));
+            return Err(OAuthError::new(
+                code,
+                format!("{INCONSISTENT}private_key_jwt needs jwks or jwks_uri"),
+            ));
         }
         Ok(self)
     }
@@ -358,25 +470,73 @@ fn is_loopback(url: &url::Url) -> bool {
     }
 }
 
-/// RFC 6749 §3.1.2: absolute URIs without a fragment. Plain http only on
-/// loopback (RFC 8252 §7.3); private-use schemes are allowed for native apps.
+/// RFC 6749 §3.1.2 and RFC 8252 §7: absolute URIs without a fragment,
+/// each of one of three kinds:
+/// - `https` (RFC 6749 §3.1.2.1);
+/// - `http` on a loopback IP literal, `127.0.0.1` or `[::1]` (RFC 8252
+///   §7.3); the name `localhost` is refused because it can resolve to
+///   another interface (§8.3);
+/// - a private-use scheme in reverse-domain form such as
+///   `com.example.app:/callback` (§7.1).
+///
+/// Schemes that run or embed content (`javascript:`, `data:`, `file:`) are
+/// refused by name.
 fn validate_uris(uris: Vec<String>, field: &str) -> Result<Vec<String>, OAuthError> {
     for uri in &uris {
-        let parsed = url::Url::parse(uri).map_err(|_| {
-            OAuthError::invalid_request(format!("{field}: `{uri}` is not an absolute URI"))
+        check_redirect_uri(uri).map_err(|why| {
+            OAuthError::invalid_request(format!("{field}: `{}` {why}", printable(uri)))
         })?;
-        if parsed.fragment().is_some() {
-            return Err(OAuthError::invalid_request(format!(
-                "{field}: `{uri}` has a fragment"
-            )));
-        }
-        if parsed.scheme() == "http" && !is_loopback(&parsed) {
-            return Err(OAuthError::invalid_request(format!(
-                "{field}: `{uri}` must use https unless it is a loopback address"
-            )));
-        }
     }
     Ok(uris)
+}
+
+fn check_redirect_uri(uri: &str) -> Result<(), String> {
+    let parsed = url::Url::parse(uri).map_err(|_| "is not an absolute URI".to_owned())?;
+    if parsed.fragment().is_some() {
+        return Err("has a fragment (RFC 6749 section 3.1.2)".into());
+    }
+    match parsed.scheme() {
+        "https" if parsed.host().is_some() => Ok(()),
+        "https" => Err("has no host".into()),
+        "http" => match parsed.host() {
+            Some(url::Host::Ipv4(ip)) if ip == std::net::Ipv4Addr::LOCALHOST => Ok(()),
+            Some(url::Host::Ipv6(ip)) if ip == std::net::Ipv6Addr::LOCALHOST => Ok(()),
+            Some(url::Host::Domain(d)) if d.eq_ignore_ascii_case("localhost") => Err(
+                "names localhost: use the loopback IP literal 127.0.0.1 (or [::1]) instead, \
+                 as RFC 8252 section 8.3 advises"
+                    .into(),
+            ),
+            _ => Err("must use https unless its host is 127.0.0.1 or [::1] (RFC 8252 section 7.3)".into()),
+        },
+        "javascript" | "data" | "file" | "blob" | "vbscript" => {
+            Err(format!("uses the {} scheme, which is never a redirect target", parsed.scheme()))
+        }
+        scheme if is_reverse_domain(scheme) => Ok(()),
+        _ => Err("must use https, http on 127.0.0.1 or [::1], or a private-use scheme in reverse-domain form such as com.example.app (RFC 8252 section 7.1)".into()),
+    }
+}
+
+/// RFC 8252 §7.1: a private-use scheme is a domain name its owner controls,
+/// reversed: at least two non-empty labels separated by dots.
+fn is_reverse_domain(scheme: &str) -> bool {
+    let labels: Vec<&str> = scheme.split('.').collect();
+    labels.len() >= 2
+        && labels
+            .iter()
+            .all(|l| !l.is_empty() && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-'))
+}
+
+/// `text` percent-encoded where it is not printable ASCII or is `"` or
+/// `\`, and cut short, so it can be named in an `error_description`
+/// (RFC 6749 §5.2 allows only %x20-21 / %x23-5B / %x5D-7E there).
+fn printable(text: &str) -> String {
+    const UNSAFE: &percent_encoding::AsciiSet = &percent_encoding::CONTROLS.add(b'"').add(b'\\');
+    let mut shown: String = percent_encoding::utf8_percent_encode(text, UNSAFE).collect();
+    if shown.len() > 200 {
+        shown.truncate(200);
+        shown.push_str("...");
+    }
+    shown
 }
 
 /// A JWK Set of public keys Tessera can verify: RSA, EC P-256, OKP Ed25519,
@@ -385,7 +545,7 @@ fn validate_jwks(jwks: &serde_json::Value) -> Result<(), OAuthError> {
     let bad = |m: &str| OAuthError::invalid_request(format!("jwks: {m}"));
     let keys = jwks["keys"]
         .as_array()
-        .ok_or_else(|| bad("expected {\"keys\": [...]}"))?;
+        .ok_or_else(|| bad("expected an object with a keys array (RFC 7517 section 5)"))?;
     if keys.is_empty() {
         return Err(bad("no keys"));
     }

@@ -29,6 +29,10 @@ pub enum ErrorCode {
     /// RFC 6750 §3.1: the token lacks the privileges the request needs.
     InsufficientScope,
     NotFound,
+    /// RFC 9110 §15.5.10: the request conflicts with the resource's state.
+    Conflict,
+    /// RFC 9110 §15.5.13: an `If-Match` precondition did not hold.
+    PreconditionFailed,
     ServerError,
     TemporarilyUnavailable,
 }
@@ -48,6 +52,8 @@ impl ErrorCode {
             ErrorCode::InvalidToken => "invalid_token",
             ErrorCode::InsufficientScope => "insufficient_scope",
             ErrorCode::NotFound => "not_found",
+            ErrorCode::Conflict => "conflict",
+            ErrorCode::PreconditionFailed => "precondition_failed",
             ErrorCode::ServerError => "server_error",
             ErrorCode::TemporarilyUnavailable => "temporarily_unavailable",
         }
@@ -60,6 +66,8 @@ impl ErrorCode {
             ErrorCode::InvalidClient | ErrorCode::InvalidToken => 401,
             ErrorCode::InsufficientScope | ErrorCode::AccessDenied => 403,
             ErrorCode::NotFound => 404,
+            ErrorCode::Conflict => 409,
+            ErrorCode::PreconditionFailed => 412,
             ErrorCode::ServerError => 500,
             ErrorCode::TemporarilyUnavailable => 503,
             _ => 400,

@@ -10,6 +10,7 @@ pub mod client_cache;
 pub mod client_keys;
 pub mod discovery;
 pub mod error;
+pub mod etag;
 pub mod grants;
 pub mod registry;
 pub mod scope;

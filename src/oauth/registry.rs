@@ -7,12 +7,14 @@ use std::time::Duration;
 use aws_lc_rs::hmac;
 use serde_json::json;
 
-use super::OAuthError;
 use super::client::{AuthMethod, Client, ClientSpec};
+use super::{ErrorCode, OAuthError, etag};
 use crate::audit::{Actor, Event, Outcome};
 use crate::clock;
 use crate::random::{new_id, random_base62};
-use crate::store::{ClientSecretRecord, ClientStore, StoreError};
+use crate::store::{
+    ClientChange, ClientRecord, ClientSecretRecord, ClientStore, NewSecret, StoreError,
+};
 use crate::tokens::opaque::{OpaqueToken, TokenKind};
 
 /// A new client and, for secret-based methods, its secret: shown once.
@@ -91,37 +93,49 @@ pub async fn list<S: ClientStore>(store: &S) -> Result<Vec<Client>, OAuthError> 
         .collect())
 }
 
-/// Applies `spec` to an existing client. Moving to a secret-based method
-/// from one without a secret is refused: rotate the secret instead.
+/// Applies `spec` to an existing client, reading and writing it in one
+/// transaction, if the client still has the entity tag `if_match` names
+/// (RFC 9110 §13.1.1; no header, no precondition). Moving to a
+/// secret-based method from one without a secret is refused: rotate the
+/// secret instead.
 pub async fn update<S: ClientStore>(
     store: &S,
     id: &str,
     spec: ClientSpec,
     max_lifetime: Duration,
     actor: Actor,
+    if_match: Option<String>,
 ) -> Result<Client, OAuthError> {
-    let current = get(store, id).await?;
-    let was = current.token_endpoint_auth_method;
-    let mut client = current.apply(spec, max_lifetime)?;
-    if client.token_endpoint_auth_method.uses_secret() && !was.uses_secret() {
-        return Err(OAuthError::invalid_request(
-            "switching to a secret-based method needs a secret: run rotate-secret after the update",
-        ));
+    let change = move |record| {
+        let current = Client::from(record);
+        etag::check(if_match.as_deref(), &etag::of(&current))?;
+        let mut client = current.change(spec, max_lifetime)?;
+        client.updated_at = clock::now();
+        let event = Event::new(actor, "client.updated", Outcome::Success)
+            .target(client.client_id.clone())
+            .client(client.client_id.clone())
+            .details(json!({ "enabled": client.enabled }))
+            .into_record(clock::now_ms());
+        let change = ClientChange {
+            client: client.to_record(),
+            new_secret: None,
+            event,
+        };
+        Ok((change, client))
+    };
+    changed(store.change_client(id.to_owned(), change).await, id)
+}
+
+/// A store change's outcome as the admin API reports it.
+fn changed<T>(
+    outcome: Result<Result<T, OAuthError>, StoreError>,
+    id: &str,
+) -> Result<T, OAuthError> {
+    match outcome {
+        Ok(result) => result,
+        Err(StoreError::NotFound) => Err(not_found(id)),
+        Err(other) => Err(other.into()),
     }
-    client.updated_at = clock::now();
-    let event = Event::new(actor, "client.updated", Outcome::Success)
-        .target(id.to_owned())
-        .client(id.to_owned())
-        .details(json!({ "enabled": client.enabled }))
-        .into_record(clock::now_ms());
-    store
-        .update_client(client.to_record(), event)
-        .await
-        .map_err(|e| match e {
-            StoreError::NotFound => not_found(id),
-            other => other.into(),
-        })?;
-    Ok(client)
 }
 
 pub async fn delete<S: ClientStore>(store: &S, id: &str, actor: Actor) -> Result<(), OAuthError> {
@@ -139,36 +153,45 @@ pub async fn delete<S: ClientStore>(store: &S, id: &str, actor: Actor) -> Result
 }
 
 /// A new secret; the old one keeps working for `grace`, then only the new
-/// one does.
+/// one does. The client is locked while its secrets change, so concurrent
+/// rotations leave one current secret, not several.
 pub async fn rotate_secret<S: ClientStore>(
     store: &S,
     digest_key: &hmac::Key,
     id: &str,
     grace: Duration,
     actor: Actor,
+    if_match: Option<String>,
 ) -> Result<OpaqueToken, OAuthError> {
-    let client = get(store, id).await?;
-    if client.token_endpoint_auth_method == AuthMethod::None
-        || client.token_endpoint_auth_method == AuthMethod::PrivateKeyJwt
-    {
-        return Err(OAuthError::invalid_request(
-            "this client authenticates without a secret",
-        ));
-    }
     let now = clock::now();
     let (secret, record) = new_secret(digest_key, id, now);
-    let grace_until = now + grace.as_secs() as i64;
     let event = Event::new(actor, "client.secret_rotated", Outcome::Success)
         .target(id.to_owned())
         .client(id.to_owned())
         .details(json!({ "grace_seconds": grace.as_secs() }))
         .into_record(clock::now_ms());
-    store
-        .rotate_client_secret(record, grace_until, event)
-        .await
-        .map_err(|e| match e {
-            StoreError::NotFound => not_found(id),
-            other => other.into(),
-        })?;
+    let change = move |current: ClientRecord| {
+        etag::check(
+            if_match.as_deref(),
+            &etag::of(&Client::from(current.clone())),
+        )?;
+        let method = AuthMethod::parse(&current.auth_method);
+        if !method.is_some_and(AuthMethod::uses_secret) {
+            return Err(OAuthError::new(
+                ErrorCode::Conflict,
+                "this client authenticates without a secret",
+            ));
+        }
+        let change = ClientChange {
+            client: current,
+            new_secret: Some(NewSecret {
+                secret: record,
+                previous_until: now + grace.as_secs() as i64,
+            }),
+            event,
+        };
+        Ok((change, ()))
+    };
+    changed(store.change_client(id.to_owned(), change).await, id)?;
     Ok(secret)
 }

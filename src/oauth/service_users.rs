@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 use utoipa::ToSchema;
 
-use super::OAuthError;
+use super::{ErrorCode, OAuthError};
 use crate::audit::{Actor, Event, Outcome};
 use crate::clock;
 use crate::keys::public::public_jwk;
@@ -44,6 +44,11 @@ impl From<ServiceUserRecord> for ServiceUser {
 #[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ServiceUserSpec {
+    #[schema(
+        min_length = 1,
+        max_length = 200,
+        pattern = "[^\\x00-\\x20\\x7f-\\xa0]"
+    )]
     pub name: String,
     #[serde(default)]
     pub description: String,
@@ -53,6 +58,7 @@ pub struct ServiceUserSpec {
     #[serde(default)]
     pub scope: String,
     #[serde(default)]
+    #[schema(inline, value_type = Vec<super::client::Audience>)]
     pub audiences: Vec<String>,
 }
 
@@ -86,6 +92,7 @@ pub struct KeySpec {
     /// an object). Never a private key: it stays with its owner.
     pub public_key: serde_json::Value,
     /// Unix seconds after which the key no longer verifies.
+    #[serde(default, deserialize_with = "super::client::whole_number")]
     pub expires_at: Option<i64>,
 }
 
@@ -96,7 +103,9 @@ fn not_found(id: &str) -> OAuthError {
 fn map_missing(id: &str) -> impl Fn(StoreError) -> OAuthError + '_ {
     move |e| match e {
         StoreError::NotFound => not_found(id),
-        StoreError::Conflict => OAuthError::invalid_request("a service user with that name exists"),
+        StoreError::Conflict => {
+            OAuthError::new(ErrorCode::Conflict, "a service user with that name exists")
+        }
         other => other.into(),
     }
 }
@@ -106,19 +115,13 @@ pub async fn create<S: ServiceUserStore>(
     spec: ServiceUserSpec,
     actor: Actor,
 ) -> Result<ServiceUser, OAuthError> {
-    let name = spec.name.trim();
-    if name.is_empty() || name.len() > 200 {
-        return Err(OAuthError::invalid_request(
-            "name must be 1 to 200 characters",
-        ));
+    if !super::client::is_name(&spec.name) {
+        return Err(OAuthError::invalid_request(super::client::NAME_RULE));
     }
-    if spec
-        .audiences
-        .iter()
-        .any(|a| a.is_empty() || a.contains(' '))
-    {
+    let name = spec.name.trim();
+    if !spec.audiences.iter().all(|a| super::client::is_audience(a)) {
         return Err(OAuthError::invalid_request(
-            "audiences must be non-empty and contain no spaces",
+            "audiences must be non-empty printable ASCII without spaces",
         ));
     }
     let record = ServiceUserRecord {
@@ -168,7 +171,8 @@ pub async fn delete<S: ServiceUserStore>(
     actor: Actor,
 ) -> Result<(), OAuthError> {
     if get(store, id).await?.is_admin {
-        return Err(OAuthError::invalid_request(
+        return Err(OAuthError::new(
+            ErrorCode::Conflict,
             "the administrator cannot be deleted",
         ));
     }

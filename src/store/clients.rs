@@ -6,7 +6,7 @@ use diesel::prelude::*;
 
 use super::audit::{NewAuditRecord, append_in};
 use super::schema::{client_secrets, clients};
-use super::{Store, StoreError};
+use super::{AnyConnection, Store, StoreError};
 
 #[derive(Debug, Clone, Queryable, Selectable, Insertable, AsChangeset)]
 #[diesel(table_name = clients, treat_none_as_null = true)]
@@ -68,12 +68,20 @@ pub trait ClientStore {
 
     fn list_clients(&self) -> impl Future<Output = Result<Vec<ClientRecord>, StoreError>> + Send;
 
-    /// `NotFound` when the client does not exist.
-    fn update_client(
+    /// Reads the client, lets `change` decide what to write, and writes it,
+    /// in one transaction that locks the client's row before reading it:
+    /// concurrent changes of one client queue up instead of overwriting each
+    /// other (no lost update), on both backends. `Ok(Err(_))` when `change`
+    /// refused (nothing is written); `NotFound` when there is no such client.
+    fn change_client<T, E, F>(
         &self,
-        client: ClientRecord,
-        event: NewAuditRecord,
-    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+        id: String,
+        change: F,
+    ) -> impl Future<Output = Result<Result<T, E>, StoreError>> + Send
+    where
+        T: Send + 'static,
+        E: Send + 'static,
+        F: FnOnce(ClientRecord) -> Result<(ClientChange, T), E> + Send + 'static;
 
     fn delete_client(
         &self,
@@ -86,15 +94,72 @@ pub trait ClientStore {
         &self,
         id: String,
     ) -> impl Future<Output = Result<Option<ClientWithSecrets>, StoreError>> + Send;
+}
 
-    /// Ends the current secret at `grace_until`, drops expired ones, and
-    /// stores `secret` as the new current one, atomically.
-    fn rotate_client_secret(
-        &self,
-        secret: ClientSecretRecord,
-        grace_until: i64,
-        event: NewAuditRecord,
-    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+/// What one change of a client writes.
+#[derive(Debug)]
+pub struct ClientChange {
+    pub client: ClientRecord,
+    pub new_secret: Option<NewSecret>,
+    pub event: NewAuditRecord,
+}
+
+/// A secret that becomes the current one. The previous current secret then
+/// works until `previous_until`; secrets expired by then are dropped.
+#[derive(Debug)]
+pub struct NewSecret {
+    pub secret: ClientSecretRecord,
+    pub previous_until: i64,
+}
+
+/// Either the caller's refusal or a database error, inside a transaction.
+enum Refusal<E> {
+    By(E),
+    Database(diesel::result::Error),
+}
+
+impl<E> From<diesel::result::Error> for Refusal<E> {
+    fn from(e: diesel::result::Error) -> Self {
+        Refusal::Database(e)
+    }
+}
+
+/// Takes the client's row lock (PostgreSQL) or the write lock (SQLite) as
+/// the transaction's first statement, so that what it reads next cannot be
+/// changed by another writer before it commits.
+fn lock_client(conn: &mut AnyConnection, id: &str) -> Result<(), diesel::result::Error> {
+    let locked = diesel::update(clients::table.find(id))
+        .set(clients::updated_at.eq(clients::updated_at))
+        .execute(conn)?;
+    if locked == 0 {
+        return Err(diesel::result::Error::NotFound);
+    }
+    Ok(())
+}
+
+fn replace_current_secret(
+    conn: &mut AnyConnection,
+    new: &NewSecret,
+) -> Result<(), diesel::result::Error> {
+    use client_secrets::dsl as s;
+    let client_id = &new.secret.client_id;
+    diesel::delete(
+        s::client_secrets
+            .filter(s::client_id.eq(client_id))
+            .filter(s::expires_at.le(new.secret.created_at)),
+    )
+    .execute(conn)?;
+    diesel::update(
+        s::client_secrets
+            .filter(s::client_id.eq(client_id))
+            .filter(s::expires_at.is_null()),
+    )
+    .set(s::expires_at.eq(new.previous_until))
+    .execute(conn)?;
+    diesel::insert_into(s::client_secrets)
+        .values(&new.secret)
+        .execute(conn)?;
+    Ok(())
 }
 
 impl ClientStore for Store {
@@ -144,22 +209,38 @@ impl ClientStore for Store {
         .await
     }
 
-    async fn update_client(
+    async fn change_client<T, E, F>(
         &self,
-        client: ClientRecord,
-        event: NewAuditRecord,
-    ) -> Result<(), StoreError> {
+        id: String,
+        change: F,
+    ) -> Result<Result<T, E>, StoreError>
+    where
+        T: Send + 'static,
+        E: Send + 'static,
+        F: FnOnce(ClientRecord) -> Result<(ClientChange, T), E> + Send + 'static,
+    {
         self.run(move |conn| {
-            conn.transaction(|conn| {
-                let updated = diesel::update(clients::table.find(&client.id))
-                    .set(&client)
+            let outcome = conn.transaction(|conn| {
+                lock_client(conn, &id)?;
+                let current = clients::table
+                    .find(&id)
+                    .select(ClientRecord::as_select())
+                    .first(conn)?;
+                let (change, value) = change(current).map_err(Refusal::By)?;
+                diesel::update(clients::table.find(&id))
+                    .set(&change.client)
                     .execute(conn)?;
-                if updated == 0 {
-                    return Err(diesel::result::Error::NotFound);
+                if let Some(new) = &change.new_secret {
+                    replace_current_secret(conn, new)?;
                 }
-                append_in(conn, &event)
-            })
-            .map_err(StoreError::from)
+                append_in(conn, &change.event)?;
+                Ok(value)
+            });
+            match outcome {
+                Ok(value) => Ok(Ok(value)),
+                Err(Refusal::By(e)) => Ok(Err(e)),
+                Err(Refusal::Database(e)) => Err(e.into()),
+            }
         })
         .await
     }
@@ -198,44 +279,6 @@ impl ClientStore for Store {
                 .select((client_secrets::digest, client_secrets::expires_at))
                 .load::<(Vec<u8>, Option<i64>)>(conn)?;
             Ok(Some((client, digests)))
-        })
-        .await
-    }
-
-    async fn rotate_client_secret(
-        &self,
-        secret: ClientSecretRecord,
-        grace_until: i64,
-        event: NewAuditRecord,
-    ) -> Result<(), StoreError> {
-        self.run(move |conn| {
-            conn.transaction(|conn| {
-                use client_secrets::dsl as s;
-                let exists =
-                    diesel::select(diesel::dsl::exists(clients::table.find(&secret.client_id)))
-                        .get_result::<bool>(conn)?;
-                if !exists {
-                    return Err(diesel::result::Error::NotFound);
-                }
-                diesel::delete(
-                    s::client_secrets
-                        .filter(s::client_id.eq(&secret.client_id))
-                        .filter(s::expires_at.le(secret.created_at)),
-                )
-                .execute(conn)?;
-                diesel::update(
-                    s::client_secrets
-                        .filter(s::client_id.eq(&secret.client_id))
-                        .filter(s::expires_at.is_null()),
-                )
-                .set(s::expires_at.eq(grace_until))
-                .execute(conn)?;
-                diesel::insert_into(s::client_secrets)
-                    .values(&secret)
-                    .execute(conn)?;
-                append_in(conn, &event)
-            })
-            .map_err(StoreError::from)
         })
         .await
     }

@@ -29,6 +29,15 @@ pub trait InstanceStore {
         token: AccessTokenRecord,
         event: NewAuditRecord,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Revokes every bootstrap token of `token`'s owner and stores `token`,
+    /// in one transaction.
+    fn replace_admin_token(
+        &self,
+        token: AccessTokenRecord,
+        now: i64,
+        event: NewAuditRecord,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
 }
 
 impl InstanceStore for Store {
@@ -62,6 +71,33 @@ impl InstanceStore for Store {
                 diesel::insert_into(service_users::table)
                     .values(&admin)
                     .execute(conn)?;
+                diesel::insert_into(access_tokens::table)
+                    .values(&token)
+                    .execute(conn)?;
+                append_in(conn, &event)
+            })
+            .map_err(StoreError::from)
+        })
+        .await
+    }
+
+    async fn replace_admin_token(
+        &self,
+        token: AccessTokenRecord,
+        now: i64,
+        event: NewAuditRecord,
+    ) -> Result<(), StoreError> {
+        self.run(move |conn| {
+            conn.transaction(|conn| {
+                use access_tokens::dsl as t;
+                diesel::update(
+                    t::access_tokens
+                        .filter(t::owner_id.eq(&token.owner_id))
+                        .filter(t::kind.eq(&token.kind))
+                        .filter(t::revoked_at.is_null()),
+                )
+                .set(t::revoked_at.eq(now))
+                .execute(conn)?;
                 diesel::insert_into(access_tokens::table)
                     .values(&token)
                     .execute(conn)?;

@@ -27,7 +27,7 @@ use diesel::result::{DatabaseErrorKind, Error as DieselError};
 pub use assertions::ReplayStore;
 pub use audit::{AuditFilter, AuditRecord, AuditStore, NewAuditRecord};
 pub use batch_writer::BatchWriter;
-pub use clients::{ClientRecord, ClientSecretRecord, ClientStore};
+pub use clients::{ClientChange, ClientRecord, ClientSecretRecord, ClientStore, NewSecret};
 pub use connection::{AnyConnection, DatabaseUrl};
 pub use credentials::{AccessTokenRecord, CredentialStore, ServiceUserRecord};
 pub use instance::{InstanceRecord, InstanceStore};

@@ -20,6 +20,7 @@ on_both_backends!(
     rotated_secret_works_only_during_its_grace,
     disabling_or_deleting_a_client_stops_new_tokens,
     client_registration_is_validated,
+    redirect_uris_follow_rfc8252,
     issuance_and_failures_are_audited,
 );
 
@@ -415,6 +416,51 @@ async fn disabling_or_deleting_a_client_stops_new_tokens(backend: Backend) {
         "not_found",
     )
     .await;
+}
+
+/// RFC 8252 §7 and §8.3: what a redirect URI may be at registration.
+async fn redirect_uris_follow_rfc8252(backend: Backend) {
+    let app = TestApp::start(backend).await;
+    for uri in [
+        "https://app.example.com/cb",
+        "http://127.0.0.1/cb",
+        "http://127.0.0.1:8400/cb",
+        "http://[::1]:8400/cb",
+        "com.example.app:/oauth2redirect",
+    ] {
+        let spec = json!({"name": "native", "redirect_uris": [uri]});
+        let response = app.admin_post("/admin/v1/clients", &spec).await;
+        assert_eq!(response.status(), 201, "{uri} is accepted");
+    }
+    for (uri, says) in [
+        ("http://localhost:8400/cb", "127.0.0.1"),
+        ("http://app.example.com/cb", "https"),
+        ("http://10.0.0.1/cb", "https"),
+        ("javascript:alert(1)", "javascript"),
+        ("data:text/html,hi", "data"),
+        ("file:///etc/passwd", "file"),
+        ("https://app.example.com/cb#x", "fragment"),
+        ("http://127.0.0.1/cb#x", "fragment"),
+        ("myapp:/cb", "reverse-domain"),
+        ("ftp://app.example.com/cb", "reverse-domain"),
+        ("/relative/cb", "absolute"),
+    ] {
+        let spec = json!({"name": "native", "redirect_uris": [uri]});
+        let body = fail_with(
+            app.admin_post("/admin/v1/clients", &spec).await,
+            400,
+            "invalid_request",
+        )
+        .await;
+        let description = body["error_description"].as_str().unwrap();
+        assert!(description.contains(says), "{uri}: {description}");
+        assert!(
+            description
+                .bytes()
+                .all(|b| (0x20..0x7f).contains(&b) && b != b'"' && b != b'\\'),
+            "RFC 6749 section 5.2 characters only: {description}"
+        );
+    }
 }
 
 async fn client_registration_is_validated(backend: Backend) {

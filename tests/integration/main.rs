@@ -5,10 +5,12 @@
 mod common;
 
 mod admin;
+mod admin_token;
 mod architecture;
 mod audit;
 mod cli;
 mod client_address;
+mod client_updates;
 mod clients;
 mod conformance;
 mod connections;
@@ -17,6 +19,7 @@ mod edge_syntax;
 mod jwks_fetch;
 mod keys;
 mod metrics_labels;
+mod openapi_contract;
 mod outage;
 mod private_key_jwt;
 mod replicas;

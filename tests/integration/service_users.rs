@@ -462,11 +462,11 @@ async fn service_user_admin_rules(backend: Backend) {
         .send()
         .await
         .unwrap();
-    fail_with(admin_delete, 400, "invalid_request").await;
+    fail_with(admin_delete, 409, "conflict").await;
     let duplicate = app
         .admin_post("/admin/v1/service-users", &json!({"name": "admin"}))
         .await;
-    fail_with(duplicate, 400, "invalid_request").await;
+    fail_with(duplicate, 409, "conflict").await;
     fail_with(
         app.admin_post("/admin/v1/service-users", &json!({"name": ""}))
             .await,
