@@ -20,6 +20,7 @@ mod metrics_labels;
 mod outage;
 mod private_key_jwt;
 mod replicas;
+mod secrets_in_debug;
 mod service_users;
 mod startup;
 mod token_status;
