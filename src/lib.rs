@@ -12,6 +12,7 @@ pub mod keys;
 pub mod metrics;
 pub mod oauth;
 pub mod random;
+pub mod secret;
 pub mod server;
 pub mod store;
 pub mod tokens;

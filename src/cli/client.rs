@@ -11,6 +11,7 @@ use url::Url;
 use zeroize::Zeroizing;
 
 use super::AdminArgs;
+use crate::secret::Secret;
 
 const DEFAULT_TOKEN_FILE: &str = "keys/admin.token";
 const DEFAULT_URL: &str = "http://127.0.0.1:8080";
@@ -43,7 +44,7 @@ impl AdminClient {
         let token = args
             .token
             .clone()
-            .or_else(|| std::env::var("TESSERA_TOKEN").ok());
+            .or_else(|| std::env::var("TESSERA_TOKEN").ok().map(Secret::new));
         let token_file = args
             .token_file
             .clone()
@@ -55,11 +56,11 @@ impl AdminClient {
     /// `keys/admin.token` when it exists (the embedded default's file).
     pub fn new(
         base: &Url,
-        token: Option<String>,
+        token: Option<Secret>,
         token_file: Option<PathBuf>,
     ) -> anyhow::Result<Self> {
         let token = match (token, token_file) {
-            (Some(token), _) => token,
+            (Some(token), _) => token.expose().to_owned(),
             (None, Some(file)) => std::fs::read_to_string(&file)
                 .with_context(|| format!("cannot read the token file {}", file.display()))?,
             (None, None) => std::fs::read_to_string(DEFAULT_TOKEN_FILE).map_err(|_| {

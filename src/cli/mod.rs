@@ -14,6 +14,8 @@ use std::path::PathBuf;
 use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 use url::Url;
 
+use crate::secret::Secret;
+
 pub use client::AdminClient;
 
 #[derive(Debug, Parser)]
@@ -41,7 +43,7 @@ pub struct AdminArgs {
     /// Admin bearer token. Other users can read it in `ps`: prefer
     /// TESSERA_TOKEN or --token-file.
     #[arg(long, global = true)]
-    pub token: Option<String>,
+    pub token: Option<Secret>,
     /// File holding the admin bearer token [env: TESSERA_TOKEN_FILE]
     /// (default: keys/admin.token when it exists).
     #[arg(long, global = true)]

@@ -13,6 +13,7 @@ use crate::oauth::OAuthError;
 use crate::oauth::discovery::TOKEN_PATH;
 use crate::oauth::syntax;
 use crate::oauth::token::{self, RequestContext, TokenRequest};
+use crate::secret::Secret;
 use crate::server::AppState;
 
 pub fn routes() -> axum::Router<AppState> {
@@ -30,12 +31,12 @@ pub(super) fn authorization(headers: &HeaderMap, scheme: &str) -> Option<String>
 
 /// The Basic credentials of the request, checked against the client
 /// grammar (RFC 6749 §2.3.1) before anything looks them up.
-pub(super) fn basic_credentials(headers: &HeaderMap) -> Result<Option<String>, OAuthError> {
+pub(super) fn basic_credentials(headers: &HeaderMap) -> Result<Option<Secret>, OAuthError> {
     let basic = authorization(headers, "basic");
     if let Some(credentials) = &basic {
         syntax::check_basic(credentials)?;
     }
-    Ok(basic)
+    Ok(basic.map(Secret::new))
 }
 
 /// RFC 6749 §3.2: an `application/x-www-form-urlencoded` body. Media

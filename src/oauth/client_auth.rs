@@ -15,6 +15,7 @@ use super::{ErrorCode, OAuthError};
 use crate::audit::{Actor, ActorKind, Event, Outcome};
 use crate::clock;
 use crate::oauth::Core;
+use crate::secret::Secret;
 use crate::tokens::opaque::OpaqueToken;
 
 /// RFC 7523 §2.2.
@@ -22,32 +23,16 @@ pub const JWT_BEARER_ASSERTION: &str = "urn:ietf:params:oauth:client-assertion-t
 /// An assertion may live at most this long (OIDC Core §9 leaves it to us).
 const MAX_ASSERTION_LIFETIME: Duration = Duration::from_secs(300);
 
-/// What the request presented, before anything is checked.
-#[derive(Default)]
+/// What the request presented, before anything is checked. Credentials
+/// are [`Secret`]s, so `Debug` shows only that they were there.
+#[derive(Debug, Default)]
 pub struct PresentedCredentials {
-    /// The raw `Authorization` header value, when it used the Basic scheme.
-    pub basic: Option<String>,
+    /// The `Authorization` header's Basic credentials, still encoded.
+    pub basic: Option<Secret>,
     pub client_id: Option<String>,
-    pub client_secret: Option<String>,
+    pub client_secret: Option<Secret>,
     pub client_assertion_type: Option<String>,
-    pub client_assertion: Option<String>,
-}
-
-impl std::fmt::Debug for PresentedCredentials {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("PresentedCredentials")
-            .field("basic", &self.basic.as_ref().map(|_| "<redacted>"))
-            .field("client_id", &self.client_id)
-            .field(
-                "client_secret",
-                &self.client_secret.as_ref().map(|_| "<redacted>"),
-            )
-            .field(
-                "client_assertion",
-                &self.client_assertion.as_ref().map(|_| "<redacted>"),
-            )
-            .finish()
-    }
+    pub client_assertion: Option<Secret>,
 }
 
 impl PresentedCredentials {
@@ -71,7 +56,7 @@ impl PresentedCredentials {
 
 /// RFC 6749 §2.3.1: the id and secret are form-urlencoded before they are
 /// joined with `:` and base64-encoded.
-pub(crate) fn decode_basic(header: &str) -> Option<(String, String)> {
+pub(crate) fn decode_basic(header: &str) -> Option<(String, Secret)> {
     let decoded = STANDARD.decode(header.trim()).ok()?;
     let text = String::from_utf8(decoded).ok()?;
     let (id, secret) = text.split_once(':')?;
@@ -81,7 +66,7 @@ pub(crate) fn decode_basic(header: &str) -> Option<(String, String)> {
             .ok()
             .map(|c| c.into_owned())
     };
-    Some((unescape(id)?, unescape(secret)?))
+    Some((unescape(id)?, Secret::new(unescape(secret)?)))
 }
 
 fn invalid_client(description: &'static str) -> OAuthError {
@@ -130,7 +115,7 @@ async fn check(state: &Core, presented: &PresentedCredentials) -> Result<Client,
         ));
     }
     let (client_id, secret, method) = if let Some(basic) = &presented.basic {
-        let (id, secret) = decode_basic(basic)
+        let (id, secret) = decode_basic(basic.expose())
             .ok_or_else(|| (invalid_client("the Basic credentials are malformed"), None))?;
         if presented
             .client_id
@@ -175,7 +160,7 @@ async fn check(state: &Core, presented: &PresentedCredentials) -> Result<Client,
         return failed("client authentication failed");
     }
     if let Some(secret) = secret {
-        let presented = OpaqueToken::from_presented(&secret);
+        let presented = OpaqueToken::from_presented(secret.expose());
         // Compare with every valid secret (the current one and any still
         // in its grace period), each in constant time.
         let now = clock::now();
@@ -211,12 +196,16 @@ async fn private_key_jwt(
             hinted,
         ));
     }
-    let token = presented.client_assertion.as_deref().ok_or_else(|| {
-        (
-            OAuthError::invalid_request("client_assertion is missing"),
-            hinted.clone(),
-        )
-    })?;
+    let token = presented
+        .client_assertion
+        .as_ref()
+        .map(Secret::expose)
+        .ok_or_else(|| {
+            (
+                OAuthError::invalid_request("client_assertion is missing"),
+                hinted.clone(),
+            )
+        })?;
     // The client is named by the unverified `sub` (or client_id); nothing
     // is trusted until the signature checks out with that client's key.
     let named = assertion::unverified_subject(token);

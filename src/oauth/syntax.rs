@@ -126,7 +126,8 @@ pub fn check_parameter(name: &str, value: &str) -> Result<(), OAuthError> {
 pub fn check_basic(credentials: &str) -> Result<(), OAuthError> {
     match decode_basic(credentials) {
         Some((id, secret))
-            if Grammar::VisibleText.accepts(&id) && Grammar::VisibleText.accepts(&secret) =>
+            if Grammar::VisibleText.accepts(&id)
+                && Grammar::VisibleText.accepts(secret.expose()) =>
         {
             Ok(())
         }

@@ -10,6 +10,23 @@ use super::client_auth::PresentedCredentials;
 use super::error::named;
 use super::{ErrorCode, OAuthError, grants, syntax};
 use crate::oauth::Core;
+use crate::secret::Secret;
+
+/// Parameters whose values are credentials: kept as [`Secret`], so a
+/// request's `Debug` never shows them.
+const SECRET_PARAMETERS: &[&str] = &[
+    "client_secret",
+    "client_assertion",
+    "assertion",
+    "token",
+    "refresh_token",
+    "code",
+    "code_verifier",
+    "device_code",
+    "subject_token",
+    "actor_token",
+    "password",
+];
 
 /// The form parameters, each in its grammar (`syntax`). Only `audience`
 /// and `resource` may repeat (RFC 8693 §2.1, RFC 8707 §2); any other
@@ -17,6 +34,7 @@ use crate::oauth::Core;
 #[derive(Debug, Default)]
 pub struct TokenRequest {
     params: HashMap<String, String>,
+    secrets: HashMap<String, Secret>,
     pub audience: Vec<String>,
     pub resource: Vec<String>,
 }
@@ -30,7 +48,15 @@ impl TokenRequest {
                 "audience" => request.audience.push(value),
                 "resource" => request.resource.push(value),
                 _ => {
-                    if request.params.insert(name.clone(), value).is_some() {
+                    let repeated = if SECRET_PARAMETERS.contains(&name.as_str()) {
+                        request
+                            .secrets
+                            .insert(name.clone(), Secret::new(value))
+                            .is_some()
+                    } else {
+                        request.params.insert(name.clone(), value).is_some()
+                    };
+                    if repeated {
                         return Err(OAuthError::invalid_request(format!(
                             "the parameter `{}` is repeated",
                             named(&name)
@@ -46,6 +72,7 @@ impl TokenRequest {
         self.params
             .get(name)
             .map(String::as_str)
+            .or_else(|| self.secrets.get(name).map(Secret::expose))
             .filter(|v| !v.is_empty())
     }
 
@@ -56,14 +83,18 @@ impl TokenRequest {
     }
 
     /// Splits the client-authentication parameters off the request.
-    pub fn credentials(&self, basic: Option<String>) -> PresentedCredentials {
+    pub fn credentials(&self, basic: Option<Secret>) -> PresentedCredentials {
         PresentedCredentials {
             basic,
             client_id: self.get("client_id").map(str::to_owned),
-            client_secret: self.get("client_secret").map(str::to_owned),
+            client_secret: self.secret("client_secret"),
             client_assertion_type: self.get("client_assertion_type").map(str::to_owned),
-            client_assertion: self.get("client_assertion").map(str::to_owned),
+            client_assertion: self.secret("client_assertion"),
         }
+    }
+
+    fn secret(&self, name: &str) -> Option<Secret> {
+        self.secrets.get(name).filter(|s| !s.is_empty()).cloned()
     }
 
     /// RFC 8707 resources and RFC 8693 audiences, as one list.
@@ -79,7 +110,7 @@ impl TokenRequest {
 /// RFC 6749 §5.1.
 #[derive(Debug, Serialize)]
 pub struct TokenResponse {
-    pub access_token: String,
+    pub access_token: Secret,
     pub token_type: &'static str,
     pub expires_in: u64,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -88,7 +119,7 @@ pub struct TokenResponse {
 
 /// What the caller's connection tells us.
 pub struct RequestContext {
-    pub basic: Option<String>,
+    pub basic: Option<Secret>,
     pub remote: Option<String>,
 }
 

@@ -7,6 +7,7 @@ use serde::Serialize;
 use super::jwt::{self, SignError};
 use crate::clock;
 use crate::keys::{Alg, KeyRing};
+use crate::secret::Secret;
 
 /// RFC 9068 §2.2 claims, plus the identity kind Tessera's resource servers
 /// and introspection use.
@@ -41,7 +42,7 @@ impl Serialize for Audience<'_> {
 /// An issued access token and what the token response reports about it.
 #[derive(Debug)]
 pub struct Issued {
-    pub token: String,
+    pub token: Secret,
     pub jti: String,
     pub expires_in: u64,
     pub exp: i64,
@@ -82,7 +83,7 @@ pub fn mint(ring: &KeyRing, request: &AccessTokenRequest<'_>) -> Result<Issued, 
     };
     let token = jwt::sign(key, "at+jwt", &claims)?;
     Ok(Issued {
-        token,
+        token: Secret::new(token),
         jti,
         expires_in: request.lifetime.as_secs(),
         exp,

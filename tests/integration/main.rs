@@ -23,6 +23,7 @@ mod openapi_contract;
 mod outage;
 mod private_key_jwt;
 mod replicas;
+mod secrets_in_debug;
 mod service_users;
 mod startup;
 mod token_status;
