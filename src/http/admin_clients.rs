@@ -12,6 +12,7 @@ use crate::oauth::OAuthError;
 use crate::oauth::client::{Client, ClientSpec};
 use crate::oauth::error::ErrorBody;
 use crate::oauth::registry;
+use crate::secret::Secret;
 use crate::server::AppState;
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -20,7 +21,8 @@ pub struct RegisteredClient {
     pub client: Client,
     /// Shown once; only a digest is stored.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub client_secret: Option<String>,
+    #[schema(value_type = Option<String>)]
+    pub client_secret: Option<Secret>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -52,7 +54,7 @@ pub(super) async fn create_client(
         admin.actor(),
     )
     .await?;
-    let client_secret = registered.client_secret.map(|s| s.expose().to_owned());
+    let client_secret = registered.client_secret.map(|s| Secret::new(s.expose()));
     let headers = created_headers(
         &format!("/admin/v1/clients/{}", registered.client.client_id),
         &registered.client,
@@ -138,7 +140,8 @@ pub struct RotateSecretRequest {
 pub struct NewSecret {
     pub client_id: String,
     /// Shown once.
-    pub client_secret: String,
+    #[schema(value_type = String)]
+    pub client_secret: Secret,
 }
 
 const MAX_GRACE_SECONDS: u64 = 30 * 24 * 3600;
@@ -174,6 +177,22 @@ pub(super) async fn rotate_client_secret(
     let secret = secret?;
     Ok(Json(NewSecret {
         client_id,
-        client_secret: secret.expose().to_owned(),
+        client_secret: Secret::new(secret.expose()),
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_new_secret_is_serialised_but_never_in_debug() {
+        let answer = NewSecret {
+            client_id: "svc".into(),
+            client_secret: Secret::new("tsr_cs_shown-once-only"),
+        };
+        assert!(!format!("{answer:?}").contains("shown-once-only"));
+        let body = serde_json::to_string(&answer).unwrap();
+        assert!(body.contains("tsr_cs_shown-once-only"));
+    }
 }
