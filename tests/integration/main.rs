@@ -9,6 +9,7 @@ mod cli;
 mod clients;
 mod discovery;
 mod keys;
+mod malformed;
 mod outage;
 mod private_key_jwt;
 mod service_users;
