@@ -8,6 +8,7 @@
 //! `TESSERA_MALFORMED_REQUESTS=<n>` changes the count per endpoint.
 
 mod generator;
+mod junk;
 mod raw;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
