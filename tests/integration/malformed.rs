@@ -29,7 +29,7 @@ const DEFAULT_REQUESTS: u64 = 10_000;
 const CONNECTIONS: u64 = 16;
 /// What "still answers" means after the flood.
 const ANSWER_WITHIN: Duration = Duration::from_secs(1);
-/// Failures shown in full; the rest are counted.
+/// Failures shown in full; the flood stops after this many.
 const SHOWN: usize = 20;
 
 fn setting(name: &str) -> Option<u64> {
@@ -117,7 +117,8 @@ async fn malformed_requests_leave_every_endpoint_serving(backend: Backend) {
                 };
                 let mut client = Client::new(addr);
                 let mut n = worker;
-                while n < total {
+                // Enough failures to show: stop, rather than wait out every hung request.
+                while n < total && failed.load(Ordering::SeqCst) < SHOWN {
                     let endpoint = (n % ENDPOINTS.len() as u64) as usize;
                     let index = n / ENDPOINTS.len() as u64;
                     let (request, broken) = generator.case(endpoint, index);
@@ -150,8 +151,7 @@ async fn malformed_requests_leave_every_endpoint_serving(backend: Backend) {
     let failures = failures.lock().unwrap().clone();
     assert!(
         failures.is_empty(),
-        "seed {seed}: {} requests got a 5xx or no answer; the first:\n{}",
-        failed.load(Ordering::SeqCst),
+        "seed {seed}: requests got a 5xx or no answer:\n{}",
         failures.join("\n")
     );
     still_answers(&app, &credentials).await;
