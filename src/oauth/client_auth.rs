@@ -56,7 +56,7 @@ impl PresentedCredentials {
 
 /// RFC 6749 §2.3.1: the id and secret are form-urlencoded before they are
 /// joined with `:` and base64-encoded.
-pub(crate) fn decode_basic(header: &str) -> Option<(String, Secret)> {
+pub fn decode_basic(header: &str) -> Option<(String, Secret)> {
     let decoded = STANDARD.decode(header.trim()).ok()?;
     let text = String::from_utf8(decoded).ok()?;
     let (id, secret) = text.split_once(':')?;

@@ -18,6 +18,7 @@ mod discovery;
 mod edge_syntax;
 mod jwks_fetch;
 mod keys;
+mod malformed;
 mod metrics_labels;
 mod openapi_contract;
 mod outage;
