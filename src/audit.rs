@@ -277,7 +277,7 @@ impl SourceThrottle {
 /// An IPv4 address, or an IPv6 address's /64 (one host's usual share);
 /// anything else, bounded, as it is.
 fn source_key(source: Option<&str>) -> String {
-    match source.map(str::parse::<IpAddr>) {
+    match source.map(|s| s.parse::<IpAddr>().map(|ip| ip.to_canonical())) {
         Some(Ok(IpAddr::V6(v6))) => {
             let prefix = u128::from(v6) & !((1u128 << 64) - 1);
             format!("{}/64", std::net::Ipv6Addr::from(prefix))
@@ -291,6 +291,15 @@ fn source_key(source: Option<&str>) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ipv4_mapped_sources_are_throttled_as_ipv4() {
+        assert_eq!(source_key(Some("::ffff:127.0.0.1")), "127.0.0.1");
+        assert_ne!(
+            source_key(Some("::ffff:127.0.0.1")),
+            source_key(Some("::ffff:127.0.0.2"))
+        );
+    }
 
     #[test]
     fn bounded_escapes_control_characters_and_cuts() {

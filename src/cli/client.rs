@@ -67,7 +67,10 @@ impl AdminClient {
                 anyhow!("no admin token: pass --token, set TESSERA_TOKEN, or use --token-file")
             })?,
         };
+        // No redirects: a redirect could take the token to another scheme
+        // or host than the one checked above.
         let http = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
             .timeout(std::time::Duration::from_secs(30))
             .build()
             .context("cannot build the HTTP client")?;

@@ -42,6 +42,9 @@ pub fn client_address(
     trusted: &[IpNet],
     header: ForwardingHeader,
 ) -> IpAddr {
+    // On a dual-stack listener an IPv4 peer arrives as `::ffff:a.b.c.d`:
+    // compare and report it as the IPv4 address it is.
+    let peer = peer.to_canonical();
     let is_trusted = |ip: &IpAddr| trusted.iter().any(|net| net.contains(ip));
     if !is_trusted(&peer) {
         return peer;
@@ -59,6 +62,7 @@ pub fn client_address(
         let Some(hop) = hop(header, element) else {
             break;
         };
+        let hop = hop.to_canonical();
         client = hop;
         if !is_trusted(&hop) {
             break;
@@ -87,6 +91,19 @@ mod tests {
             value,
             ForwardingHeader::XForwardedFor,
         )
+    }
+
+    #[test]
+    fn an_ipv4_peer_on_a_dual_stack_listener_is_its_ipv4_address() {
+        let xff = ForwardingHeader::XForwardedFor;
+        assert_eq!(
+            resolve("::ffff:10.0.0.5", "x-forwarded-for", "203.0.113.9", xff),
+            "203.0.113.9"
+        );
+        assert_eq!(
+            resolve("::ffff:198.51.100.1", "x-forwarded-for", "203.0.113.9", xff),
+            "198.51.100.1"
+        );
     }
 
     #[test]

@@ -9,6 +9,7 @@ mod error;
 mod extract;
 mod health;
 pub mod listener;
+mod nul_guard;
 mod timeouts;
 mod token;
 mod token_status;
@@ -36,7 +37,10 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .merge(wellknown::routes())
         .merge(health::routes())
-        .merge(admin::routes())
+        .merge(admin::routes().layer(middleware::from_fn_with_state(
+            state.clone(),
+            nul_guard::refuse_nul,
+        )))
         .merge(token::routes())
         .merge(token_status::routes())
         .method_not_allowed_fallback(method_not_allowed)

@@ -10,6 +10,7 @@ use jsonwebtoken::{Algorithm, DecodingKey, Validation, decode, decode_header};
 use serde::Deserialize;
 
 use super::discovery::TOKEN_PATH;
+use super::syntax;
 use super::{ErrorCode, OAuthError};
 use crate::clock;
 use crate::config::Config;
@@ -127,6 +128,11 @@ pub fn verify(
     let refuse = |why: &'static str| AssertionError::Invalid(OAuthError::new(expect.error, why));
     let header = decode_header(token)
         .map_err(|_| refuse("the assertion is not a well-formed signed JWT"))?;
+    if names_critical_extensions(token) {
+        return Err(refuse(
+            "the assertion names critical header extensions (crit) this server does not support",
+        ));
+    }
     let jwk = match select_key(keys, header.kid.as_deref()) {
         Some(jwk) => jwk,
         None => return Err(AssertionError::UnknownKey),
@@ -193,8 +199,28 @@ pub fn verify(
     Ok(claims)
 }
 
+/// RFC 7515 §4.1.11: a recipient that does not understand every extension
+/// `crit` lists MUST reject the JWS. Tessera understands none.
+fn names_critical_extensions(token: &str) -> bool {
+    #[derive(Deserialize)]
+    struct Critical {
+        crit: Option<serde_json::Value>,
+    }
+    use base64::Engine;
+    let Some(header) = token.split('.').next() else {
+        return false;
+    };
+    base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(header)
+        .ok()
+        .and_then(|bytes| serde_json::from_slice::<Critical>(&bytes).ok())
+        .is_some_and(|h| h.crit.is_some())
+}
+
 /// The `sub` an assertion claims, read before anything is verified: it only
-/// names whose keys to verify it with.
+/// names whose keys to verify it with. A `sub` that could not be an id
+/// (control characters, NUL, over [`syntax::MAX_IDENTIFIER_LEN`]) counts as
+/// absent, so it never reaches a cache or a query.
 pub fn unverified_subject(token: &str) -> Option<String> {
     #[derive(Deserialize)]
     struct Named {
@@ -203,6 +229,7 @@ pub fn unverified_subject(token: &str) -> Option<String> {
     jsonwebtoken::dangerous::insecure_decode_claims::<Named>(token)
         .ok()
         .and_then(|c| c.sub)
+        .filter(|sub| syntax::is_identifier(sub))
 }
 
 #[derive(Debug)]
@@ -252,5 +279,37 @@ pub async fn consume_once(
         Ok(())
     } else {
         Err(refuse("the assertion was already used"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use base64::Engine;
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    use serde_json::{Value, json};
+
+    use super::*;
+
+    fn token(header: Value, claims: Value) -> String {
+        let part = |v: Value| URL_SAFE_NO_PAD.encode(v.to_string());
+        format!("{}.{}.c2ln", part(header), part(claims))
+    }
+
+    #[test]
+    fn a_crit_header_is_noticed() {
+        let plain = token(json!({"alg": "RS256"}), json!({}));
+        let critical = token(json!({"alg": "RS256", "crit": ["x"]}), json!({}));
+        assert!(!names_critical_extensions(&plain));
+        assert!(names_critical_extensions(&critical));
+    }
+
+    #[test]
+    fn a_subject_that_cannot_be_an_id_counts_as_absent() {
+        let named =
+            |sub: &str| unverified_subject(&token(json!({"alg": "RS256"}), json!({"sub": sub})));
+        assert_eq!(named("svc-1").as_deref(), Some("svc-1"));
+        assert_eq!(named("a\u{0}b"), None);
+        assert_eq!(named(&"x".repeat(256)), None);
+        assert_eq!(named(""), None);
     }
 }

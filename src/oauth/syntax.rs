@@ -7,6 +7,19 @@
 use super::client_auth::decode_basic;
 use super::{ErrorCode, OAuthError};
 
+/// The longest client id or subject looked up. RFC 6749 leaves the length
+/// open; ids Tessera issues are far shorter, and a cap keeps a flood of
+/// huge unknown ids from filling the caches of misses.
+pub const MAX_IDENTIFIER_LEN: usize = 255;
+
+/// Whether `value` can name a client or a service user: `1*VSCHAR`
+/// (RFC 6749 Appendix A.1) of at most [`MAX_IDENTIFIER_LEN`] bytes. Checked
+/// before any lookup, for form values and for the unverified `sub` of an
+/// assertion alike.
+pub fn is_identifier(value: &str) -> bool {
+    !value.is_empty() && value.len() <= MAX_IDENTIFIER_LEN && value.bytes().all(is_vschar)
+}
+
 /// The grammars the parameters use.
 #[derive(Clone, Copy, Debug)]
 enum Grammar {
@@ -98,6 +111,11 @@ pub fn check_parameter(name: &str, value: &str) -> Result<(), OAuthError> {
     let Some(grammar) = grammar_of(name) else {
         return Ok(());
     };
+    if name == "client_id" && value.len() > MAX_IDENTIFIER_LEN {
+        return Err(OAuthError::invalid_request(
+            "the parameter `client_id` is too long",
+        ));
+    }
     if value.is_empty() || grammar.accepts(value) {
         return Ok(());
     }
@@ -126,7 +144,8 @@ pub fn check_parameter(name: &str, value: &str) -> Result<(), OAuthError> {
 pub fn check_basic(credentials: &str) -> Result<(), OAuthError> {
     match decode_basic(credentials) {
         Some((id, secret))
-            if Grammar::VisibleText.accepts(&id)
+            if id.len() <= MAX_IDENTIFIER_LEN
+                && Grammar::VisibleText.accepts(&id)
                 && Grammar::VisibleText.accepts(secret.expose()) =>
         {
             Ok(())

@@ -1,0 +1,119 @@
+//! Identifiers an attacker controls never reach a query unchecked: a NUL or
+//! a huge id inside an assertion's `sub`, a huge id in Basic credentials,
+//! and NUL anywhere in an admin request. PostgreSQL refuses NUL in `text`,
+//! so before the checks these were 500s there; huge unknown ids filled the
+//! caches of misses.
+
+use base64::Engine;
+use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use serde_json::{Value, json};
+
+use crate::common::{Backend, TestApp};
+use crate::on_both_backends;
+
+on_both_backends!(
+    hostile_subjects_in_assertions_are_refused_cleanly,
+    nul_in_admin_requests_is_refused_cleanly,
+);
+
+const FORM: &str = "application/x-www-form-urlencoded";
+const CLIENT_ASSERTION_TYPE: &str =
+    "urn%3Aietf%3Aparams%3Aoauth%3Aclient-assertion-type%3Ajwt-bearer";
+const JWT_BEARER: &str = "urn%3Aietf%3Aparams%3Aoauth%3Agrant-type%3Ajwt-bearer";
+
+fn unsigned_assertion(sub: &str) -> String {
+    let part = |v: Value| URL_SAFE_NO_PAD.encode(v.to_string());
+    format!(
+        "{}.{}.{}",
+        part(json!({"alg": "RS256", "kid": "k"})),
+        part(json!({"sub": sub, "iss": sub, "aud": "x", "exp": 4_000_000_000u64})),
+        URL_SAFE_NO_PAD.encode("sig")
+    )
+}
+
+async fn refused_as_4xx(response: reqwest::Response, what: &str) {
+    let status = response.status();
+    let body: Value = response.json().await.unwrap_or(Value::Null);
+    assert!(
+        status.is_client_error(),
+        "{what}: expected a 4xx, got {status} {body}"
+    );
+    assert!(
+        body["error"].is_string(),
+        "{what}: no RFC 6749 error: {body}"
+    );
+}
+
+async fn hostile_subjects_in_assertions_are_refused_cleanly(backend: Backend) {
+    let app = TestApp::builder(backend).start().await;
+    let huge = "h".repeat(100_000);
+    for sub in ["a\u{0}b", "\u{1}", huge.as_str()] {
+        let assertion = unsigned_assertion(sub);
+        let client_auth = format!(
+            "grant_type=client_credentials&client_assertion_type={CLIENT_ASSERTION_TYPE}&client_assertion={assertion}"
+        );
+        let grant = format!("grant_type={JWT_BEARER}&assertion={assertion}");
+        for body in [client_auth, grant] {
+            let response = app
+                .http
+                .post(app.endpoint("/oauth/token"))
+                .header("content-type", FORM)
+                .body(body)
+                .send()
+                .await
+                .expect("request");
+            refused_as_4xx(response, "a hostile sub").await;
+        }
+    }
+    let basic = STANDARD.encode(format!("{huge}:secret"));
+    let response = app
+        .http
+        .post(app.endpoint("/oauth/token"))
+        .header("content-type", FORM)
+        .header("authorization", format!("Basic {basic}"))
+        .body("grant_type=client_credentials")
+        .send()
+        .await
+        .expect("request");
+    refused_as_4xx(response, "a huge Basic id").await;
+    let response = app
+        .http
+        .post(app.endpoint("/oauth/token"))
+        .header("content-type", FORM)
+        .body(format!("grant_type=client_credentials&client_id={huge}"))
+        .send()
+        .await
+        .expect("request");
+    refused_as_4xx(response, "a huge client_id").await;
+    // The server still works afterwards.
+    assert_eq!(app.admin_get("/admin/v1/whoami").await.status(), 200);
+}
+
+async fn nul_in_admin_requests_is_refused_cleanly(backend: Backend) {
+    let app = TestApp::builder(backend).start().await;
+    for path in [
+        "/admin/v1/clients/%00",
+        "/admin/v1/service-users/%00",
+        "/admin/v1/service-users/%00/keys",
+        "/admin/v1/audit?actor_id=%00",
+        "/admin/v1/audit?action=a%00b",
+    ] {
+        refused_as_4xx(app.admin_get(path).await, path).await;
+    }
+    let response = app
+        .http
+        .delete(app.endpoint("/admin/v1/clients/%00"))
+        .bearer_auth(app.admin_token())
+        .send()
+        .await
+        .expect("request");
+    refused_as_4xx(response, "DELETE a NUL id").await;
+    let response = app
+        .admin_post(
+            "/admin/v1/service-users",
+            &json!({"name": "a\u{0}b", "description": "x"}),
+        )
+        .await;
+    refused_as_4xx(response, "a NUL in a JSON body").await;
+    assert_eq!(app.admin_get("/admin/v1/whoami").await.status(), 200);
+}
