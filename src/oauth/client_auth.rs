@@ -73,7 +73,8 @@ fn invalid_client(description: &'static str) -> OAuthError {
     OAuthError::new(ErrorCode::InvalidClient, description)
 }
 
-/// Authenticates the client, audits a failure, and returns the client.
+/// Authenticates the client, audits a failure (as far as
+/// `Core::auth_failures` lets each source), and returns the client.
 pub async fn authenticate(
     state: &Core,
     presented: &PresentedCredentials,
@@ -82,7 +83,17 @@ pub async fn authenticate(
     match check(state, presented).await {
         Ok(client) => Ok(client),
         Err((error, client_id)) => {
-            if error.code == ErrorCode::InvalidClient {
+            // Sampled per source like failed bearer authentication, so a
+            // flood of random client ids costs a few rows a minute, not one
+            // a request, and cannot fill the audit queue.
+            let admitted = (error.code == ErrorCode::InvalidClient)
+                .then(|| state.auth_failures.admit(remote.as_deref()))
+                .flatten();
+            if let Some(suppressed) = admitted {
+                let details = match suppressed {
+                    0 => json!({ "reason": error.description }),
+                    n => json!({ "reason": error.description, "suppressed": n }),
+                };
                 let mut event = Event::new(
                     Actor {
                         id: client_id.clone(),
@@ -92,7 +103,7 @@ pub async fn authenticate(
                     Outcome::Failure,
                 )
                 .remote(remote)
-                .details(json!({ "reason": error.description }));
+                .details(details);
                 if let Some(id) = client_id {
                     event = event.client(id);
                 }

@@ -14,6 +14,7 @@ use crate::on_both_backends;
 on_both_backends!(
     hostile_subjects_in_assertions_are_refused_cleanly,
     nul_in_admin_requests_is_refused_cleanly,
+    failed_client_authentication_is_sampled_per_source,
 );
 
 const FORM: &str = "application/x-www-form-urlencoded";
@@ -116,4 +117,31 @@ async fn nul_in_admin_requests_is_refused_cleanly(backend: Backend) {
         .await;
     refused_as_4xx(response, "a NUL in a JSON body").await;
     assert_eq!(app.admin_get("/admin/v1/whoami").await.status(), 200);
+}
+
+/// A flood of unknown client ids from one address costs the audit log a
+/// burst of rows, then one row that counts the rest.
+async fn failed_client_authentication_is_sampled_per_source(backend: Backend) {
+    let app = TestApp::builder(backend).start().await;
+    for i in 0..30 {
+        let basic = STANDARD.encode(format!("unknown-{i}:secret"));
+        let response = app
+            .http
+            .post(app.endpoint("/oauth/token"))
+            .header("content-type", FORM)
+            .header("authorization", format!("Basic {basic}"))
+            .body("grant_type=client_credentials")
+            .send()
+            .await
+            .expect("request");
+        assert_eq!(response.status(), 401);
+    }
+    let failed: Value = app
+        .admin_get("/admin/v1/audit?action=client.auth_failed&limit=500")
+        .await
+        .json()
+        .await
+        .unwrap();
+    let events = failed["events"].as_array().expect("events");
+    assert_eq!(events.len(), 10, "{failed}");
 }
