@@ -8,7 +8,7 @@ use std::time::Duration;
 use jsonwebtoken::jwk::JwkSet;
 use tessera::keys::{Alg, KeyMaterial, KeySet, MasterKey};
 use tessera::oauth::ErrorCode;
-use tessera::oauth::assertion::Expectations;
+use tessera::oauth::assertion::{Expectations, ReplayKey};
 use tessera::store::SigningKeyRecord;
 
 pub const CLIENT_ID: &str = "fuzz-client";
@@ -29,8 +29,9 @@ impl Fixture {
         Expectations {
             subject: CLIENT_ID,
             audiences: &self.audiences,
-            max_lifetime: Some(Duration::from_secs(300)),
+            max_lifetime: Duration::from_secs(300),
             max_age: Some(Duration::from_secs(300)),
+            replay_key: ReplayKey::Jti,
             error: ErrorCode::InvalidClient,
         }
     }

@@ -146,13 +146,20 @@ fn bearer_token(parts: &Parts) -> Result<OpaqueToken, OAuthError> {
         .to_str()
         .map_err(|_| OAuthError::invalid_token("the Authorization header is not valid text"))?;
     match value.split_once(' ') {
-        Some((scheme, token))
-            if scheme.eq_ignore_ascii_case("bearer") && syntax::is_b64token(token.trim()) =>
-        {
-            Ok(OpaqueToken::from_presented(token.trim()))
+        Some((scheme, token)) if scheme.eq_ignore_ascii_case("bearer") => {
+            if syntax::is_b64token(token.trim()) {
+                Ok(OpaqueToken::from_presented(token.trim()))
+            } else {
+                Err(OAuthError::invalid_token(
+                    "the Authorization header must be `Bearer <token>`",
+                ))
+            }
         }
-        _ => Err(OAuthError::invalid_token(
-            "the Authorization header must be `Bearer <token>`",
+        // RFC 6750 §3.1: another scheme is no bearer credential at all, so
+        // the challenge carries no error code.
+        _ => Err(OAuthError::credentials_required(
+            ErrorCode::InvalidToken,
+            "a bearer token is required",
         )),
     }
 }

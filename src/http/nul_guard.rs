@@ -24,6 +24,17 @@ fn has_json_nul(body: &[u8]) -> bool {
     body.contains(&0) || body.windows(6).any(|w| w.eq_ignore_ascii_case(b"\\u0000"))
 }
 
+fn is_too_large(error: &axum::Error) -> bool {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(error);
+    while let Some(e) = source {
+        if e.is::<http_body_util::LengthLimitError>() {
+            return true;
+        }
+        source = e.source();
+    }
+    false
+}
+
 pub async fn refuse_nul(State(state): State<AppState>, request: Request, next: Next) -> Response {
     if has_encoded_nul(request.uri().path()) || request.uri().query().is_some_and(has_encoded_nul) {
         return OAuthError::invalid_request(REFUSAL).into_response();
@@ -31,10 +42,12 @@ pub async fn refuse_nul(State(state): State<AppState>, request: Request, next: N
     let (parts, body) = request.into_parts();
     let bytes = match to_bytes(body, state.config.server.max_body_bytes).await {
         Ok(bytes) => bytes,
-        Err(_) => {
-            return OAuthError::invalid_request("the request body is too large or broken")
+        Err(e) if is_too_large(&e) => {
+            return OAuthError::invalid_request("the request body is too large")
+                .with_status(413)
                 .into_response();
         }
+        Err(_) => return OAuthError::invalid_request("the request body is broken").into_response(),
     };
     if has_json_nul(&bytes) {
         return OAuthError::invalid_request(REFUSAL).into_response();

@@ -33,6 +33,17 @@ async fn a_request_without_credentials_gets_a_challenge_without_error(backend: B
     );
     fail_with(response, 401, "invalid_token").await;
 
+    // Another scheme is no bearer credential either (RFC 6750 §3.1).
+    let response = app
+        .http
+        .get(app.endpoint("/admin/v1/keys"))
+        .basic_auth("admin", Some("secret"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(challenge(&response), "Bearer realm=\"tessera\"");
+    fail_with(response, 401, "invalid_token").await;
+
     // With a token that does not work, the challenge says why.
     let response = app
         .http
