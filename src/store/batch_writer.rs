@@ -235,6 +235,13 @@ impl Writer {
         runtime.block_on(async {
             let mut open = true;
             while open {
+                // Pruning is due by the clock, whatever the queues hold: the
+                // urgent branch below wins every select under steady
+                // assertion traffic, so waiting for an idle turn could
+                // starve retention for ever. One batch, then a pause.
+                if self.retention.is_some() && Instant::now() >= self.prune_at {
+                    self.prune();
+                }
                 let deadline = self.retry_at.or(self.audit_due);
                 let idle = deadline.is_none();
                 let mut prune = false;
