@@ -30,6 +30,11 @@ pub fn refine(doc: &mut Value, max_lifetime_secs: u64) {
             "description": "Scope tokens (RFC 6749 section 3.3) separated by white space.",
             "pattern": SCOPE_LIST,
         });
+        properties["default_audience"] = json!({
+            "type": ["string", "null"],
+            "description": "One of the audiences (added to them); empty clears it.",
+            "pattern": "^[!-~]*$",
+        });
         properties["access_token_lifetime"]["maximum"] = max_lifetime_secs.into();
     }
     schemas["ClientRegistration"]["anyOf"] = registration_branches();

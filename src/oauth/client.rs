@@ -357,6 +357,12 @@ impl Client {
             self.audiences = audiences;
         }
         if let Some(default) = spec.default_audience {
+            // Empty clears it; otherwise it joins the space-separated list.
+            if !default.is_empty() && !is_audience(&default) {
+                return Err(bad(
+                    "default_audience must be printable ASCII without spaces".into(),
+                ));
+            }
             self.default_audience = Some(default).filter(|d| !d.is_empty());
         }
         if let Some(default) = &self.default_audience

@@ -205,6 +205,17 @@ async fn cross_field_rules_and_forms_are_in_the_document(backend: Backend) {
         );
     }
 
+    // The default audience joins the space-separated audiences: no spaces.
+    let default_audience = &schemas["ClientSpec"]["properties"]["default_audience"];
+    assert_eq!(default_audience["pattern"], "^[!-~]*$");
+    let spaced = app
+        .admin_post(
+            "/admin/v1/clients",
+            &json!({"name": "n", "default_audience": "api one"}),
+        )
+        .await;
+    fail_with(spaced, 400, "invalid_request").await;
+
     // A key's lifetime is relative, so the document can bound it.
     let key_spec = &schemas["KeySpec"]["properties"];
     assert!(key_spec.get("expires_at").is_none());
