@@ -21,7 +21,7 @@ use utoipa_axum::routes;
 
 use super::admin_clients;
 use super::admin_service_users as svc;
-use super::extract::{Admin, Query, body_rejection};
+use super::extract::{Admin, Query, body_rejection, json_body};
 use crate::audit::ActorKind;
 use crate::clock;
 use crate::keys::{Alg, KeyStatus, Rotated};
@@ -218,9 +218,7 @@ where
         if bytes.is_empty() && OPTIONAL {
             return Ok(Body(T::default()));
         }
-        serde_json::from_slice(&bytes)
-            .map(Body)
-            .map_err(|e| OAuthError::invalid_request(format!("malformed JSON body: {e}")))
+        json_body(&bytes).map(Body)
     }
 }
 

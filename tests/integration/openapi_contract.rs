@@ -216,6 +216,26 @@ async fn cross_field_rules_and_forms_are_in_the_document(backend: Backend) {
         .await;
     fail_with(spaced, 400, "invalid_request").await;
 
+    // Bodies are objects: serde alone would read a struct from an array.
+    let client: Value = app
+        .admin_post("/admin/v1/clients", &json!({"name": "n"}))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let client_id = client["client_id"].as_str().unwrap();
+    let secret = format!("/admin/v1/clients/{client_id}/secret");
+    fail_with(
+        app.admin_post(&secret, &json!([])).await,
+        400,
+        "invalid_request",
+    )
+    .await;
+    let as_array = app
+        .admin_post("/admin/v1/service-users", &json!(["array"]))
+        .await;
+    fail_with(as_array, 400, "invalid_request").await;
+
     // A key's lifetime is relative, so the document can bound it.
     let key_spec = &schemas["KeySpec"]["properties"];
     assert!(key_spec.get("expires_at").is_none());
