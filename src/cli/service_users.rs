@@ -171,7 +171,6 @@ async fn run_key(client: &AdminClient, command: KeyCommand, json_out: bool) -> a
             expires_in,
             output,
         } => {
-            let expires_at = expires_in.map(|d| crate::clock::now() + d.as_secs() as i64);
             let (public, private) = match public_key {
                 Some(file) => {
                     let text = std::fs::read_to_string(&file)
@@ -188,7 +187,7 @@ async fn run_key(client: &AdminClient, command: KeyCommand, json_out: bool) -> a
                     )
                 }
             };
-            let body = json!({"public_key": public, "expires_at": expires_at});
+            let body = json!({"public_key": public, "expires_in": expires_in.map(|d| d.as_secs())});
             let key: Value = client
                 .post(&format!("/admin/v1/service-users/{id}/keys"), &body)
                 .await?;

@@ -21,7 +21,7 @@ use utoipa_axum::routes;
 
 use super::admin_clients;
 use super::admin_service_users as svc;
-use super::extract::{Admin, Query, body_rejection};
+use super::extract::{Admin, Query, body_rejection, json_body};
 use crate::audit::ActorKind;
 use crate::clock;
 use crate::keys::{Alg, KeyStatus, Rotated};
@@ -218,9 +218,7 @@ where
         if bytes.is_empty() && OPTIONAL {
             return Ok(Body(T::default()));
         }
-        serde_json::from_slice(&bytes)
-            .map(Body)
-            .map_err(|e| OAuthError::invalid_request(format!("malformed JSON body: {e}")))
+        json_body(&bytes).map(Body)
     }
 }
 
@@ -235,37 +233,16 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
 
 pub fn routes() -> axum::Router<AppState> {
     let (router, _) = api().split_for_parts();
-    let spec = Arc::new(openapi());
+    let spec = Arc::new(serde_json::to_value(openapi()).unwrap_or_default());
     router.route(
         "/admin/v1/openapi.json",
         get(move |State(state): State<AppState>| {
-            let spec = spec.clone();
-            async move { Json(configured(&spec, &state.config)) }
+            let mut document = (*spec).clone();
+            let max_lifetime = state.config.tokens.max_lifetime.as_secs();
+            super::admin_openapi::refine(&mut document, max_lifetime);
+            async move { Json(document) }
         }),
     )
-}
-
-/// The document with the bounds this server's configuration sets.
-fn configured(
-    spec: &utoipa::openapi::OpenApi,
-    config: &crate::config::Config,
-) -> utoipa::openapi::OpenApi {
-    use utoipa::openapi::{RefOr, Schema};
-    let mut spec = spec.clone();
-    let max = config.tokens.max_lifetime.as_secs();
-    let schemas = spec.components.as_mut().map(|c| &mut c.schemas);
-    for (name, schema) in schemas.into_iter().flatten() {
-        if name != "ClientSpec" && name != "ClientRegistration" {
-            continue;
-        }
-        if let RefOr::T(Schema::Object(object)) = schema
-            && let Some(RefOr::T(Schema::Object(lifetime))) =
-                object.properties.get_mut("access_token_lifetime")
-        {
-            lifetime.maximum = Some(max.into());
-        }
-    }
-    spec
 }
 
 /// The identity behind the presented token.

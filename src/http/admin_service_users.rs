@@ -86,7 +86,7 @@ pub(super) async fn add_key(
     Ok((StatusCode::CREATED, Json(key)))
 }
 
-#[utoipa::path(get, path = "/admin/v1/service-users/{id}/keys", tag = "service-users", params(("id" = String, Path)),
+#[utoipa::path(get, path = "/admin/v1/service-users/{id}/keys", tag = "service-users", operation_id = "list_service_user_keys", params(("id" = String, Path)),
     responses((status = 200, body = ServiceUserKeyList), (status = 404, body = ErrorBody)))]
 pub(super) async fn list_keys(
     State(state): State<AppState>,

@@ -45,10 +45,21 @@ where
         if bytes.iter().all(u8::is_ascii_whitespace) {
             return Ok(JsonOrEmpty(T::default()));
         }
-        serde_json::from_slice(&bytes)
-            .map(JsonOrEmpty)
-            .map_err(|e| OAuthError::invalid_request(format!("malformed JSON body: {e}")))
+        json_body(&bytes).map(JsonOrEmpty)
     }
+}
+
+/// A JSON request body as `T`. serde would read a struct from an array as
+/// well (`["x"]` fills its first field); every body the API document
+/// describes is an object, so an array is refused.
+pub fn json_body<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, OAuthError> {
+    if bytes.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'[') {
+        return Err(OAuthError::invalid_request(
+            "malformed JSON body: expected an object, not an array",
+        ));
+    }
+    serde_json::from_slice(bytes)
+        .map_err(|e| OAuthError::invalid_request(format!("malformed JSON body: {e}")))
 }
 
 /// Query parameters, with a description of what was wrong.

@@ -3,6 +3,7 @@
 
 mod admin;
 mod admin_clients;
+mod admin_openapi;
 mod admin_service_users;
 mod client_addr;
 mod error;

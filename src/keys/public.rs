@@ -40,23 +40,7 @@ fn pem_body(pem: &str) -> Result<Vec<u8>, KeyError> {
 pub fn public_jwk(text: &str, kid: &str) -> Result<Value, KeyError> {
     let mut jwk = if text.trim_start().starts_with('{') {
         let jwk: Value = serde_json::from_str(text).map_err(|_| KeyError("the JWK is not JSON"))?;
-        if ["d", "p", "q", "dp", "dq", "qi", "k"]
-            .iter()
-            .any(|m| jwk.get(m).is_some())
-        {
-            return Err(KeyError(
-                "the JWK holds private members: give the public key only",
-            ));
-        }
-        let (kty, crv) = (jwk["kty"].as_str(), jwk["crv"].as_str());
-        let alg = match (kty, crv) {
-            (Some("RSA"), _) => "RS256",
-            (Some("EC"), Some("P-256")) => "ES256",
-            (Some("OKP"), Some("Ed25519")) => "EdDSA",
-            _ => return Err(KeyError("keys must be RSA, EC P-256 or OKP Ed25519")),
-        };
-        serde_json::from_value::<jsonwebtoken::jwk::Jwk>(jwk.clone())
-            .map_err(|_| KeyError("the JWK is missing members"))?;
+        let alg = check_public_jwk(&jwk)?;
         let mut jwk = jwk;
         jwk["alg"] = json!(alg);
         jwk
@@ -84,4 +68,52 @@ pub fn public_jwk(text: &str, kid: &str) -> Result<Value, KeyError> {
     jwk["kid"] = json!(kid);
     jwk["use"] = json!("sig");
     Ok(jwk)
+}
+
+/// A JWK (RFC 7517 §4) the server can verify with: RSA, EC P-256 or OKP
+/// Ed25519, its key members present as strings, no private members, and
+/// the common members well typed; as the API document's `Jwk` schema says.
+/// Returns the algorithm the key signs with.
+pub fn check_public_jwk(jwk: &Value) -> Result<&'static str, KeyError> {
+    if ["d", "p", "q", "dp", "dq", "qi", "k"]
+        .iter()
+        .any(|m| jwk.get(m).is_some())
+    {
+        return Err(KeyError(
+            "the JWK holds private members: give the public key only",
+        ));
+    }
+    if !common_members_well_typed(jwk) {
+        return Err(KeyError(
+            "use, kid, alg, x5u, x5t and x5t#S256 must be strings, key_ops and x5c arrays of strings",
+        ));
+    }
+    let (alg, members): (_, &[&str]) = match (jwk["kty"].as_str(), jwk["crv"].as_str()) {
+        (Some("RSA"), _) => ("RS256", &["n", "e"]),
+        (Some("EC"), Some("P-256")) => ("ES256", &["x", "y"]),
+        (Some("OKP"), Some("Ed25519")) => ("EdDSA", &["x"]),
+        _ => return Err(KeyError("keys must be RSA, EC P-256 or OKP Ed25519")),
+    };
+    if !members.iter().all(|m| jwk[m].is_string()) {
+        return Err(KeyError("the JWK is missing members"));
+    }
+    serde_json::from_value::<jsonwebtoken::jwk::Jwk>(jwk.clone())
+        .map_err(|_| KeyError("the JWK is missing members"))?;
+    Ok(alg)
+}
+
+/// RFC 7517 §4: the members every JWK may have are strings (`key_ops` and
+/// `x5c`: arrays of strings). The JWK parser reads a mistyped one as absent,
+/// so it is refused here, as the API document's `Jwk` schema says.
+fn common_members_well_typed(key: &serde_json::Value) -> bool {
+    let text = ["use", "kid", "alg", "x5u", "x5t", "x5t#S256"]
+        .iter()
+        .all(|m| key.get(m).is_none_or(serde_json::Value::is_string));
+    let lists = ["key_ops", "x5c"].iter().all(|m| {
+        key.get(m).is_none_or(|v| {
+            v.as_array()
+                .is_some_and(|items| items.iter().all(serde_json::Value::is_string))
+        })
+    });
+    text && lists
 }

@@ -357,6 +357,12 @@ impl Client {
             self.audiences = audiences;
         }
         if let Some(default) = spec.default_audience {
+            // Empty clears it; otherwise it joins the space-separated list.
+            if !default.is_empty() && !is_audience(&default) {
+                return Err(bad(
+                    "default_audience must be printable ASCII without spaces".into(),
+                ));
+            }
             self.default_audience = Some(default).filter(|d| !d.is_empty());
         }
         if let Some(default) = &self.default_audience
@@ -385,6 +391,9 @@ impl Client {
             let parsed = url::Url::parse(&uri).map_err(|_| bad("jwks_uri is not a URL".into()))?;
             if parsed.scheme() != "https" && !is_loopback(&parsed) {
                 return Err(bad("jwks_uri must use https".into()));
+            }
+            if !uri_patterns().jwks.is_match(&uri) {
+                return Err(bad(format!("jwks_uri {UNCOMMON_FORM}")));
             }
             self.jwks_uri = Some(uri);
             self.jwks = None;
@@ -492,6 +501,19 @@ fn validate_uris(uris: Vec<String>, field: &str) -> Result<Vec<String>, OAuthErr
 
 fn check_redirect_uri(uri: &str) -> Result<(), String> {
     let parsed = url::Url::parse(uri).map_err(|_| "is not an absolute URI".to_owned())?;
+    check_redirect_target(&parsed)?;
+    if !uri_patterns().redirect.is_match(uri) {
+        return Err(UNCOMMON_FORM.into());
+    }
+    Ok(())
+}
+
+/// Why a URI the rules would allow is still refused: it is outside the
+/// conservative RFC 3986 subset the API document's pattern describes.
+const UNCOMMON_FORM: &str = "is not in the form the API document describes: ASCII host names, \
+     percent-encoding only as %XX, no user information";
+
+fn check_redirect_target(parsed: &url::Url) -> Result<(), String> {
     if parsed.fragment().is_some() {
         return Err("has a fragment (RFC 6749 section 3.1.2)".into());
     }
@@ -514,6 +536,61 @@ fn check_redirect_uri(uri: &str) -> Result<(), String> {
         scheme if is_reverse_domain(scheme) => Ok(()),
         _ => Err("must use https, http on 127.0.0.1 or [::1], or a private-use scheme in reverse-domain form such as com.example.app (RFC 8252 section 7.1)".into()),
     }
+}
+
+/// The URI forms the API document promises, as regular expressions the
+/// server applies too, so that the document and the server agree on every
+/// string: a conservative subset of RFC 3986 §3 (ASCII host names whose
+/// last label starts with a letter, ports 0-65535, `%XX` escapes, no user
+/// information, no fragment).
+pub struct UriPatterns {
+    /// `redirect_uris` and `post_logout_redirect_uris`.
+    pub redirect: Pattern,
+    /// `jwks_uri`: https, or http on a loopback host.
+    pub jwks: Pattern,
+}
+
+/// A regular expression with its source text, for the API document.
+pub struct Pattern {
+    pub source: String,
+    regex: regex_automata::meta::Regex,
+}
+
+impl Pattern {
+    fn new(source: String) -> Pattern {
+        let regex = regex_automata::meta::Regex::new(&source).expect("a valid pattern");
+        Pattern { source, regex }
+    }
+
+    pub fn is_match(&self, text: &str) -> bool {
+        self.regex.is_match(text)
+    }
+}
+
+pub fn uri_patterns() -> &'static UriPatterns {
+    static PATTERNS: std::sync::LazyLock<UriPatterns> = std::sync::LazyLock::new(|| {
+        // Only constructs that Rust's regex and ECMA-262 (JSON Schema)
+        // read alike: classes, groups, alternation, bounded repeats.
+        let label = "[A-Za-z0-9]+(-[A-Za-z0-9]+)*";
+        let host = format!("({label}\\.)*[A-Za-z][A-Za-z0-9]*(-[A-Za-z0-9]+)*");
+        let port = "(:(6553[0-5]|655[0-2][0-9]|65[0-4][0-9]{2}|6[0-4][0-9]{3}|[1-5][0-9]{4}|[1-9][0-9]{0,3}|0))?";
+        let pchar = "([A-Za-z0-9._~!$&'()*+,;=:@-]|%[0-9A-Fa-f]{2})";
+        let rest = format!("(/{pchar}*)*(\\?({pchar}|[/?])*)?");
+        let loopback = "127\\.0\\.0\\.1|\\[::1\\]";
+        // RFC 8252 §7.1: reverse-domain scheme, then an absolute path.
+        let private_use = format!(
+            "[a-z][a-z0-9-]*(\\.[a-z0-9-]+)+:/({pchar}+(/{pchar}*)*)?(\\?({pchar}|[/?])*)?"
+        );
+        UriPatterns {
+            redirect: Pattern::new(format!(
+                "^((https://{host}|http://({loopback})){port}{rest}|{private_use})$"
+            )),
+            jwks: Pattern::new(format!(
+                "^(https://{host}|http://({loopback}|localhost)){port}{rest}$"
+            )),
+        }
+    });
+    &PATTERNS
 }
 
 /// RFC 8252 §7.1: a private-use scheme is a domain name its owner controls,
@@ -539,8 +616,8 @@ fn printable(text: &str) -> String {
     shown
 }
 
-/// A JWK Set of public keys Tessera can verify: RSA, EC P-256, OKP Ed25519,
-/// with no private members.
+/// A JWK Set (RFC 7517 §5) of public keys Tessera can verify: see
+/// [`crate::keys::public::check_public_jwk`].
 fn validate_jwks(jwks: &serde_json::Value) -> Result<(), OAuthError> {
     let bad = |m: &str| OAuthError::invalid_request(format!("jwks: {m}"));
     let keys = jwks["keys"]
@@ -550,20 +627,7 @@ fn validate_jwks(jwks: &serde_json::Value) -> Result<(), OAuthError> {
         return Err(bad("no keys"));
     }
     for key in keys {
-        if ["d", "p", "q", "dp", "dq", "qi", "k"]
-            .iter()
-            .any(|m| key.get(m).is_some())
-        {
-            return Err(bad(
-                "a key holds private members: register the public key only",
-            ));
-        }
-        match (key["kty"].as_str(), key["crv"].as_str()) {
-            (Some("RSA"), _) | (Some("EC"), Some("P-256")) | (Some("OKP"), Some("Ed25519")) => {}
-            _ => return Err(bad("keys must be RSA, EC P-256 or OKP Ed25519")),
-        }
-        serde_json::from_value::<jsonwebtoken::jwk::Jwk>(key.clone())
-            .map_err(|e| bad(&format!("a key is not a valid JWK: {e}")))?;
+        crate::keys::public::check_public_jwk(key).map_err(|e| bad(e.0))?;
     }
     Ok(())
 }

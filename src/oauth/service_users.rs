@@ -91,10 +91,16 @@ pub struct KeySpec {
     /// The public key: a PEM SubjectPublicKeyInfo or a JWK (as a string or
     /// an object). Never a private key: it stays with its owner.
     pub public_key: serde_json::Value,
-    /// Unix seconds after which the key no longer verifies.
+    /// Seconds from now until the key no longer verifies (at most ten
+    /// years). Relative, so that the document can bound it: an absolute
+    /// time in the past would be schema-valid yet refused.
     #[serde(default, deserialize_with = "super::client::whole_number")]
-    pub expires_at: Option<i64>,
+    #[schema(minimum = 1, maximum = 315360000)]
+    pub expires_in: Option<i64>,
 }
+
+/// The longest `expires_in`: ten years.
+const MAX_KEY_LIFETIME: i64 = 10 * 365 * 24 * 3600;
 
 fn not_found(id: &str) -> OAuthError {
     OAuthError::not_found(format!("no service user `{id}`"))
@@ -201,9 +207,15 @@ pub async fn add_key<S: ServiceUserStore>(
         }
     };
     let now = clock::now();
-    if spec.expires_at.is_some_and(|at| at <= now) {
-        return Err(OAuthError::invalid_request("expires_at is in the past"));
+    if spec
+        .expires_in
+        .is_some_and(|secs| !(1..=MAX_KEY_LIFETIME).contains(&secs))
+    {
+        return Err(OAuthError::invalid_request(
+            "expires_in must be between 1 second and 10 years",
+        ));
     }
+    let expires_at = spec.expires_in.map(|secs| now + secs);
     let key_id = new_id();
     let jwk = public_jwk(&text, &key_id)
         .map_err(|e| OAuthError::invalid_request(format!("public_key: {}", e.0)))?;
@@ -212,11 +224,11 @@ pub async fn add_key<S: ServiceUserStore>(
         user_id: user_id.to_owned(),
         public_jwk: jwk.to_string(),
         created_at: now,
-        expires_at: spec.expires_at,
+        expires_at,
     };
     let event = Event::new(actor, "service_user.key_added", Outcome::Success)
         .target(user_id.to_owned())
-        .details(json!({ "key_id": key_id, "alg": jwk["alg"], "expires_at": spec.expires_at }))
+        .details(json!({ "key_id": key_id, "alg": jwk["alg"], "expires_at": expires_at }))
         .into_record(clock::now_ms());
     store
         .add_service_user_key(record.clone(), event)

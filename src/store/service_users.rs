@@ -122,6 +122,11 @@ impl ServiceUserStore for Store {
     ) -> Result<(), StoreError> {
         self.run(move |conn| {
             conn.transaction(|conn| {
+                // Write first: on SQLite a deferred transaction that reads
+                // and then writes fails at once with "database is locked"
+                // when the audit writer commits in between; one that starts
+                // with its write waits for the lock (busy_timeout) instead.
+                append_in(conn, &event)?;
                 let exists =
                     diesel::select(diesel::dsl::exists(service_users::table.find(&key.user_id)))
                         .get_result::<bool>(conn)?;
@@ -131,7 +136,7 @@ impl ServiceUserStore for Store {
                 diesel::insert_into(service_user_keys::table)
                     .values(&key)
                     .execute(conn)?;
-                append_in(conn, &event)
+                Ok(())
             })
             .map_err(StoreError::from)
         })

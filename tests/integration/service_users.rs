@@ -229,12 +229,12 @@ async fn register_key(
     app: &TestApp,
     user: &str,
     key: &TestKey,
-    expires_at: Option<i64>,
+    expires_in: Option<i64>,
 ) -> TestKey {
     let response = app
         .admin_post(
             &format!("/admin/v1/service-users/{user}/keys"),
-            &json!({"public_key": key.jwk, "expires_at": expires_at}),
+            &json!({"public_key": key.jwk, "expires_in": expires_in}),
         )
         .await;
     assert_eq!(response.status(), 201);
@@ -318,7 +318,7 @@ async fn refused_jwt_bearer_assertions(backend: Backend) {
     fail_with(exchange(&app, "", None).await, 400, "invalid_request").await;
 
     // A key past its expiry.
-    let short = register_key(&app, &user, &TestKey::rs256("y"), Some(clock::now() + 1)).await;
+    let short = register_key(&app, &user, &TestKey::rs256("y"), Some(1)).await;
     assert_eq!(
         exchange(&app, &short.sign(&assertion_claims(&app, &user)), None)
             .await

@@ -1,0 +1,166 @@
+//! What the generated admin API document cannot say by itself (issue 8,
+//! item 19): JSON Schema 2020-12 (OpenAPI 3.1) constraints that the schema
+//! derive has no words for, and the links between operations. Each rule
+//! here is one the server enforces, so that the document is the contract.
+
+use serde_json::{Value, json};
+
+use crate::oauth::client::uri_patterns;
+
+/// Refines the generated document in place.
+pub fn refine(doc: &mut Value, max_lifetime_secs: u64) {
+    let schemas = &mut doc["components"]["schemas"];
+    schemas["Jwk"] = jwk();
+    schemas["JwkSet"] = jwk_set();
+    for name in ["ClientSpec", "ClientRegistration"] {
+        let properties = &mut schemas[name]["properties"];
+        let redirect = uri_list(&uri_patterns().redirect.source);
+        properties["redirect_uris"] = redirect.clone();
+        properties["post_logout_redirect_uris"] = redirect;
+        properties["jwks"] = json!({
+            "description": "A JWK Set (RFC 7517 section 5) for private_key_jwt.",
+            "oneOf": [{"type": "null"}, {"$ref": "#/components/schemas/JwkSet"}]
+        });
+        properties["jwks_uri"] = json!({
+            "type": ["string", "null"],
+            "pattern": uri_patterns().jwks.source,
+        });
+        properties["scope"] = json!({
+            "type": ["string", "null"],
+            "description": "Scope tokens (RFC 6749 section 3.3) separated by white space.",
+            "pattern": SCOPE_LIST,
+        });
+        properties["default_audience"] = json!({
+            "type": ["string", "null"],
+            "description": "One of the audiences (added to them); empty clears it.",
+            "pattern": "^[!-~]*$",
+        });
+        properties["access_token_lifetime"]["maximum"] = max_lifetime_secs.into();
+    }
+    schemas["ClientRegistration"]["anyOf"] = registration_branches();
+    schemas["KeySpec"]["properties"]["public_key"] = json!({
+        "description": "A JWK, or text: a PEM SubjectPublicKeyInfo or a JWK as JSON. \
+            Never a private key: it stays with its owner.",
+        "oneOf": [{"$ref": "#/components/schemas/Jwk"}, {"type": "string", "minLength": 1}]
+    });
+    add_links(&mut doc["paths"]);
+}
+
+/// RFC 6749 §3.3 scope tokens (`%x21 / %x23-5B / %x5D-7E`) between runs of
+/// Unicode `White_Space`, which is what the server splits on.
+const SCOPE_LIST: &str = "^[!#-\\[\\]-~\\t-\\r \\u0085\\u00a0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000]*$";
+
+fn uri_list(pattern: &str) -> Value {
+    json!({
+        "type": ["array", "null"],
+        "items": {"type": "string", "pattern": pattern},
+        "description": "https; http on 127.0.0.1 or [::1] (RFC 8252 section 7.3); \
+            or a private-use reverse-domain scheme such as com.example.app:/cb \
+            (RFC 8252 section 7.1). No fragment (RFC 6749 section 3.1.2)."
+    })
+}
+
+/// A registration is one of these, by the authentication method it ends up
+/// with (RFC 6749 §2.3, OIDC Core §9); the server refuses the rest.
+fn registration_branches() -> Value {
+    let jwt_bearer_only = json!({
+        "type": "array",
+        "items": {"const": "urn:ietf:params:oauth:grant-type:jwt-bearer"}
+    });
+    json!([
+        {
+            "description": "client_secret_basic or client_secret_post: a secret is generated",
+            "required": ["token_endpoint_auth_method"],
+            "properties": {"token_endpoint_auth_method": {"enum": ["client_secret_basic", "client_secret_post"]}}
+        },
+        {
+            "description": "no method and not public: client_secret_basic",
+            "properties": {"token_endpoint_auth_method": {"type": "null"}, "public": {"const": false}}
+        },
+        {
+            "description": "private_key_jwt: needs its keys, inline or by URI",
+            "required": ["token_endpoint_auth_method"],
+            "properties": {"token_endpoint_auth_method": {"const": "private_key_jwt"}},
+            "anyOf": [
+                {"required": ["jwks"], "properties": {"jwks": {"type": "object"}}},
+                {"required": ["jwks_uri"], "properties": {"jwks_uri": {"type": "string"}}}
+            ]
+        },
+        {
+            "description": "a public client (none) cannot use client_credentials (RFC 6749 section 4.4)",
+            "required": ["grant_types"],
+            "properties": {"grant_types": jwt_bearer_only},
+            "anyOf": [
+                {"required": ["token_endpoint_auth_method"], "properties": {"token_endpoint_auth_method": {"const": "none"}}},
+                {"required": ["public"], "properties": {"public": {"const": true}, "token_endpoint_auth_method": {"type": "null"}}}
+            ]
+        }
+    ])
+}
+
+/// RFC 7517 §5: a set of at least one key.
+fn jwk_set() -> Value {
+    json!({
+        "type": "object",
+        "required": ["keys"],
+        "properties": {
+            "keys": {"type": "array", "minItems": 1, "items": {"$ref": "#/components/schemas/Jwk"}}
+        }
+    })
+}
+
+/// RFC 7517 §4 public keys the server verifies with: RSA, EC P-256 or OKP
+/// Ed25519, never with private members. Other members are ignored (§4).
+fn jwk() -> Value {
+    let text = json!({"type": "string"});
+    let mut properties = json!({
+        "kty": {"enum": ["RSA", "EC", "OKP"]},
+        "use": text,
+        "kid": text,
+        "x5u": text,
+        "x5t": text,
+        "x5t#S256": text,
+        "alg": text,
+        "key_ops": {"type": "array", "items": {"type": "string"}},
+        "x5c": {"type": "array", "items": {"type": "string"}}
+    });
+    for private in ["d", "p", "q", "dp", "dq", "qi", "k"] {
+        properties[private] = json!(false);
+    }
+    let string = json!({"type": "string"});
+    json!({
+        "type": "object",
+        "required": ["kty"],
+        "properties": properties,
+        "oneOf": [
+            {"required": ["n", "e"], "properties": {"kty": {"const": "RSA"}, "n": string, "e": string}},
+            {"required": ["crv", "x", "y"], "properties": {"kty": {"const": "EC"}, "crv": {"const": "P-256"}, "x": string, "y": string}},
+            {"required": ["crv", "x"], "properties": {"kty": {"const": "OKP"}, "crv": {"const": "Ed25519"}, "x": string}}
+        ]
+    })
+}
+
+/// OpenAPI 3.1 §4.8.20: where the identifiers a creation returns are used.
+fn add_links(paths: &mut Value) {
+    let link = |operation: &str, parameters: Value| json!({"operationId": operation, "parameters": parameters});
+    let client = json!({"client_id": "$response.body#/client_id"});
+    paths["/admin/v1/clients"]["post"]["responses"]["201"]["links"] = json!({
+        "GetClient": link("get_client", client.clone()),
+        "UpdateClient": link("update_client", client.clone()),
+        "RotateClientSecret": link("rotate_client_secret", client.clone()),
+        "DeleteClient": link("delete_client", client),
+    });
+    let user = json!({"id": "$response.body#/id"});
+    paths["/admin/v1/service-users"]["post"]["responses"]["201"]["links"] = json!({
+        "GetServiceUser": link("get_service_user", user.clone()),
+        "AddKey": link("add_key", user.clone()),
+        "ListServiceUserKeys": link("list_service_user_keys", user.clone()),
+        "DeleteServiceUser": link("delete_service_user", user),
+    });
+    paths["/admin/v1/service-users/{id}/keys"]["post"]["responses"]["201"]["links"] = json!({
+        "RemoveKey": link("remove_key", json!({
+            "id": "$response.body#/userId",
+            "key_id": "$response.body#/keyId"
+        })),
+    });
+}
