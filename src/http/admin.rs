@@ -135,13 +135,15 @@ impl<S: Send + Sync> FromRequestParts<S> for IfMatch {
     type Rejection = OAuthError;
 
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
-        match parts.headers.get(IF_MATCH) {
-            None => Ok(IfMatch(None)),
-            Some(value) => value
+        // RFC 9110 §5.3: several field lines are one comma-separated list.
+        let mut lines = Vec::new();
+        for value in parts.headers.get_all(IF_MATCH) {
+            let text = value
                 .to_str()
-                .map(|v| IfMatch(Some(v.to_owned())))
-                .map_err(|_| OAuthError::invalid_request("If-Match is not valid text")),
+                .map_err(|_| OAuthError::invalid_request("If-Match is not valid text"))?;
+            lines.push(text);
         }
+        Ok(IfMatch((!lines.is_empty()).then(|| lines.join(","))))
     }
 }
 

@@ -113,15 +113,18 @@ pub(super) async fn update_client(
     Ok(Tagged(StatusCode::OK, updated?))
 }
 
+/// Deletes the client. With `If-Match`, only if it has not changed since
+/// it was read (RFC 9110 §13.1.1): 412 otherwise.
 #[utoipa::path(delete, path = "/admin/v1/clients/{client_id}", tag = "clients",
     params(("client_id" = String, Path)),
-    responses((status = 204), (status = 404, body = ErrorBody)))]
+    responses((status = 204), (status = 404, body = ErrorBody), (status = 412, body = ErrorBody)))]
 pub(super) async fn delete_client(
     State(state): State<AppState>,
     Admin(admin): Admin,
     Path(client_id): Path<String>,
+    IfMatch(if_match): IfMatch,
 ) -> Result<StatusCode, OAuthError> {
-    let deleted = registry::delete(&state.store, &client_id, admin.actor()).await;
+    let deleted = registry::delete(&state.store, &client_id, admin.actor(), if_match).await;
     state.client_cache.invalidate(&client_id);
     deleted?;
     Ok(StatusCode::NO_CONTENT)

@@ -138,18 +138,27 @@ fn changed<T>(
     }
 }
 
-pub async fn delete<S: ClientStore>(store: &S, id: &str, actor: Actor) -> Result<(), OAuthError> {
+/// Deletes a client; with `If-Match`, only the version the caller read
+/// (RFC 9110 §13.1.1: the precondition is evaluated before the method).
+pub async fn delete<S: ClientStore>(
+    store: &S,
+    id: &str,
+    actor: Actor,
+    if_match: Option<String>,
+) -> Result<(), OAuthError> {
     let event = Event::new(actor, "client.deleted", Outcome::Success)
         .target(id.to_owned())
         .client(id.to_owned())
         .into_record(clock::now_ms());
-    store
-        .delete_client(id.to_owned(), event)
-        .await
-        .map_err(|e| match e {
-            StoreError::NotFound => not_found(id),
-            other => other.into(),
-        })
+    let precondition = move |current: ClientRecord| {
+        etag::check(if_match.as_deref(), &etag::of(&Client::from(current)))
+    };
+    changed(
+        store
+            .delete_client(id.to_owned(), event, precondition)
+            .await,
+        id,
+    )
 }
 
 /// A new secret; the old one keeps working for `grace`, then only the new
@@ -182,8 +191,13 @@ pub async fn rotate_secret<S: ClientStore>(
                 "this client authenticates without a secret",
             ));
         }
+        // The representation holds no secret, so the rotation moves
+        // `updated_at` forward, at least by one second: each rotation gets
+        // a new ETag, and a second `If-Match` with the old one fails.
+        let mut client = current;
+        client.updated_at = now.max(client.updated_at + 1);
         let change = ClientChange {
-            client: current,
+            client,
             new_secret: Some(NewSecret {
                 secret: record,
                 previous_until: now + grace.as_secs() as i64,

@@ -83,11 +83,17 @@ pub trait ClientStore {
         E: Send + 'static,
         F: FnOnce(ClientRecord) -> Result<(ClientChange, T), E> + Send + 'static;
 
-    fn delete_client(
+    /// Deletes the client if `precondition` accepts it as it is, read with
+    /// the client locked (an `If-Match` cannot race a concurrent change).
+    fn delete_client<E, F>(
         &self,
         id: String,
         event: NewAuditRecord,
-    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+        precondition: F,
+    ) -> impl Future<Output = Result<Result<(), E>, StoreError>> + Send
+    where
+        E: Send + 'static,
+        F: FnOnce(ClientRecord) -> Result<(), E> + Send + 'static;
 
     /// The client and every stored secret digest with its expiry.
     fn client_with_secrets(
@@ -245,18 +251,35 @@ impl ClientStore for Store {
         .await
     }
 
-    async fn delete_client(&self, id: String, event: NewAuditRecord) -> Result<(), StoreError> {
+    async fn delete_client<E, F>(
+        &self,
+        id: String,
+        event: NewAuditRecord,
+        precondition: F,
+    ) -> Result<Result<(), E>, StoreError>
+    where
+        E: Send + 'static,
+        F: FnOnce(ClientRecord) -> Result<(), E> + Send + 'static,
+    {
         self.run(move |conn| {
-            conn.transaction(|conn| {
+            let outcome = conn.transaction(|conn| {
+                lock_client(conn, &id)?;
+                let current = clients::table
+                    .find(&id)
+                    .select(ClientRecord::as_select())
+                    .first(conn)?;
+                precondition(current).map_err(Refusal::By)?;
                 diesel::delete(client_secrets::table.filter(client_secrets::client_id.eq(&id)))
                     .execute(conn)?;
-                let deleted = diesel::delete(clients::table.find(&id)).execute(conn)?;
-                if deleted == 0 {
-                    return Err(diesel::result::Error::NotFound);
-                }
-                append_in(conn, &event)
-            })
-            .map_err(StoreError::from)
+                diesel::delete(clients::table.find(&id)).execute(conn)?;
+                append_in(conn, &event)?;
+                Ok(())
+            });
+            match outcome {
+                Ok(()) => Ok(Ok(())),
+                Err(Refusal::By(e)) => Ok(Err(e)),
+                Err(Refusal::Database(e)) => Err(e.into()),
+            }
         })
         .await
     }

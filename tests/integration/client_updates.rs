@@ -183,6 +183,43 @@ async fn if_match_guards_updates_with_412(backend: Backend) {
         .unwrap();
     assert_eq!(rotate.status(), 200);
 
+    // Each rotation changes the ETag, so two scripts that read the same
+    // version cannot both rotate (the second would demote the first's new
+    // secret to its grace period).
+    let tag = etag_of(app.admin_get(&path).await);
+    let rotate_with = |tag: String| {
+        app.http
+            .post(app.endpoint(&format!("{path}/secret")))
+            .bearer_auth(app.admin_token())
+            .header("if-match", tag)
+            .json(&json!({}))
+            .send()
+    };
+    assert_eq!(rotate_with(tag.clone()).await.unwrap().status(), 200);
+    fail_with(rotate_with(tag).await.unwrap(), 412, "precondition_failed").await;
+
+    // DELETE evaluates If-Match first (RFC 9110 §13.2.1); several field
+    // lines are one list (RFC 9110 §5.3).
+    let delete_with = |tags: Vec<String>| {
+        let mut request = app
+            .http
+            .delete(app.endpoint(&path))
+            .bearer_auth(app.admin_token());
+        for tag in tags {
+            request = request.header("if-match", tag);
+        }
+        request.send()
+    };
+    let stale = delete_with(vec!["\"stale\"".into()]).await.unwrap();
+    fail_with(stale, 412, "precondition_failed").await;
+    assert_eq!(app.admin_get(&path).await.status(), 200, "nothing deleted");
+    let current = etag_of(app.admin_get(&path).await);
+    let deleted = delete_with(vec!["\"stale\"".into(), current])
+        .await
+        .unwrap();
+    assert_eq!(deleted.status(), 204);
+    assert_eq!(app.admin_get(&path).await.status(), 404);
+
     let user = app
         .admin_post("/admin/v1/service-users", &json!({"name": "robot"}))
         .await;
@@ -196,4 +233,8 @@ async fn if_match_guards_updates_with_412(backend: Backend) {
         .admin_get(&format!("/admin/v1/service-users/{user_id}"))
         .await;
     assert_eq!(read.headers()["etag"].to_str().unwrap(), user_tag);
+}
+
+fn etag_of(response: reqwest::Response) -> String {
+    response.headers()["etag"].to_str().unwrap().to_owned()
 }
