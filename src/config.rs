@@ -70,6 +70,9 @@ pub struct ServerConfig {
     pub idle_timeout: Duration,
     /// Open connections at most; more wait to be accepted.
     pub max_connections: usize,
+    /// How long a write may wait for the client to read.
+    #[serde(with = "humantime_serde")]
+    pub write_timeout: Duration,
     /// Peers whose forwarding header names the client; see
     /// `http::client_addr`.
     pub trusted_proxies: Vec<ipnet::IpNet>,
@@ -236,14 +239,15 @@ impl Config {
             server.header_read_timeout,
             server.body_read_timeout,
             server.idle_timeout,
+            server.write_timeout,
         ]
         .iter()
         .any(Duration::is_zero)
             || server.max_connections == 0
         {
             return Err(ConfigError::Invalid(
-                "server.header_read_timeout, server.body_read_timeout, server.idle_timeout \
-                 and server.max_connections must be positive"
+                "server.header_read_timeout, server.body_read_timeout, server.idle_timeout, \
+                 server.write_timeout and server.max_connections must be positive"
                     .into(),
             ));
         }

@@ -35,6 +35,7 @@ pub async fn serve(
         header_read: config.header_read_timeout,
         body_read: config.body_read_timeout,
         idle: config.idle_timeout,
+        write: config.write_timeout,
     };
     let slots = Arc::new(Semaphore::new(config.max_connections));
     let graceful = GracefulShutdown::new();

@@ -4,7 +4,8 @@
 //! - a request head must arrive within `header_read_timeout` of its first
 //!   byte (of the connection's opening, for a new connection);
 //! - a keep-alive connection may wait `idle_timeout` for its next request;
-//! - a request body must arrive within `body_read_timeout` of its head.
+//! - a request body must arrive within `body_read_timeout` of its head;
+//! - a write may wait at most `write_timeout` for the client to read.
 //!
 //! hyper's own `header_read_timeout` starts its clock as soon as a
 //! connection waits for a request, so it would also close keep-alive
@@ -34,6 +35,7 @@ pub struct Limits {
     pub header_read: Duration,
     pub body_read: Duration,
     pub idle: Duration,
+    pub write: Duration,
 }
 
 const NONE: u64 = u64::MAX;
@@ -120,12 +122,15 @@ impl Drop for InFlight {
 }
 
 /// A connection's socket whose reads fail with `TimedOut` once the head or
-/// idle clock runs out, which closes the connection.
+/// idle clock runs out, and whose writes fail once the client has not read
+/// for `write_timeout`: either closes the connection.
 pub struct TimedIo<T> {
     inner: T,
     activity: Arc<Activity>,
     /// Created on the first read that has to wait.
     sleep: Option<(Instant, Pin<Box<Sleep>>)>,
+    /// Armed when a write has to wait; cleared when one goes through.
+    write_stall: Option<Pin<Box<Sleep>>>,
 }
 
 impl<T> TimedIo<T> {
@@ -134,6 +139,37 @@ impl<T> TimedIo<T> {
             inner,
             activity,
             sleep: None,
+            write_stall: None,
+        }
+    }
+
+    /// What a write that returned `outcome` becomes: progress disarms the
+    /// stall clock; waiting arms it, and past `write_timeout` the write
+    /// fails.
+    fn through_stall<R>(
+        &mut self,
+        cx: &mut Context<'_>,
+        outcome: Poll<io::Result<R>>,
+    ) -> Poll<io::Result<R>> {
+        match outcome {
+            Poll::Ready(result) => {
+                self.write_stall = None;
+                Poll::Ready(result)
+            }
+            Poll::Pending => {
+                let limit = self.activity.limits.write;
+                let stall = self
+                    .write_stall
+                    .get_or_insert_with(|| Box::pin(tokio::time::sleep(limit)));
+                if stall.as_mut().poll(cx).is_ready() {
+                    Poll::Ready(Err(io::Error::new(
+                        io::ErrorKind::TimedOut,
+                        "the client did not read its responses",
+                    )))
+                } else {
+                    Poll::Pending
+                }
+            }
         }
     }
 
@@ -188,7 +224,8 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for TimedIo<T> {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.inner).poll_write(cx, buf)
+        let outcome = Pin::new(&mut self.inner).poll_write(cx, buf);
+        self.through_stall(cx, outcome)
     }
 
     fn poll_write_vectored(
@@ -196,7 +233,8 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for TimedIo<T> {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
+        let outcome = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
+        self.through_stall(cx, outcome)
     }
 
     fn is_write_vectored(&self) -> bool {
@@ -204,7 +242,8 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for TimedIo<T> {
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_flush(cx)
+        let outcome = Pin::new(&mut self.inner).poll_flush(cx);
+        self.through_stall(cx, outcome)
     }
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {

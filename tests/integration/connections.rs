@@ -15,6 +15,7 @@ on_both_backends!(
     a_slow_body_is_cut,
     an_idle_keep_alive_connection_is_closed_after_the_idle_timeout,
     connections_past_the_cap_wait_for_a_free_slot,
+    a_client_that_never_reads_is_cut_after_the_write_timeout,
 );
 
 /// Generous bound for "the server closed it": far above every configured
@@ -163,4 +164,36 @@ async fn connections_past_the_cap_wait_for_a_free_slot(backend: Backend) {
     // One closes: the third is accepted and answered.
     drop(held.pop());
     assert!(read_response(&mut third).await.starts_with("HTTP/1.1 200"));
+}
+
+/// A client that pipelines requests and never reads its responses fills
+/// the server's send buffer; past `write_timeout` the server gives up on
+/// it instead of holding the connection (and a slot) for ever.
+async fn a_client_that_never_reads_is_cut_after_the_write_timeout(backend: Backend) {
+    let app = TestApp::builder(backend)
+        .config("[server]\nwrite_timeout = \"1s\"\nidle_timeout = \"60s\"")
+        .start()
+        .await;
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    let addr = app.url.trim_start_matches("http://").parse().unwrap();
+    let (mut reader, mut writer) = socket.connect(addr).await.unwrap().into_split();
+    let flood = tokio::spawn(async move {
+        let batch =
+            b"GET /.well-known/openid-configuration HTTP/1.1\r\nHost: tessera\r\n\r\n".repeat(1000);
+        for _ in 0..100 {
+            let sent = tokio::time::timeout(Duration::from_secs(1), writer.write_all(&batch)).await;
+            if !matches!(sent, Ok(Ok(()))) {
+                break;
+            }
+        }
+    });
+    // Not reading: the server's writes stall and its clock runs.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let closed = read_until_closed(&mut reader, CLOSED_WITHIN).await;
+    flood.abort();
+    assert!(
+        closed.is_some(),
+        "the connection was still open {CLOSED_WITHIN:?} after the client started reading"
+    );
 }
