@@ -38,10 +38,7 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .merge(wellknown::routes())
         .merge(health::routes())
-        .merge(admin::routes().layer(middleware::from_fn_with_state(
-            state.clone(),
-            nul_guard::refuse_nul,
-        )))
+        .merge(admin::routes().layer(middleware::from_fn(nul_guard::refuse_nul)))
         .merge(token::routes())
         .merge(token_status::routes())
         .method_not_allowed_fallback(method_not_allowed)
