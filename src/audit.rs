@@ -243,6 +243,15 @@ const SOURCE_WINDOW: Duration = Duration::from_secs(60);
 const MAX_SOURCES: usize = 10_000;
 
 impl SourceThrottle {
+    /// The details of a failure event from `source`, with the count of its
+    /// failures skipped before, when one is to be recorded; `None` to skip.
+    pub fn failure_details(&self, source: Option<&str>, reason: &str) -> Option<serde_json::Value> {
+        self.admit(source).map(|suppressed| match suppressed {
+            0 => serde_json::json!({ "reason": reason }),
+            n => serde_json::json!({ "reason": reason, "suppressed": n }),
+        })
+    }
+
     /// `Some(suppressed)` when an event from `source` is to be recorded,
     /// with the number of its events skipped before; `None` to skip it.
     pub fn admit(&self, source: Option<&str>) -> Option<u64> {

@@ -3,7 +3,6 @@
 
 use aws_lc_rs::hmac;
 use serde::Serialize;
-use serde_json::json;
 
 use super::error::{ErrorCode, OAuthError};
 use crate::audit::{Actor, ActorKind, Event, Outcome};
@@ -67,14 +66,14 @@ pub async fn authenticate(
             Ok(principal)
         }
         Err((error, token_id)) => {
-            let admitted = (error.code != ErrorCode::TemporarilyUnavailable)
-                .then(|| state.auth_failures.admit(remote.as_deref()))
+            let details = (error.code != ErrorCode::TemporarilyUnavailable)
+                .then(|| {
+                    state
+                        .auth_failures
+                        .failure_details(remote.as_deref(), &error.description)
+                })
                 .flatten();
-            if let Some(suppressed) = admitted {
-                let details = match suppressed {
-                    0 => json!({ "reason": error.description }),
-                    n => json!({ "reason": error.description, "suppressed": n }),
-                };
+            if let Some(details) = details {
                 let mut event = Event::new(Actor::anonymous(), "auth.failed", Outcome::Failure)
                     .remote(remote)
                     .details(details);

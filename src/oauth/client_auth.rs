@@ -7,7 +7,6 @@ use std::time::Duration;
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
-use serde_json::json;
 
 use super::assertion::{self, AssertionError, Expectations, ReplayKey};
 use super::client::{AuthMethod, Client};
@@ -86,14 +85,14 @@ pub async fn authenticate(
             // Sampled per source like failed bearer authentication, so a
             // flood of random client ids costs a few rows a minute, not one
             // a request, and cannot fill the audit queue.
-            let admitted = (error.code == ErrorCode::InvalidClient)
-                .then(|| state.auth_failures.admit(remote.as_deref()))
+            let details = (error.code == ErrorCode::InvalidClient)
+                .then(|| {
+                    state
+                        .auth_failures
+                        .failure_details(remote.as_deref(), &error.description)
+                })
                 .flatten();
-            if let Some(suppressed) = admitted {
-                let details = match suppressed {
-                    0 => json!({ "reason": error.description }),
-                    n => json!({ "reason": error.description, "suppressed": n }),
-                };
+            if let Some(details) = details {
                 let mut event = Event::new(
                     Actor {
                         id: client_id.clone(),
