@@ -70,6 +70,9 @@ pub struct ServerConfig {
     pub idle_timeout: Duration,
     /// Open connections at most; more wait to be accepted.
     pub max_connections: usize,
+    /// Open connections from one address (one IPv6 /64) at most; trusted
+    /// proxies are exempt. More are closed when accepted.
+    pub max_connections_per_address: usize,
     /// How long a write may wait for the client to read.
     #[serde(with = "humantime_serde")]
     pub write_timeout: Duration,
@@ -244,10 +247,12 @@ impl Config {
         .iter()
         .any(Duration::is_zero)
             || server.max_connections == 0
+            || server.max_connections_per_address == 0
         {
             return Err(ConfigError::Invalid(
                 "server.header_read_timeout, server.body_read_timeout, server.idle_timeout, \
-                 server.write_timeout and server.max_connections must be positive"
+                 server.write_timeout, server.max_connections and \
+                 server.max_connections_per_address must be positive"
                     .into(),
             ));
         }
@@ -377,6 +382,7 @@ mod tests {
             "[server]\nbody_read_timeout = \"0s\"\n",
             "[server]\nidle_timeout = \"0s\"\n",
             "[server]\nmax_connections = 0\n",
+            "[server]\nmax_connections_per_address = 0\n",
         ] {
             let err = Config::from_toml_layers(&[layer]).unwrap_err();
             assert!(err.to_string().contains("must be positive"), "{err}");

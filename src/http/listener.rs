@@ -2,9 +2,11 @@
 //! socket, at most `server.max_connections` at once, each under the time
 //! limits of [`super::timeouts`], with graceful shutdown.
 //!
-//! `axum::serve` does neither limit, hence this loop. A connection past the
-//! cap is not accepted: it waits in the kernel's backlog until a slot is
-//! free.
+//! `axum::serve` does neither limit, hence this loop. Who gets a slot is
+//! [`super::admission`]'s business: a connection from an address past its
+//! share is closed at once; one past the cap waits (in this loop, and the
+//! ones behind it in the kernel's backlog) while idle connections are asked
+//! to make room.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -20,6 +22,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 use tower::ServiceExt;
 
+use super::admission::{AddressSlot, IdleShedding, PerAddress};
 use super::timeouts::{Activity, DeadlineBody, Limits, TimedIo};
 use crate::config::ServerConfig;
 
@@ -38,18 +41,26 @@ pub async fn serve(
         write: config.write_timeout,
     };
     let slots = Arc::new(Semaphore::new(config.max_connections));
+    let admission = Admission {
+        slots,
+        per_address: PerAddress::new(
+            config.max_connections_per_address,
+            config.trusted_proxies.clone(),
+        ),
+        shedding: IdleShedding::new(),
+    };
     let graceful = GracefulShutdown::new();
     let mut drain = std::pin::pin!(drain);
     loop {
         let accepted = tokio::select! {
             () = &mut drain => break,
-            accepted = accept(&listener, &slots) => accepted,
+            accepted = admission.next(&listener) => accepted,
         };
         let (permit, stream, peer) = accepted;
         // Responses are small and written whole: send them now rather than
         // let Nagle's algorithm hold them for the peer's ACK.
         let _ = stream.set_nodelay(true);
-        let activity = Activity::new(limits);
+        let activity = Activity::new(limits, admission.shedding.clone());
         let io = TokioIo::new(TimedIo::new(stream, activity.clone()));
         let router = router.clone();
         let service = hyper::service::service_fn(move |request: hyper::Request<Incoming>| {
@@ -80,19 +91,56 @@ pub async fn serve(
     graceful.shutdown().await;
 }
 
-/// The next connection, once a slot is free for it.
-async fn accept(
-    listener: &TcpListener,
-    slots: &Arc<Semaphore>,
-) -> (tokio::sync::OwnedSemaphorePermit, TcpStream, SocketAddr) {
-    let permit = slots
-        .clone()
-        .acquire_owned()
-        .await
-        .expect("the connection semaphore is never closed");
+/// How often a connection waiting for a slot asks again for idle ones to
+/// close: connections that went idle since the last ask are shed too.
+const SHED_AGAIN_AFTER: Duration = Duration::from_millis(100);
+
+/// What a connection holds while open: a slot under the global cap and its
+/// address's share.
+type Permit = (tokio::sync::OwnedSemaphorePermit, AddressSlot);
+
+struct Admission {
+    slots: Arc<Semaphore>,
+    per_address: Arc<PerAddress>,
+    shedding: Arc<IdleShedding>,
+}
+
+impl Admission {
+    /// The next connection that may be served, once a slot is free for it.
+    async fn next(&self, listener: &TcpListener) -> (Permit, TcpStream, SocketAddr) {
+        loop {
+            let (stream, peer) = accept(listener).await;
+            let Some(address_slot) = self.per_address.admit(peer.ip()) else {
+                tracing::debug!(%peer, "connection refused: its address holds its share");
+                drop(stream);
+                continue;
+            };
+            let slot = self.slot().await;
+            return ((slot, address_slot), stream, peer);
+        }
+    }
+
+    /// A slot under the global cap; while none is free, idle connections
+    /// are asked to close.
+    async fn slot(&self) -> tokio::sync::OwnedSemaphorePermit {
+        if let Ok(slot) = self.slots.clone().try_acquire_owned() {
+            return slot;
+        }
+        loop {
+            self.shedding.shed();
+            let slot = self.slots.clone().acquire_owned();
+            if let Ok(slot) = tokio::time::timeout(SHED_AGAIN_AFTER, slot).await {
+                return slot.expect("the connection semaphore is never closed");
+            }
+        }
+    }
+}
+
+/// The next accepted connection.
+async fn accept(listener: &TcpListener) -> (TcpStream, SocketAddr) {
     loop {
         match listener.accept().await {
-            Ok((stream, peer)) => return (permit, stream, peer),
+            Ok(accepted) => return accepted,
             Err(e) if is_connection_error(&e) => {}
             // Out of file descriptors and the like: pause, as axum::serve
             // does, rather than spin.

@@ -5,7 +5,9 @@
 //!   byte (of the connection's opening, for a new connection);
 //! - a keep-alive connection may wait `idle_timeout` for its next request;
 //! - a request body must arrive within `body_read_timeout` of its head;
-//! - a write may wait at most `write_timeout` for the client to read.
+//! - a write may wait at most `write_timeout` for the client to read;
+//! - a connection idle between requests closes when the accept loop asks
+//!   for slots ([`super::admission::IdleShedding`]).
 //!
 //! hyper's own `header_read_timeout` starts its clock as soon as a
 //! connection waits for a request, so it would also close keep-alive
@@ -27,7 +29,10 @@ use bytes::Bytes;
 use futures_util::task::AtomicWaker;
 use http_body::{Body, Frame, SizeHint};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::sync::futures::OwnedNotified;
 use tokio::time::{Instant, Sleep};
+
+use super::admission::IdleShedding;
 
 /// The limits a connection lives by (`server.*` settings).
 #[derive(Debug, Clone, Copy)]
@@ -54,12 +59,13 @@ pub struct Activity {
     /// handled: woken when the handler is done, to start the idle clock
     /// (hyper does not read again by itself until bytes arrive).
     reader: AtomicWaker,
+    shedding: Arc<IdleShedding>,
 }
 
 impl Activity {
     /// A new connection: it must send a complete head within the header
     /// timeout, as if its head had begun.
-    pub fn new(limits: Limits) -> Arc<Activity> {
+    pub fn new(limits: Limits, shedding: Arc<IdleShedding>) -> Arc<Activity> {
         Arc::new(Activity {
             limits,
             opened: Instant::now(),
@@ -67,6 +73,7 @@ impl Activity {
             head_since: AtomicU64::new(0),
             idle_since: AtomicU64::new(0),
             reader: AtomicWaker::new(),
+            shedding,
         })
     }
 
@@ -105,6 +112,12 @@ impl Activity {
         }
     }
 
+    /// Between requests: no head under way and none being handled.
+    fn is_idle(&self) -> bool {
+        self.in_flight.load(Ordering::Relaxed) == 0
+            && self.head_since.load(Ordering::Relaxed) == NONE
+    }
+
     pub fn body_deadline(&self) -> Instant {
         Instant::now() + self.limits.body_read
     }
@@ -131,6 +144,9 @@ pub struct TimedIo<T> {
     sleep: Option<(Instant, Pin<Box<Sleep>>)>,
     /// Armed when a write has to wait; cleared when one goes through.
     write_stall: Option<Pin<Box<Sleep>>>,
+    /// While idle: resolves when the accept loop asks idle connections to
+    /// close. Dropped while busy, so a request in progress never is.
+    shed_request: Option<Pin<Box<OwnedNotified>>>,
 }
 
 impl<T> TimedIo<T> {
@@ -140,6 +156,7 @@ impl<T> TimedIo<T> {
             activity,
             sleep: None,
             write_stall: None,
+            shed_request: None,
         }
     }
 
@@ -174,6 +191,9 @@ impl<T> TimedIo<T> {
     }
 
     fn expired(&mut self, cx: &mut Context<'_>) -> bool {
+        if self.asked_to_shed(cx) {
+            return true;
+        }
         let Some(deadline) = self.activity.read_deadline() else {
             self.activity.reader.register(cx.waker());
             return false;
@@ -192,6 +212,21 @@ impl<T> TimedIo<T> {
             }
         };
         sleep.as_mut().poll(cx).is_ready()
+    }
+}
+
+impl<T> TimedIo<T> {
+    /// Whether this connection, idle, has been asked to make room.
+    fn asked_to_shed(&mut self, cx: &mut Context<'_>) -> bool {
+        if !self.activity.is_idle() {
+            self.shed_request = None;
+            return false;
+        }
+        let shedding = &self.activity.shedding;
+        let request = self
+            .shed_request
+            .get_or_insert_with(|| Box::pin(shedding.requested()));
+        request.as_mut().poll(cx).is_ready()
     }
 }
 

@@ -1,5 +1,6 @@
 //! Connection limits over raw TCP: slow heads and slow bodies are cut, idle
-//! keep-alive connections are closed, connections past the cap wait, and
+//! keep-alive connections are closed, connections past the cap wait while
+//! idle ones make room, one address gets its share and no more, and
 //! ordinary keep-alive traffic is unaffected.
 
 use std::time::Duration;
@@ -15,6 +16,8 @@ on_both_backends!(
     a_slow_body_is_cut,
     an_idle_keep_alive_connection_is_closed_after_the_idle_timeout,
     connections_past_the_cap_wait_for_a_free_slot,
+    idle_connections_make_room_when_the_cap_is_reached,
+    one_address_cannot_take_more_than_its_share,
     a_client_that_never_reads_is_cut_after_the_write_timeout,
 );
 
@@ -141,17 +144,19 @@ async fn an_idle_keep_alive_connection_is_closed_after_the_idle_timeout(backend:
 
 async fn connections_past_the_cap_wait_for_a_free_slot(backend: Backend) {
     let app = TestApp::builder(backend)
-        .config("[server]\nmax_connections = 2")
+        .config("[server]\nmax_connections = 2\nheader_read_timeout = \"60s\"")
         .start()
         .await;
-    // Two connections take both slots (each served once, so accepted).
+    // Two connections in the middle of a request take both slots; they are
+    // not idle, so nothing makes room.
     let mut held = Vec::new();
     for _ in 0..2 {
         let mut conn = connect(&app).await;
-        conn.write_all(HEALTHZ).await.unwrap();
-        assert!(read_response(&mut conn).await.starts_with("HTTP/1.1 200"));
+        conn.write_all(b"GET /healthz HTTP/1.1\r\n").await.unwrap();
         held.push(conn);
     }
+    // Give the accept loop time to take both.
+    tokio::time::sleep(Duration::from_millis(200)).await;
     let mut third = connect(&app).await;
     third.write_all(HEALTHZ).await.unwrap();
     let mut buf = [0u8; 64];
@@ -159,11 +164,70 @@ async fn connections_past_the_cap_wait_for_a_free_slot(backend: Backend) {
         tokio::time::timeout(Duration::from_secs(1), third.read(&mut buf))
             .await
             .is_err(),
-        "a third connection is not served while two are open"
+        "a third connection is not served while two requests are under way"
     );
     // One closes: the third is accepted and answered.
     drop(held.pop());
     assert!(read_response(&mut third).await.starts_with("HTTP/1.1 200"));
+}
+
+/// Idle keep-alive connections would hold every slot until the idle
+/// timeout (75 s by default): at the cap they are closed to make room.
+async fn idle_connections_make_room_when_the_cap_is_reached(backend: Backend) {
+    let app = TestApp::builder(backend)
+        .config("[server]\nmax_connections = 2\nidle_timeout = \"60s\"")
+        .start()
+        .await;
+    let mut idle = Vec::new();
+    for _ in 0..2 {
+        let mut conn = connect(&app).await;
+        conn.write_all(HEALTHZ).await.unwrap();
+        assert!(read_response(&mut conn).await.starts_with("HTTP/1.1 200"));
+        idle.push(conn);
+    }
+    let mut third = connect(&app).await;
+    third.write_all(HEALTHZ).await.unwrap();
+    assert!(
+        read_response(&mut third).await.starts_with("HTTP/1.1 200"),
+        "the new connection is served long before the idle timeout"
+    );
+    let mut closed = 0;
+    for conn in &mut idle {
+        if read_until_closed(conn, Duration::from_millis(500))
+            .await
+            .is_some()
+        {
+            closed += 1;
+        }
+    }
+    assert!(closed >= 1, "an idle connection made room");
+}
+
+async fn one_address_cannot_take_more_than_its_share(backend: Backend) {
+    let app = TestApp::builder(backend)
+        .config("[server]\nmax_connections_per_address = 2\nidle_timeout = \"60s\"")
+        .start()
+        .await;
+    let mut held = Vec::new();
+    for _ in 0..2 {
+        let mut conn = connect(&app).await;
+        conn.write_all(HEALTHZ).await.unwrap();
+        assert!(read_response(&mut conn).await.starts_with("HTTP/1.1 200"));
+        held.push(conn);
+    }
+    // The third from the same address is closed unanswered, at once.
+    let mut third = connect(&app).await;
+    let _ = third.write_all(HEALTHZ).await;
+    let answer = read_until_closed(&mut third, CLOSED_WITHIN).await;
+    assert_eq!(answer.as_deref(), Some(""), "closed without a response");
+    // The two it holds still work, and a slot freed is a slot to take.
+    held[0].write_all(HEALTHZ).await.unwrap();
+    assert!(read_response(&mut held[0]).await.starts_with("HTTP/1.1 200"));
+    drop(held.pop());
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let mut fourth = connect(&app).await;
+    fourth.write_all(HEALTHZ).await.unwrap();
+    assert!(read_response(&mut fourth).await.starts_with("HTTP/1.1 200"));
 }
 
 /// A client that pipelines requests and never reads its responses fills
