@@ -65,6 +65,8 @@ pub async fn initialize<S: InstanceStore>(
         created_at: now,
         scopes: String::new(),
         audiences: String::new(),
+        enabled: true,
+        max_token_lifetime: None,
     };
     let (token, record) = admin_token(digest_key, &admin.id, now, lifetime);
     let event = Event::new(Actor::system(), "instance.initialized", Outcome::Success)

@@ -201,7 +201,7 @@ pub fn verify(
 
 /// RFC 7515 §4.1.11: a recipient that does not understand every extension
 /// `crit` lists MUST reject the JWS. Tessera understands none.
-fn names_critical_extensions(token: &str) -> bool {
+pub fn names_critical_extensions(token: &str) -> bool {
     #[derive(Deserialize)]
     struct Critical {
         crit: Option<serde_json::Value>,

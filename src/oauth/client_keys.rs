@@ -18,8 +18,6 @@ use jsonwebtoken::jwk::JwkSet;
 use super::OAuthError;
 use super::client::Client;
 
-const FETCH_TIMEOUT: Duration = Duration::from_secs(5);
-const MAX_JWKS_BYTES: usize = 256 * 1024;
 /// No fetch for this long after a failed one, doubled per further failure.
 const FIRST_FAILURE_BACKOFF: Duration = Duration::from_secs(1);
 const MAX_FAILURE_BACKOFF: Duration = Duration::from_secs(60);
@@ -54,13 +52,8 @@ enum Cached {
 
 impl ClientKeys {
     pub fn new(cache_for: Duration, refetch_cooldown: Duration) -> Self {
-        let http = reqwest::Client::builder()
-            .timeout(FETCH_TIMEOUT)
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .expect("an HTTP client with static settings");
         ClientKeys {
-            http,
+            http: crate::outbound::client(),
             entries: Mutex::new(HashMap::new()),
             cache_for,
             refetch_cooldown,
@@ -174,26 +167,8 @@ impl ClientKeys {
         }
     }
 
-    /// Reads the document, stopping as soon as it passes the size cap.
+    /// Reads the key set, stopping as soon as it passes the size cap.
     async fn fetch(&self, uri: &str) -> Result<JwkSet, String> {
-        let too_large = || format!("the key set is larger than {MAX_JWKS_BYTES} bytes");
-        let mut response = self.http.get(uri).send().await.map_err(|e| e.to_string())?;
-        if !response.status().is_success() {
-            return Err(format!("HTTP {}", response.status()));
-        }
-        if response
-            .content_length()
-            .is_some_and(|n| n > MAX_JWKS_BYTES as u64)
-        {
-            return Err(too_large());
-        }
-        let mut body = Vec::new();
-        while let Some(chunk) = response.chunk().await.map_err(|e| e.to_string())? {
-            if body.len() + chunk.len() > MAX_JWKS_BYTES {
-                return Err(too_large());
-            }
-            body.extend_from_slice(&chunk);
-        }
-        serde_json::from_slice(&body).map_err(|e| e.to_string())
+        crate::outbound::get_json(&self.http, uri).await
     }
 }

@@ -23,7 +23,23 @@ pub struct ServiceUser {
     pub scopes: Vec<String>,
     pub audiences: Vec<String>,
     pub is_admin: bool,
+    /// A disabled service user gets no token, by any grant or policy.
+    pub enabled: bool,
+    /// Seconds an access token issued to it may live at most; `null`: the
+    /// server's limits only.
+    pub max_token_lifetime: Option<u64>,
     pub created_at: i64,
+}
+
+impl ServiceUser {
+    /// The lifetime of a token for this user: `wanted`, within the user's
+    /// own cap.
+    pub fn token_lifetime(&self, wanted: std::time::Duration) -> std::time::Duration {
+        match self.max_token_lifetime {
+            Some(cap) => wanted.min(std::time::Duration::from_secs(cap)),
+            None => wanted,
+        }
+    }
 }
 
 impl From<ServiceUserRecord> for ServiceUser {
@@ -36,6 +52,8 @@ impl From<ServiceUserRecord> for ServiceUser {
             scopes: r.scopes.split_whitespace().map(str::to_owned).collect(),
             audiences: r.audiences.split_whitespace().map(str::to_owned).collect(),
             is_admin: r.is_admin,
+            enabled: r.enabled,
+            max_token_lifetime: r.max_token_lifetime.and_then(|s| u64::try_from(s).ok()),
             created_at: r.created_at,
         }
     }
@@ -139,6 +157,8 @@ pub async fn create<S: ServiceUserStore>(
         created_at: clock::now(),
         scopes: spec.scope.split_whitespace().collect::<Vec<_>>().join(" "),
         audiences: spec.audiences.join(" "),
+        enabled: true,
+        max_token_lifetime: None,
     };
     let event = Event::new(actor, "service_user.created", Outcome::Success)
         .target(record.id.clone())

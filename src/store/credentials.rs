@@ -20,6 +20,10 @@ pub struct ServiceUserRecord {
     pub scopes: String,
     /// Space-separated audiences the user may ask for.
     pub audiences: String,
+    /// A disabled service user gets no token.
+    pub enabled: bool,
+    /// Seconds an access token issued to it may live at most.
+    pub max_token_lifetime: Option<i64>,
 }
 
 #[derive(Clone, Queryable, Selectable, Insertable)]

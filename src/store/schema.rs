@@ -31,6 +31,8 @@ diesel::table! {
         created_at -> BigInt,
         scopes -> Text,
         audiences -> Text,
+        enabled -> Bool,
+        max_token_lifetime -> Nullable<BigInt>,
     }
 }
 

@@ -76,6 +76,9 @@ pub async fn grant(
     assertion::consume_once(&state.writer, token, &claims, &expect).await?;
 
     let user = &cached.user;
+    if !user.enabled {
+        return Err(invalid_grant("the service user is disabled"));
+    }
     let issuer = state.config.issuer();
     let asked =
         scope::service_user_request(&user.scopes, &user.audiences, issuer, request.get("scope"))?;
@@ -105,9 +108,9 @@ pub async fn grant(
             audience: &audience,
             scopes: &asked.scopes,
             identity_kind: "service",
-            lifetime: client.as_ref().map_or(tokens.access_token_lifetime, |c| {
+            lifetime: user.token_lifetime(client.as_ref().map_or(tokens.access_token_lifetime, |c| {
                 c.lifetime(tokens.access_token_lifetime, tokens.max_lifetime)
-            }),
+            })),
             alg: client
                 .as_ref()
                 .map_or(crate::keys::Alg::ES256, |c| c.access_token_alg),

@@ -1,0 +1,15 @@
+//! CI federation (issue 9): a CI job presents the OIDC token its platform
+//! signed for it (GitHub Actions, GitLab CI, any OIDC issuer) and, if an
+//! administrator's trust policy matches its claims, gets a short-lived
+//! access token for a service user (RFC 8693 token exchange, or the RFC
+//! 7523 JWT-bearer grant). No stored secret on the CI side.
+//!
+//! - [`model`]: trusted issuers, trust policies, conditions.
+//! - [`issuers`]: which issuer URLs may be trusted and fetched.
+//! - [`issuer_keys`]: their keys, from discovery, cached.
+//! - [`verify`]: the checks on an incoming token before any policy.
+
+pub mod issuer_keys;
+pub mod issuers;
+pub mod model;
+pub mod verify;

@@ -1,0 +1,47 @@
+//! Outbound fetches of small JSON documents: a client's `jwks_uri`, a
+//! trusted issuer's discovery document and key set. Time-limited, never
+//! redirected, and read only up to a size cap: the body is streamed and
+//! the fetch stops as soon as it passes the cap, so a hostile or broken
+//! server cannot make Tessera buffer an unbounded answer.
+
+use std::time::Duration;
+
+use serde::de::DeserializeOwned;
+
+const FETCH_TIMEOUT: Duration = Duration::from_secs(5);
+/// Far above any real key set or discovery document (GitHub's key set is
+/// about 3 KiB, a discovery document a few KiB).
+pub const MAX_DOCUMENT_BYTES: usize = 256 * 1024;
+
+/// An HTTP client for [`get_json`]: short timeout, no redirects.
+pub fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .timeout(FETCH_TIMEOUT)
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("an HTTP client with static settings")
+}
+
+/// GETs `uri` and parses its body as JSON, reading at most
+/// [`MAX_DOCUMENT_BYTES`]. The error says why, for the log.
+pub async fn get_json<T: DeserializeOwned>(http: &reqwest::Client, uri: &str) -> Result<T, String> {
+    let too_large = || format!("the document is larger than {MAX_DOCUMENT_BYTES} bytes");
+    let mut response = http.get(uri).send().await.map_err(|e| e.to_string())?;
+    if !response.status().is_success() {
+        return Err(format!("HTTP {}", response.status()));
+    }
+    if response
+        .content_length()
+        .is_some_and(|n| n > MAX_DOCUMENT_BYTES as u64)
+    {
+        return Err(too_large());
+    }
+    let mut body = Vec::new();
+    while let Some(chunk) = response.chunk().await.map_err(|e| e.to_string())? {
+        if body.len() + chunk.len() > MAX_DOCUMENT_BYTES {
+            return Err(too_large());
+        }
+        body.extend_from_slice(&chunk);
+    }
+    serde_json::from_slice(&body).map_err(|e| e.to_string())
+}
