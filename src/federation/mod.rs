@@ -5,10 +5,13 @@
 //! 7523 JWT-bearer grant). No stored secret on the CI side.
 //!
 //! - [`model`]: trusted issuers, trust policies, conditions.
+//! - [`admin`]: managing them (validation, store, audit); [`admin::load`]
+//!   is what the exchange reads.
 //! - [`issuers`]: which issuer URLs may be trusted and fetched.
 //! - [`issuer_keys`]: their keys, from discovery, cached.
 //! - [`verify`]: the checks on an incoming token before any policy.
 
+pub mod admin;
 pub mod issuer_keys;
 pub mod issuers;
 pub mod model;

@@ -17,6 +17,8 @@ impl Core {
             Change::AllClients => self.client_cache.invalidate_all(),
             Change::AllServiceUsers => self.service_user_cache.invalidate_all(),
             Change::Keys => self.keys.reload().await?,
+            // The trust cache is wired here with the exchange.
+            Change::Trust => {}
             Change::Missed => {
                 self.client_cache.invalidate_all();
                 self.service_user_cache.invalidate_all();

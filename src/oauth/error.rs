@@ -168,6 +168,10 @@ impl From<StoreError> for OAuthError {
         match error {
             StoreError::Unavailable(detail) => OAuthError::unavailable(detail),
             StoreError::NotFound => OAuthError::not_found("no such resource"),
+            StoreError::InUse(by) => OAuthError::new(
+                ErrorCode::Conflict,
+                format!("still used by {by}: delete or change that first"),
+            ),
             other => OAuthError::server_error(other.to_string()),
         }
     }

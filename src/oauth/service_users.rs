@@ -130,6 +130,10 @@ fn map_missing(id: &str) -> impl Fn(StoreError) -> OAuthError + '_ {
         StoreError::Conflict => {
             OAuthError::new(ErrorCode::Conflict, "a service user with that name exists")
         }
+        StoreError::InUse(by) => OAuthError::new(
+            ErrorCode::Conflict,
+            format!("the service user is named by {by}: delete that policy first"),
+        ),
         other => other.into(),
     }
 }

@@ -19,6 +19,7 @@ mod notify;
 mod revocations;
 pub mod schema;
 mod service_users;
+mod trust;
 
 use std::time::Duration;
 
@@ -35,6 +36,9 @@ pub use keys::{KeyStore, ResealedKey, SigningKeyRecord};
 pub use notify::{APPLICATION_NAME as LISTENER_APPLICATION_NAME, Change};
 pub use revocations::RevocationStore;
 pub use service_users::{ServiceUserKeyRecord, ServiceUserStore, ServiceUserWithKeys};
+pub use trust::{
+    TrustForIssuer, TrustPolicyChange, TrustPolicyRecord, TrustStore, TrustedIssuerRecord,
+};
 
 use connection::{Manager, PooledConn};
 
@@ -48,6 +52,10 @@ pub enum StoreError {
     Conflict,
     #[error("not found")]
     NotFound,
+    /// The record cannot be deleted while another names it (the value
+    /// says which, e.g. "trust policy `deploy`").
+    #[error("still used by {0}")]
+    InUse(String),
     #[error("database error: {0}")]
     Other(String),
 }

@@ -28,6 +28,9 @@ pub enum Change {
     AllServiceUsers,
     /// A signing key was added or changed.
     Keys,
+    /// A trusted issuer or a trust policy was added, changed or removed
+    /// (CI federation): every cached trust is stale.
+    Trust,
     /// The listener has just (re)connected: changes made meanwhile were not
     /// heard, so nothing cached can be trusted.
     Missed,
@@ -46,6 +49,7 @@ impl Change {
             ("service_user", Some(id)) => Change::ServiceUser(id),
             ("service_user", None) => Change::AllServiceUsers,
             ("keys", _) => Change::Keys,
+            ("trust", _) => Change::Trust,
             _ => return None,
         })
     }
@@ -169,6 +173,7 @@ mod tests {
         );
         assert_eq!(Change::parse("service_user"), Some(Change::AllServiceUsers));
         assert_eq!(Change::parse("keys"), Some(Change::Keys));
+        assert_eq!(Change::parse("trust"), Some(Change::Trust));
         assert_eq!(Change::parse("other:x"), None);
     }
 }

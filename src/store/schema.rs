@@ -125,7 +125,35 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    trusted_issuers (issuer) {
+        issuer -> Text,
+        algorithms -> Text,
+        max_token_age -> BigInt,
+        jwks -> Nullable<Text>,
+        created_at -> BigInt,
+    }
+}
+
+diesel::table! {
+    trust_policies (name) {
+        name -> Text,
+        issuer -> Text,
+        audience -> Text,
+        allow_multiple_audiences -> Bool,
+        service_user -> Text,
+        scopes -> Text,
+        lifetime -> BigInt,
+        conditions -> Text,
+        refused_events -> Text,
+        name_only -> Bool,
+        created_at -> BigInt,
+        updated_at -> BigInt,
+    }
+}
+
 diesel::joinable!(client_secrets -> clients (client_id));
+diesel::joinable!(trust_policies -> trusted_issuers (issuer));
 
 diesel::allow_tables_to_appear_in_same_query!(
     instance,
@@ -138,4 +166,6 @@ diesel::allow_tables_to_appear_in_same_query!(
     used_assertion_ids,
     service_user_keys,
     revoked_tokens,
+    trusted_issuers,
+    trust_policies,
 );

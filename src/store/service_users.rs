@@ -7,7 +7,23 @@ use diesel::prelude::*;
 use super::audit::{NewAuditRecord, append_in};
 use super::credentials::ServiceUserRecord;
 use super::schema::{access_tokens, service_user_keys, service_users};
+use super::trust::policy_naming_service_user;
 use super::{Store, StoreError};
+
+/// A transaction's failure: the store's error, or "still used by".
+struct InUse(StoreError);
+
+impl From<String> for InUse {
+    fn from(by: String) -> Self {
+        InUse(StoreError::InUse(by))
+    }
+}
+
+impl From<diesel::result::Error> for InUse {
+    fn from(e: diesel::result::Error) -> Self {
+        InUse(e.into())
+    }
+}
 
 #[derive(Debug, Clone, Queryable, Selectable, Insertable)]
 #[diesel(table_name = service_user_keys)]
@@ -33,7 +49,8 @@ pub trait ServiceUserStore {
         &self,
     ) -> impl Future<Output = Result<Vec<ServiceUserRecord>, StoreError>> + Send;
 
-    /// Deletes the user, its keys and its tokens. `NotFound` if absent.
+    /// Deletes the user, its keys and its tokens. `NotFound` if absent;
+    /// `InUse` if a trust policy names it (the policy goes first).
     fn delete_service_user(
         &self,
         id: String,
@@ -103,14 +120,24 @@ impl ServiceUserStore for Store {
             conn.transaction(|conn| {
                 diesel::delete(service_user_keys::table.filter(service_user_keys::user_id.eq(&id)))
                     .execute(conn)?;
+                // After a write: the SQLite write lock is held from here.
+                if let Some(name) = policy_naming_service_user(conn, &id)? {
+                    return Err(format!("trust policy `{name}`").into());
+                }
                 diesel::delete(access_tokens::table.filter(access_tokens::owner_id.eq(&id)))
                     .execute(conn)?;
-                if diesel::delete(service_users::table.find(&id)).execute(conn)? == 0 {
-                    return Err(diesel::result::Error::NotFound);
-                }
-                append_in(conn, &event)
+                match diesel::delete(service_users::table.find(&id)).execute(conn) {
+                    Ok(0) => return Err(diesel::result::Error::NotFound.into()),
+                    Err(diesel::result::Error::DatabaseError(
+                        diesel::result::DatabaseErrorKind::ForeignKeyViolation,
+                        _,
+                    )) => return Err(String::from("a trust policy").into()),
+                    other => other?,
+                };
+                append_in(conn, &event)?;
+                Ok(())
             })
-            .map_err(StoreError::from)
+            .map_err(|e: InUse| e.0)
         })
         .await
     }

@@ -29,4 +29,5 @@ mod secrets_in_debug;
 mod service_users;
 mod startup;
 mod token_status;
+mod trust_admin;
 mod zitadel_sdk;

@@ -1,0 +1,2 @@
+DROP TABLE trust_policies;
+DROP TABLE trusted_issuers;
