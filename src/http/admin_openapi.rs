@@ -64,7 +64,10 @@ fn forbid_nul(schema: &mut Value) {
         _ => false,
     };
     if is_string {
-        object.insert("not".into(), json!({"type": "string", "pattern": "\\u0000"}));
+        object.insert(
+            "not".into(),
+            json!({"type": "string", "pattern": "\\u0000"}),
+        );
     }
     if let Some(Value::Object(properties)) = object.get_mut("properties") {
         for (name, property) in properties.iter_mut() {
