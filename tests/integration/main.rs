@@ -28,5 +28,6 @@ mod replicas;
 mod secrets_in_debug;
 mod service_users;
 mod startup;
+mod test_issuer;
 mod token_status;
 mod zitadel_sdk;
