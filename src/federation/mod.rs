@@ -8,8 +8,13 @@
 //! - [`issuers`]: which issuer URLs may be trusted and fetched.
 //! - [`issuer_keys`]: their keys, from discovery, cached.
 //! - [`verify`]: the checks on an incoming token before any policy.
+//! - [`conditions`]: conditions on claims, compiled and evaluated.
+//! - [`presets`]: the CI platforms' issuers, and the conditions
+//!   `--github-repo` and `--gitlab-project` expand into.
 
+pub mod conditions;
 pub mod issuer_keys;
 pub mod issuers;
 pub mod model;
+pub mod presets;
 pub mod verify;
