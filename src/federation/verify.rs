@@ -117,7 +117,7 @@ pub fn verify(token: &str, issuer: &TrustedIssuer, keys: &JwkSet, now: i64) -> V
     }
     checks.pass("format", "a signed JWT");
     let alg = name(header.alg);
-    if !issuer.algorithms.iter().any(|a| *a == alg) {
+    if !issuer.algorithms.contains(&alg) {
         return checks.fail(
             "algorithm",
             format!(
