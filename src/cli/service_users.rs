@@ -171,6 +171,11 @@ async fn run_key(client: &AdminClient, command: KeyCommand, json_out: bool) -> a
             expires_in,
             output,
         } => {
+            // Checked before the key is registered: a key whose private half
+            // could not be saved would be useless.
+            if let Some(path) = output.as_ref().filter(|p| p.exists()) {
+                anyhow::bail!("{} exists: choose another --output", path.display());
+            }
             let (public, private) = match public_key {
                 Some(file) => {
                     let text = std::fs::read_to_string(&file)

@@ -79,7 +79,11 @@ impl IssuerKeys {
     /// The keys of `issuer` (a configured issuer's exact URL). With
     /// `unknown_kid`, a token named a `kid` the cached keys lack: refetch,
     /// if the cooldown allows.
-    pub async fn get(&self, issuer: &str, unknown_kid: bool) -> Result<Arc<JwkSet>, KeysUnavailable> {
+    pub async fn get(
+        &self,
+        issuer: &str,
+        unknown_kid: bool,
+    ) -> Result<Arc<JwkSet>, KeysUnavailable> {
         let asked = Instant::now();
         let fetching = match self.cached(issuer, unknown_kid, asked) {
             Ok(cached) => return cached,

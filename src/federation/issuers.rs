@@ -75,6 +75,9 @@ mod tests {
         ] {
             assert!(!is_acceptable_url(bad), "{bad}");
         }
-        assert!(!is_acceptable_url(&format!("https://{}.com", "a".repeat(300))));
+        assert!(!is_acceptable_url(&format!(
+            "https://{}.com",
+            "a".repeat(300)
+        )));
     }
 }

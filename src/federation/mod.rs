@@ -10,9 +10,17 @@
 //! - [`issuers`]: which issuer URLs may be trusted and fetched.
 //! - [`issuer_keys`]: their keys, from discovery, cached.
 //! - [`verify`]: the checks on an incoming token before any policy.
+//! - [`conditions`]: conditions on claims, compiled and evaluated.
+//! - [`policy`]: one trust policy, compiled and evaluated against a
+//!   token's claims (audience, refused events, conditions).
+//! - [`presets`]: the CI platforms' issuers, and the conditions
+//!   `--github-repo` and `--gitlab-project` expand into.
 
 pub mod admin;
+pub mod conditions;
 pub mod issuer_keys;
 pub mod issuers;
 pub mod model;
+pub mod policy;
+pub mod presets;
 pub mod verify;

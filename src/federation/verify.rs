@@ -117,7 +117,7 @@ pub fn verify(token: &str, issuer: &TrustedIssuer, keys: &JwkSet, now: i64) -> V
     }
     checks.pass("format", "a signed JWT");
     let alg = name(header.alg);
-    if !issuer.algorithms.iter().any(|a| *a == alg) {
+    if !issuer.algorithms.contains(&alg) {
         return checks.fail(
             "algorithm",
             format!(
@@ -133,7 +133,10 @@ pub fn verify(token: &str, issuer: &TrustedIssuer, keys: &JwkSet, now: i64) -> V
         None => None,
     };
     let Some(jwk) = jwk else {
-        let kid = header.kid.as_deref().map_or("(none)".into(), |k| bounded(k, 100));
+        let kid = header
+            .kid
+            .as_deref()
+            .map_or("(none)".into(), |k| bounded(k, 100));
         let mut failed = checks.fail("key", format!("no key of the issuer has kid {kid:?}"));
         failed.unknown_kid = header.kid.is_some();
         return failed;
@@ -209,7 +212,12 @@ fn check_claims(
         Some(jti) if !jti.is_empty() && jti.len() <= MAX_JTI_LEN => {
             checks.pass("jti", "present");
         }
-        _ => return checks.fail("jti", "a jti (at most 255 bytes) is required for single use"),
+        _ => {
+            return checks.fail(
+                "jti",
+                "a jti (at most 255 bytes) is required for single use",
+            );
+        }
     }
     if !claims.get("sub").is_some_and(Value::is_string) {
         return checks.fail("subject", "sub is missing");

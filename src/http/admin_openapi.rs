@@ -43,7 +43,49 @@ pub fn refine(doc: &mut Value, max_lifetime_secs: u64) {
             Never a private key: it stays with its owner.",
         "oneOf": [{"$ref": "#/components/schemas/Jwk"}, {"type": "string", "minLength": 1}]
     });
+    for (name, schema) in schemas.as_object_mut().into_iter().flatten() {
+        if !["Jwk", "JwkSet"].contains(&name.as_str()) {
+            forbid_nul(schema);
+        }
+    }
     add_links(&mut doc["paths"]);
+}
+
+/// Every text field the API stores as text refuses NUL (U+0000), which
+/// PostgreSQL cannot store (`extract::json_body`); key documents are
+/// stored as JSON and may carry anything.
+fn forbid_nul(schema: &mut Value) {
+    let Some(object) = schema.as_object_mut() else {
+        return;
+    };
+    let is_string = match object.get("type") {
+        Some(Value::String(t)) => t == "string",
+        Some(Value::Array(types)) => types.iter().any(|t| t == "string"),
+        _ => false,
+    };
+    if is_string {
+        object.insert(
+            "not".into(),
+            json!({"type": "string", "pattern": "\\u0000"}),
+        );
+    }
+    if let Some(Value::Object(properties)) = object.get_mut("properties") {
+        for (name, property) in properties.iter_mut() {
+            if !super::extract::JSON_DOCUMENT_MEMBERS.contains(&name.as_str()) {
+                forbid_nul(property);
+            }
+        }
+    }
+    for nested in ["items", "additionalProperties"] {
+        if let Some(inner) = object.get_mut(nested) {
+            forbid_nul(inner);
+        }
+    }
+    for list in ["oneOf", "anyOf", "allOf"] {
+        if let Some(Value::Array(branches)) = object.get_mut(list) {
+            branches.iter_mut().for_each(forbid_nul);
+        }
+    }
 }
 
 /// RFC 6749 §3.3 scope tokens (`%x21 / %x23-5B / %x5D-7E`) between runs of

@@ -58,8 +58,36 @@ pub fn json_body<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, OAuthError> {
             "malformed JSON body: expected an object, not an array",
         ));
     }
-    serde_json::from_slice(bytes)
+    let value: serde_json::Value = serde_json::from_slice(bytes)
+        .map_err(|e| OAuthError::invalid_request(format!("malformed JSON body: {e}")))?;
+    if carries_nul(&value) {
+        return Err(OAuthError::invalid_request(
+            "malformed JSON body: text must not contain NUL (U+0000)",
+        ));
+    }
+    serde_json::from_value(value)
         .map_err(|e| OAuthError::invalid_request(format!("malformed JSON body: {e}")))
+}
+
+/// Members whose values are stored as JSON documents (escaped), not as
+/// text columns: a NUL inside them is the key owner's business.
+pub(super) const JSON_DOCUMENT_MEMBERS: &[&str] = &["jwks", "jwk", "public_key"];
+
+/// Whether a string or member name holds NUL, which PostgreSQL's `text`
+/// refuses (so SQLite and PostgreSQL would disagree) and no field the API
+/// stores as text has a use for. The API document says so for each field
+/// (`admin_openapi::forbid_nul`).
+fn carries_nul(value: &serde_json::Value) -> bool {
+    use serde_json::Value;
+    match value {
+        Value::String(s) => s.contains('\0'),
+        Value::Array(items) => items.iter().any(carries_nul),
+        Value::Object(members) => members.iter().any(|(name, value)| {
+            name.contains('\0')
+                || (!JSON_DOCUMENT_MEMBERS.contains(&name.as_str()) && carries_nul(value))
+        }),
+        _ => false,
+    }
 }
 
 /// Query parameters, with a description of what was wrong.

@@ -153,9 +153,19 @@ impl MasterKey {
             Ok(text) => Self::from_base64(&text, &file.display().to_string()),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 let key = Self::generate();
-                write_secret_file(file, key.to_base64().as_bytes()).map_err(io_error)?;
-                tracing::info!(path = %file.display(), "created a new master key");
-                Ok(key)
+                match write_secret_file(file, key.to_base64().as_bytes()) {
+                    Ok(()) => {
+                        tracing::info!(path = %file.display(), "created a new master key");
+                        Ok(key)
+                    }
+                    // Another process sharing the folder created it first:
+                    // use that one.
+                    Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                        let text = std::fs::read_to_string(file).map_err(io_error)?;
+                        Self::from_base64(&text, &file.display().to_string())
+                    }
+                    Err(e) => Err(io_error(e)),
+                }
             }
             Err(e) => Err(io_error(e)),
         }
@@ -216,30 +226,56 @@ impl MasterKey {
     }
 }
 
-/// Writes a secret to `path` with mode 0600, creating its folder, through a
-/// temporary file and a rename so a crash never leaves half a secret.
+/// Writes a secret to a new file at `path` with mode 0600, creating its
+/// folder. The secret goes to a temporary file first (a name unique to
+/// this call), which is then linked to `path`: a crash never leaves half a
+/// secret, and an existing file is never replaced (`AlreadyExists`), so a
+/// key that something else wrote first is not lost.
 pub fn write_secret_file(path: &Path, contents: &[u8]) -> std::io::Result<()> {
     use std::os::unix::fs::OpenOptionsExt;
     if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
         std::fs::create_dir_all(parent)?;
     }
-    let tmp = path.with_extension(format!("tmp{}", std::process::id()));
+    let unique = format!(
+        "tmp-{}-{}",
+        std::process::id(),
+        crate::random::random_base62(12)
+    );
+    let tmp = path.with_extension(unique);
     let mut file = std::fs::OpenOptions::new()
         .write(true)
         .create_new(true)
         .mode(0o600)
         .open(&tmp)?;
     let written = file.write_all(contents).and_then(|()| file.sync_all());
-    if let Err(e) = written.and_then(|()| std::fs::rename(&tmp, path)) {
-        let _ = std::fs::remove_file(&tmp);
-        return Err(e);
-    }
-    Ok(())
+    let linked = written.and_then(|()| std::fs::hard_link(&tmp, path));
+    let _ = std::fs::remove_file(&tmp);
+    linked
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_secret_file_is_never_replaced() {
+        let dir = tempfile_dir();
+        let path = dir.join("secret");
+        write_secret_file(&path, b"first").unwrap();
+        let again = write_secret_file(&path, b"second").unwrap_err();
+        assert_eq!(again.kind(), std::io::ErrorKind::AlreadyExists);
+        assert_eq!(std::fs::read(&path).unwrap(), b"first");
+        // No temporary file is left behind.
+        assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 1);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    fn tempfile_dir() -> std::path::PathBuf {
+        let dir =
+            std::env::temp_dir().join(format!("tessera-test-{}", crate::random::random_base62(10)));
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
 
     #[test]
     fn sealed_key_opens_only_with_same_key_and_context() {

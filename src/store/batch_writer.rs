@@ -53,6 +53,8 @@ const PRUNE_BATCH: i64 = 500;
 const PRUNE_PAUSE: Duration = Duration::from_millis(20);
 /// How long a read-your-writes flush (the admin audit listing) waits.
 const FLUSH_WAIT: Duration = Duration::from_secs(5);
+/// How long a request waits for the verdict on a single-use value.
+const VERDICT_WAIT: Duration = Duration::from_secs(10);
 const MAX_BATCH: usize = 1_024;
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
 /// How long audit events may wait for company: tens of thousands of
@@ -157,8 +159,20 @@ impl BatchWriter {
             expires_at,
             verdict,
         };
-        self.urgent.send(message).await.map_err(|_| stopped())?;
-        answer.await.map_err(|_| stopped())?
+        let decided = async {
+            self.urgent.send(message).await.map_err(|_| stopped())?;
+            answer.await.map_err(|_| stopped())?
+        };
+        // A database that stops answering (a network partition the TCP
+        // keep-alives have not noticed yet) must not hold the request for
+        // ever: past this, it is 503 and the client retries.
+        tokio::time::timeout(VERDICT_WAIT, decided)
+            .await
+            .unwrap_or_else(|_| {
+                Err(StoreError::Unavailable(
+                    "the replay store did not answer in time".into(),
+                ))
+            })
     }
 
     /// Resolves once every audit event queued before the call is stored,

@@ -84,19 +84,58 @@ impl DatabaseUrl {
                 Ok(AnyConnection::Sqlite(conn))
             }
             DatabaseUrl::Postgres(url) => {
-                Ok(AnyConnection::Postgresql(PgConnection::establish(url)?))
+                let mut conn = PgConnection::establish(&with_keepalives(url))?;
+                // No statement of the request path takes seconds: one that
+                // does is stuck (a lock held by a hand-run session), and
+                // failing it frees the pooled connection. Migrations lift it.
+                conn.batch_execute(&format!("SET statement_timeout = {STATEMENT_TIMEOUT_MS}"))
+                    .map_err(|e| diesel::ConnectionError::BadConnection(e.to_string()))?;
+                Ok(AnyConnection::Postgresql(conn))
             }
         }
     }
+}
+
+/// Statements on pooled PostgreSQL connections fail after this long.
+const STATEMENT_TIMEOUT_MS: u64 = 30_000;
+
+/// libpq's TCP keep-alive and user-timeout parameters (PostgreSQL docs,
+/// §34.1.2), unless the URL sets them: a server that vanishes without a
+/// FIN or RST (a partition, a failed-over address) is noticed in about a
+/// minute, not after the kernel's two hours.
+pub(super) fn with_keepalives(url: &str) -> String {
+    let mut url = url.to_owned();
+    for (name, value) in [
+        ("keepalives", "1"),
+        ("keepalives_idle", "30"),
+        ("keepalives_interval", "10"),
+        ("keepalives_count", "3"),
+        ("tcp_user_timeout", "60000"),
+    ] {
+        let present = url
+            .split(['?', '&'])
+            .skip(1)
+            .any(|pair| pair.split('=').next() == Some(name));
+        if !present {
+            url.push(if url.contains('?') { '&' } else { '?' });
+            url.push_str(name);
+            url.push('=');
+            url.push_str(value);
+        }
+    }
+    url
 }
 
 pub(super) fn run_migrations(conn: &mut AnyConnection) -> Result<(), StoreError> {
     let outcome = match conn {
         AnyConnection::Sqlite(c) => c.run_pending_migrations(SQLITE_MIGRATIONS).map(drop),
         AnyConnection::Postgresql(c) => {
+            // A migration may rewrite a large table: no statement timeout.
+            c.batch_execute("SET statement_timeout = 0")?;
             c.batch_execute(&format!("SELECT pg_advisory_lock({MIGRATION_LOCK_ID})"))?;
             let outcome = c.run_pending_migrations(POSTGRES_MIGRATIONS).map(drop);
             c.batch_execute(&format!("SELECT pg_advisory_unlock({MIGRATION_LOCK_ID})"))?;
+            c.batch_execute(&format!("SET statement_timeout = {STATEMENT_TIMEOUT_MS}"))?;
             outcome
         }
     };
@@ -148,5 +187,24 @@ impl r2d2::ManageConnection for Manager {
 
     fn has_broken(&self, conn: &mut Self::Connection) -> bool {
         conn.broken
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::with_keepalives;
+
+    #[test]
+    fn keepalives_are_added_unless_set() {
+        assert_eq!(
+            with_keepalives("postgres://u@h/db"),
+            "postgres://u@h/db?keepalives=1&keepalives_idle=30&keepalives_interval=10\
+             &keepalives_count=3&tcp_user_timeout=60000"
+        );
+        let own = with_keepalives("postgres://u@h/db?sslmode=require&keepalives_idle=5");
+        assert!(
+            own.starts_with("postgres://u@h/db?sslmode=require&keepalives_idle=5&keepalives=1")
+        );
+        assert_eq!(own.matches("keepalives_idle").count(), 1);
     }
 }

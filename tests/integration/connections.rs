@@ -222,7 +222,11 @@ async fn one_address_cannot_take_more_than_its_share(backend: Backend) {
     assert_eq!(answer.as_deref(), Some(""), "closed without a response");
     // The two it holds still work, and a slot freed is a slot to take.
     held[0].write_all(HEALTHZ).await.unwrap();
-    assert!(read_response(&mut held[0]).await.starts_with("HTTP/1.1 200"));
+    assert!(
+        read_response(&mut held[0])
+            .await
+            .starts_with("HTTP/1.1 200")
+    );
     drop(held.pop());
     tokio::time::sleep(Duration::from_millis(100)).await;
     let mut fourth = connect(&app).await;

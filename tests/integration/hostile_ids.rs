@@ -109,6 +109,28 @@ async fn nul_in_admin_requests_is_refused_cleanly(backend: Backend) {
         .await
         .expect("request");
     refused_as_4xx(response, "DELETE a NUL id").await;
+    // NUL in the text fields of a JSON body: PostgreSQL cannot store it,
+    // so both backends refuse it at the edge (it was a 500 on PostgreSQL).
+    for (path, body) in [
+        (
+            "/admin/v1/service-users",
+            serde_json::json!({"name": "a\u{0}b"}),
+        ),
+        (
+            "/admin/v1/service-users",
+            serde_json::json!({"name": "ok", "description": "x\u{0}"}),
+        ),
+        (
+            "/admin/v1/service-users",
+            serde_json::json!({"name": "ok", "audiences": ["a\u{0}"]}),
+        ),
+        ("/admin/v1/clients", serde_json::json!({"name": "n\u{0}"})),
+    ] {
+        let response = app.admin_post(path, &body).await;
+        assert_eq!(response.status(), 400, "{body}");
+        let error: Value = response.json().await.expect("a JSON error");
+        assert_eq!(error["error"], "invalid_request");
+    }
     assert_eq!(app.admin_get("/admin/v1/whoami").await.status(), 200);
 }
 

@@ -28,6 +28,7 @@ mod replicas;
 mod secrets_in_debug;
 mod service_users;
 mod startup;
+mod test_issuer;
 mod token_status;
 mod trust_admin;
 mod zitadel_sdk;

@@ -108,9 +108,11 @@ pub async fn grant(
             audience: &audience,
             scopes: &asked.scopes,
             identity_kind: "service",
-            lifetime: user.token_lifetime(client.as_ref().map_or(tokens.access_token_lifetime, |c| {
-                c.lifetime(tokens.access_token_lifetime, tokens.max_lifetime)
-            })),
+            lifetime: user.token_lifetime(
+                client.as_ref().map_or(tokens.access_token_lifetime, |c| {
+                    c.lifetime(tokens.access_token_lifetime, tokens.max_lifetime)
+                }),
+            ),
             alg: client
                 .as_ref()
                 .map_or(crate::keys::Alg::ES256, |c| c.access_token_alg),

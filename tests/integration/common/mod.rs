@@ -7,6 +7,7 @@
 
 pub mod proxy;
 pub mod signing;
+pub mod test_issuer;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
