@@ -569,6 +569,21 @@ mod tests {
     }
 
     #[test]
+    fn matching_is_linear_in_the_claim() {
+        // Catastrophic for a backtracking engine; linear here.
+        let long = "a".repeat(100_000);
+        let started = std::time::Instant::now();
+        assert!(!holds(
+            MatchKind::Regex,
+            "(a|aa)*(a*)*b",
+            false,
+            json!(long)
+        ));
+        assert!(!holds(MatchKind::Glob, "*a*a*a*a*a*b", false, json!(long)));
+        assert!(started.elapsed() < std::time::Duration::from_secs(5));
+    }
+
+    #[test]
     fn compiled_conditions_are_shareable() {
         fn assert_send_sync<T: Send + Sync>() {}
         assert_send_sync::<CompiledConditions>();
