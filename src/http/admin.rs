@@ -21,6 +21,7 @@ use utoipa_axum::routes;
 
 use super::admin_clients;
 use super::admin_service_users as svc;
+use super::admin_trust_test;
 use super::extract::{Admin, Query, body_rejection, json_body};
 use crate::audit::ActorKind;
 use crate::clock;
@@ -126,6 +127,7 @@ fn api() -> OpenApiRouter<AppState> {
         .routes(routes!(svc::get_service_user, svc::delete_service_user))
         .routes(routes!(svc::add_key, svc::list_keys))
         .routes(routes!(svc::remove_key))
+        .routes(routes!(admin_trust_test::test_trust))
 }
 
 /// `If-Match` (RFC 9110 §13.1.1), for safe read-modify-write of a resource.
