@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 use super::issuer_from_record;
 use crate::audit::{Actor, Event, Outcome};
 use crate::clock;
-use crate::federation::issuers::is_acceptable_url;
+use crate::federation::issuers::{could_be_issuer, is_acceptable_url};
 use crate::federation::model::{
     ALLOWED_ALGORITHMS, DEFAULT_ALGORITHMS, DEFAULT_MAX_TOKEN_AGE, MAX_MAX_TOKEN_AGE,
     TrustedIssuer, TrustedIssuerSpec,
@@ -31,7 +31,9 @@ fn not_found(issuer: &str) -> OAuthError {
 
 /// The spec, checked, as the record to store.
 fn validate(spec: TrustedIssuerSpec, now: i64) -> Result<TrustedIssuerRecord, OAuthError> {
-    if !is_acceptable_url(&spec.issuer) {
+    // Literally `https://` or `http://`: issuers are compared byte for byte
+    // with a token's `iss`, and only such values are ever looked up.
+    if !(could_be_issuer(&spec.issuer) && is_acceptable_url(&spec.issuer)) {
         return Err(OAuthError::invalid_request(URL_RULE));
     }
     let mut algorithms: Vec<String> = Vec::new();
@@ -219,6 +221,8 @@ mod tests {
         assert_eq!(ok.max_token_age, 3600);
         assert!(validate(spec("http://127.0.0.1:9/x"), 5).is_ok());
         assert!(validate(spec("http://ci.example.com"), 5).is_err());
+        assert!(validate(spec("HTTPS://ci.example.com"), 5).is_err());
+        assert!(validate(spec("https:ci.example.com"), 5).is_err());
         for algs in [vec![], vec!["none"], vec!["HS256"], vec!["RS256", "hs256"]] {
             let s = TrustedIssuerSpec {
                 algorithms: Some(algs.iter().map(|a| (*a).to_owned()).collect()),
