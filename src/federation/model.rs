@@ -33,12 +33,18 @@ pub struct TrustedIssuerSpec {
     /// Default: RS256 and ES256.
     #[serde(default)]
     pub algorithms: Option<Vec<String>>,
-    /// Seconds; default [`DEFAULT_MAX_TOKEN_AGE`].
-    #[serde(default)]
+    /// Seconds (1 to 86400); default [`DEFAULT_MAX_TOKEN_AGE`].
+    #[serde(default, deserialize_with = "crate::oauth::client::whole_number")]
+    #[schema(minimum = 1, maximum = 86400)]
     pub max_token_age: Option<u64>,
+    /// A static JWK Set (RFC 7517 §5) used instead of discovery: public
+    /// keys only, at least one usable with the algorithms.
     #[serde(default)]
     pub jwks: Option<serde_json::Value>,
 }
+
+/// The longest `max_token_age`: a day.
+pub const MAX_MAX_TOKEN_AGE: u64 = 24 * 60 * 60;
 
 /// Algorithms an issuer may be pinned to: asymmetric only, so a token can
 /// never choose `none` or an HMAC keyed with a public key.
@@ -112,3 +118,69 @@ pub struct TrustPolicy {
 
 pub const DEFAULT_LIFETIME: u64 = 15 * 60;
 pub const MAX_LIFETIME: u64 = 60 * 60;
+pub const MIN_LIFETIME: u64 = 60;
+
+/// `POST /admin/v1/trust/policies`.
+#[derive(Debug, Clone, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TrustPolicySpec {
+    /// 1 to 64 of `A-Z a-z 0-9 . _ -`, starting with a letter or digit:
+    /// the issued token's `client_id` is `trust:<name>`.
+    #[schema(pattern = "^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")]
+    pub name: String,
+    /// A trusted issuer's exact URL.
+    pub issuer: String,
+    /// What the incoming token's `aud` must contain; default: Tessera's
+    /// issuer URL.
+    #[serde(default)]
+    pub audience: Option<String>,
+    /// Default `false`: a token with several audiences is refused.
+    #[serde(default)]
+    pub allow_multiple_audiences: Option<bool>,
+    /// The id of the service user the workload acts as.
+    pub service_user: String,
+    /// Space-separated scopes, each one the service user may ask for.
+    #[serde(default)]
+    pub scope: Option<String>,
+    /// Seconds the issued token lives: 60 to 3600, default 900, never more
+    /// than the service user allows.
+    #[serde(default, deserialize_with = "crate::oauth::client::whole_number")]
+    #[schema(minimum = 60, maximum = 3600)]
+    pub lifetime: Option<u64>,
+    /// Every one must hold. At least one; one must pin a numeric id unless
+    /// `name_only`.
+    pub conditions: Vec<Condition>,
+    /// `event_name` values refused whatever else matches.
+    #[serde(default)]
+    pub refused_events: Option<Vec<String>>,
+    /// Accept conditions that match on names alone (names can be
+    /// re-registered by someone else after a rename or deletion).
+    #[serde(default)]
+    pub name_only: Option<bool>,
+}
+
+/// `PATCH /admin/v1/trust/policies/{name}`: the fields present change;
+/// `conditions` is replaced whole. The name cannot change.
+#[derive(Debug, Clone, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TrustPolicyPatch {
+    #[serde(default)]
+    pub issuer: Option<String>,
+    #[serde(default)]
+    pub audience: Option<String>,
+    #[serde(default)]
+    pub allow_multiple_audiences: Option<bool>,
+    #[serde(default)]
+    pub service_user: Option<String>,
+    #[serde(default)]
+    pub scope: Option<String>,
+    #[serde(default, deserialize_with = "crate::oauth::client::whole_number")]
+    #[schema(minimum = 60, maximum = 3600)]
+    pub lifetime: Option<u64>,
+    #[serde(default)]
+    pub conditions: Option<Vec<Condition>>,
+    #[serde(default)]
+    pub refused_events: Option<Vec<String>>,
+    #[serde(default)]
+    pub name_only: Option<bool>,
+}

@@ -21,6 +21,7 @@ use utoipa_axum::routes;
 
 use super::admin_clients;
 use super::admin_service_users as svc;
+use super::admin_trust as trust;
 use super::admin_trust_test;
 use super::extract::{Admin, Query, body_rejection, json_body};
 use crate::audit::ActorKind;
@@ -127,6 +128,23 @@ fn api() -> OpenApiRouter<AppState> {
         .routes(routes!(svc::get_service_user, svc::delete_service_user))
         .routes(routes!(svc::add_key, svc::list_keys))
         .routes(routes!(svc::remove_key))
+        .routes(routes!(
+            trust::create_trusted_issuer,
+            trust::list_trusted_issuers
+        ))
+        .routes(routes!(
+            trust::get_trusted_issuer,
+            trust::delete_trusted_issuer
+        ))
+        .routes(routes!(
+            trust::create_trust_policy,
+            trust::list_trust_policies
+        ))
+        .routes(routes!(
+            trust::get_trust_policy,
+            trust::update_trust_policy,
+            trust::delete_trust_policy
+        ))
         .routes(routes!(admin_trust_test::test_trust))
 }
 

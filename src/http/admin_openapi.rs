@@ -43,8 +43,9 @@ pub fn refine(doc: &mut Value, max_lifetime_secs: u64) {
             Never a private key: it stays with its owner.",
         "oneOf": [{"$ref": "#/components/schemas/Jwk"}, {"type": "string", "minLength": 1}]
     });
+    trust(schemas);
     for (name, schema) in schemas.as_object_mut().into_iter().flatten() {
-        if !["Jwk", "JwkSet"].contains(&name.as_str()) {
+        if !["Jwk", "JwkSet", "TrustJwk"].contains(&name.as_str()) {
             forbid_nul(schema);
         }
     }
@@ -86,6 +87,78 @@ fn forbid_nul(schema: &mut Value) {
             branches.iter_mut().for_each(forbid_nul);
         }
     }
+}
+
+/// Trusted issuers and trust policies (`federation::admin` enforces each
+/// rule; anything narrower, such as whether an issuer or service user
+/// exists or a regular expression compiles, is beyond JSON Schema).
+fn trust(schemas: &mut Value) {
+    use crate::federation::model::ALLOWED_ALGORITHMS;
+    schemas["TrustJwk"] = trust_jwk();
+    let issuer = json!({
+        "type": "string",
+        "maxLength": crate::federation::issuers::MAX_ISSUER_LEN,
+        "pattern": "^https?://[!-~]+$",
+        "description": "https, or http on a loopback address; no credentials, query or fragment.",
+    });
+    let spec = &mut schemas["TrustedIssuerSpec"]["properties"];
+    spec["issuer"] = issuer.clone();
+    spec["algorithms"] = json!({
+        "type": ["array", "null"],
+        "minItems": 1,
+        "items": {"enum": ALLOWED_ALGORITHMS},
+        "description": "Default RS256 and ES256. Asymmetric only: never none or HMAC.",
+    });
+    spec["jwks"] = json!({
+        "description": "A static JWK Set (RFC 7517 section 5) of public keys, used instead of \
+            discovery; at least one must verify one of the algorithms.",
+        "oneOf": [
+            {"type": "null"},
+            {
+                "type": "object",
+                "required": ["keys"],
+                "properties": {"keys": {
+                    "type": "array", "minItems": 1, "maxItems": 100,
+                    "items": {"$ref": "#/components/schemas/TrustJwk"}
+                }}
+            }
+        ]
+    });
+    let audience = json!({"type": ["string", "null"], "minLength": 1, "maxLength": 1024, "pattern": "^[!-~]+$"});
+    let events = json!({
+        "type": ["array", "null"],
+        "maxItems": 32,
+        "items": {"type": "string", "pattern": "^[!-~]{1,100}$"},
+    });
+    let scope = json!({
+        "type": ["string", "null"],
+        "description": "Scope tokens (RFC 6749 section 3.3) separated by white space, \
+            each one the service user may ask for.",
+        "pattern": SCOPE_LIST,
+    });
+    for name in ["TrustPolicySpec", "TrustPolicyPatch"] {
+        let properties = &mut schemas[name]["properties"];
+        properties["audience"] = audience.clone();
+        properties["refused_events"] = events.clone();
+        properties["scope"] = scope.clone();
+        properties["conditions"]["minItems"] = 1.into();
+        properties["conditions"]["maxItems"] = 64.into();
+    }
+    schemas["TrustPolicySpec"]["properties"]["issuer"] = issuer.clone();
+    let mut optional_issuer = issuer;
+    optional_issuer["type"] = json!(["string", "null"]);
+    schemas["TrustPolicyPatch"]["properties"]["issuer"] = optional_issuer;
+    let condition = &mut schemas["Condition"]["properties"];
+    condition["claim"] = json!({"type": "string", "pattern": "^[!-~]{1,255}$"});
+    condition["value"]["maxLength"] = 1024.into();
+}
+
+/// A public key a static trusted-issuer key set may hold (RFC 7517 §4):
+/// RSA, EC or OKP, never with private or symmetric members.
+fn trust_jwk() -> Value {
+    let mut key = jwk();
+    key["oneOf"][1]["properties"]["crv"] = json!({"enum": ["P-256", "P-384", "P-521"]});
+    key
 }
 
 /// RFC 6749 §3.3 scope tokens (`%x21 / %x23-5B / %x5D-7E`) between runs of
@@ -198,6 +271,17 @@ fn add_links(paths: &mut Value) {
         "AddKey": link("add_key", user.clone()),
         "ListServiceUserKeys": link("list_service_user_keys", user.clone()),
         "DeleteServiceUser": link("delete_service_user", user),
+    });
+    let issuer = json!({"issuer": "$response.body#/issuer"});
+    paths["/admin/v1/trust/issuers"]["post"]["responses"]["201"]["links"] = json!({
+        "GetTrustedIssuer": link("get_trusted_issuer", issuer.clone()),
+        "DeleteTrustedIssuer": link("delete_trusted_issuer", issuer),
+    });
+    let policy = json!({"name": "$response.body#/name"});
+    paths["/admin/v1/trust/policies"]["post"]["responses"]["201"]["links"] = json!({
+        "GetTrustPolicy": link("get_trust_policy", policy.clone()),
+        "UpdateTrustPolicy": link("update_trust_policy", policy.clone()),
+        "DeleteTrustPolicy": link("delete_trust_policy", policy),
     });
     paths["/admin/v1/service-users/{id}/keys"]["post"]["responses"]["201"]["links"] = json!({
         "RemoveKey": link("remove_key", json!({

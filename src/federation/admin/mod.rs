@@ -1,7 +1,14 @@
 //! Trusted issuers and trust policies as an administrator manages them:
-//! validation at the edge, then the store (`store::TrustStore`), each write
-//! audited in its own transaction. No HTTP here; `http/admin_trust.rs` and
-//! the CLI call these functions. [`load`] is what the exchange reads.
+//! validation at the edge (before any lookup or write), then the store
+//! (`store::TrustStore`), each write audited in its own transaction. No
+//! HTTP here: `http/admin_trust.rs` calls these functions, and the CLI
+//! calls that API. [`load`] is what the exchange reads.
+
+mod issuers;
+mod policies;
+
+pub use issuers::{create_issuer, delete_issuer, get_issuer, list_issuers};
+pub use policies::{create_policy, delete_policy, get_policy, list_policies, update_policy};
 
 use crate::store::{Store, StoreError, TrustPolicyRecord, TrustStore, TrustedIssuerRecord};
 
@@ -65,4 +72,22 @@ pub(crate) fn policy_from_record(r: TrustPolicyRecord) -> Result<TrustPolicy, St
         created_at: r.created_at,
         updated_at: r.updated_at,
     })
+}
+
+fn policy_to_record(p: &TrustPolicy) -> TrustPolicyRecord {
+    TrustPolicyRecord {
+        name: p.name.clone(),
+        issuer: p.issuer.clone(),
+        audience: p.audience.clone(),
+        allow_multiple_audiences: p.allow_multiple_audiences,
+        service_user: p.service_user.clone(),
+        scopes: p.scopes.join(" "),
+        lifetime: i64::try_from(p.lifetime).unwrap_or(i64::MAX),
+        // Serialising plain strings and enums cannot fail.
+        conditions: serde_json::to_string(&p.conditions).unwrap_or_else(|_| "[]".into()),
+        refused_events: p.refused_events.join(" "),
+        name_only: p.name_only,
+        created_at: p.created_at,
+        updated_at: p.updated_at,
+    }
 }
