@@ -296,7 +296,7 @@ async fn times_audiences_and_lifetimes_are_checked(backend: Backend) {
     let t = now();
     let cases: Vec<(&str, Box<dyn Fn(&mut Claims)>)> = vec![
         (
-            "audience",
+            "aud contains",
             Box::new(|c| {
                 c.insert("aud".into(), json!("https://elsewhere.example"));
             }),
@@ -425,7 +425,7 @@ async fn an_unknown_issuer_is_never_fetched_from(backend: Backend) {
     // its signature; the stranger is never asked for anything.
     let mut claims = stranger.github_claims(&s.app.url);
     claims.insert("iss".into(), json!(s.issuer.url));
-    s.refused(s.exchange(&stranger.sign(&claims)).await, "key")
+    s.refused(s.exchange(&stranger.sign(&claims)).await, "signature")
         .await;
     assert_eq!(
         stranger.requests(),
