@@ -118,6 +118,7 @@ pub async fn assess(
     core: &Core,
     token: &str,
     only: Option<&str>,
+    depth: Depth,
 ) -> Result<Assessment, OAuthError> {
     let Some(iss) = unverified_issuer(token) else {
         return Ok(Assessment::refused(
@@ -159,12 +160,7 @@ pub async fn assess(
     };
     checks.extend(verification.checks);
     let policies = match &verification.claims {
-        Some(claims) => trust
-            .policies
-            .iter()
-            .filter(|p| only.is_none_or(|name| p.policy.name == name))
-            .map(|p| p.evaluate(claims))
-            .collect(),
+        Some(claims) => evaluate(&trust, claims, only, depth),
         None => Vec::new(),
     };
     Ok(Assessment {
@@ -174,6 +170,40 @@ pub async fn assess(
         trust: Some(trust),
         claims: verification.claims,
     })
+}
+
+/// How much of the policies' reasoning to report.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Depth {
+    /// Every check of every policy (`trust test`).
+    Full,
+    /// The exchange's hot path: when exactly one policy matches, only its
+    /// name (no report is built); otherwise every check, for the audit.
+    Decide,
+}
+
+fn evaluate(
+    trust: &IssuerTrust,
+    claims: &Map<String, Value>,
+    only: Option<&str>,
+    depth: Depth,
+) -> Vec<PolicyEvaluation> {
+    let candidates = || {
+        trust
+            .policies
+            .iter()
+            .filter(move |p| only.is_none_or(|name| p.policy.name == name))
+    };
+    if depth == Depth::Decide {
+        let mut matching = candidates().filter(|p| p.matches(claims));
+        if let (Some(one), None) = (matching.next(), matching.next()) {
+            return vec![PolicyEvaluation {
+                policy: one.policy.name.clone(),
+                checks: Vec::new(),
+            }];
+        }
+    }
+    candidates().map(|p| p.evaluate(claims)).collect()
 }
 
 fn keys_unavailable(iss: String, mut checks: Vec<Check>, reason: String) -> Assessment {
@@ -216,7 +246,7 @@ pub async fn dry_run(
     token: &str,
     only: Option<&str>,
 ) -> Result<TrustReport, OAuthError> {
-    let assessment = assess(core, token, only).await?;
+    let assessment = assess(core, token, only, Depth::Full).await?;
     let report = match decide(core, &assessment).await {
         Ok((trust, _, index, user)) => {
             let policy = trust.policies[index].policy.name.clone();
@@ -304,7 +334,7 @@ pub async fn exchange(
     request: &TokenRequest,
     context: RequestContext,
 ) -> Result<TokenResponse, OAuthError> {
-    let assessment = assess(core, token, None).await?;
+    let assessment = assess(core, token, None, Depth::Decide).await?;
     let remote = context.remote;
     let mut record = ExchangeRecord {
         issuer: assessment.issuer.clone(),
