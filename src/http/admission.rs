@@ -5,18 +5,24 @@
 //!   cannot take the whole of `server.max_connections`. Trusted proxies are
 //!   exempt (every client behind them shares their address). IPv6 peers
 //!   count per /64, the block one subscriber is usually given.
-//! - When every slot is taken and a new connection waits, connections idle
-//!   between requests are asked to close ([`IdleShedding`]): a keep-alive
-//!   connection costs its client one reconnect, while a waiting client
-//!   would otherwise get nothing until the idle timeout. Connections in the
-//!   middle of a request are never shed.
+//! - When every slot is taken and a new connection waits, one connection
+//!   is asked to close for it ([`Shedding`]): a stalled request head
+//!   first, else one idle between requests. A keep-alive connection costs
+//!   its client one reconnect, while a waiting client would otherwise get
+//!   nothing until the idle timeout. A request being handled, or its
+//!   response being written, is never shed.
 
 use std::collections::HashMap;
+use std::future::Future;
 use std::net::{IpAddr, Ipv6Addr};
+use std::pin::Pin;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
+use std::task::Context;
 
 use ipnet::IpNet;
 use tokio::sync::Notify;
+use tokio::sync::futures::OwnedNotified;
 
 /// Counts open connections per address (per /64 for IPv6).
 pub struct PerAddress {
@@ -40,11 +46,17 @@ impl PerAddress {
         })
     }
 
+    /// Whether `peer` is a trusted proxy (exempt from shares and shedding).
+    pub fn is_exempt(&self, peer: IpAddr) -> bool {
+        let peer = peer.to_canonical();
+        self.exempt.iter().any(|net| net.contains(&peer))
+    }
+
     /// A slot for a connection from `peer`, or `None` if that address
     /// already holds its share.
     pub fn admit(self: &Arc<Self>, peer: IpAddr) -> Option<AddressSlot> {
         let peer = peer.to_canonical();
-        if self.exempt.iter().any(|net| net.contains(&peer)) {
+        if self.is_exempt(peer) {
             return Some(AddressSlot {
                 table: self.clone(),
                 key: None,
@@ -94,27 +106,88 @@ impl Drop for AddressSlot {
     }
 }
 
-/// The signal that asks idle connections to close. Each idle connection
-/// waits on it (see `timeouts::TimedIo`); the accept loop raises it while a
-/// new connection waits for a slot.
+/// Which connections are asked to close when a new one waits at the
+/// cap, one per wait: first a connection whose request head has been
+/// arriving for a while (a slow or stalled client, as slowloris keeps
+/// them), then one idle between requests, each the longest waiting first
+/// (tokio's `Notify::notify_one` wakes its waiters in order). Trusted
+/// proxies' connections never wait here: a balancer's upstream pool is
+/// not cut.
 #[derive(Default)]
-pub struct IdleShedding {
-    notify: Arc<Notify>,
+pub struct Shedding {
+    stalled: Queue,
+    idle: Queue,
 }
 
-impl IdleShedding {
+/// Which queue a connection waits in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Sheddable {
+    /// Its request head has been arriving for [`STALLED_AFTER`] or more.
+    Stalled,
+    /// Between requests.
+    Idle,
+}
+
+/// How long a request head may take before its connection counts as
+/// stalled (ahead of idle ones when room is needed). Clients send a head in
+/// one write; two seconds is many round trips.
+pub const STALLED_AFTER: std::time::Duration = std::time::Duration::from_secs(2);
+
+#[derive(Default)]
+struct Queue {
+    notify: Arc<Notify>,
+    waiting: Arc<AtomicUsize>,
+}
+
+/// A connection's place in a queue, held while it is in that state.
+pub struct Ticket {
+    pub kind: Sheddable,
+    asked: Pin<Box<OwnedNotified>>,
+    waiting: Arc<AtomicUsize>,
+}
+
+impl Ticket {
+    /// Whether this connection has been asked to close.
+    pub fn asked(&mut self, cx: &mut Context<'_>) -> bool {
+        self.asked.as_mut().poll(cx).is_ready()
+    }
+}
+
+impl Drop for Ticket {
+    fn drop(&mut self) {
+        self.waiting.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+impl Shedding {
     pub fn new() -> Arc<Self> {
         Arc::default()
     }
 
-    /// Asks every connection idle now to close.
-    pub fn shed(&self) {
-        self.notify.notify_waiters();
+    /// Asks one connection to close, stalled ones first; none if none
+    /// waits (so no stray permit is left for a connection that goes idle
+    /// later).
+    pub fn shed_one(&self) {
+        for queue in [&self.stalled, &self.idle] {
+            if queue.waiting.load(Ordering::Relaxed) > 0 {
+                queue.notify.notify_one();
+                return;
+            }
+        }
     }
 
-    /// Resolves when [`Self::shed`] is next called after its first poll.
-    pub fn requested(&self) -> tokio::sync::futures::OwnedNotified {
-        self.notify.clone().notified_owned()
+    /// A place in the `kind` queue.
+    pub fn ticket(&self, kind: Sheddable) -> Ticket {
+        let queue = match kind {
+            Sheddable::Stalled => &self.stalled,
+            Sheddable::Idle => &self.idle,
+        };
+        queue.waiting.fetch_add(1, Ordering::Relaxed);
+        Ticket {
+            kind,
+            asked: Box::pin(queue.notify.clone().notified_owned()),
+            waiting: queue.waiting.clone(),
+        }
     }
 }
 
@@ -166,5 +239,32 @@ mod tests {
         assert_eq!(table.tracked(), 100);
         drop(slots);
         assert_eq!(table.tracked(), 0);
+    }
+
+    async fn asked(ticket: &mut Ticket) -> bool {
+        std::future::poll_fn(|cx| std::task::Poll::Ready(ticket.asked(cx))).await
+    }
+
+    #[tokio::test]
+    async fn stalled_heads_go_before_idle_connections_and_one_at_a_time() {
+        let shedding = Shedding::new();
+        let mut idle_1 = shedding.ticket(Sheddable::Idle);
+        let mut idle_2 = shedding.ticket(Sheddable::Idle);
+        let mut stalled = shedding.ticket(Sheddable::Stalled);
+        for t in [&mut idle_1, &mut idle_2, &mut stalled] {
+            assert!(!asked(t).await);
+        }
+        shedding.shed_one();
+        assert!(asked(&mut stalled).await, "the stalled head first");
+        assert!(!asked(&mut idle_1).await);
+        drop(stalled);
+        shedding.shed_one();
+        assert!(asked(&mut idle_1).await, "then the longest idle");
+        assert!(!asked(&mut idle_2).await, "one per call");
+        drop((idle_1, idle_2));
+        // Nobody waits: nothing is stored for a connection idle later.
+        shedding.shed_one();
+        let mut later = shedding.ticket(Sheddable::Idle);
+        assert!(!asked(&mut later).await);
     }
 }

@@ -58,6 +58,10 @@ pub fn json_body<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, OAuthError> {
             "malformed JSON body: expected an object, not an array",
         ));
     }
+    // Typed first: serde refuses a member given twice, which a generic
+    // `Value` would silently resolve to the last one.
+    let typed = serde_json::from_slice(bytes)
+        .map_err(|e| OAuthError::invalid_request(format!("malformed JSON body: {e}")))?;
     let value: serde_json::Value = serde_json::from_slice(bytes)
         .map_err(|e| OAuthError::invalid_request(format!("malformed JSON body: {e}")))?;
     if carries_nul(&value) {
@@ -65,8 +69,7 @@ pub fn json_body<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, OAuthError> {
             "malformed JSON body: text must not contain NUL (U+0000)",
         ));
     }
-    serde_json::from_value(value)
-        .map_err(|e| OAuthError::invalid_request(format!("malformed JSON body: {e}")))
+    Ok(typed)
 }
 
 /// Members whose values are stored as JSON documents (escaped), not as

@@ -22,8 +22,8 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 use tower::ServiceExt;
 
-use super::admission::{AddressSlot, IdleShedding, PerAddress};
-use super::timeouts::{Activity, DeadlineBody, Limits, TimedIo};
+use super::admission::{AddressSlot, PerAddress, Shedding};
+use super::timeouts::{Activity, DeadlineBody, HeldBody, Limits, TimedIo};
 use crate::config::ServerConfig;
 
 /// Serves `router` on `listener` until `drain` resolves, then waits for
@@ -47,7 +47,7 @@ pub async fn serve(
             config.max_connections_per_address,
             config.trusted_proxies.clone(),
         ),
-        shedding: IdleShedding::new(),
+        shedding: Shedding::new(),
     };
     let graceful = GracefulShutdown::new();
     let mut drain = std::pin::pin!(drain);
@@ -60,7 +60,9 @@ pub async fn serve(
         // Responses are small and written whole: send them now rather than
         // let Nagle's algorithm hold them for the peer's ACK.
         let _ = stream.set_nodelay(true);
-        let activity = Activity::new(limits, admission.shedding.clone());
+        let shedding =
+            (!admission.per_address.is_exempt(peer.ip())).then(|| admission.shedding.clone());
+        let activity = Activity::new(limits, shedding);
         let io = TokioIo::new(TimedIo::new(stream, activity.clone()));
         let router = router.clone();
         let service = hyper::service::service_fn(move |request: hyper::Request<Incoming>| {
@@ -71,9 +73,11 @@ pub async fn serve(
             request.extensions_mut().insert(ConnectInfo(peer));
             let response = router.clone().oneshot(request);
             async move {
-                let response = response.await;
-                drop(in_flight);
-                response
+                let response = response.await?;
+                // The connection stays busy until the body is written.
+                Ok::<_, std::convert::Infallible>(
+                    response.map(|body| axum::body::Body::new(HeldBody::new(body, in_flight))),
+                )
             }
         });
         let connection = hyper::server::conn::http1::Builder::new()
@@ -91,8 +95,8 @@ pub async fn serve(
     graceful.shutdown().await;
 }
 
-/// How often a connection waiting for a slot asks again for idle ones to
-/// close: connections that went idle since the last ask are shed too.
+/// How often a connection waiting for a slot asks again for one to close
+/// (the one asked may have become busy meanwhile).
 const SHED_AGAIN_AFTER: Duration = Duration::from_millis(100);
 
 /// What a connection holds while open: a slot under the global cap and its
@@ -102,7 +106,7 @@ type Permit = (tokio::sync::OwnedSemaphorePermit, AddressSlot);
 struct Admission {
     slots: Arc<Semaphore>,
     per_address: Arc<PerAddress>,
-    shedding: Arc<IdleShedding>,
+    shedding: Arc<Shedding>,
 }
 
 impl Admission {
@@ -120,14 +124,14 @@ impl Admission {
         }
     }
 
-    /// A slot under the global cap; while none is free, idle connections
-    /// are asked to close.
+    /// A slot under the global cap; while none is free, one connection is
+    /// asked to close for it (again each [`SHED_AGAIN_AFTER`]).
     async fn slot(&self) -> tokio::sync::OwnedSemaphorePermit {
         if let Ok(slot) = self.slots.clone().try_acquire_owned() {
             return slot;
         }
         loop {
-            self.shedding.shed();
+            self.shedding.shed_one();
             let slot = self.slots.clone().acquire_owned();
             if let Ok(slot) = tokio::time::timeout(SHED_AGAIN_AFTER, slot).await {
                 return slot.expect("the connection semaphore is never closed");

@@ -6,8 +6,10 @@
 //! - a keep-alive connection may wait `idle_timeout` for its next request;
 //! - a request body must arrive within `body_read_timeout` of its head;
 //! - a write may wait at most `write_timeout` for the client to read;
-//! - a connection idle between requests closes when the accept loop asks
-//!   for slots ([`super::admission::IdleShedding`]).
+//! - a connection idle between requests, or whose request head has been
+//!   arriving for a while, closes when the accept loop needs its slot
+//!   ([`super::admission::Shedding`]); one whose request is handled or
+//!   whose response is being written never does.
 //!
 //! hyper's own `header_read_timeout` starts its clock as soon as a
 //! connection waits for a request, so it would also close keep-alive
@@ -29,10 +31,9 @@ use bytes::Bytes;
 use futures_util::task::AtomicWaker;
 use http_body::{Body, Frame, SizeHint};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::sync::futures::OwnedNotified;
 use tokio::time::{Instant, Sleep};
 
-use super::admission::IdleShedding;
+use super::admission::{STALLED_AFTER, Sheddable, Shedding, Ticket};
 
 /// The limits a connection lives by (`server.*` settings).
 #[derive(Debug, Clone, Copy)]
@@ -59,13 +60,14 @@ pub struct Activity {
     /// handled: woken when the handler is done, to start the idle clock
     /// (hyper does not read again by itself until bytes arrive).
     reader: AtomicWaker,
-    shedding: Arc<IdleShedding>,
+    /// `None` for a trusted proxy's connection: never shed.
+    shedding: Option<Arc<Shedding>>,
 }
 
 impl Activity {
     /// A new connection: it must send a complete head within the header
     /// timeout, as if its head had begun.
-    pub fn new(limits: Limits, shedding: Arc<IdleShedding>) -> Arc<Activity> {
+    pub fn new(limits: Limits, shedding: Option<Arc<Shedding>>) -> Arc<Activity> {
         Arc::new(Activity {
             limits,
             opened: Instant::now(),
@@ -112,10 +114,24 @@ impl Activity {
         }
     }
 
-    /// Between requests: no head under way and none being handled.
-    fn is_idle(&self) -> bool {
-        self.in_flight.load(Ordering::Relaxed) == 0
-            && self.head_since.load(Ordering::Relaxed) == NONE
+    /// Which shedding queue the connection belongs in now, or (a head
+    /// under way, not stalled yet) when it will; `Ok(None)` while a request
+    /// is handled.
+    fn sheddable(&self) -> Result<Option<Sheddable>, Instant> {
+        if self.in_flight.load(Ordering::Relaxed) > 0 {
+            return Ok(None);
+        }
+        match self.head_since.load(Ordering::Relaxed) {
+            NONE => Ok(Some(Sheddable::Idle)),
+            since => {
+                let stalled_at = self.at(since, STALLED_AFTER);
+                if Instant::now() < stalled_at {
+                    Err(stalled_at)
+                } else {
+                    Ok(Some(Sheddable::Stalled))
+                }
+            }
+        }
     }
 
     pub fn body_deadline(&self) -> Instant {
@@ -144,9 +160,9 @@ pub struct TimedIo<T> {
     sleep: Option<(Instant, Pin<Box<Sleep>>)>,
     /// Armed when a write has to wait; cleared when one goes through.
     write_stall: Option<Pin<Box<Sleep>>>,
-    /// While idle: resolves when the accept loop asks idle connections to
-    /// close. Dropped while busy, so a request in progress never is.
-    shed_request: Option<Pin<Box<OwnedNotified>>>,
+    /// While idle or stalled: the place in the shedding queue. Dropped
+    /// while busy, so a request in progress is never shed.
+    ticket: Option<Ticket>,
 }
 
 impl<T> TimedIo<T> {
@@ -156,7 +172,7 @@ impl<T> TimedIo<T> {
             activity,
             sleep: None,
             write_stall: None,
-            shed_request: None,
+            ticket: None,
         }
     }
 
@@ -191,42 +207,70 @@ impl<T> TimedIo<T> {
     }
 
     fn expired(&mut self, cx: &mut Context<'_>) -> bool {
-        if self.asked_to_shed(cx) {
-            return true;
-        }
-        let Some(deadline) = self.activity.read_deadline() else {
-            self.activity.reader.register(cx.waker());
+        // A response still being written (the client's window is full):
+        // busy, under `write_timeout` alone. hyper reads meanwhile only to
+        // notice a disconnect, so neither shedding nor the idle clock may
+        // answer that read.
+        if self.write_stall.is_some() {
+            self.ticket = None;
             return false;
-        };
-        let sleep = match &mut self.sleep {
-            Some((armed, sleep)) => {
-                if *armed != deadline {
-                    sleep.as_mut().reset(deadline);
-                    *armed = deadline;
+        }
+        loop {
+            let (shed, stalls_at) = self.asked_to_shed(cx);
+            if shed {
+                return true;
+            }
+            let Some(deadline) = self.activity.read_deadline() else {
+                self.activity.reader.register(cx.waker());
+                return false;
+            };
+            // Wake at the stall point too, to join the stalled queue then.
+            let wake = stalls_at.map_or(deadline, |at| at.min(deadline));
+            let sleep = match &mut self.sleep {
+                Some((armed, sleep)) => {
+                    if *armed != wake {
+                        sleep.as_mut().reset(wake);
+                        *armed = wake;
+                    }
+                    sleep
                 }
-                sleep
+                None => {
+                    let sleep = Box::pin(tokio::time::sleep_until(wake));
+                    &mut self.sleep.insert((wake, sleep)).1
+                }
+            };
+            if sleep.as_mut().poll(cx).is_pending() {
+                return false;
             }
-            None => {
-                let sleep = Box::pin(tokio::time::sleep_until(deadline));
-                &mut self.sleep.insert((deadline, sleep)).1
+            if wake >= deadline {
+                return true;
+            }
+            // The head stalled: go round once more to join the queue.
+        }
+    }
+
+    /// Whether this connection has been asked to make room, and, for a
+    /// head under way, when it will count as stalled.
+    fn asked_to_shed(&mut self, cx: &mut Context<'_>) -> (bool, Option<Instant>) {
+        let Some(shedding) = &self.activity.shedding else {
+            return (false, None);
+        };
+        let kind = match self.activity.sheddable() {
+            Ok(Some(kind)) => kind,
+            Ok(None) => {
+                self.ticket = None;
+                return (false, None);
+            }
+            Err(stalls_at) => {
+                self.ticket = None;
+                return (false, Some(stalls_at));
             }
         };
-        sleep.as_mut().poll(cx).is_ready()
-    }
-}
-
-impl<T> TimedIo<T> {
-    /// Whether this connection, idle, has been asked to make room.
-    fn asked_to_shed(&mut self, cx: &mut Context<'_>) -> bool {
-        if !self.activity.is_idle() {
-            self.shed_request = None;
-            return false;
+        if self.ticket.as_ref().is_none_or(|t| t.kind != kind) {
+            self.ticket = Some(shedding.ticket(kind));
         }
-        let shedding = &self.activity.shedding;
-        let request = self
-            .shed_request
-            .get_or_insert_with(|| Box::pin(shedding.requested()));
-        request.as_mut().poll(cx).is_ready()
+        let asked = self.ticket.as_mut().is_some_and(|t| t.asked(cx));
+        (asked, None)
     }
 }
 
@@ -283,6 +327,50 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for TimedIo<T> {
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+/// A response body that holds its request's [`InFlight`] until it is
+/// written whole (or dropped): the connection is busy until then, so
+/// neither the idle clock nor shedding can cut a response being sent.
+pub struct HeldBody<B> {
+    inner: B,
+    held: Option<InFlight>,
+}
+
+impl<B> HeldBody<B> {
+    pub fn new(inner: B, held: InFlight) -> Self {
+        HeldBody {
+            inner,
+            held: Some(held),
+        }
+    }
+}
+
+impl<B> Body for HeldBody<B>
+where
+    B: Body<Data = Bytes> + Unpin,
+{
+    type Data = Bytes;
+    type Error = B::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+        let frame = ready!(Pin::new(&mut self.inner).poll_frame(cx));
+        if frame.is_none() {
+            self.held = None;
+        }
+        Poll::Ready(frame)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
     }
 }
 

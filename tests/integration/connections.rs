@@ -17,6 +17,8 @@ on_both_backends!(
     an_idle_keep_alive_connection_is_closed_after_the_idle_timeout,
     connections_past_the_cap_wait_for_a_free_slot,
     idle_connections_make_room_when_the_cap_is_reached,
+    a_stalled_head_makes_room_before_an_idle_connection,
+    a_response_being_written_is_not_shed,
     one_address_cannot_take_more_than_its_share,
     a_client_that_never_reads_is_cut_after_the_write_timeout,
 );
@@ -201,6 +203,136 @@ async fn idle_connections_make_room_when_the_cap_is_reached(backend: Backend) {
         }
     }
     assert!(closed >= 1, "an idle connection made room");
+}
+
+/// Slowloris connections (a head that never completes) go before the
+/// idle keep-alive connections of well-behaved clients.
+async fn a_stalled_head_makes_room_before_an_idle_connection(backend: Backend) {
+    let app = TestApp::builder(backend)
+        .config(
+            "[server]\nmax_connections = 2\nidle_timeout = \"60s\"\nheader_read_timeout = \"60s\"",
+        )
+        .start()
+        .await;
+    let mut stalled = connect(&app).await;
+    stalled
+        .write_all(b"GET /healthz HTTP/1.1\r\n")
+        .await
+        .unwrap();
+    let mut idle = connect(&app).await;
+    idle.write_all(HEALTHZ).await.unwrap();
+    assert!(read_response(&mut idle).await.starts_with("HTTP/1.1 200"));
+    // Past the two seconds after which a head counts as stalled.
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let mut new = connect(&app).await;
+    new.write_all(HEALTHZ).await.unwrap();
+    assert!(read_response(&mut new).await.starts_with("HTTP/1.1 200"));
+    assert!(
+        read_until_closed(&mut stalled, Duration::from_secs(1))
+            .await
+            .is_some(),
+        "the stalled head made room"
+    );
+    idle.write_all(HEALTHZ).await.unwrap();
+    assert!(
+        read_response(&mut idle).await.starts_with("HTTP/1.1 200"),
+        "the idle keep-alive connection was kept"
+    );
+}
+
+/// A response the client reads slowly is still being written after its
+/// handler returned: the connection is busy, not idle, until it is sent.
+async fn a_response_being_written_is_not_shed(backend: Backend) {
+    let app = TestApp::builder(backend)
+        .config("[server]\nmax_connections = 2\nidle_timeout = \"60s\"")
+        .start()
+        .await;
+    // About 600 kB of client listing: far more than the socket buffers.
+    for i in 0..30 {
+        let audiences: Vec<String> = (0..200)
+            .map(|j| format!("urn:app{i}:aud{j}:{}", "x".repeat(80)))
+            .collect();
+        let response = app
+            .admin_post(
+                "/admin/v1/clients",
+                &serde_json::json!({"name": format!("c{i}"), "audiences": audiences}),
+            )
+            .await;
+        assert!(response.status().is_success());
+    }
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(2048).unwrap();
+    small_segments(&socket);
+    let mut slow = socket
+        .connect(app.url.trim_start_matches("http://").parse().unwrap())
+        .await
+        .unwrap();
+    let request = format!(
+        "GET /admin/v1/clients HTTP/1.1\r\nHost: tessera\r\nAuthorization: Bearer {}\r\n\r\n",
+        app.admin_token()
+    );
+    slow.write_all(request.as_bytes()).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let mut idle = connect(&app).await;
+    idle.write_all(HEALTHZ).await.unwrap();
+    assert!(read_response(&mut idle).await.starts_with("HTTP/1.1 200"));
+    // A third connection at the cap: someone must make room, not `slow`.
+    let mut new = connect(&app).await;
+    new.write_all(HEALTHZ).await.unwrap();
+    assert!(read_response(&mut new).await.starts_with("HTTP/1.1 200"));
+    let mut received = Vec::new();
+    let _ = tokio::time::timeout(CLOSED_WITHIN, async {
+        let mut buf = [0u8; 16384];
+        loop {
+            match slow.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => received.extend_from_slice(&buf[..n]),
+            }
+            let text = String::from_utf8_lossy(&received);
+            if let Some(end) = text.find("\r\n\r\n") {
+                let length: usize = text[..end]
+                    .lines()
+                    .find_map(|l| {
+                        l.to_ascii_lowercase()
+                            .strip_prefix("content-length: ")
+                            .map(|v| v.trim().parse().unwrap())
+                    })
+                    .unwrap();
+                if received.len() >= end + 4 + length {
+                    break;
+                }
+            }
+        }
+    })
+    .await;
+    let text = String::from_utf8_lossy(&received);
+    let end = text.find("\r\n\r\n").expect("a response head") + 4;
+    let length: usize = text[..end]
+        .lines()
+        .find_map(|l| {
+            l.to_ascii_lowercase()
+                .strip_prefix("content-length: ")
+                .map(|v| v.trim().parse().unwrap())
+        })
+        .expect("content-length");
+    assert_eq!(received.len() - end, length, "the response arrived whole");
+}
+
+/// TCP_MAXSEG 536 on a socket about to connect: with a tiny receive
+/// buffer, the server's send buffer then stays small too, so a large
+/// response is still being written when its handler has returned.
+fn small_segments(socket: &tokio::net::TcpSocket) {
+    use std::os::fd::AsRawFd;
+    unsafe extern "C" {
+        fn setsockopt(fd: i32, level: i32, name: i32, value: *const i32, len: u32) -> i32;
+    }
+    const IPPROTO_TCP: i32 = 6;
+    const TCP_MAXSEG: i32 = 2;
+    let mss: i32 = 536;
+    // SAFETY: a valid socket descriptor and a pointer to a live i32 of the
+    // length given.
+    let rc = unsafe { setsockopt(socket.as_raw_fd(), IPPROTO_TCP, TCP_MAXSEG, &mss, 4) };
+    assert_eq!(rc, 0, "setsockopt TCP_MAXSEG");
 }
 
 async fn one_address_cannot_take_more_than_its_share(backend: Backend) {

@@ -290,11 +290,14 @@ async fn refused_tokens_are_refused_with_a_generic_error_and_audited(backend: Ba
     assert_eq!(details["run_id"], claims["run_id"]);
 }
 
+/// A change made to a token's claims, and the refusal it should cause.
+type ClaimChange = Box<dyn Fn(&mut Claims)>;
+
 async fn times_audiences_and_lifetimes_are_checked(backend: Backend) {
     let s = setup(backend).await;
     s.github_policy().await;
     let t = now();
-    let cases: Vec<(&str, Box<dyn Fn(&mut Claims)>)> = vec![
+    let cases: Vec<(&str, ClaimChange)> = vec![
         (
             "aud contains",
             Box::new(|c| {

@@ -87,6 +87,18 @@ async fn hostile_subjects_in_assertions_are_refused_cleanly(backend: Backend) {
         .expect("request");
     refused_as_4xx(response, "a huge client_id").await;
     // The server still works afterwards.
+    // A member given twice is refused, not resolved to one of them (two
+    // parsers would otherwise read the same body differently).
+    let response = app
+        .http
+        .post(app.endpoint("/admin/v1/service-users"))
+        .bearer_auth(app.admin_token())
+        .header("content-type", "application/json")
+        .body(r#"{"name":"x\u0000y","name":"third"}"#)
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(response.status(), 400);
     assert_eq!(app.admin_get("/admin/v1/whoami").await.status(), 200);
 }
 
