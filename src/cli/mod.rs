@@ -8,6 +8,8 @@ mod keys;
 mod local;
 mod rekey;
 mod service_users;
+mod trust;
+mod trust_show;
 
 use std::path::PathBuf;
 
@@ -108,6 +110,13 @@ pub enum Command {
         #[command(subcommand)]
         command: service_users::ServiceUserCommand,
     },
+    /// CI federation: trusted issuers and trust policies.
+    Trust {
+        #[command(flatten)]
+        admin: AdminArgs,
+        #[command(subcommand)]
+        command: trust::TrustCommand,
+    },
     /// The audit log.
     Audit {
         #[command(flatten)]
@@ -197,6 +206,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::ServiceUser { admin, command } => {
             let admin = admin.or(&before);
             service_users::run(&AdminClient::connect(&admin)?, command, admin.json).await
+        }
+        Command::Trust { admin, command } => {
+            let admin = admin.or(&before);
+            trust::run(&AdminClient::connect(&admin)?, command, admin.json).await
         }
         Command::Audit { admin, command } => {
             let admin = admin.or(&before);
