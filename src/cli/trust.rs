@@ -58,17 +58,17 @@ pub enum IssuerCommand {
     /// Trust an issuer: its URL, or a preset.
     Add {
         /// The issuer URL (https, or http on loopback), unless a preset is given.
-        #[arg(required_unless_present_any = ["github", "github_enterprise", "gitlab"])]
-        url: Option<String>,
+        #[arg(value_name = "URL", required_unless_present_any = ["github", "github_enterprise", "gitlab"])]
+        issuer: Option<String>,
         /// GitHub Actions (https://token.actions.githubusercontent.com).
-        #[arg(long, conflicts_with_all = ["url", "github_enterprise", "gitlab"])]
+        #[arg(long, conflicts_with_all = ["issuer", "github_enterprise", "gitlab"])]
         github: bool,
         /// GitHub Enterprise Server: https://HOST/_services/token.
-        #[arg(long, value_name = "HOST", conflicts_with_all = ["url", "gitlab"])]
+        #[arg(long, value_name = "HOST", conflicts_with_all = ["issuer", "gitlab"])]
         github_enterprise: Option<String>,
         /// GitLab: https://gitlab.com, or a self-managed instance's URL.
         #[arg(long, value_name = "URL", num_args = 0..=1, default_missing_value = "",
-            conflicts_with = "url")]
+            conflicts_with = "issuer")]
         gitlab: Option<String>,
         /// An accepted signature algorithm (repeatable; default RS256 and ES256).
         #[arg(long = "alg")]
@@ -83,7 +83,10 @@ pub enum IssuerCommand {
     /// List trusted issuers.
     List,
     /// Stop trusting an issuer (refused while a policy names it).
-    Remove { url: String },
+    Remove {
+        #[arg(value_name = "URL")]
+        issuer: String,
+    },
 }
 
 /// What `trust create` and `trust update` take.
@@ -386,7 +389,7 @@ async fn run_issuer(
 ) -> anyhow::Result<()> {
     match command {
         IssuerCommand::Add {
-            url,
+            issuer: url,
             github,
             github_enterprise,
             gitlab,
@@ -434,7 +437,7 @@ async fn run_issuer(
             }
             show_issuers(&list);
         }
-        IssuerCommand::Remove { url } => {
+        IssuerCommand::Remove { issuer: url } => {
             client
                 .delete(&format!("/admin/v1/trust/issuers/{}", segment(&url)))
                 .await?;

@@ -1,7 +1,8 @@
 //! Trusted issuers and trust policies (issue 9 items 1, 2): the store's
 //! rules, the admin API and the CLI, on both backends.
 
-use serde_json::json;
+use reqwest::StatusCode;
+use serde_json::{Value, json};
 use tessera::audit::{Actor, Event, Outcome};
 use tessera::federation::admin;
 use tessera::federation::model::{Condition, MatchKind};
@@ -10,10 +11,20 @@ use tessera::store::{
     TrustPolicyRecord, TrustStore, TrustedIssuerRecord,
 };
 
-use crate::common::{Backend, TestApp};
+use crate::cli::{run, stderr, tessera};
+use crate::common::{Backend, TestApp, fail_with};
 use crate::on_both_backends;
 
-on_both_backends!(store_keeps_trusts_and_their_references,);
+on_both_backends!(
+    store_keeps_trusts_and_their_references,
+    issuers_through_the_api,
+    policies_through_the_api,
+    trust_from_the_cli_with_presets,
+    service_user_enable_disable_and_cap,
+);
+
+const GITHUB: &str = "https://token.actions.githubusercontent.com";
+const LOCAL: &str = "http://127.0.0.1:9/issuer";
 
 fn event(action: &'static str) -> NewAuditRecord {
     Event::new(Actor::system(), action, Outcome::Success).into_record(0)
@@ -182,4 +193,951 @@ async fn store_keeps_trusts_and_their_references(backend: Backend) {
         .delete_service_user("su_ci".into(), event("service_user.deleted"))
         .await
         .unwrap();
+}
+
+/// The percent-encoded path of an issuer.
+fn issuer_path(issuer: &str) -> String {
+    let segment: String = url::form_urlencoded::byte_serialize(issuer.as_bytes()).collect();
+    format!("/admin/v1/trust/issuers/{segment}")
+}
+
+async fn send(
+    app: &TestApp,
+    method: reqwest::Method,
+    path: &str,
+    if_match: Option<&str>,
+    body: Option<&Value>,
+) -> reqwest::Response {
+    let mut request = app
+        .http
+        .request(method, app.endpoint(path))
+        .bearer_auth(app.admin_token());
+    if let Some(tag) = if_match {
+        request = request.header("if-match", tag);
+    }
+    if let Some(body) = body {
+        request = request.json(body);
+    }
+    request.send().await.expect("request")
+}
+
+fn etag(response: &reqwest::Response) -> String {
+    response.headers()["etag"].to_str().unwrap().to_owned()
+}
+
+async fn new_service_user(app: &TestApp, name: &str, scope: &str) -> String {
+    let response = app
+        .admin_post(
+            "/admin/v1/service-users",
+            &json!({"name": name, "scope": scope}),
+        )
+        .await;
+    assert_eq!(response.status(), StatusCode::CREATED);
+    let user: Value = response.json().await.unwrap();
+    user["id"].as_str().unwrap().to_owned()
+}
+
+async fn add_issuer(app: &TestApp, issuer: &str) {
+    let response = app
+        .admin_post("/admin/v1/trust/issuers", &json!({"issuer": issuer}))
+        .await;
+    assert_eq!(response.status(), StatusCode::CREATED, "{issuer}");
+}
+
+/// A policy body pinning repository 42.
+fn policy_body(name: &str, user: &str) -> Value {
+    json!({
+        "name": name,
+        "issuer": LOCAL,
+        "service_user": user,
+        "scope": "deploy",
+        "conditions": [
+            {"claim": "repository", "match": "exact", "value": "octo-org/octo-repo"},
+            {"claim": "repository_id", "match": "exact", "value": "42"}
+        ]
+    })
+}
+
+async fn issuers_through_the_api(backend: Backend) {
+    let app = TestApp::start(backend).await;
+    let created = app
+        .admin_post(
+            "/admin/v1/trust/issuers",
+            &json!({"issuer": GITHUB, "algorithms": ["RS256"], "max_token_age": 600}),
+        )
+        .await;
+    assert_eq!(created.status(), StatusCode::CREATED);
+    let location = created.headers()["location"].to_str().unwrap().to_owned();
+    assert!(
+        location.starts_with("/admin/v1/trust/issuers/https%3A%2F%2Ftoken"),
+        "one segment: {location}"
+    );
+    let tag = etag(&created);
+    let body: Value = created.json().await.unwrap();
+    assert_eq!(body["algorithms"], json!(["RS256"]));
+    assert_eq!(body["max_token_age"], 600);
+
+    let read = app.admin_get(&issuer_path(GITHUB)).await;
+    assert_eq!(read.status(), StatusCode::OK);
+    assert_eq!(etag(&read), tag);
+    let read = app.admin_get(&location).await;
+    assert_eq!(read.status(), StatusCode::OK);
+
+    let duplicate = app
+        .admin_post("/admin/v1/trust/issuers", &json!({"issuer": GITHUB}))
+        .await;
+    fail_with(duplicate, 409, "conflict").await;
+
+    // Defaults: RS256 and ES256, an hour.
+    add_issuer(&app, LOCAL).await;
+    let list: Value = app
+        .admin_get("/admin/v1/trust/issuers")
+        .await
+        .json()
+        .await
+        .unwrap();
+    let local = &list["issuers"][0];
+    assert_eq!(local["issuer"], LOCAL);
+    assert_eq!(local["algorithms"], json!(["RS256", "ES256"]));
+    assert_eq!(local["max_token_age"], 3600);
+
+    let ec = json!({"kty": "EC", "crv": "P-256", "kid": "1",
+        "x": "f83OJ3D2xF1Bg8vub9tLe1gHMzV76e8Tus9uPHvRVEU",
+        "y": "x_FEzRu9m36HLN_tue659LNpXW6pCyStikYjKIWI5a0"});
+    let mut private = ec.clone();
+    private["d"] = json!("jpsQnnGQmL-YBIffH1136cspYG6-0iY7X1fCE9-E9LI");
+    for (body, says) in [
+        (json!({"issuer": "not a url"}), "https"),
+        (json!({"issuer": "http://ci.example.com"}), "loopback"),
+        (json!({"issuer": "https://ci.example.com/?x=1"}), "query"),
+        (
+            json!({"issuer": "https://ci.example.com", "algorithms": ["none"]}),
+            "never none",
+        ),
+        (
+            json!({"issuer": "https://ci.example.com", "algorithms": ["HS256"]}),
+            "HMAC",
+        ),
+        (
+            json!({"issuer": "https://ci.example.com", "algorithms": []}),
+            "empty",
+        ),
+        (
+            json!({"issuer": "https://ci.example.com", "max_token_age": 0}),
+            "86400",
+        ),
+        (
+            json!({"issuer": "https://ci.example.com", "max_token_age": 86401}),
+            "86400",
+        ),
+        (
+            json!({"issuer": "https://ci.example.com", "jwks": {"keys": [private]}}),
+            "public keys",
+        ),
+        (
+            json!({"issuer": "https://ci.example.com", "algorithms": ["RS256"], "jwks": {"keys": [ec]}}),
+            "no key",
+        ),
+        (
+            json!({"issuer": "https://ci.example.com", "surprise": 1}),
+            "unknown field",
+        ),
+    ] {
+        let response = app.admin_post("/admin/v1/trust/issuers", &body).await;
+        let error = fail_with(response, 400, "invalid_request").await;
+        let description = error["error_description"].as_str().unwrap();
+        assert!(description.contains(says), "{body}: {description}");
+    }
+    let with_keys = app
+        .admin_post(
+            "/admin/v1/trust/issuers",
+            &json!({"issuer": "https://ghe.example.com/_services/token", "algorithms": ["ES256"], "jwks": {"keys": [ec]}}),
+        )
+        .await;
+    assert_eq!(with_keys.status(), StatusCode::CREATED);
+    let with_keys: Value = with_keys.json().await.unwrap();
+    assert_eq!(with_keys["jwks"]["keys"][0]["kid"], "1");
+
+    // Removal honours If-Match.
+    let stale = send(
+        &app,
+        reqwest::Method::DELETE,
+        &issuer_path(GITHUB),
+        Some("\"x\""),
+        None,
+    )
+    .await;
+    fail_with(stale, 412, "precondition_failed").await;
+    let removed = send(
+        &app,
+        reqwest::Method::DELETE,
+        &issuer_path(GITHUB),
+        Some(&tag),
+        None,
+    )
+    .await;
+    assert_eq!(removed.status(), StatusCode::NO_CONTENT);
+    fail_with(app.admin_get(&issuer_path(GITHUB)).await, 404, "not_found").await;
+    let again = send(
+        &app,
+        reqwest::Method::DELETE,
+        &issuer_path(GITHUB),
+        None,
+        None,
+    )
+    .await;
+    fail_with(again, 404, "not_found").await;
+
+    let audit: Value = app
+        .admin_get("/admin/v1/audit?action=trust.issuer_removed")
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(audit["events"][0]["target"], GITHUB, "{audit}");
+    assert_eq!(audit["events"][0]["actor_kind"], "service");
+}
+
+async fn policies_through_the_api(backend: Backend) {
+    let app = TestApp::start(backend).await;
+    add_issuer(&app, LOCAL).await;
+    let user = new_service_user(&app, "deployer", "deploy read").await;
+
+    let created = app
+        .admin_post("/admin/v1/trust/policies", &policy_body("deploy", &user))
+        .await;
+    assert_eq!(created.status(), StatusCode::CREATED);
+    assert_eq!(
+        created.headers()["location"],
+        "/admin/v1/trust/policies/deploy"
+    );
+    let tag = etag(&created);
+    let policy: Value = created.json().await.unwrap();
+    assert_eq!(policy["audience"], app.state.config.issuer());
+    assert_eq!(policy["lifetime"], 900);
+    assert_eq!(policy["scopes"], json!(["deploy"]));
+    assert_eq!(policy["allow_multiple_audiences"], false);
+    assert_eq!(policy["name_only"], false);
+    assert_eq!(policy["refused_events"], json!([]));
+    let read = app.admin_get("/admin/v1/trust/policies/deploy").await;
+    assert_eq!(etag(&read), tag);
+
+    let duplicate = app
+        .admin_post("/admin/v1/trust/policies", &policy_body("deploy", &user))
+        .await;
+    fail_with(duplicate, 409, "conflict").await;
+
+    // Refusals, each saying why.
+    let name_only = {
+        let mut body = policy_body("names", &user);
+        body["conditions"] = json!([{"claim": "repository", "match": "exact", "value": "o/r"}]);
+        body
+    };
+    let cases: Vec<(Value, &str, &str)> = vec![
+        (name_only.clone(), "invalid_request", "re-registered"),
+        (
+            {
+                let mut b = policy_body("x", "su_nobody");
+                b["name"] = json!("x");
+                b
+            },
+            "invalid_request",
+            "su_nobody",
+        ),
+        (
+            {
+                let mut b = policy_body("x", &user);
+                b["issuer"] = json!("https://nope.example");
+                b
+            },
+            "invalid_request",
+            "no trusted issuer",
+        ),
+        (
+            {
+                let mut b = policy_body("x", &user);
+                b["conditions"][0] = json!({"claim": "ref", "match": "regex", "value": "("});
+                b
+            },
+            "invalid_request",
+            "condition 1",
+        ),
+        (
+            {
+                let mut b = policy_body("x", &user);
+                b["lifetime"] = json!(3601);
+                b
+            },
+            "invalid_request",
+            "3600",
+        ),
+        (
+            {
+                let mut b = policy_body("x", &user);
+                b["lifetime"] = json!(59);
+                b
+            },
+            "invalid_request",
+            "60",
+        ),
+        (
+            {
+                let mut b = policy_body("x", &user);
+                b["scope"] = json!("deploy admin");
+                b
+            },
+            "invalid_scope",
+            "admin",
+        ),
+        (
+            {
+                let mut b = policy_body("x", &user);
+                b["name"] = json!("trust:x");
+                b
+            },
+            "invalid_request",
+            "name",
+        ),
+        (
+            {
+                let mut b = policy_body("x", &user);
+                b["audience"] = json!("a b");
+                b
+            },
+            "invalid_request",
+            "audience",
+        ),
+        (
+            {
+                let mut b = policy_body("x", &user);
+                b["conditions"] = json!([]);
+                b
+            },
+            "invalid_request",
+            "conditions",
+        ),
+        (
+            {
+                let mut b = policy_body("x", &user);
+                b["extra"] = json!(true);
+                b
+            },
+            "invalid_request",
+            "unknown field",
+        ),
+    ];
+    for (body, error, says) in cases {
+        let response = app.admin_post("/admin/v1/trust/policies", &body).await;
+        let refused = fail_with(response, 400, error).await;
+        let description = refused["error_description"].as_str().unwrap();
+        assert!(description.contains(says), "{body}: {description}");
+    }
+    // Forced, a name-only policy is saved and says so.
+    let mut forced = name_only;
+    forced["name_only"] = json!(true);
+    let forced = app.admin_post("/admin/v1/trust/policies", &forced).await;
+    assert_eq!(forced.status(), StatusCode::CREATED);
+    let forced: Value = forced.json().await.unwrap();
+    assert_eq!(forced["name_only"], true);
+
+    // PATCH: If-Match, partial, conditions replaced whole, re-validated.
+    let path = "/admin/v1/trust/policies/deploy";
+    let patch = json!({"lifetime": 600, "allow_multiple_audiences": true});
+    let stale = send(
+        &app,
+        reqwest::Method::PATCH,
+        path,
+        Some("\"stale\""),
+        Some(&patch),
+    )
+    .await;
+    fail_with(stale, 412, "precondition_failed").await;
+    let patched = send(&app, reqwest::Method::PATCH, path, Some(&tag), Some(&patch)).await;
+    assert_eq!(patched.status(), StatusCode::OK);
+    let new_tag = etag(&patched);
+    assert_ne!(new_tag, tag);
+    let patched: Value = patched.json().await.unwrap();
+    assert_eq!(patched["lifetime"], 600);
+    assert_eq!(patched["allow_multiple_audiences"], true);
+    assert_eq!(patched["conditions"].as_array().unwrap().len(), 2);
+    let unpinned =
+        json!({"conditions": [{"claim": "repository", "match": "exact", "value": "o/r"}]});
+    let refused = send(&app, reqwest::Method::PATCH, path, None, Some(&unpinned)).await;
+    fail_with(refused, 400, "invalid_request").await;
+    let replaced = json!({"conditions": [{"claim": "project_id", "match": "exact", "value": "7"}]});
+    let replaced = send(&app, reqwest::Method::PATCH, path, None, Some(&replaced)).await;
+    assert_eq!(replaced.status(), StatusCode::OK);
+    let replaced: Value = replaced.json().await.unwrap();
+    assert_eq!(
+        replaced["conditions"],
+        json!([{"claim": "project_id", "match": "exact", "value": "7", "ignore_case": false}])
+    );
+    let renamed = send(
+        &app,
+        reqwest::Method::PATCH,
+        path,
+        None,
+        Some(&json!({"name": "other"})),
+    )
+    .await;
+    fail_with(renamed, 400, "invalid_request").await;
+    let missing = send(
+        &app,
+        reqwest::Method::PATCH,
+        "/admin/v1/trust/policies/nope",
+        None,
+        Some(&json!({"lifetime": 600})),
+    )
+    .await;
+    fail_with(missing, 404, "not_found").await;
+
+    // What a policy names cannot go first.
+    let in_use = send(
+        &app,
+        reqwest::Method::DELETE,
+        &issuer_path(LOCAL),
+        None,
+        None,
+    )
+    .await;
+    let body = fail_with(in_use, 409, "conflict").await;
+    assert!(
+        body["error_description"]
+            .as_str()
+            .unwrap()
+            .contains("deploy"),
+        "{body}"
+    );
+    let in_use = send(
+        &app,
+        reqwest::Method::DELETE,
+        &format!("/admin/v1/service-users/{user}"),
+        None,
+        None,
+    )
+    .await;
+    let body = fail_with(in_use, 409, "conflict").await;
+    assert!(
+        body["error_description"]
+            .as_str()
+            .unwrap()
+            .contains("deploy"),
+        "{body}"
+    );
+
+    // Delete honours If-Match.
+    let stale = send(&app, reqwest::Method::DELETE, path, Some(&tag), None).await;
+    fail_with(stale, 412, "precondition_failed").await;
+    let current = etag(&app.admin_get(path).await);
+    let deleted = send(&app, reqwest::Method::DELETE, path, Some(&current), None).await;
+    assert_eq!(deleted.status(), StatusCode::NO_CONTENT);
+    fail_with(app.admin_get(path).await, 404, "not_found").await;
+    let deleted = send(
+        &app,
+        reqwest::Method::DELETE,
+        "/admin/v1/trust/policies/names",
+        None,
+        None,
+    )
+    .await;
+    assert_eq!(deleted.status(), StatusCode::NO_CONTENT);
+    let removed = send(
+        &app,
+        reqwest::Method::DELETE,
+        &issuer_path(LOCAL),
+        None,
+        None,
+    )
+    .await;
+    assert_eq!(removed.status(), StatusCode::NO_CONTENT);
+    let gone = send(
+        &app,
+        reqwest::Method::DELETE,
+        &format!("/admin/v1/service-users/{user}"),
+        None,
+        None,
+    )
+    .await;
+    assert_eq!(gone.status(), StatusCode::NO_CONTENT);
+
+    let audit: Value = app
+        .admin_get("/admin/v1/audit?action=trust.policy_updated")
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(audit["events"].as_array().unwrap().len(), 2, "{audit}");
+}
+
+/// `tessera ARGS` against `app`; its stdout as JSON when it succeeded.
+fn cli(app: &TestApp, dir: &std::path::Path, args: &[&str]) -> Result<Value, String> {
+    let token_file = app.admin_token_file();
+    let output = tokio::task::block_in_place(|| {
+        run(tessera(dir)
+            .args([
+                "--url",
+                &app.url,
+                "--token-file",
+                token_file.to_str().unwrap(),
+            ])
+            .args(args))
+    });
+    if !output.status.success() {
+        return Err(stderr(&output));
+    }
+    let text = String::from_utf8_lossy(&output.stdout).into_owned();
+    Ok(serde_json::from_str(&text).unwrap_or(Value::String(text)))
+}
+
+fn pairs(policy: &Value) -> Vec<(String, String, String)> {
+    policy["conditions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| {
+            (
+                c["claim"].as_str().unwrap().to_owned(),
+                c["match"].as_str().unwrap().to_owned(),
+                c["value"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect()
+}
+
+fn exact(claim: &str, value: &str) -> (String, String, String) {
+    (claim.to_owned(), "exact".to_owned(), value.to_owned())
+}
+
+async fn trust_from_the_cli_with_presets(backend: Backend) {
+    let app = TestApp::start(backend).await;
+    let dir = tempfile::tempdir().unwrap();
+    let user = cli(
+        &app,
+        dir.path(),
+        &[
+            "service-user",
+            "create",
+            "ci",
+            "--scope",
+            "deploy read",
+            "--json",
+        ],
+    )
+    .unwrap();
+    let user = user["id"].as_str().unwrap().to_owned();
+
+    let github = cli(
+        &app,
+        dir.path(),
+        &["trust", "issuer", "add", "--github", "--json"],
+    )
+    .unwrap();
+    assert_eq!(github["issuer"], GITHUB);
+    assert_eq!(github["algorithms"], json!(["RS256", "ES256"]));
+    let gitlab = cli(
+        &app,
+        dir.path(),
+        &[
+            "trust",
+            "issuer",
+            "add",
+            "--gitlab",
+            "--max-token-age",
+            "2h",
+            "--json",
+        ],
+    )
+    .unwrap();
+    assert_eq!(gitlab["issuer"], "https://gitlab.com");
+    assert_eq!(gitlab["max_token_age"], 7200);
+    let ghe = cli(
+        &app,
+        dir.path(),
+        &[
+            "trust",
+            "issuer",
+            "add",
+            "--github-enterprise",
+            "ghe.example.com",
+            "--alg",
+            "ES256",
+            "--json",
+        ],
+    )
+    .unwrap();
+    assert_eq!(ghe["issuer"], "https://ghe.example.com/_services/token");
+    assert_eq!(ghe["algorithms"], json!(["ES256"]));
+    let error = cli(
+        &app,
+        dir.path(),
+        &["trust", "issuer", "add", "http://ci.example.com"],
+    )
+    .unwrap_err();
+    assert!(error.contains("loopback"), "{error}");
+    let list = cli(&app, dir.path(), &["trust", "issuer", "list", "--json"]).unwrap();
+    assert_eq!(list["issuers"].as_array().unwrap().len(), 3);
+
+    // The GitHub preset: the issuer, the visible conditions, the refused event.
+    let deploy = cli(
+        &app,
+        dir.path(),
+        &[
+            "trust",
+            "create",
+            "deploy",
+            "--github-repo",
+            "octo-org/octo-repo",
+            "--github-repo-id",
+            "42",
+            "--github-owner-id",
+            "7",
+            "--ref",
+            "refs/heads/main",
+            "--environment",
+            "prod",
+            "--workflow",
+            "octo-org/octo-repo/.github/workflows/deploy.yml@refs/heads/main",
+            "--service-user",
+            &user,
+            "--scope",
+            "deploy",
+            "--lifetime",
+            "10m",
+            "--json",
+        ],
+    )
+    .unwrap();
+    assert_eq!(deploy["issuer"], GITHUB);
+    assert_eq!(deploy["lifetime"], 600);
+    assert_eq!(deploy["scopes"], json!(["deploy"]));
+    assert_eq!(deploy["refused_events"], json!(["pull_request_target"]));
+    assert_eq!(deploy["name_only"], false);
+    assert_eq!(
+        pairs(&deploy),
+        [
+            exact("repository", "octo-org/octo-repo"),
+            exact("repository_id", "42"),
+            exact("repository_owner_id", "7"),
+            exact("ref", "refs/heads/main"),
+            exact("environment", "prod"),
+            exact(
+                "workflow_ref",
+                "octo-org/octo-repo/.github/workflows/deploy.yml@refs/heads/main"
+            ),
+        ]
+    );
+    let prs = cli(
+        &app,
+        dir.path(),
+        &[
+            "trust",
+            "create",
+            "prs",
+            "--github-repo",
+            "octo-org/octo-repo",
+            "--github-repo-id",
+            "42",
+            "--github-owner-id",
+            "7",
+            "--allow-event",
+            "pull_request_target",
+            "--glob",
+            "ref=refs/pull/*",
+            "--service-user",
+            &user,
+            "--scope",
+            "read",
+            "--json",
+        ],
+    )
+    .unwrap();
+    assert_eq!(prs["refused_events"], json!([]));
+    assert_eq!(
+        pairs(&prs)[3],
+        ("ref".into(), "glob".into(), "refs/pull/*".into())
+    );
+
+    // The GitLab preset.
+    let gl = cli(
+        &app,
+        dir.path(),
+        &[
+            "trust",
+            "create",
+            "gl",
+            "--gitlab-project",
+            "group/sub/project",
+            "--gitlab-project-id",
+            "99",
+            "--ref",
+            "main",
+            "--protected-ref",
+            "--service-user",
+            &user,
+            "--scope",
+            "deploy",
+            "--json",
+        ],
+    )
+    .unwrap();
+    assert_eq!(gl["issuer"], "https://gitlab.com");
+    assert_eq!(
+        pairs(&gl),
+        [
+            exact("project_path", "group/sub/project"),
+            exact("project_id", "99"),
+            exact("ref", "main"),
+            exact("ref_protected", "true"),
+        ]
+    );
+    assert_eq!(gl["refused_events"], json!([]));
+
+    // Names alone: refused, then forced.
+    let names = [
+        "trust",
+        "create",
+        "names",
+        "--issuer",
+        GITHUB,
+        "--match",
+        "repository=octo-org/octo-repo",
+        "--ignore-case",
+        "repository",
+        "--service-user",
+        &user,
+        "--scope",
+        "read",
+        "--json",
+    ];
+    let error = cli(&app, dir.path(), &names).unwrap_err();
+    assert!(
+        error.contains("re-registered") && error.contains("force-name-only"),
+        "{error}"
+    );
+    let forced = cli(
+        &app,
+        dir.path(),
+        &[&names[..], &["--force-name-only"]].concat(),
+    )
+    .unwrap();
+    assert_eq!(forced["name_only"], true);
+    assert_eq!(forced["conditions"][0]["ignore_case"], true);
+    let error = cli(
+        &app,
+        dir.path(),
+        &[
+            "trust",
+            "create",
+            "bad",
+            "--issuer",
+            GITHUB,
+            "--regex",
+            "ref=(",
+            "--match",
+            "repository_id=1",
+            "--service-user",
+            &user,
+        ],
+    )
+    .unwrap_err();
+    assert!(
+        error.contains("condition 2 (claim ref)") && error.contains("regex"),
+        "{error}"
+    );
+
+    // Update keeps what it is not given; condition options replace all.
+    let updated = cli(
+        &app,
+        dir.path(),
+        &["trust", "update", "deploy", "--lifetime", "5m", "--json"],
+    )
+    .unwrap();
+    assert_eq!(updated["lifetime"], 300);
+    assert_eq!(pairs(&updated).len(), 6);
+    let updated = cli(
+        &app,
+        dir.path(),
+        &[
+            "trust",
+            "update",
+            "deploy",
+            "--match",
+            "repository_id=43",
+            "--json",
+        ],
+    )
+    .unwrap();
+    assert_eq!(pairs(&updated), [exact("repository_id", "43")]);
+    assert_eq!(updated["refused_events"], json!(["pull_request_target"]));
+
+    // Human output shows the expanded conditions.
+    let shown = cli(&app, dir.path(), &["trust", "show", "gl"]).unwrap();
+    let shown = shown.as_str().unwrap();
+    assert!(
+        shown.contains("project_id = \"99\"") && shown.contains("ref_protected = \"true\""),
+        "{shown}"
+    );
+    let list = cli(&app, dir.path(), &["trust", "list", "--json"]).unwrap();
+    assert_eq!(list["policies"].as_array().unwrap().len(), 4);
+    let show = cli(&app, dir.path(), &["trust", "show", "prs", "--json"]).unwrap();
+    assert_eq!(show, prs);
+
+    // An issuer a policy names stays; then it goes.
+    let error = cli(
+        &app,
+        dir.path(),
+        &["trust", "issuer", "remove", "https://gitlab.com"],
+    )
+    .unwrap_err();
+    assert!(error.contains("gl"), "{error}");
+    cli(&app, dir.path(), &["trust", "delete", "gl"]).unwrap();
+    cli(
+        &app,
+        dir.path(),
+        &["trust", "issuer", "remove", "https://gitlab.com"],
+    )
+    .unwrap();
+    let error = cli(&app, dir.path(), &["trust", "show", "gl"]).unwrap_err();
+    assert!(error.contains("no trust policy"), "{error}");
+}
+
+async fn service_user_enable_disable_and_cap(backend: Backend) {
+    let app = TestApp::start(backend).await;
+    let dir = tempfile::tempdir().unwrap();
+    let user = new_service_user(&app, "ci", "deploy").await;
+    let path = format!("/admin/v1/service-users/{user}");
+
+    let disabled = cli(
+        &app,
+        dir.path(),
+        &["service-user", "update", &user, "--disable", "--json"],
+    )
+    .unwrap();
+    assert_eq!(disabled["enabled"], false);
+    assert_eq!(disabled["max_token_lifetime"], Value::Null);
+    let enabled = cli(
+        &app,
+        dir.path(),
+        &[
+            "service-user",
+            "update",
+            &user,
+            "--enable",
+            "--max-token-lifetime",
+            "30m",
+            "--json",
+        ],
+    )
+    .unwrap();
+    assert_eq!(enabled["enabled"], true);
+    assert_eq!(enabled["max_token_lifetime"], 1800);
+    let read: Value = app.admin_get(&path).await.json().await.unwrap();
+    assert_eq!(read, enabled);
+
+    // A policy cannot outlive the user's cap.
+    add_issuer(&app, LOCAL).await;
+    let mut long = policy_body("long", &user);
+    long["lifetime"] = json!(3600);
+    let refused = app.admin_post("/admin/v1/trust/policies", &long).await;
+    let body = fail_with(refused, 400, "invalid_request").await;
+    assert!(
+        body["error_description"].as_str().unwrap().contains("1800"),
+        "{body}"
+    );
+
+    let cleared = cli(
+        &app,
+        dir.path(),
+        &[
+            "service-user",
+            "update",
+            &user,
+            "--max-token-lifetime",
+            "none",
+            "--json",
+        ],
+    )
+    .unwrap();
+    assert_eq!(cleared["max_token_lifetime"], Value::Null);
+    let error = cli(
+        &app,
+        dir.path(),
+        &[
+            "service-user",
+            "update",
+            &user,
+            "--max-token-lifetime",
+            "30s",
+        ],
+    )
+    .unwrap_err();
+    assert!(error.contains("60"), "{error}");
+
+    // The API: If-Match, bounds, the administrator stays enabled.
+    let tag = etag(&app.admin_get(&path).await);
+    let patch = json!({"enabled": false, "description": "paused"});
+    let stale = send(
+        &app,
+        reqwest::Method::PATCH,
+        &path,
+        Some("\"stale\""),
+        Some(&patch),
+    )
+    .await;
+    fail_with(stale, 412, "precondition_failed").await;
+    let patched = send(
+        &app,
+        reqwest::Method::PATCH,
+        &path,
+        Some(&tag),
+        Some(&patch),
+    )
+    .await;
+    assert_eq!(patched.status(), StatusCode::OK);
+    let patched: Value = patched.json().await.unwrap();
+    assert_eq!(
+        (patched["enabled"].clone(), patched["description"].clone()),
+        (json!(false), json!("paused"))
+    );
+    for bad in [
+        json!({"max_token_lifetime": 86401}),
+        json!({"max_token_lifetime": 59}),
+        json!({"is_admin": true}),
+    ] {
+        let refused = send(&app, reqwest::Method::PATCH, &path, None, Some(&bad)).await;
+        fail_with(refused, 400, "invalid_request").await;
+    }
+    let me: Value = app
+        .admin_get("/admin/v1/whoami")
+        .await
+        .json()
+        .await
+        .unwrap();
+    let admin_path = format!("/admin/v1/service-users/{}", me["id"].as_str().unwrap());
+    let refused = send(
+        &app,
+        reqwest::Method::PATCH,
+        &admin_path,
+        None,
+        Some(&json!({"enabled": false})),
+    )
+    .await;
+    fail_with(refused, 409, "conflict").await;
+    let missing = send(
+        &app,
+        reqwest::Method::PATCH,
+        "/admin/v1/service-users/su_nope",
+        None,
+        Some(&json!({"enabled": true})),
+    )
+    .await;
+    fail_with(missing, 404, "not_found").await;
+
+    let audit: Value = app
+        .admin_get("/admin/v1/audit?action=service_user.updated")
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(audit["events"].as_array().unwrap().len(), 4, "{audit}");
 }
