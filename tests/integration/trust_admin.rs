@@ -17,6 +17,7 @@ use crate::on_both_backends;
 
 on_both_backends!(
     store_keeps_trusts_and_their_references,
+    trust_changes_are_announced,
     issuers_through_the_api,
     policies_through_the_api,
     trust_from_the_cli_with_presets,
@@ -193,6 +194,46 @@ async fn store_keeps_trusts_and_their_references(backend: Backend) {
         .delete_service_user("su_ci".into(), event("service_user.deleted"))
         .await
         .unwrap();
+}
+
+/// PostgreSQL announces every change of either table as `trust`, on commit,
+/// so other replicas drop their cached trusts (SQLite serves one process).
+async fn trust_changes_are_announced(backend: Backend) {
+    let app = TestApp::start(backend).await;
+    let Some(mut changes) = app
+        .state
+        .store
+        .listen_for_changes(std::time::Duration::from_secs(1))
+    else {
+        return;
+    };
+    assert_eq!(
+        next_change(&mut changes).await,
+        Some(tessera::store::Change::Missed)
+    );
+    add_issuer(&app, LOCAL).await;
+    assert_eq!(
+        next_change(&mut changes).await,
+        Some(tessera::store::Change::Trust)
+    );
+    let user = new_service_user(&app, "ci", "deploy").await;
+    let _ = next_change(&mut changes).await; // the service user's own
+    let created = app
+        .admin_post("/admin/v1/trust/policies", &policy_body("p", &user))
+        .await;
+    assert_eq!(created.status(), StatusCode::CREATED);
+    assert_eq!(
+        next_change(&mut changes).await,
+        Some(tessera::store::Change::Trust)
+    );
+}
+
+async fn next_change(
+    changes: &mut tokio::sync::mpsc::Receiver<tessera::store::Change>,
+) -> Option<tessera::store::Change> {
+    tokio::time::timeout(std::time::Duration::from_secs(10), changes.recv())
+        .await
+        .expect("a change within 10 s")
 }
 
 /// The percent-encoded path of an issuer.
