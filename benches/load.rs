@@ -11,7 +11,7 @@
 //! each (default 10), and prints the median req/s, p50, p99 and the errors,
 //! as the peer's harness in ../shared/bench does. Needs `wrk` (Debian
 //! package `wrk`).
-//! `BENCH_ONLY=basic,pkjwt,jwt-bearer,introspection` picks scenarios (all by
+//! `BENCH_ONLY=basic,pkjwt,jwt-bearer,exchange,introspection` picks scenarios (all by
 //! default), for profiling one at a time; the server's pid is printed, and
 //! `BENCH_BINARY` runs another build of `tessera`.
 
@@ -29,6 +29,9 @@ use tessera::keys::{Alg, KeyMaterial};
 const CONNECTIONS: u32 = 64;
 /// Assertions prepared per second of run: above any rate reached here.
 const ASSERTIONS_PER_SECOND: u64 = 30_000;
+/// CI tokens prepared per second of run for the exchange scenario (RS256
+/// signing is slow; the exchange is slower than private_key_jwt).
+const EXCHANGES_PER_SECOND: u64 = 15_000;
 
 struct Server {
     child: Child,
@@ -101,7 +104,15 @@ struct Setup {
     user_id: String,
     user_kid: String,
     user_key: EncodingKey,
+    /// The CI issuer the exchange scenario's tokens come from.
+    ci_key: EncodingKey,
 }
+
+/// A GitHub-shaped CI issuer for the exchange scenario. Its keys are given
+/// to Tessera as a static JWKS (`--jwks-file`), so the benchmark needs no
+/// server of its own; the verification work per token is the same.
+const CI_ISSUER: &str = "https://token.actions.bench.invalid";
+const CI_KID: &str = "ci-1";
 
 fn admin(server: &Server, path: &str, body: Value) -> Value {
     let token = std::fs::read_to_string(server.dir.path().join("keys/admin.token")).unwrap();
@@ -144,7 +155,29 @@ fn setup(server: &Server) -> Setup {
         &format!("/admin/v1/service-users/{user_id}/keys"),
         json!({"public_key": user_key.public_jwk("x")}),
     );
+    let ci_key = KeyMaterial::generate(Alg::RS256).unwrap();
+    admin(
+        server,
+        "/admin/v1/trust/issuers",
+        json!({"issuer": CI_ISSUER, "jwks": {"keys": [ci_key.public_jwk(CI_KID)]}}),
+    );
+    admin(
+        server,
+        "/admin/v1/trust/policies",
+        json!({"name": "bench-deploy", "issuer": CI_ISSUER, "service_user": user_id, "scope": "bench",
+               "refused_events": ["pull_request_target"],
+               "conditions": [
+                   {"claim": "repository", "match": "exact", "value": "octo-org/octo-repo"},
+                   {"claim": "repository_id", "match": "exact", "value": "123456789"},
+                   {"claim": "repository_owner_id", "match": "exact", "value": "987654321"},
+                   {"claim": "ref", "match": "glob", "value": "refs/heads/*"}]}),
+    );
+    let ci_pem = format!(
+        "-----BEGIN PRIVATE KEY-----\n{}\n-----END PRIVATE KEY-----\n",
+        STANDARD.encode(&*ci_key.to_pkcs8().unwrap())
+    );
     Setup {
+        ci_key: EncodingKey::from_rsa_pem(ci_pem.as_bytes()).unwrap(),
         basic_id: basic["client_id"].as_str().unwrap().to_owned(),
         basic_secret: basic["client_secret"].as_str().unwrap().to_owned(),
         pkjwt_id: pkjwt["client_id"].as_str().unwrap().to_owned(),
@@ -191,21 +224,37 @@ fn sample_token(server: &Server, setup: &Setup) -> String {
 /// One file of form bodies with unique-`jti` assertions, one per line, for
 /// each run of a scenario, so no run replays a `jti`. Made right before the
 /// scenario runs: the server refuses an `exp` more than 5 minutes ahead, so
-/// the assertions' clock starts here.
+/// the assertions' clock starts here. `per_second` lines per second of run
+/// (above any rate reached here), signed on every core.
 fn assertion_files(
     server: &Server,
     name: &str,
     plan: &Plan,
-    body: impl Fn(u64, i64) -> String,
+    per_second: u64,
+    body: impl Fn(u64, i64) -> String + Sync,
 ) -> Vec<PathBuf> {
     let now = tessera::clock::now();
-    let count = ASSERTIONS_PER_SECOND * plan.seconds;
+    let count = per_second * plan.seconds;
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get()) as u64;
     (0..plan.runs)
         .map(|run| {
+            let first = count * run as u64;
+            let chunk = count.div_ceil(threads);
+            let lines: Vec<Vec<String>> = std::thread::scope(|scope| {
+                let body = &body;
+                let parts: Vec<_> = (0..threads)
+                    .map(|t| {
+                        let from = first + t * chunk;
+                        let to = (from + chunk).min(first + count);
+                        scope.spawn(move || (from..to).map(|i| body(i, now)).collect())
+                    })
+                    .collect();
+                parts.into_iter().map(|p| p.join().unwrap()).collect()
+            });
             let path = server.dir.path().join(format!("{name}-{run}.txt"));
             let mut out = BufWriter::new(std::fs::File::create(&path).unwrap());
-            for i in count * run as u64..count * (run as u64 + 1) {
-                writeln!(out, "{}", body(i, now)).unwrap();
+            for line in lines.iter().flatten() {
+                writeln!(out, "{line}").unwrap();
             }
             path
         })
@@ -213,7 +262,11 @@ fn assertion_files(
 }
 
 fn signed(key: &EncodingKey, kid: Option<&str>, claims: &Value) -> String {
-    let mut header = Header::new(Algorithm::ES256);
+    signed_with(Algorithm::ES256, key, kid, claims)
+}
+
+fn signed_with(alg: Algorithm, key: &EncodingKey, kid: Option<&str>, claims: &Value) -> String {
+    let mut header = Header::new(alg);
     header.kid = kid.map(str::to_owned);
     jsonwebtoken::encode(&header, claims, key).unwrap()
 }
@@ -396,7 +449,7 @@ fn run(label: &str, database_url: Option<&str>, plan: &Plan) {
         ]
     };
     if selected("pkjwt") {
-        let files = assertion_files(&server, "pkjwt", plan, |i, now| {
+        let files = assertion_files(&server, "pkjwt", plan, ASSERTIONS_PER_SECOND, |i, now| {
             let claims = json!({"iss": setup.pkjwt_id, "sub": setup.pkjwt_id, "aud": endpoint,
                                 "exp": now + 280, "jti": format!("pk-{i}")});
             format!(
@@ -414,17 +467,55 @@ fn run(label: &str, database_url: Option<&str>, plan: &Plan) {
         );
     }
     if selected("jwt-bearer") {
-        let files = assertion_files(&server, "jwt-bearer", plan, |i, now| {
-            let claims = json!({"iss": setup.user_id, "sub": setup.user_id, "aud": issuer,
+        let files = assertion_files(
+            &server,
+            "jwt-bearer",
+            plan,
+            ASSERTIONS_PER_SECOND,
+            |i, now| {
+                let claims = json!({"iss": setup.user_id, "sub": setup.user_id, "aud": issuer,
                                 "iat": now, "exp": now + 280, "jti": format!("jb-{i}")});
-            format!(
-                "grant_type=urn%3Aietf%3Aparams%3Aoauth%3Agrant-type%3Ajwt-bearer&assertion={}",
-                signed(&setup.user_key, Some(&setup.user_kid), &claims)
-            )
-        });
+                format!(
+                    "grant_type=urn%3Aietf%3Aparams%3Aoauth%3Agrant-type%3Ajwt-bearer&assertion={}",
+                    signed(&setup.user_key, Some(&setup.user_kid), &claims)
+                )
+            },
+        );
         wrk(
             "jwt-bearer",
             "jwt-bearer grant (service user key)",
+            &server,
+            "lines.lua",
+            |run| lines(&files, run),
+            plan,
+        );
+    }
+    if selected("exchange") {
+        // GitHub-shaped tokens, RS256, each with its own jti (RFC 8693).
+        // RSA signing is slow (about 1 ms a token): runs of at most 5 s,
+        // and fewer tokens per second than the ES256 scenarios get.
+        let plan = &Plan {
+            seconds: plan.seconds.min(5),
+            runs: plan.runs,
+        };
+        let files = assertion_files(&server, "exchange", plan, EXCHANGES_PER_SECOND, |i, now| {
+            let claims = json!({
+                "iss": CI_ISSUER, "aud": issuer, "jti": format!("ci-{i}"),
+                "sub": "repo:octo-org/octo-repo:ref:refs/heads/main",
+                "repository": "octo-org/octo-repo", "repository_id": "123456789",
+                "repository_owner": "octo-org", "repository_owner_id": "987654321",
+                "ref": "refs/heads/main", "ref_type": "branch", "event_name": "push",
+                "run_id": format!("{}", 8_000_000_000u64 + i), "runner_environment": "github-hosted",
+                "workflow_ref": "octo-org/octo-repo/.github/workflows/deploy.yml@refs/heads/main",
+                "iat": now, "nbf": now - 5, "exp": now + 280});
+            format!(
+                "grant_type=urn%3Aietf%3Aparams%3Aoauth%3Agrant-type%3Atoken-exchange&subject_token_type=urn%3Aietf%3Aparams%3Aoauth%3Atoken-type%3Aid_token&subject_token={}",
+                signed_with(Algorithm::RS256, &setup.ci_key, Some(CI_KID), &claims)
+            )
+        });
+        wrk(
+            "exchange",
+            "token exchange (GitHub-shaped RS256 token)",
             &server,
             "lines.lua",
             |run| lines(&files, run),

@@ -25,6 +25,21 @@ pub struct Config {
     pub clients: ClientsConfig,
     pub admin: AdminConfig,
     pub audit: AuditConfig,
+    pub federation: FederationConfig,
+}
+
+/// CI federation (token exchange of CI platforms' OIDC tokens).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FederationConfig {
+    /// How long a trusted issuer's keys are used before they are fetched
+    /// again (an unknown `kid` refetches sooner, once a minute at most).
+    #[serde(with = "humantime_serde")]
+    pub keys_cache: Duration,
+    /// Tell the client why its token was refused (which check, which
+    /// policy condition) instead of a generic description. For setting up
+    /// a trust; the audit log always has the reason.
+    pub debug: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -17,6 +17,8 @@ use tokio::sync::{mpsc, watch};
 
 use crate::bootstrap::{self, BootstrapError};
 use crate::config::Config;
+use crate::federation::issuer_keys::IssuerKeys;
+use crate::federation::trust_cache::TrustCache;
 use crate::http;
 use crate::keys::{KeyManager, KeysError, MasterKey};
 use crate::metrics::Metrics;
@@ -121,6 +123,8 @@ impl Server {
             auth_failures: Default::default(),
             client_cache: ClientCache::new(config.clients.cache_ttl),
             service_user_cache: ServiceUserCache::new(config.clients.cache_ttl),
+            trust: TrustCache::new(config.clients.cache_ttl),
+            issuer_keys: IssuerKeys::new(config.federation.keys_cache),
             client_keys: ClientKeys::new(
                 config.clients.jwks_cache,
                 config.clients.jwks_refetch_cooldown,

@@ -10,6 +10,7 @@ mod rekey;
 mod service_users;
 mod trust;
 mod trust_show;
+mod trust_test;
 
 use std::path::PathBuf;
 
@@ -206,6 +207,22 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::ServiceUser { admin, command } => {
             let admin = admin.or(&before);
             service_users::run(&AdminClient::connect(&admin)?, command, admin.json).await
+        }
+        Command::Trust {
+            mut admin,
+            command: trust::TrustCommand::Test(args),
+        } => {
+            // After `trust test`, `--token-file` names the CI job's token;
+            // the admin's comes from before the command or the environment.
+            if admin.token_file.as_deref() == Some(args.token_file.as_path()) {
+                admin.token_file = None;
+            }
+            let mut before = before;
+            if before.token_file.as_deref() == Some(args.token_file.as_path()) {
+                before.token_file = None;
+            }
+            let admin = admin.or(&before);
+            trust_test::run(&AdminClient::connect(&admin)?, args, admin.json).await
         }
         Command::Trust { admin, command } => {
             let admin = admin.or(&before);

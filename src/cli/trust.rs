@@ -44,13 +44,9 @@ pub enum TrustCommand {
     },
     /// Delete a trust policy.
     Delete { name: String },
-    /// Dry-run a token against the policies (not available yet).
-    Test {
-        #[arg(long)]
-        token_file: PathBuf,
-        #[arg(long)]
-        policy: Option<String>,
-    },
+    /// Dry-run a token: every check the exchange makes, reported; nothing
+    /// is issued and the token stays usable.
+    Test(super::trust_test::TrustTestArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -73,7 +69,8 @@ pub enum IssuerCommand {
         /// An accepted signature algorithm (repeatable; default RS256 and ES256).
         #[arg(long = "alg")]
         algorithms: Vec<String>,
-        /// The longest lifetime (exp - iat) an incoming token may have (default 1h).
+        /// The longest lifetime (exp - iat) an incoming token may have
+        /// (default 1h; 2h with --gitlab).
         #[arg(long, value_parser = humantime::parse_duration)]
         max_token_age: Option<Duration>,
         /// A static JWK Set to verify with instead of discovery.
@@ -88,6 +85,10 @@ pub enum IssuerCommand {
         issuer: String,
     },
 }
+
+/// GitLab's ID tokens live as long as the job (its timeout, 1 h by
+/// default) plus five minutes: the GitLab preset's cap on their lifetime.
+const GITLAB_MAX_TOKEN_AGE: Duration = Duration::from_secs(2 * 60 * 60);
 
 /// What `trust create` and `trust update` take.
 #[derive(Debug, Default, Args)]
@@ -375,9 +376,8 @@ pub async fn run(
             }
             println!("deleted trust policy {name}");
         }
-        TrustCommand::Test { .. } => {
-            bail!("`tessera trust test` is not available in this build yet");
-        }
+        // Dispatched by `cli::run`, which sorts out `--token-file`.
+        TrustCommand::Test(args) => return super::trust_test::run(client, args, json_out).await,
     }
     Ok(())
 }
@@ -397,6 +397,7 @@ async fn run_issuer(
             max_token_age,
             jwks_file,
         } => {
+            let gitlab_preset = gitlab.is_some();
             let issuer = match (url, github, github_enterprise, gitlab) {
                 (Some(url), false, None, None) => url,
                 (None, true, None, None) => GITHUB_ISSUER.to_owned(),
@@ -409,6 +410,7 @@ async fn run_issuer(
                 }
                 _ => bail!("give one of URL, --github, --github-enterprise HOST, --gitlab [URL]"),
             };
+            let max_token_age = max_token_age.or(gitlab_preset.then_some(GITLAB_MAX_TOKEN_AGE));
             let mut body = json!({ "issuer": issuer });
             if !algorithms.is_empty() {
                 body["algorithms"] = json!(algorithms);

@@ -73,8 +73,8 @@ pub struct ConditionCheck {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConditionError {
     pub index: usize,
-    /// The condition's claim name, escaped and bounded.
-    pub claim: String,
+    /// The condition as reports render it, escaped and bounded.
+    pub condition: String,
     pub reason: String,
 }
 
@@ -82,9 +82,9 @@ impl fmt::Display for ConditionError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "condition {} (claim {}): {}",
+            "condition {} ({}): {}",
             self.index + 1,
-            self.claim,
+            self.condition,
             self.reason
         )
     }
@@ -101,7 +101,7 @@ impl CompiledConditions {
             .map(|(index, c)| {
                 compile_one(c).map_err(|reason| ConditionError {
                     index,
-                    claim: format!("{:?}", bounded(&c.claim)),
+                    condition: render(c),
                     reason,
                 })
             })
@@ -187,7 +187,7 @@ fn compile_one(c: &Condition) -> Result<Compiled, String> {
             "the claim name is longer than {MAX_CLAIM_LEN} bytes"
         ));
     }
-    if !c.claim.bytes().all(|b| (0x21..=0x7e).contains(&b)) {
+    if !is_claim_name(&c.claim) {
         return Err("a claim name is printable ASCII without spaces".into());
     }
     if c.value.len() > MAX_VALUE_LEN {
@@ -211,6 +211,13 @@ fn compile_one(c: &Condition) -> Result<Compiled, String> {
     })
 }
 
+/// Printable ASCII without spaces, so it renders as it is.
+fn is_claim_name(claim: &str) -> bool {
+    !claim.is_empty()
+        && claim.len() <= MAX_CLAIM_LEN
+        && claim.bytes().all(|b| (0x21..=0x7e).contains(&b))
+}
+
 /// E.g. `repository_id = "123"`, `sub ~ regex "…" (ignore case)`.
 fn render(c: &Condition) -> String {
     let operator = match c.kind {
@@ -219,7 +226,13 @@ fn render(c: &Condition) -> String {
         MatchKind::Regex => "~ regex",
     };
     let case = if c.ignore_case { " (ignore case)" } else { "" };
-    format!("{} {operator} {:?}{case}", c.claim, bounded(&c.value))
+    let value = bounded(&c.value);
+    if is_claim_name(&c.claim) {
+        format!("{} {operator} {value:?}{case}", c.claim)
+    } else {
+        // Only in a compile error: quoted, since it is not a name.
+        format!("{:?} {operator} {value:?}{case}", bounded(&c.claim))
+    }
 }
 
 /// An anchored glob as a regex: `**` anything, `*` a run without `/` or
@@ -535,11 +548,39 @@ mod tests {
         ])
         .unwrap_err();
         assert_eq!(err.index, 1);
+        assert_eq!(err.condition, r#"ref ~ regex "[""#);
         assert!(
             err.to_string()
-                .starts_with(r#"condition 2 (claim "ref"): bad regex"#),
+                .starts_with(r#"condition 2 (ref ~ regex "["): bad regex: "#),
             "{err}"
         );
+        let err = refused(cond("a\nb", MatchKind::Exact, "x", false));
+        assert_eq!(err.condition, r#""a\nb" = "x""#);
+        // Linear-time syntax only: no backreferences, no look-around.
+        for (pattern, reason) in [
+            ("(unclosed", "bad regex: unclosed group"),
+            ("[a", "bad regex: unclosed character class"),
+            (r"(?<n>a)\k<n>", "bad regex: unrecognized escape sequence"),
+            ("(?=a)", "bad regex: look-around"),
+        ] {
+            let err = refused(cond("c", MatchKind::Regex, pattern, false));
+            assert!(err.reason.starts_with(reason), "{pattern}: {err}");
+        }
+    }
+
+    #[test]
+    fn matching_is_linear_in_the_claim() {
+        // Catastrophic for a backtracking engine; linear here.
+        let long = "a".repeat(100_000);
+        let started = std::time::Instant::now();
+        assert!(!holds(
+            MatchKind::Regex,
+            "(a|aa)*(a*)*b",
+            false,
+            json!(long)
+        ));
+        assert!(!holds(MatchKind::Glob, "*a*a*a*a*a*b", false, json!(long)));
+        assert!(started.elapsed() < std::time::Duration::from_secs(5));
     }
 
     #[test]

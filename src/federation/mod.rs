@@ -15,12 +15,16 @@
 //!   token's claims (audience, refused events, conditions).
 //! - [`presets`]: the CI platforms' issuers, and the conditions
 //!   `--github-repo` and `--gitlab-project` expand into.
+//! - [`trust_cache`]: each issuer's trust, as the exchange reads it.
+//! - [`exchange`]: the exchange itself, and the dry run `trust test` shows.
 
 pub mod admin;
 pub mod conditions;
+pub mod exchange;
 pub mod issuer_keys;
 pub mod issuers;
 pub mod model;
 pub mod policy;
 pub mod presets;
+pub mod trust_cache;
 pub mod verify;

@@ -9,6 +9,8 @@
 //! `job_workflow_ref`, `event_name`) and GitLab's "ID token
 //! authentication" (`project_path`, `project_id`, `ref`, `ref_protected`).
 
+use url::Url;
+
 use super::issuers::is_acceptable_url;
 use super::model::{Condition, ID_CLAIMS, MatchKind};
 
@@ -58,7 +60,18 @@ pub fn github_enterprise_issuer(host: &str) -> Result<String, String> {
             super::conditions::bounded(host)
         ));
     }
-    let issuer = format!("https://{}/_services/token", host.to_ascii_lowercase());
+    // Written as GitHub writes its `iss`: lower case, no default port.
+    // A host the URL parser would rewrite (`1.2.3` is read as the IPv4
+    // address 1.2.0.3) is refused rather than silently changed.
+    let url = Url::parse(&format!("https://{host}/_services/token"))
+        .map_err(|e| format!("{:?}: {e}", super::conditions::bounded(host)))?;
+    if url.host_str() != Some(name.to_ascii_lowercase().as_str()) {
+        return Err(format!(
+            "{:?} is not a plain host name",
+            super::conditions::bounded(host)
+        ));
+    }
+    let issuer = url.to_string();
     if !is_acceptable_url(&issuer) {
         return Err("the GitHub Enterprise issuer URL would be too long".into());
     }
@@ -66,16 +79,26 @@ pub fn github_enterprise_issuer(host: &str) -> Result<String, String> {
 }
 
 /// A GitLab issuer: GitLab.com by default, or a self-managed instance's
-/// URL (trailing `/` trimmed, since issuers are compared byte for byte and
-/// GitLab's `iss` has none). It must be `https`, or `http` on loopback.
+/// URL. Issuers are compared byte for byte, so the URL is written as
+/// GitLab writes its `iss` (its `external_url`): host in lower case, no
+/// default port, no trailing `/`. It must be `https`, or `http` on
+/// loopback.
 pub fn gitlab_issuer(url: Option<&str>) -> Result<String, String> {
-    let issuer = url.unwrap_or(GITLAB_ISSUER).trim_end_matches('/');
-    if !is_acceptable_url(issuer) {
-        return Err(format!(
+    let text = url.unwrap_or(GITLAB_ISSUER);
+    let refused = || {
+        format!(
             "{:?} is not an acceptable GitLab URL (absolute https, or http on loopback only; \
              no credentials, query or fragment)",
-            super::conditions::bounded(issuer)
-        ));
+            super::conditions::bounded(text)
+        )
+    };
+    if !is_acceptable_url(text) {
+        return Err(refused());
+    }
+    let normalized = Url::parse(text).map_err(|_| refused())?.to_string();
+    let issuer = normalized.trim_end_matches('/');
+    if !is_acceptable_url(issuer) {
+        return Err(refused());
     }
     Ok(issuer.to_owned())
 }
@@ -298,6 +321,14 @@ mod tests {
             github_enterprise_issuer("GHE.example.com:8443").unwrap(),
             "https://ghe.example.com:8443/_services/token"
         );
+        assert_eq!(
+            github_enterprise_issuer("ghe.example.com:443").unwrap(),
+            "https://ghe.example.com/_services/token"
+        );
+        assert_eq!(
+            github_enterprise_issuer("10.0.0.5").unwrap(),
+            "https://10.0.0.5/_services/token"
+        );
         for bad in [
             "",
             "https://ghe.example.com",
@@ -310,6 +341,8 @@ mod tests {
             "-ghe.example.com",
             "ghe example.com",
             "ghe.example.com?x",
+            "1.2.3",
+            "0x7f.1",
         ] {
             assert!(github_enterprise_issuer(bad).is_err(), "{bad}");
         }
@@ -321,6 +354,10 @@ mod tests {
         assert_eq!(
             gitlab_issuer(Some("http://127.0.0.1:8080")).unwrap(),
             "http://127.0.0.1:8080"
+        );
+        assert_eq!(
+            gitlab_issuer(Some("https://GitLab.Example.com:443/gitlab/")).unwrap(),
+            "https://gitlab.example.com/gitlab"
         );
         for bad in [
             "http://gitlab.example.com",

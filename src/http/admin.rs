@@ -22,6 +22,7 @@ use utoipa_axum::routes;
 use super::admin_clients;
 use super::admin_service_users as svc;
 use super::admin_trust as trust;
+use super::admin_trust_test;
 use super::extract::{Admin, Query, body_rejection, json_body};
 use crate::audit::ActorKind;
 use crate::clock;
@@ -148,6 +149,7 @@ fn api() -> OpenApiRouter<AppState> {
             trust::update_trust_policy,
             trust::delete_trust_policy
         ))
+        .routes(routes!(admin_trust_test::test_trust))
 }
 
 /// `If-Match` (RFC 9110 §13.1.1), for safe read-modify-write of a resource.

@@ -1,5 +1,6 @@
 //! What this replica forgets when a change is heard from the database
-//! (`store::Change`): the cached client or service user, or the key ring.
+//! (`store::Change`): the cached client or service user, the trust
+//! configuration, or the key ring.
 
 use super::Core;
 use crate::keys::KeysError;
@@ -17,11 +18,11 @@ impl Core {
             Change::AllClients => self.client_cache.invalidate_all(),
             Change::AllServiceUsers => self.service_user_cache.invalidate_all(),
             Change::Keys => self.keys.reload().await?,
-            // The trust cache is wired here with the exchange.
-            Change::Trust => {}
+            Change::Trust => self.trust.invalidate_all(),
             Change::Missed => {
                 self.client_cache.invalidate_all();
                 self.service_user_cache.invalidate_all();
+                self.trust.invalidate_all();
                 self.keys.reload().await?;
             }
         }

@@ -59,15 +59,23 @@ pub enum GrantType {
     /// RFC 7523 §2.1.
     #[serde(rename = "urn:ietf:params:oauth:grant-type:jwt-bearer")]
     JwtBearer,
+    /// RFC 8693 §2.1: a CI job's token exchanged under a trust policy.
+    #[serde(rename = "urn:ietf:params:oauth:grant-type:token-exchange")]
+    TokenExchange,
 }
 
 impl GrantType {
-    pub const ALL: [GrantType; 2] = [GrantType::ClientCredentials, GrantType::JwtBearer];
+    pub const ALL: [GrantType; 3] = [
+        GrantType::ClientCredentials,
+        GrantType::JwtBearer,
+        GrantType::TokenExchange,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
             GrantType::ClientCredentials => "client_credentials",
             GrantType::JwtBearer => "urn:ietf:params:oauth:grant-type:jwt-bearer",
+            GrantType::TokenExchange => "urn:ietf:params:oauth:grant-type:token-exchange",
         }
     }
 

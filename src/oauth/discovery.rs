@@ -6,6 +6,7 @@
 use serde::Serialize;
 
 use crate::config::Config;
+use crate::oauth::client::GrantType;
 
 pub const AUTHORIZATION_PATH: &str = "/oauth/authorize";
 pub const JWKS_PATH: &str = "/oauth/jwks";
@@ -69,10 +70,7 @@ pub fn oauth_authorization_server(config: &Config) -> ProviderMetadata {
         token_endpoint: config.endpoint(TOKEN_PATH),
         jwks_uri: config.endpoint(JWKS_PATH),
         response_types_supported: vec![],
-        grant_types_supported: vec![
-            "client_credentials",
-            "urn:ietf:params:oauth:grant-type:jwt-bearer",
-        ],
+        grant_types_supported: GrantType::ALL.iter().map(|g| g.as_str()).collect(),
         token_endpoint_auth_methods_supported: vec![
             "client_secret_basic",
             "client_secret_post",

@@ -8,6 +8,8 @@ use aws_lc_rs::hmac;
 
 use crate::audit::SourceThrottle;
 use crate::config::Config;
+use crate::federation::issuer_keys::IssuerKeys;
+use crate::federation::trust_cache::TrustCache;
 use crate::keys::KeyManager;
 use crate::metrics::Metrics;
 use crate::oauth::client_cache::ClientCache;
@@ -24,6 +26,9 @@ pub struct Core {
     pub client_keys: ClientKeys,
     pub client_cache: ClientCache,
     pub service_user_cache: ServiceUserCache,
+    /// Trusted CI issuers and their policies, and those issuers' keys.
+    pub trust: TrustCache,
+    pub issuer_keys: IssuerKeys,
     /// The token endpoints' audit events and single-use `jti`s, batched.
     pub writer: BatchWriter,
     /// Which failed bearer authentications are audited, per source.

@@ -115,6 +115,9 @@ pub struct TokenResponse {
     pub expires_in: u64,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub scope: Option<String>,
+    /// RFC 8693 §2.2.1, on a token exchange's answer.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub issued_token_type: Option<&'static str>,
 }
 
 /// What the caller's connection tells us.
@@ -134,6 +137,9 @@ pub async fn exchange(
             grants::client_credentials::grant(state, &request, context).await
         }
         grants::jwt_bearer::GRANT_TYPE => grants::jwt_bearer::grant(state, &request, context).await,
+        grants::token_exchange::GRANT_TYPE => {
+            grants::token_exchange::grant(state, &request, context).await
+        }
         other => Err(OAuthError::new(
             ErrorCode::UnsupportedGrantType,
             format!("the grant type `{}` is not supported", named(other)),

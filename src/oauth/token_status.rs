@@ -103,6 +103,8 @@ struct OwnClaims {
 }
 
 const SERVICE_USER_PREFIX: &str = "su_";
+/// The `client_id` of a token exchanged without client authentication.
+pub const TRUST_CLIENT_PREFIX: &str = "trust:";
 
 /// A JWT access token of ours that is still valid: signature, type,
 /// issuer, expiry, not revoked, and its client and subject still exist and
@@ -124,15 +126,19 @@ async fn live_jwt(state: &Core, token: &str) -> Result<Option<OwnClaims>, OAuthE
         return Ok(None);
     }
     if claims.sub.starts_with(SERVICE_USER_PREFIX)
-        && state
+        && !state
             .service_user_cache
             .get(&state.store, &claims.sub)
             .await?
-            .is_none()
+            .is_some_and(|u| u.user.enabled)
     {
         return Ok(None);
     }
-    if !claims.client_id.starts_with(SERVICE_USER_PREFIX) {
+    // A token exchanged under a trust policy names the policy, not a
+    // registered client (`trust:<policy>`).
+    let clientless = claims.client_id.starts_with(SERVICE_USER_PREFIX)
+        || claims.client_id.starts_with(TRUST_CLIENT_PREFIX);
+    if !clientless {
         let client = state
             .client_cache
             .get(&state.store, &claims.client_id)

@@ -25,6 +25,14 @@ pub struct AccessClaims<'a> {
     pub scope: &'a str,
     /// `human`, `service` or `workload`.
     pub identity_kind: &'a str,
+    /// RFC 8693 §4.1: who acts as the subject (a CI job, for an exchanged
+    /// token).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub act: Option<&'a serde_json::Value>,
+    /// Which CI job it was: issuer, subject, repository or project, ref,
+    /// run, event, policy.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub workload: Option<&'a serde_json::Value>,
 }
 
 #[derive(Debug)]
@@ -57,6 +65,16 @@ pub struct AccessTokenRequest<'a> {
     pub identity_kind: &'a str,
     pub lifetime: Duration,
     pub alg: Alg,
+    /// For exchanged tokens: the `act` and `workload` claims.
+    pub delegation: Option<&'a Delegation>,
+}
+
+/// Who acts for the subject of an exchanged token (RFC 8693 §4.1), and the
+/// CI job it was.
+#[derive(Debug)]
+pub struct Delegation {
+    pub act: serde_json::Value,
+    pub workload: serde_json::Value,
 }
 
 /// Signs an access token with the active key for the requested algorithm.
@@ -80,6 +98,8 @@ pub fn mint(ring: &KeyRing, request: &AccessTokenRequest<'_>) -> Result<Issued, 
         client_id: request.client_id,
         scope: &scope,
         identity_kind: request.identity_kind,
+        act: request.delegation.map(|d| &d.act),
+        workload: request.delegation.map(|d| &d.workload),
     };
     let token = jwt::sign(key, "at+jwt", &claims)?;
     Ok(Issued {

@@ -75,7 +75,8 @@ async fn oauth_metadata_lists_only_what_is_implemented(backend: Backend) {
         oauth["grant_types_supported"],
         serde_json::json!([
             "client_credentials",
-            "urn:ietf:params:oauth:grant-type:jwt-bearer"
+            "urn:ietf:params:oauth:grant-type:jwt-bearer",
+            "urn:ietf:params:oauth:grant-type:token-exchange"
         ])
     );
     assert_eq!(

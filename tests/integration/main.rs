@@ -16,6 +16,7 @@ mod conformance;
 mod connections;
 mod discovery;
 mod edge_syntax;
+mod federation;
 mod hostile_ids;
 mod jwks_fetch;
 mod keys;

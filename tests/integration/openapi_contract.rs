@@ -92,7 +92,8 @@ async fn constraints_in_the_document_are_the_servers(backend: Backend) {
         schemas["GrantType"]["enum"],
         json!([
             "client_credentials",
-            "urn:ietf:params:oauth:grant-type:jwt-bearer"
+            "urn:ietf:params:oauth:grant-type:jwt-bearer",
+            "urn:ietf:params:oauth:grant-type:token-exchange"
         ])
     );
     let limit = spec["paths"]["/admin/v1/audit"]["get"]["parameters"]

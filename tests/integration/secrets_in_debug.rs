@@ -62,6 +62,7 @@ fn issued_tokens_hide_in_debug_but_serialise_once() {
         token_type: "Bearer",
         expires_in: 900,
         scope: None,
+        issued_token_type: None,
     };
     assert_hidden("TokenResponse", format!("{response:?}"));
     let body = serde_json::to_string(&response).unwrap();

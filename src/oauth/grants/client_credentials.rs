@@ -42,6 +42,7 @@ pub async fn grant(
                 state.config.tokens.max_lifetime,
             ),
             alg: client.access_token_alg,
+            delegation: None,
         },
         context.remote,
     )

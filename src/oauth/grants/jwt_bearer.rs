@@ -8,14 +8,18 @@
 //! as a whole when it has none, as ZITADEL's SDKs send it. Client
 //! authentication is optional (RFC 7523 §3.1); a client that does
 //! authenticate must be registered for this grant.
+//!
+//! An assertion whose `iss` is a trusted CI issuer is a CI job's token
+//! instead, judged by the trust policies (`federation::exchange`).
 
 use std::time::Duration;
 
+use crate::federation::exchange::{self, Carrier};
 use crate::oauth::Core;
 use crate::oauth::assertion::{self, AssertionError, Expectations, ReplayKey};
 use crate::oauth::client::GrantType;
 use crate::oauth::token::{RequestContext, TokenRequest, TokenResponse};
-use crate::oauth::{ErrorCode, OAuthError, client_auth, scope};
+use crate::oauth::{ErrorCode, OAuthError, scope};
 use crate::tokens::access::AccessTokenRequest;
 
 pub const GRANT_TYPE: &str = "urn:ietf:params:oauth:grant-type:jwt-bearer";
@@ -33,21 +37,24 @@ pub async fn grant(
     request: &TokenRequest,
     context: RequestContext,
 ) -> Result<TokenResponse, OAuthError> {
-    let presented = request.credentials(context.basic);
-    let client = if presented.methods_presented() > 0 {
-        let client = client_auth::authenticate(state, &presented, context.remote.clone()).await?;
-        if !client.may_use(GrantType::JwtBearer) {
-            return Err(OAuthError::new(
-                ErrorCode::UnauthorizedClient,
-                "the client is not allowed to use the jwt-bearer grant",
-            ));
-        }
-        Some(client)
-    } else {
-        None
-    };
-
+    let client = super::optional_client(state, request, &context, GrantType::JwtBearer).await?;
     let token = request.require("assertion")?;
+    // Dispatch on the assertion's issuer: a CI platform an administrator
+    // trusts, or a service user (whose id is its `iss`). Never one after
+    // the other: a token is judged by one set of rules only.
+    if let Some(issuer) = exchange::unverified_issuer(token)
+        && state.trust.get(&state.store, &issuer).await?.is_some()
+    {
+        return exchange::exchange(
+            state,
+            token,
+            Carrier::JwtBearer,
+            client.as_ref(),
+            request,
+            context,
+        )
+        .await;
+    }
     let subject = assertion::unverified_subject(token)
         .ok_or_else(|| invalid_grant("the assertion is not a well-formed signed JWT"))?;
     let cached = state
@@ -116,6 +123,7 @@ pub async fn grant(
             alg: client
                 .as_ref()
                 .map_or(crate::keys::Alg::ES256, |c| c.access_token_alg),
+            delegation: None,
         },
         context.remote,
     )
