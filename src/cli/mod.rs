@@ -212,14 +212,27 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             mut admin,
             command: trust::TrustCommand::Test(args),
         } => {
-            // After `trust test`, `--token-file` names the CI job's token;
-            // the admin's comes from before the command or the environment.
-            if admin.token_file.as_deref() == Some(args.token_file.as_path()) {
-                admin.token_file = None;
-            }
+            // After `trust test`, `--token-file` names the CI job's token, and
+            // clap hands that value to the admin option of the same name
+            // wherever it was given: the admin's token comes from --token,
+            // TESSERA_TOKEN, TESSERA_TOKEN_FILE or keys/admin.token here.
+            let job = Some(args.token_file.as_path());
             let mut before = before;
-            if before.token_file.as_deref() == Some(args.token_file.as_path()) {
-                before.token_file = None;
+            for options in [&mut admin, &mut before] {
+                if options.token_file.as_deref() == job {
+                    options.token_file = None;
+                }
+            }
+            let admin_token_given = admin.token.is_some()
+                || before.token.is_some()
+                || std::env::var_os("TESSERA_TOKEN").is_some()
+                || std::env::var_os("TESSERA_TOKEN_FILE").is_some()
+                || std::path::Path::new("keys/admin.token").exists();
+            if !admin_token_given {
+                anyhow::bail!(
+                    "trust test: --token-file names the job's token; give the admin token \
+                     with TESSERA_TOKEN_FILE or TESSERA_TOKEN"
+                );
             }
             let admin = admin.or(&before);
             trust_test::run(&AdminClient::connect(&admin)?, args, admin.json).await
