@@ -8,6 +8,9 @@ mod keys;
 mod local;
 mod rekey;
 mod service_users;
+mod trust;
+mod trust_show;
+mod trust_test;
 
 use std::path::PathBuf;
 
@@ -108,6 +111,13 @@ pub enum Command {
         #[command(subcommand)]
         command: service_users::ServiceUserCommand,
     },
+    /// CI federation: trusted issuers and trust policies.
+    Trust {
+        #[command(flatten)]
+        admin: AdminArgs,
+        #[command(subcommand)]
+        command: trust::TrustCommand,
+    },
     /// The audit log.
     Audit {
         #[command(flatten)]
@@ -197,6 +207,39 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::ServiceUser { admin, command } => {
             let admin = admin.or(&before);
             service_users::run(&AdminClient::connect(&admin)?, command, admin.json).await
+        }
+        Command::Trust {
+            mut admin,
+            command: trust::TrustCommand::Test(args),
+        } => {
+            // After `trust test`, `--token-file` names the CI job's token, and
+            // clap hands that value to the admin option of the same name
+            // wherever it was given: the admin's token comes from --token,
+            // TESSERA_TOKEN, TESSERA_TOKEN_FILE or keys/admin.token here.
+            let job = Some(args.token_file.as_path());
+            let mut before = before;
+            for options in [&mut admin, &mut before] {
+                if options.token_file.as_deref() == job {
+                    options.token_file = None;
+                }
+            }
+            let admin_token_given = admin.token.is_some()
+                || before.token.is_some()
+                || std::env::var_os("TESSERA_TOKEN").is_some()
+                || std::env::var_os("TESSERA_TOKEN_FILE").is_some()
+                || std::path::Path::new("keys/admin.token").exists();
+            if !admin_token_given {
+                anyhow::bail!(
+                    "trust test: --token-file names the job's token; give the admin token \
+                     with TESSERA_TOKEN_FILE or TESSERA_TOKEN"
+                );
+            }
+            let admin = admin.or(&before);
+            trust_test::run(&AdminClient::connect(&admin)?, args, admin.json).await
+        }
+        Command::Trust { admin, command } => {
+            let admin = admin.or(&before);
+            trust::run(&AdminClient::connect(&admin)?, command, admin.json).await
         }
         Command::Audit { admin, command } => {
             let admin = admin.or(&before);

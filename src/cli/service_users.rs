@@ -33,6 +33,28 @@ pub enum ServiceUserCommand {
     List,
     /// Show one service user.
     Show { id: String },
+    /// Change a service user: the options given change.
+    Update {
+        id: String,
+        #[arg(long)]
+        name: Option<String>,
+        #[arg(long)]
+        description: Option<String>,
+        #[arg(long)]
+        owner: Option<String>,
+        /// Space-separated scopes it may ask for (replaces them all).
+        #[arg(long)]
+        scope: Option<String>,
+        /// It gets no token by any grant or trust policy.
+        #[arg(long, conflicts_with = "enable")]
+        disable: bool,
+        #[arg(long)]
+        enable: bool,
+        /// The longest a token issued to it may live (1m to 24h, e.g. 30m),
+        /// or `none` for the server's limits only.
+        #[arg(long, value_parser = parse_cap)]
+        max_token_lifetime: Option<Cap>,
+    },
     /// Delete a service user with its keys and tokens.
     Delete { id: String },
     /// Keys the service user signs JWT-bearer assertions with.
@@ -66,6 +88,22 @@ pub enum KeyCommand {
     List { id: String },
     /// Remove a key.
     Remove { id: String, key_id: String },
+}
+
+/// `--max-token-lifetime`: a duration, or `none`.
+#[derive(Debug, Clone, Copy)]
+pub enum Cap {
+    None,
+    Seconds(u64),
+}
+
+fn parse_cap(text: &str) -> Result<Cap, String> {
+    if text.eq_ignore_ascii_case("none") {
+        return Ok(Cap::None);
+    }
+    humantime::parse_duration(text)
+        .map(|d| Cap::Seconds(d.as_secs()))
+        .map_err(|e| format!("{e} (a duration such as 30m, or none)"))
 }
 
 /// The private key as ZITADEL writes it into a key file: RSA keys in
@@ -147,6 +185,64 @@ pub async fn run(
                 .get(&format!("/admin/v1/service-users/{id}"), &[])
                 .await?;
             print_json(&user)?;
+        }
+        ServiceUserCommand::Update {
+            id,
+            name,
+            description,
+            owner,
+            scope,
+            disable,
+            enable,
+            max_token_lifetime,
+        } => {
+            let mut body = serde_json::Map::new();
+            let fields = [
+                ("name", name),
+                ("description", description),
+                ("owner", owner),
+                ("scope", scope),
+            ];
+            for (key, value) in fields {
+                if let Some(value) = value {
+                    body.insert(key.into(), json!(value));
+                }
+            }
+            if disable || enable {
+                body.insert("enabled".into(), json!(enable));
+            }
+            match max_token_lifetime {
+                Some(Cap::None) => {
+                    body.insert("max_token_lifetime".into(), Value::Null);
+                }
+                Some(Cap::Seconds(secs)) => {
+                    body.insert("max_token_lifetime".into(), json!(secs));
+                }
+                None => {}
+            }
+            if body.is_empty() {
+                anyhow::bail!("nothing to change: give the options to change");
+            }
+            let user: Value = client
+                .patch(&format!("/admin/v1/service-users/{id}"), &body)
+                .await?;
+            if json_out {
+                return print_json(&user);
+            }
+            let cap = user["max_token_lifetime"]
+                .as_u64()
+                .map(|s| humantime::format_duration(std::time::Duration::from_secs(s)).to_string())
+                .unwrap_or_else(|| "the server's limits".into());
+            println!(
+                "updated service user {} ({}): {}, tokens living at most {cap}",
+                text(&user["name"]),
+                text(&user["id"]),
+                if user["enabled"].as_bool() == Some(false) {
+                    "disabled"
+                } else {
+                    "enabled"
+                },
+            );
         }
         ServiceUserCommand::Delete { id } => {
             client

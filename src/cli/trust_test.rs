@@ -47,14 +47,23 @@ pub async fn run(client: &AdminClient, args: TrustTestArgs, json_out: bool) -> a
 }
 
 fn mark(check: &Value) -> &'static str {
-    if check["passed"] == true { "ok  " } else { "FAIL" }
+    if check["passed"] == true {
+        "ok  "
+    } else {
+        "FAIL"
+    }
 }
 
 fn print_report(report: &Value) {
     let assessment = &report["assessment"];
     println!("token");
     for check in assessment["checks"].as_array().into_iter().flatten() {
-        println!("  {} {:<12} {}", mark(check), text(&check["check"]), text(&check["detail"]));
+        println!(
+            "  {} {:<12} {}",
+            mark(check),
+            text(&check["check"]),
+            text(&check["detail"])
+        );
     }
     for policy in assessment["policies"].as_array().into_iter().flatten() {
         let checks = policy["checks"].as_array().map_or(&[][..], Vec::as_slice);
@@ -65,9 +74,18 @@ fn print_report(report: &Value) {
             if matched { "matches" } else { "does not match" }
         );
         for check in checks {
-            println!("  {} {}: {}", mark(check), text(&check["condition"]), text(&check["detail"]));
+            println!(
+                "  {} {}: {}",
+                mark(check),
+                text(&check["condition"]),
+                text(&check["detail"])
+            );
         }
     }
-    let verdict = if report["accepted"] == true { "accepted" } else { "refused" };
+    let verdict = if report["accepted"] == true {
+        "accepted"
+    } else {
+        "refused"
+    };
     println!("{verdict}: {}", text(&report["verdict"]));
 }

@@ -125,7 +125,11 @@ fn api() -> OpenApiRouter<AppState> {
         ))
         .routes(routes!(admin_clients::rotate_client_secret))
         .routes(routes!(svc::create_service_user, svc::list_service_users))
-        .routes(routes!(svc::get_service_user, svc::delete_service_user))
+        .routes(routes!(
+            svc::get_service_user,
+            svc::update_service_user,
+            svc::delete_service_user
+        ))
         .routes(routes!(svc::add_key, svc::list_keys))
         .routes(routes!(svc::remove_key))
         .routes(routes!(

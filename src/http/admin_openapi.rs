@@ -268,6 +268,7 @@ fn add_links(paths: &mut Value) {
     let user = json!({"id": "$response.body#/id"});
     paths["/admin/v1/service-users"]["post"]["responses"]["201"]["links"] = json!({
         "GetServiceUser": link("get_service_user", user.clone()),
+        "UpdateServiceUser": link("update_service_user", user.clone()),
         "AddKey": link("add_key", user.clone()),
         "ListServiceUserKeys": link("list_service_user_keys", user.clone()),
         "DeleteServiceUser": link("delete_service_user", user),

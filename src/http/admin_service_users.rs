@@ -6,12 +6,14 @@ use axum::http::{HeaderName, StatusCode};
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use super::admin::{Tagged, created_headers};
+use super::admin::{Body, IfMatch, Tagged, created_headers};
 // An empty body fails these specs' own checks, as a malformed one does.
 use super::extract::{Admin, JsonOrEmpty, Path};
 use crate::oauth::OAuthError;
 use crate::oauth::error::ErrorBody;
-use crate::oauth::service_users::{self, KeySpec, ServiceUser, ServiceUserKey, ServiceUserSpec};
+use crate::oauth::service_users::{
+    self, KeySpec, ServiceUser, ServiceUserKey, ServiceUserPatch, ServiceUserSpec,
+};
 use crate::server::AppState;
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -58,8 +60,27 @@ pub(super) async fn get_service_user(
     Ok(Tagged(StatusCode::OK, user))
 }
 
+/// Changes the fields present in the body: name, description, owner,
+/// scope, audiences, `enabled`, `max_token_lifetime`. With `If-Match`, only
+/// if the user has not changed since it was read (RFC 9110 §13.1.1): 412
+/// otherwise. The administrator cannot be disabled (409).
+#[utoipa::path(patch, path = "/admin/v1/service-users/{id}", tag = "service-users", params(("id" = String, Path)),
+    request_body = ServiceUserPatch,
+    responses((status = 200, body = ServiceUser, headers(("ETag" = String))), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 412, body = ErrorBody), (status = 413, body = ErrorBody)))]
+pub(super) async fn update_service_user(
+    State(state): State<AppState>,
+    Admin(admin): Admin,
+    Path(id): Path<String>,
+    IfMatch(if_match): IfMatch,
+    Body(patch): Body<ServiceUserPatch>,
+) -> Result<Tagged<ServiceUser>, OAuthError> {
+    let updated = service_users::update(&state.store, &id, patch, admin.actor(), if_match).await;
+    state.service_user_cache.invalidate(&id);
+    Ok(Tagged(StatusCode::OK, updated?))
+}
+
 /// Deletes the user with its keys and tokens. The administrator cannot be
-/// deleted (409).
+/// deleted, nor a user a trust policy names (409, naming the policy).
 #[utoipa::path(delete, path = "/admin/v1/service-users/{id}", tag = "service-users", params(("id" = String, Path)),
     responses((status = 204), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
 pub(super) async fn delete_service_user(

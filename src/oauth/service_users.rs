@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 use utoipa::ToSchema;
 
-use super::{ErrorCode, OAuthError};
+use super::{ErrorCode, OAuthError, etag};
 use crate::audit::{Actor, Event, Outcome};
 use crate::clock;
 use crate::keys::public::public_jwk;
@@ -79,6 +79,49 @@ pub struct ServiceUserSpec {
     #[schema(inline, value_type = Vec<super::client::Audience>)]
     pub audiences: Vec<String>,
 }
+
+/// `PATCH /admin/v1/service-users/{id}`: the fields present change.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ServiceUserPatch {
+    #[serde(default)]
+    #[schema(
+        min_length = 1,
+        max_length = 200,
+        pattern = "[^\\x00-\\x20\\x7f-\\xa0]"
+    )]
+    pub name: Option<String>,
+    #[serde(default)]
+    pub description: Option<String>,
+    #[serde(default)]
+    pub owner: Option<String>,
+    /// Space-separated scopes the user may ask for (replaces them all).
+    #[serde(default)]
+    pub scope: Option<String>,
+    #[serde(default)]
+    #[schema(inline, value_type = Option<Vec<super::client::Audience>>)]
+    pub audiences: Option<Vec<String>>,
+    /// `false`: the user gets no token by any grant or trust policy.
+    #[serde(default)]
+    pub enabled: Option<bool>,
+    /// Seconds (60 to 86400) a token issued to it may live at most; `null`
+    /// removes the cap.
+    #[serde(default, deserialize_with = "nullable_whole_number")]
+    #[schema(value_type = Option<u64>, minimum = 60, maximum = 86400)]
+    pub max_token_lifetime: Option<Option<u64>>,
+}
+
+/// Absent: `None`; `null`: `Some(None)`; a whole number: `Some(Some(n))`.
+fn nullable_whole_number<'de, D>(deserializer: D) -> Result<Option<Option<u64>>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+{
+    super::client::whole_number(deserializer).map(Some)
+}
+
+/// The bounds of a service user's own token lifetime cap.
+pub const MIN_MAX_TOKEN_LIFETIME: u64 = 60;
+pub const MAX_MAX_TOKEN_LIFETIME: u64 = 24 * 60 * 60;
 
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct ServiceUserKey {
@@ -191,6 +234,85 @@ pub async fn get<S: ServiceUserStore>(store: &S, id: &str) -> Result<ServiceUser
         .await?
         .ok_or_else(|| not_found(id))?;
     Ok(user.into())
+}
+
+/// Changes the fields present in `patch`, in one transaction that locks the
+/// user; with `If-Match`, only if it has not changed since it was read
+/// (RFC 9110 §13.1.1). The administrator cannot be disabled.
+pub async fn update<S: ServiceUserStore>(
+    store: &S,
+    id: &str,
+    patch: ServiceUserPatch,
+    actor: Actor,
+    if_match: Option<String>,
+) -> Result<ServiceUser, OAuthError> {
+    if patch
+        .name
+        .as_deref()
+        .is_some_and(|n| !super::client::is_name(n))
+    {
+        return Err(OAuthError::invalid_request(super::client::NAME_RULE));
+    }
+    if let Some(audiences) = &patch.audiences
+        && !audiences.iter().all(|a| super::client::is_audience(a))
+    {
+        return Err(OAuthError::invalid_request(
+            "audiences must be non-empty printable ASCII without spaces",
+        ));
+    }
+    if let Some(Some(cap)) = patch.max_token_lifetime
+        && !(MIN_MAX_TOKEN_LIFETIME..=MAX_MAX_TOKEN_LIFETIME).contains(&cap)
+    {
+        return Err(OAuthError::invalid_request(
+            "max_token_lifetime must be between 60 and 86400 seconds, or null",
+        ));
+    }
+    let change = move |mut record: ServiceUserRecord| {
+        etag::check(
+            if_match.as_deref(),
+            &etag::of(&ServiceUser::from(record.clone())),
+        )?;
+        if record.is_admin && patch.enabled == Some(false) {
+            return Err(OAuthError::new(
+                ErrorCode::Conflict,
+                "the administrator cannot be disabled",
+            ));
+        }
+        if let Some(name) = patch.name {
+            record.name = name.trim().to_owned();
+        }
+        if let Some(description) = patch.description {
+            record.description = description;
+        }
+        if let Some(owner) = patch.owner {
+            record.owner = owner;
+        }
+        if let Some(scope) = patch.scope {
+            record.scopes = scope.split_whitespace().collect::<Vec<_>>().join(" ");
+        }
+        if let Some(audiences) = patch.audiences {
+            record.audiences = audiences.join(" ");
+        }
+        if let Some(enabled) = patch.enabled {
+            record.enabled = enabled;
+        }
+        if let Some(cap) = patch.max_token_lifetime {
+            record.max_token_lifetime = cap.map(|c| c as i64);
+        }
+        let event = Event::new(actor, "service_user.updated", Outcome::Success)
+            .target(record.id.clone())
+            .details(json!({
+                "enabled": record.enabled,
+                "max_token_lifetime": record.max_token_lifetime,
+            }))
+            .into_record(clock::now_ms());
+        let user = ServiceUser::from(record.clone());
+        Ok((record, event, user))
+    };
+    match store.change_service_user(id.to_owned(), change).await {
+        Ok(result) => result,
+        Err(e) => Err(map_missing(id)(e)),
+    }
 }
 
 /// Deletes a service user with its keys and tokens. The administrator

@@ -57,6 +57,23 @@ pub trait ServiceUserStore {
         event: NewAuditRecord,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
 
+    /// Reads the user, lets `change` decide what to write (the whole new
+    /// record and its audit event), and writes it, in one transaction that
+    /// locks the user's row first (no lost update; an `If-Match` checked in
+    /// `change` cannot race). `Ok(Err(_))`: `change` refused, nothing
+    /// written. `NotFound` if absent. The id cannot change.
+    fn change_service_user<T, E, F>(
+        &self,
+        id: String,
+        change: F,
+    ) -> impl Future<Output = Result<Result<T, E>, StoreError>> + Send
+    where
+        T: Send + 'static,
+        E: Send + 'static,
+        F: FnOnce(ServiceUserRecord) -> Result<(ServiceUserRecord, NewAuditRecord, T), E>
+            + Send
+            + 'static;
+
     fn add_service_user_key(
         &self,
         key: ServiceUserKeyRecord,
@@ -138,6 +155,65 @@ impl ServiceUserStore for Store {
                 Ok(())
             })
             .map_err(|e: InUse| e.0)
+        })
+        .await
+    }
+
+    async fn change_service_user<T, E, F>(
+        &self,
+        id: String,
+        change: F,
+    ) -> Result<Result<T, E>, StoreError>
+    where
+        T: Send + 'static,
+        E: Send + 'static,
+        F: FnOnce(ServiceUserRecord) -> Result<(ServiceUserRecord, NewAuditRecord, T), E>
+            + Send
+            + 'static,
+    {
+        enum Failure<E> {
+            By(E),
+            Database(diesel::result::Error),
+        }
+        impl<E> From<diesel::result::Error> for Failure<E> {
+            fn from(e: diesel::result::Error) -> Self {
+                Failure::Database(e)
+            }
+        }
+        self.run(move |conn| {
+            let outcome = conn.transaction(|conn| {
+                // The lock first (see `add_service_user_key`).
+                let locked = diesel::update(service_users::table.find(&id))
+                    .set(service_users::name.eq(service_users::name))
+                    .execute(conn)?;
+                if locked == 0 {
+                    return Err(Failure::Database(diesel::result::Error::NotFound));
+                }
+                let current = service_users::table
+                    .find(&id)
+                    .select(ServiceUserRecord::as_select())
+                    .first(conn)?;
+                let (mut user, event, value) = change(current).map_err(Failure::By)?;
+                user.id.clone_from(&id);
+                diesel::update(service_users::table.find(&id))
+                    .set((
+                        service_users::name.eq(&user.name),
+                        service_users::description.eq(&user.description),
+                        service_users::owner.eq(&user.owner),
+                        service_users::scopes.eq(&user.scopes),
+                        service_users::audiences.eq(&user.audiences),
+                        service_users::enabled.eq(user.enabled),
+                        service_users::max_token_lifetime.eq(user.max_token_lifetime),
+                    ))
+                    .execute(conn)?;
+                append_in(conn, &event)?;
+                Ok(value)
+            });
+            match outcome {
+                Ok(value) => Ok(Ok(value)),
+                Err(Failure::By(e)) => Ok(Err(e)),
+                Err(Failure::Database(e)) => Err(e.into()),
+            }
         })
         .await
     }

@@ -32,4 +32,5 @@ mod startup;
 mod test_issuer;
 mod token_status;
 mod trust_admin;
+mod trust_cli;
 mod zitadel_sdk;

@@ -25,10 +25,9 @@ const MAX_CONDITIONS: usize = 64;
 
 const NAME_RULE: &str = "name must be 1 to 64 of A-Z a-z 0-9 . _ -, starting with a letter or \
     digit (the issued token's client_id is trust:<name>)";
-const NAME_ONLY: &str = "no condition pins the repository or project by numeric id (an exact \
-    repository_id, repository_owner_id, project_id or namespace_id): names can be re-registered \
-    by someone else after a rename or deletion, so such a policy could match their jobs. Add an \
-    id condition, or set name_only (--force-name-only) to accept the risk";
+const NAME_ONLY: &str = "no condition pins the repository or project by numeric id \
+    (repository_id, repository_owner_id, project_id or namespace_id); names can be re-registered \
+    by someone else. Add an exact id condition, or set name_only (--force-name-only)";
 
 /// `^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$`.
 pub fn is_policy_name(name: &str) -> bool {
@@ -73,7 +72,7 @@ fn check_alone(p: &TrustPolicy) -> Result<(), OAuthError> {
         ));
     }
     CompiledConditions::compile(&p.conditions)
-        .map_err(|e| OAuthError::invalid_request(format!("conditions: {e}")))?;
+        .map_err(|e| OAuthError::invalid_request(e.to_string()))?;
     if !pins_an_id(&p.conditions) && !p.name_only {
         return bad(NAME_ONLY.into());
     }
@@ -396,6 +395,7 @@ mod tests {
         };
         let refused = check_alone(&name_only).unwrap_err();
         assert!(refused.description.contains("re-registered"), "{refused}");
+        assert!(NAME_ONLY.len() < 256, "the description cap");
         assert!(
             check_alone(&TrustPolicy {
                 name_only: true,
