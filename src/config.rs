@@ -291,6 +291,13 @@ impl Config {
                 "keys.check_interval must be positive".into(),
             ));
         }
+        if self.federation.keys_cache < std::time::Duration::from_secs(60) {
+            return Err(ConfigError::Invalid(
+                "federation.keys_cache must be at least 60s: each fetch is a request to the \
+                 CI platform"
+                    .into(),
+            ));
+        }
         if self.audit.queue_capacity == 0 || self.audit.prune_interval.is_zero() {
             return Err(ConfigError::Invalid(
                 "audit.queue_capacity and audit.prune_interval must be positive".into(),

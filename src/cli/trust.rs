@@ -241,12 +241,11 @@ impl PolicyArgs {
         Ok(Some(conditions))
     }
 
-    /// The GitHub preset refuses GITHUB_REFUSED_EVENTS minus --allow-event.
+    /// GITHUB_REFUSED_EVENTS minus --allow-event, with the GitHub preset or
+    /// an --allow-event; otherwise nothing is sent and the server refuses
+    /// the same events by default.
     fn refused_events(&self) -> anyhow::Result<Option<Vec<String>>> {
-        if self.github_repo.is_none() {
-            if !self.allow_events.is_empty() {
-                bail!("--allow-event goes with --github-repo (its refused events)");
-            }
+        if self.github_repo.is_none() && self.allow_events.is_empty() {
             return Ok(None);
         }
         Ok(Some(

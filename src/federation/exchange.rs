@@ -27,6 +27,7 @@ use crate::oauth::client::Client;
 use crate::oauth::token::{RequestContext, TokenRequest, TokenResponse};
 use crate::oauth::token_status::TRUST_CLIENT_PREFIX;
 use crate::oauth::{Core, ErrorCode, OAuthError, scope};
+use crate::store::ReplayStore;
 use crate::tokens::access::{AccessTokenRequest, Delegation};
 
 pub const TOKEN_EXCHANGE: &str = "urn:ietf:params:oauth:grant-type:token-exchange";
@@ -76,6 +77,9 @@ pub struct Assessment {
     trust: Option<Arc<IssuerTrust>>,
     #[serde(skip)]
     claims: Option<Map<String, Value>>,
+    /// The claims of a token that verified but failed a later check.
+    #[serde(skip)]
+    signed_claims: Option<Map<String, Value>>,
 }
 
 impl Assessment {
@@ -90,6 +94,7 @@ impl Assessment {
             policies: Vec::new(),
             trust: None,
             claims: None,
+            signed_claims: None,
         }
     }
 
@@ -113,13 +118,7 @@ pub fn unverified_issuer(token: &str) -> Option<String> {
 }
 
 /// Runs the exchange's checks on `token`, consuming and issuing nothing.
-/// `only` restricts the policies evaluated to one (for `trust test`).
-pub async fn assess(
-    core: &Core,
-    token: &str,
-    only: Option<&str>,
-    depth: Depth,
-) -> Result<Assessment, OAuthError> {
+pub async fn assess(core: &Core, token: &str, depth: Depth) -> Result<Assessment, OAuthError> {
     let Some(iss) = unverified_issuer(token) else {
         return Ok(Assessment::refused(
             "issuer",
@@ -160,7 +159,7 @@ pub async fn assess(
     };
     checks.extend(verification.checks);
     let policies = match &verification.claims {
-        Some(claims) => evaluate(&trust, claims, only, depth),
+        Some(claims) => evaluate(&trust, claims, depth),
         None => Vec::new(),
     };
     Ok(Assessment {
@@ -169,6 +168,7 @@ pub async fn assess(
         policies,
         trust: Some(trust),
         claims: verification.claims,
+        signed_claims: verification.signed_claims,
     })
 }
 
@@ -185,15 +185,9 @@ pub enum Depth {
 fn evaluate(
     trust: &IssuerTrust,
     claims: &Map<String, Value>,
-    only: Option<&str>,
     depth: Depth,
 ) -> Vec<PolicyEvaluation> {
-    let candidates = || {
-        trust
-            .policies
-            .iter()
-            .filter(move |p| only.is_none_or(|name| p.policy.name == name))
-    };
+    let candidates = || trust.policies.iter();
     if depth == Depth::Decide {
         let mut matching = candidates().filter(|p| p.matches(claims));
         if let (Some(one), None) = (matching.next(), matching.next()) {
@@ -221,6 +215,7 @@ fn keys_unavailable(iss: String, mut checks: Vec<Check>, reason: String) -> Asse
         policies: Vec::new(),
         trust: None,
         claims: None,
+        signed_claims: None,
     }
 }
 
@@ -240,22 +235,45 @@ pub struct TrustReport {
 }
 
 /// The dry run behind `tessera trust test`: [`assess`], then the decision
-/// the exchange would make, without consuming the `jti`.
+/// the exchange would make, including whether the `jti` was used already,
+/// without consuming it. `only` shows one policy's checks (the decision
+/// still weighs them all, as the exchange does).
 pub async fn dry_run(
     core: &Core,
     token: &str,
     only: Option<&str>,
 ) -> Result<TrustReport, OAuthError> {
-    let assessment = assess(core, token, only, Depth::Full).await?;
-    let report = match decide(core, &assessment).await {
-        Ok((trust, _, index, user)) => {
+    let mut assessment = assess(core, token, Depth::Full).await?;
+    if let (Some(name), Some(trust)) = (only, &assessment.trust)
+        && !trust.policies.iter().any(|p| p.policy.name == name)
+    {
+        return Err(OAuthError::not_found(format!(
+            "the issuer has no policy named `{}`",
+            crate::oauth::error::named(name)
+        )));
+    }
+    let decided = decide(core, &assessment).await;
+    if let Some(name) = only {
+        assessment.policies.retain(|p| p.policy == name);
+    }
+    let report = match decided {
+        Ok((trust, claims, index, user)) => {
             let policy = trust.policies[index].policy.name.clone();
-            TrustReport {
-                accepted: true,
-                verdict: format!(
+            let used = core
+                .store
+                .is_used(replay_key(&trust.issuer.issuer, &claims))
+                .await?;
+            let verdict = if used {
+                "the token's jti was already used".to_owned()
+            } else {
+                format!(
                     "accepted by policy {policy:?} for service user {}",
                     user.user.id
-                ),
+                )
+            };
+            TrustReport {
+                accepted: !used,
+                verdict,
                 policy: Some(policy),
                 service_user: Some(user.user.id.clone()),
                 assessment,
@@ -265,11 +283,26 @@ pub async fn dry_run(
             accepted: false,
             verdict: refusal.reason,
             policy: refusal.closest,
-            service_user: None,
+            service_user: refusal.service_user,
             assessment,
         },
     };
     Ok(report)
+}
+
+/// The single-use key of a CI token: its issuer and `jti`, in a domain of
+/// their own (no assertion's key can be the same).
+fn replay_key(issuer: &str, claims: &Map<String, Value>) -> String {
+    let jti = claims
+        .get("jti")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    let mut key = digest::Context::new(&digest::SHA256);
+    key.update(b"trust\0");
+    key.update(issuer.as_bytes());
+    key.update(b"\0");
+    key.update(jti.as_bytes());
+    crate::keys::hex(key.finish().as_ref())
 }
 
 /// What the audit log records of an exchange, success or failure (issue 9
@@ -288,6 +321,10 @@ struct ExchangeRecord {
     closest_policy: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     service_user: Option<String>,
+    /// Refusals of the same kind from the same source skipped since the
+    /// last one recorded.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    suppressed: Option<u64>,
 }
 
 /// The claims that say which job a token came from, bounded: GitHub's and
@@ -334,13 +371,17 @@ pub async fn exchange(
     request: &TokenRequest,
     context: RequestContext,
 ) -> Result<TokenResponse, OAuthError> {
-    let assessment = assess(core, token, None, Depth::Decide).await?;
+    let assessment = assess(core, token, Depth::Decide).await?;
     let remote = context.remote;
     let mut record = ExchangeRecord {
         issuer: assessment.issuer.clone(),
         ..Default::default()
     };
-    if let Some(claims) = &assessment.claims {
+    let signed = assessment
+        .claims
+        .as_ref()
+        .or(assessment.signed_claims.as_ref());
+    if let Some(claims) = signed {
         let issuer = assessment.issuer.as_deref().unwrap_or_default();
         record.workload = workload(issuer, claims, None);
         record.workload.remove("issuer");
@@ -348,55 +389,67 @@ pub async fn exchange(
     let decided = decide(core, &assessment).await;
     let (trust, claims, policy, user) = match decided {
         Ok(decided) => decided,
-        Err(Refusal { reason, closest }) => {
-            record.reason = Some(reason);
-            record.closest_policy = closest;
-            return Err(refuse(core, carrier, client, record, remote).await);
+        Err(refusal) => {
+            let reason = refusal.reason.clone();
+            record.reason = Some(refusal.reason);
+            record.closest_policy = refusal.closest;
+            record.service_user = refusal.service_user;
+            audit_refusal(core, client, record, remote).await;
+            return Err(generic_refusal(core, carrier, reason));
         }
     };
     let policy = &trust.policies[policy].policy;
     record.policy = Some(policy.name.clone());
     record.service_user = Some(user.user.id.clone());
+    let user = &user.user;
+
+    // The request's own parameters, before the jti is consumed: a typo
+    // must not burn the job's token.
+    let params = (|| {
+        let issued_type = issued_token_type(request)?;
+        let allowed: Vec<String> = policy
+            .scopes
+            .iter()
+            .filter(|s| user.scopes.contains(s))
+            .cloned()
+            .collect();
+        let scopes = scope::grant_scopes(&allowed, request.get("scope"))?;
+        let default_audience = user
+            .audiences
+            .first()
+            .cloned()
+            .unwrap_or_else(|| core.config.issuer().to_owned());
+        let audience =
+            scope::grant_audience(&user.audiences, default_audience, &request.targets())?;
+        Ok::<_, OAuthError>((issued_type, scopes, audience))
+    })();
+    let (issued_type, scopes, audience) = match params {
+        Ok(params) => params,
+        Err(error) => {
+            record.reason = Some(error.description.to_string());
+            audit_refusal(core, client, record, remote).await;
+            return Err(error);
+        }
+    };
 
     // Single use across replicas: the replay table's unique key.
-    let jti = claims
-        .get("jti")
-        .and_then(Value::as_str)
-        .unwrap_or_default();
     let exp = claims
         .get("exp")
         .and_then(Value::as_i64)
         .unwrap_or_default();
-    let mut key = digest::Context::new(&digest::SHA256);
-    key.update(trust.issuer.issuer.as_bytes());
-    key.update(b"\0");
-    key.update(jti.as_bytes());
-    let key = crate::keys::hex(key.finish().as_ref());
+    let key = replay_key(&trust.issuer.issuer, &claims);
     if !core
         .writer
         .consume(key, exp.saturating_add(LEEWAY_SECS))
         .await?
     {
-        record.reason = Some("the token's jti was already used".into());
-        return Err(refuse(core, carrier, client, record, remote).await);
+        let reason = "the token's jti was already used".to_owned();
+        record.reason = Some(reason.clone());
+        audit_refusal(core, client, record, remote).await;
+        return Err(generic_refusal(core, carrier, reason));
     }
 
-    let user = &user.user;
-    let allowed: Vec<String> = policy
-        .scopes
-        .iter()
-        .filter(|s| user.scopes.contains(s))
-        .cloned()
-        .collect();
-    let scopes = scope::grant_scopes(&allowed, request.get("scope"))?;
     let issuer = core.config.issuer();
-    let default_audience = user
-        .audiences
-        .first()
-        .cloned()
-        .unwrap_or_else(|| issuer.to_owned());
-    let audience = scope::grant_audience(&user.audiences, default_audience, &request.targets())?;
-    let issued_type = issued_token_type(request)?;
     let tokens = &core.config.tokens;
     let lifetime = user
         .token_lifetime(Duration::from_secs(policy.lifetime))
@@ -451,7 +504,9 @@ fn issued_token_type(request: &TokenRequest) -> Result<&'static str, OAuthError>
 
 struct Refusal {
     reason: String,
+    /// The policy that came closest, and the service user it names.
     closest: Option<String>,
+    service_user: Option<String>,
 }
 
 type Decided = (
@@ -466,6 +521,7 @@ async fn decide(core: &Core, assessment: &Assessment) -> Result<Decided, Refusal
     let refusal = |reason: String| Refusal {
         reason,
         closest: None,
+        service_user: None,
     };
     if let Some(failed) = assessment.checks.iter().find(|c| !c.passed) {
         return Err(refusal(format!("{}: {}", failed.check, failed.detail)));
@@ -487,9 +543,17 @@ async fn decide(core: &Core, assessment: &Assessment) -> Result<Decided, Refusal
                 ),
                 None => "no policy is configured for this issuer".into(),
             };
+            let service_user = closest.and_then(|c| {
+                trust
+                    .policies
+                    .iter()
+                    .find(|p| p.policy.name == c.policy)
+                    .map(|p| p.policy.service_user.clone())
+            });
             return Err(Refusal {
                 reason,
                 closest: closest.map(|p| p.policy.clone()),
+                service_user,
             });
         }
         several => {
@@ -512,33 +576,56 @@ async fn decide(core: &Core, assessment: &Assessment) -> Result<Decided, Refusal
         Err(e) => return Err(refusal(format!("the service user could not be read: {e}"))),
     };
     if !user.user.enabled {
-        return Err(refusal(format!("the service user {user_id} is disabled")));
+        return Err(Refusal {
+            service_user: Some(user_id.clone()),
+            ..refusal(format!("the service user {user_id} is disabled"))
+        });
     }
     Ok((trust.clone(), claims.clone(), index, user))
 }
 
-/// Records a refusal and builds the client's error.
-async fn refuse(
+/// Records a refusal: every one from a token that verified (it names the
+/// job), sampled per source and job so that a flood of them (anyone can
+/// mint a validly signed GitHub token for their own repository) costs the
+/// log a few rows a minute, with the count of those skipped; junk from
+/// unknown issuers is sampled per source.
+async fn audit_refusal(
     core: &Core,
-    carrier: Carrier,
     client: Option<&Client>,
-    record: ExchangeRecord,
+    mut record: ExchangeRecord,
     remote: Option<String>,
-) -> OAuthError {
-    let reason = record.reason.clone().unwrap_or_default();
-    // A token from a trusted issuer that verified is audited every time;
-    // anything else (junk, unknown issuers) is sampled per source.
-    let verified = !record.workload.is_empty();
-    if verified || core.auth_failures.admit(remote.as_deref()).is_some() {
-        let actor = Actor::anonymous();
-        let mut event = Event::new(actor, "trust.exchange_refused", Outcome::Failure)
-            .remote(remote)
-            .details(&record);
-        if let Some(client) = client {
-            event = event.client(client.client_id.clone());
+) {
+    let source = match record.workload.get("subject").and_then(Value::as_str) {
+        Some(subject) => {
+            let job = digest::digest(&digest::SHA256, subject.as_bytes());
+            format!(
+                "{}|{}",
+                remote.as_deref().unwrap_or_default(),
+                crate::keys::hex(&job.as_ref()[..8])
+            )
         }
-        event.record_via(&core.writer).await;
+        None => remote.clone().unwrap_or_default(),
+    };
+    let Some(suppressed) = core.auth_failures.admit(Some(&source)) else {
+        return;
+    };
+    record.suppressed = (suppressed > 0).then_some(suppressed);
+    let mut event = Event::new(
+        Actor::anonymous(),
+        "trust.exchange_refused",
+        Outcome::Failure,
+    )
+    .remote(remote)
+    .details(&record);
+    if let Some(client) = client {
+        event = event.client(client.client_id.clone());
     }
+    event.record_via(&core.writer).await;
+}
+
+/// The client's error for a refused token: generic, unless
+/// `federation.debug` asks for the reason.
+fn generic_refusal(core: &Core, carrier: Carrier, reason: String) -> OAuthError {
     let error = carrier.refusal();
     if core.config.federation.debug {
         OAuthError::new(error.code, format!("{}: {reason}", error.description))

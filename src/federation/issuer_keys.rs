@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 use jsonwebtoken::jwk::JwkSet;
 use serde::Deserialize;
 
-use super::issuers::is_acceptable_url;
+use super::issuers::may_fetch_keys_from;
 use crate::outbound;
 
 /// At most one refetch per issuer for an unknown `kid` in this time
@@ -115,12 +115,6 @@ impl IssuerKeys {
         })
     }
 
-    /// Forgets issuers no longer configured.
-    pub fn retain(&self, configured: impl Fn(&str) -> bool) {
-        let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
-        entries.retain(|issuer, _| configured(issuer));
-    }
-
     fn cached(
         &self,
         issuer: &str,
@@ -210,8 +204,12 @@ impl IssuerKeys {
         if discovery.issuer != issuer {
             return Err("discovery: the document names another issuer".into());
         }
-        if !is_acceptable_url(&discovery.jwks_uri) {
-            return Err("discovery: jwks_uri must be https (http only on loopback)".into());
+        if !may_fetch_keys_from(issuer, &discovery.jwks_uri) {
+            return Err(
+                "discovery: jwks_uri must be https, and on a loopback or private address only \
+                 when the issuer is on that host"
+                    .into(),
+            );
         }
         let keys: JwkSet = outbound::get_json(&self.http, &discovery.jwks_uri)
             .await

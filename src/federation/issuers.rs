@@ -40,6 +40,40 @@ fn is_loopback(url: &Url) -> bool {
     }
 }
 
+/// Whether `text` is written as the URL parser would write it (host in
+/// lower case, no default port, no dot segments), allowing only the
+/// parser's added `/` for an empty path. An issuer is compared byte for byte
+/// with the `iss` of tokens, which platforms write canonically: a
+/// non-canonical one would silently match nothing.
+pub fn is_canonical(text: &str) -> bool {
+    Url::parse(text).is_ok_and(|url| {
+        let written = url.as_str();
+        written == text || written.strip_suffix('/') == Some(text)
+    })
+}
+
+/// Whether a `jwks_uri` that `issuer`'s discovery document names may be
+/// fetched: as acceptable as an issuer, and on a loopback or private
+/// address only when the issuer itself is on that host, so that a
+/// discovery document cannot point Tessera at its own neighbours.
+pub fn may_fetch_keys_from(issuer: &str, jwks_uri: &str) -> bool {
+    let (Ok(issuer), Ok(keys)) = (Url::parse(issuer), Url::parse(jwks_uri)) else {
+        return false;
+    };
+    if !is_acceptable_url(jwks_uri) {
+        return false;
+    }
+    let internal = |url: &Url| match url.host() {
+        Some(Host::Ipv4(ip)) => ip.is_loopback() || ip.is_private() || ip.is_link_local(),
+        Some(Host::Ipv6(ip)) => {
+            ip.is_loopback() || ip.is_unique_local() || ip.is_unicast_link_local()
+        }
+        Some(Host::Domain(name)) => name.eq_ignore_ascii_case("localhost"),
+        None => true,
+    };
+    !internal(&keys) || issuer.host() == keys.host()
+}
+
 /// Whether the unverified `iss` of a token could name a trusted issuer at
 /// all: only such values are looked up, so a service user's id (the other
 /// thing a JWT-bearer assertion's `iss` may be) never is.
@@ -50,6 +84,40 @@ pub fn could_be_issuer(iss: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn canonical_issuers_only() {
+        assert!(is_canonical("https://token.actions.githubusercontent.com"));
+        assert!(is_canonical("https://example.auth0.com/"));
+        assert!(is_canonical("https://ghe.example.com/_services/token"));
+        assert!(!is_canonical("https://TOKEN.actions.githubusercontent.com"));
+        assert!(!is_canonical("https://gitlab.com:443"));
+        assert!(!is_canonical("https://gitlab.com/./x"));
+    }
+
+    #[test]
+    fn keys_on_internal_hosts_only_for_internal_issuers() {
+        let github = "https://token.actions.githubusercontent.com";
+        assert!(may_fetch_keys_from(
+            github,
+            &format!("{github}/.well-known/jwks")
+        ));
+        assert!(may_fetch_keys_from(
+            "https://accounts.example.com",
+            "https://keys.example.net/certs"
+        ));
+        assert!(!may_fetch_keys_from(github, "http://127.0.0.1:8080/jwks"));
+        assert!(!may_fetch_keys_from(github, "https://10.0.0.5/jwks"));
+        assert!(!may_fetch_keys_from(github, "https://[::1]/jwks"));
+        assert!(may_fetch_keys_from(
+            "http://127.0.0.1:9000",
+            "http://127.0.0.1:9000/jwks"
+        ));
+        assert!(!may_fetch_keys_from(
+            "http://127.0.0.1:9000",
+            "http://127.0.0.2:9000/jwks"
+        ));
+    }
 
     #[test]
     fn https_anywhere_http_on_loopback_only() {

@@ -39,6 +39,10 @@ pub struct Verification {
     pub checks: Vec<Check>,
     /// The claims, once every check passed.
     pub claims: Option<Map<String, Value>>,
+    /// The claims of a token whose signature verified but that failed a
+    /// later check: trustworthy enough to say, in the audit log, which job
+    /// it came from.
+    pub signed_claims: Option<Map<String, Value>>,
     /// No key of the issuer has the token's `kid`: the caller may refetch
     /// the issuer's keys (once per cooldown) and verify again.
     pub unknown_kid: bool,
@@ -71,8 +75,22 @@ impl Checks {
         Verification {
             checks: self.0,
             claims: None,
+            signed_claims: None,
             unknown_kid: false,
         }
+    }
+
+    /// A failure after the signature verified: the claims are kept for the
+    /// audit log.
+    fn fail_after_signature(
+        self,
+        check: &'static str,
+        detail: impl Into<String>,
+        claims: Map<String, Value>,
+    ) -> Verification {
+        let mut failed = self.fail(check, detail);
+        failed.signed_claims = Some(claims);
+        failed
     }
 }
 
@@ -171,61 +189,89 @@ fn check_claims(
     match claims.get("iss").and_then(Value::as_str) {
         Some(iss) if iss == issuer.issuer => checks.pass("issuer", iss),
         Some(iss) => {
-            return checks.fail("issuer", format!("iss is {:?}", bounded(iss, 200)));
+            let detail = format!("iss is {:?}", bounded(iss, 200));
+            return checks.fail_after_signature("issuer", detail, claims);
         }
-        None => return checks.fail("issuer", "iss is missing"),
+        None => return checks.fail_after_signature("issuer", "iss is missing", claims),
     }
-    let time = |name: &str| claims.get(name).and_then(Value::as_i64);
-    let Some(exp) = time("exp") else {
-        return checks.fail("expiry", "exp is missing or not a number");
-    };
-    if exp.saturating_add(LEEWAY_SECS) < now {
-        return checks.fail("expiry", format!("expired {} s ago", now - exp));
-    }
-    checks.pass("expiry", format!("expires in {} s", exp - now));
-    match time("nbf") {
-        Some(nbf) if nbf > now.saturating_add(LEEWAY_SECS) => {
-            return checks.fail("not before", format!("valid only in {} s", nbf - now));
+    match time_checks(&claims, issuer, now) {
+        Ok(passed) => {
+            for (check, detail) in passed {
+                checks.pass(check, detail);
+            }
         }
-        _ if claims.get("nbf").is_some_and(|v| !v.is_i64()) => {
-            return checks.fail("not before", "nbf is not a number");
-        }
-        _ => checks.pass("not before", "valid now"),
-    }
-    let Some(iat) = time("iat") else {
-        return checks.fail("issued at", "iat is missing or not a number");
-    };
-    if iat > now.saturating_add(LEEWAY_SECS) {
-        return checks.fail("issued at", "issued in the future");
-    }
-    checks.pass("issued at", format!("{} s ago", now - iat));
-    let lifetime = exp.saturating_sub(iat);
-    let cap = i64::try_from(issuer.max_token_age).unwrap_or(i64::MAX);
-    if lifetime > cap {
-        return checks.fail(
-            "lifetime",
-            format!("the token lives {lifetime} s; this issuer's cap is {cap} s"),
-        );
-    }
-    checks.pass("lifetime", format!("{lifetime} s, cap {cap} s"));
-    match claims.get("jti").and_then(Value::as_str) {
-        Some(jti) if !jti.is_empty() && jti.len() <= MAX_JTI_LEN => {
-            checks.pass("jti", "present");
-        }
-        _ => {
-            return checks.fail(
-                "jti",
-                "a jti (at most 255 bytes) is required for single use",
-            );
+        Err((passed, check, detail)) => {
+            for (check, detail) in passed {
+                checks.pass(check, detail);
+            }
+            return checks.fail_after_signature(check, detail, claims);
         }
     }
+    let has_jti = claims
+        .get("jti")
+        .and_then(Value::as_str)
+        .is_some_and(|jti| !jti.is_empty() && jti.len() <= MAX_JTI_LEN);
+    if !has_jti {
+        let detail = "a jti (at most 255 bytes) is required for single use";
+        return checks.fail_after_signature("jti", detail, claims);
+    }
+    checks.pass("jti", "present");
     if !claims.get("sub").is_some_and(Value::is_string) {
-        return checks.fail("subject", "sub is missing");
+        return checks.fail_after_signature("subject", "sub is missing", claims);
     }
     checks.pass("subject", "present");
     Verification {
         checks: checks.0,
         claims: Some(claims),
+        signed_claims: None,
         unknown_kid: false,
     }
+}
+
+type Passed = Vec<(&'static str, String)>;
+
+/// `exp`, `nbf`, `iat` (each within the leeway) and the token's own
+/// lifetime under the issuer's cap: the checks passed, or those and the
+/// first that failed.
+fn time_checks(
+    claims: &Map<String, Value>,
+    issuer: &TrustedIssuer,
+    now: i64,
+) -> Result<Passed, (Passed, &'static str, String)> {
+    let mut passed: Passed = Vec::new();
+    let time = |name: &str| claims.get(name).and_then(Value::as_i64);
+    let Some(exp) = time("exp") else {
+        return Err((passed, "expiry", "exp is missing or not a number".into()));
+    };
+    if exp.saturating_add(LEEWAY_SECS) < now {
+        let detail = format!("expired {} s ago", now.saturating_sub(exp));
+        return Err((passed, "expiry", detail));
+    }
+    passed.push((
+        "expiry",
+        format!("expires in {} s", exp.saturating_sub(now)),
+    ));
+    match (claims.get("nbf"), time("nbf")) {
+        (Some(_), None) => return Err((passed, "not before", "nbf is not a number".into())),
+        (_, Some(nbf)) if nbf > now.saturating_add(LEEWAY_SECS) => {
+            let detail = format!("valid only in {} s", nbf.saturating_sub(now));
+            return Err((passed, "not before", detail));
+        }
+        _ => passed.push(("not before", "valid now".into())),
+    }
+    let Some(iat) = time("iat") else {
+        return Err((passed, "issued at", "iat is missing or not a number".into()));
+    };
+    if iat > now.saturating_add(LEEWAY_SECS) {
+        return Err((passed, "issued at", "issued in the future".into()));
+    }
+    passed.push(("issued at", format!("{} s ago", now.saturating_sub(iat))));
+    let lifetime = exp.saturating_sub(iat);
+    let cap = i64::try_from(issuer.max_token_age).unwrap_or(i64::MAX);
+    if lifetime > cap {
+        let detail = format!("the token lives {lifetime} s; this issuer's cap is {cap} s");
+        return Err((passed, "lifetime", detail));
+    }
+    passed.push(("lifetime", format!("{lifetime} s, cap {cap} s")));
+    Ok(passed)
 }

@@ -14,7 +14,7 @@ use crate::oauth::OAuthError;
 use crate::oauth::error::ErrorBody;
 use crate::server::AppState;
 
-#[derive(Debug, Default, Deserialize, ToSchema)]
+#[derive(Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TrustTestSpec {
     /// The CI job's OIDC token, as the job would present it.
@@ -24,8 +24,18 @@ pub struct TrustTestSpec {
     pub policy: Option<String>,
 }
 
+/// The job's token is a credential: `Debug` leaves it out.
+impl std::fmt::Debug for TrustTestSpec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TrustTestSpec")
+            .field("token", &"<redacted>")
+            .field("policy", &self.policy)
+            .finish()
+    }
+}
+
 #[utoipa::path(post, path = "/admin/v1/trust/test", tag = "trust", request_body = TrustTestSpec,
-    responses((status = 200, body = TrustReport), (status = 400, body = ErrorBody)))]
+    responses((status = 200, body = TrustReport), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub(super) async fn test_trust(
     State(state): State<AppState>,
     Admin(_): Admin,

@@ -90,6 +90,10 @@ pub(crate) fn insert_all(
 }
 
 pub trait ReplayStore {
+    /// Whether a single-use key has been consumed (and not yet purged),
+    /// read only: what `tessera trust test` reports.
+    fn is_used(&self, key: String) -> impl Future<Output = Result<bool, StoreError>> + Send;
+
     /// Forgets identifiers whose assertions have expired.
     fn purge_used_assertions(
         &self,
@@ -98,6 +102,17 @@ pub trait ReplayStore {
 }
 
 impl ReplayStore for Store {
+    async fn is_used(&self, key: String) -> Result<bool, StoreError> {
+        self.run(move |conn| {
+            diesel::select(diesel::dsl::exists(
+                used_assertion_ids::table.filter(used_assertion_ids::jti_key.eq(key)),
+            ))
+            .get_result(conn)
+            .map_err(StoreError::from)
+        })
+        .await
+    }
+
     async fn purge_used_assertions(&self, now: i64) -> Result<usize, StoreError> {
         self.run(move |conn| {
             diesel::delete(used_assertion_ids::table.filter(used_assertion_ids::expires_at.lt(now)))

@@ -28,6 +28,12 @@ on_both_backends!(
     a_resurrected_repository_is_not_trusted,
     a_disabled_service_user_gets_nothing,
     the_dry_run_explains_and_consumes_nothing,
+    the_dry_run_agrees_with_the_exchange,
+    a_mistaken_parameter_does_not_burn_the_token,
+    pull_request_target_is_refused_by_default_through_the_api,
+    issuer_outages_keep_the_last_good_keys,
+    refusals_of_signed_tokens_name_the_job,
+    two_cli_commands_then_a_job_gets_its_token,
 );
 
 const TOKEN_EXCHANGE: &str = "urn:ietf:params:oauth:grant-type:token-exchange";
@@ -688,4 +694,226 @@ async fn two_replicas_share_policies_and_single_use() {
     let token = s.issuer.sign(&s.github_claims());
     assert_eq!(s.exchange(&token).await.status(), 200);
     s.refused(on_b(token).await, "already used").await;
+}
+
+async fn the_dry_run_agrees_with_the_exchange(backend: Backend) {
+    let s = setup(backend).await;
+    s.github_policy().await;
+    let test = |body: Value| {
+        let app = &s.app;
+        async move { app.admin_post("/admin/v1/trust/test", &body).await }
+    };
+    // A policy that does not exist is named as such.
+    let token = s.issuer.sign(&s.github_claims());
+    fail_with(
+        test(json!({"token": token, "policy": "nope"})).await,
+        404,
+        "not_found",
+    )
+    .await;
+    // A used jti is reported, as the exchange would refuse it.
+    assert_eq!(s.exchange(&token).await.status(), 200);
+    let report: Value = test(json!({"token": token})).await.json().await.unwrap();
+    assert_eq!(report["accepted"], false, "{report}");
+    assert!(report["verdict"].as_str().unwrap().contains("already used"));
+    // Showing one policy does not hide that another matches too.
+    s.policy("gh-twin", github_conditions(), json!({})).await;
+    let token = s.issuer.sign(&s.github_claims());
+    let report: Value = test(json!({"token": token, "policy": "gh-deploy"}))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(report["accepted"], false, "{report}");
+    assert!(
+        report["verdict"]
+            .as_str()
+            .unwrap()
+            .contains("several policies")
+    );
+    assert_eq!(
+        report["assessment"]["policies"].as_array().unwrap().len(),
+        1
+    );
+}
+
+async fn a_mistaken_parameter_does_not_burn_the_token(backend: Backend) {
+    let s = setup(backend).await;
+    s.github_policy().await;
+    let token = s.issuer.sign(&s.github_claims());
+    for (name, value, error) in [
+        ("requested_token_type", "urn:bogus", "invalid_request"),
+        ("scope", "admin", "invalid_scope"),
+        ("audience", "https://nope.example", "invalid_target"),
+    ] {
+        let response = s
+            .app
+            .http
+            .post(s.app.endpoint("/oauth/token"))
+            .form(&[
+                ("grant_type", TOKEN_EXCHANGE),
+                ("subject_token", &token),
+                ("subject_token_type", ID_TOKEN),
+                (name, value),
+            ])
+            .send()
+            .await
+            .unwrap();
+        fail_with(response, 400, error).await;
+    }
+    assert_eq!(
+        s.exchange(&token).await.status(),
+        200,
+        "the token still works"
+    );
+    let audit: Value = s
+        .app
+        .admin_get("/admin/v1/audit?action=trust.exchange_refused")
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        audit["events"].as_array().unwrap().len(),
+        3,
+        "each refusal audited"
+    );
+}
+
+async fn pull_request_target_is_refused_by_default_through_the_api(backend: Backend) {
+    let s = setup(backend).await;
+    // No refused_events given: the guard is on anyway.
+    let body = json!({
+        "name": "gh-api", "issuer": s.issuer.url, "service_user": s.user,
+        "scope": "deploy", "conditions": github_conditions(),
+    });
+    let policy = created(s.app.admin_post("/admin/v1/trust/policies", &body).await).await;
+    assert_eq!(policy["refused_events"], json!(["pull_request_target"]));
+    let mut claims = s.github_claims();
+    github_pull_request_target(&mut claims, "fork-branch");
+    s.refused(s.exchange_claims(&claims).await, "pull_request_target")
+        .await;
+}
+
+async fn issuer_outages_keep_the_last_good_keys(backend: Backend) {
+    let s = setup(backend).await;
+    s.github_policy().await;
+    assert_eq!(s.exchange_claims(&s.github_claims()).await.status(), 200);
+    // The issuer rotates while it is down: the new kid cannot be had, the
+    // old keys stay in use.
+    s.issuer.set_down(true);
+    let old_kid_token = s.issuer.sign(&s.github_claims());
+    s.issuer.rotate_rsa();
+    s.refused(s.exchange_claims(&s.github_claims()).await, "no key")
+        .await;
+    assert_eq!(
+        s.exchange(&old_kid_token).await.status(),
+        200,
+        "last good keys kept"
+    );
+
+    // An empty key set is never taken for the keys.
+    let t = setup(Backend::Sqlite).await;
+    t.issuer.set_jwks_override(Some(json!({"keys": []})));
+    t.github_policy().await;
+    t.refused(t.exchange_claims(&t.github_claims()).await, "empty")
+        .await;
+    t.issuer.set_jwks_override(None);
+    // Past the failure backoff, the real keys are fetched.
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    assert_eq!(t.exchange_claims(&t.github_claims()).await.status(), 200);
+
+    // A discovery document naming another issuer is refused.
+    let u = setup(Backend::Sqlite).await;
+    let mut discovery = u.issuer.discovery();
+    discovery["issuer"] = json!("https://elsewhere.example");
+    u.issuer.set_discovery_override(Some(discovery));
+    u.github_policy().await;
+    u.refused(
+        u.exchange_claims(&u.github_claims()).await,
+        "another issuer",
+    )
+    .await;
+}
+
+async fn refusals_of_signed_tokens_name_the_job(backend: Backend) {
+    let s = setup(backend).await;
+    s.github_policy().await;
+    let mut claims = s.github_claims();
+    let t = now();
+    claims.insert("iat".into(), json!(t - 900));
+    claims.insert("exp".into(), json!(t - 300));
+    s.refused(s.exchange_claims(&claims).await, "expired").await;
+    let audit: Value = s
+        .app
+        .admin_get("/admin/v1/audit?action=trust.exchange_refused")
+        .await
+        .json()
+        .await
+        .unwrap();
+    let details = &audit["events"][0]["details"];
+    assert_eq!(details["repository"], GITHUB_REPOSITORY, "{details}");
+    assert_eq!(details["run_id"], claims["run_id"]);
+    // A flood of refusals of one job's token is sampled, and the count of
+    // those skipped is recorded.
+    for _ in 0..15 {
+        s.refused(s.exchange_claims(&claims).await, "expired").await;
+    }
+    let audit: Value = s
+        .app
+        .admin_get("/admin/v1/audit?action=trust.exchange_refused&limit=100")
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert!(audit["events"].as_array().unwrap().len() <= 10, "{audit}");
+}
+
+/// Issue 9, "done when": an admin configures a trust in two commands and
+/// a job with a matching token gets a 15-minute token.
+async fn two_cli_commands_then_a_job_gets_its_token(backend: Backend) {
+    let s = setup_with(backend, "").await;
+    let other = TestIssuer::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let token_file = s.app.admin_token_file();
+    let cli = |args: &[&str]| {
+        let output = tokio::task::block_in_place(|| {
+            crate::cli::run(
+                crate::cli::tessera(dir.path())
+                    .args([
+                        "--url",
+                        &s.app.url,
+                        "--token-file",
+                        token_file.to_str().unwrap(),
+                    ])
+                    .args(args),
+            )
+        });
+        assert!(output.status.success(), "{}", crate::cli::stderr(&output));
+    };
+    cli(&["trust", "issuer", "add", &other.url]);
+    cli(&[
+        "trust",
+        "create",
+        "deploy",
+        "--issuer",
+        &other.url,
+        "--service-user",
+        &s.user,
+        "--scope",
+        "deploy",
+        "--github-repo",
+        GITHUB_REPOSITORY,
+        "--github-repo-id",
+        GITHUB_REPOSITORY_ID,
+        "--github-owner-id",
+        GITHUB_OWNER_ID,
+        "--ref",
+        "refs/heads/main",
+    ]);
+    let token = other.sign(&other.github_claims(&s.app.url));
+    let response = s.exchange(&token).await;
+    assert_eq!(response.status(), 200);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["expires_in"], 900);
 }

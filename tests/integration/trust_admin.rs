@@ -456,7 +456,8 @@ async fn policies_through_the_api(backend: Backend) {
     assert_eq!(policy["scopes"], json!(["deploy"]));
     assert_eq!(policy["allow_multiple_audiences"], false);
     assert_eq!(policy["name_only"], false);
-    assert_eq!(policy["refused_events"], json!([]));
+    // The pwn-request guard is on unless a policy opts out.
+    assert_eq!(policy["refused_events"], json!(["pull_request_target"]));
     let read = app.admin_get("/admin/v1/trust/policies/deploy").await;
     assert_eq!(etag(&read), tag);
 

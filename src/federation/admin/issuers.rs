@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 use super::issuer_from_record;
 use crate::audit::{Actor, Event, Outcome};
 use crate::clock;
-use crate::federation::issuers::{could_be_issuer, is_acceptable_url};
+use crate::federation::issuers::{could_be_issuer, is_acceptable_url, is_canonical};
 use crate::federation::model::{
     ALLOWED_ALGORITHMS, DEFAULT_ALGORITHMS, DEFAULT_MAX_TOKEN_AGE, MAX_MAX_TOKEN_AGE,
     TrustedIssuer, TrustedIssuerSpec,
@@ -35,6 +35,12 @@ fn validate(spec: TrustedIssuerSpec, now: i64) -> Result<TrustedIssuerRecord, OA
     // with a token's `iss`, and only such values are ever looked up.
     if !(could_be_issuer(&spec.issuer) && is_acceptable_url(&spec.issuer)) {
         return Err(OAuthError::invalid_request(URL_RULE));
+    }
+    if !is_canonical(&spec.issuer) {
+        return Err(OAuthError::invalid_request(
+            "the issuer must be written as its tokens write iss: host in lower case, \
+             no default port, no . or .. segments",
+        ));
     }
     let mut algorithms: Vec<String> = Vec::new();
     let wanted = spec

@@ -4,6 +4,7 @@
 //! unless saved `name_only` on purpose, and can never grant more than its
 //! service user may have.
 
+use crate::federation::presets::GITHUB_REFUSED_EVENTS;
 use serde_json::json;
 
 use super::{policy_from_record, policy_to_record};
@@ -151,10 +152,16 @@ async fn lookups<S: TrustStore + CredentialStore>(
             "no trusted issuer `{issuer}`: add it first (tessera trust issuer add)"
         )));
     }
-    store
+    let user = store
         .service_user(service_user.to_owned())
         .await?
-        .ok_or_else(|| OAuthError::invalid_request(format!("no service user `{service_user}`")))
+        .ok_or_else(|| OAuthError::invalid_request(format!("no service user `{service_user}`")))?;
+    if user.is_admin {
+        return Err(OAuthError::invalid_request(
+            "a trust policy cannot act as the administrator",
+        ));
+    }
+    Ok(user)
 }
 
 fn concurrent_reference() -> OAuthError {
@@ -180,7 +187,15 @@ pub async fn create_policy<S: TrustStore + CredentialStore>(
         scopes: split_scope(spec.scope),
         lifetime: spec.lifetime.unwrap_or(DEFAULT_LIFETIME),
         conditions: spec.conditions,
-        refused_events: dedup(spec.refused_events.unwrap_or_default()),
+        // The "pwn request" guard is on unless a policy opts out with an
+        // explicit list (`[]`): a token without `event_name` (GitLab, most
+        // issuers) passes it anyway.
+        refused_events: dedup(spec.refused_events.unwrap_or_else(|| {
+            GITHUB_REFUSED_EVENTS
+                .iter()
+                .map(|e| (*e).to_owned())
+                .collect()
+        })),
         name_only: spec.name_only.unwrap_or(false),
         created_at: now,
         updated_at: now,
