@@ -100,6 +100,16 @@ struct OwnClaims {
     #[serde(default)]
     scope: String,
     identity_kind: String,
+    /// Set on a token exchanged under a trust policy.
+    #[serde(default)]
+    workload: Option<Workload>,
+}
+
+/// The trust policy an exchanged token was issued under.
+#[derive(Debug, Deserialize)]
+struct Workload {
+    issuer: String,
+    policy: String,
 }
 
 const SERVICE_USER_PREFIX: &str = "su_";
@@ -134,7 +144,15 @@ async fn live_jwt(state: &Core, token: &str) -> Result<Option<OwnClaims>, OAuthE
     {
         return Ok(None);
     }
-    // A token exchanged under a trust policy names the policy, not a
+    // A token exchanged under a trust policy lives only as long as the
+    // policy: deleting it (or its issuer) ends the tokens it issued.
+    if let Some(workload) = &claims.workload {
+        let trust = state.trust.get(&state.store, &workload.issuer).await?;
+        if !trust.is_some_and(|t| t.policies.iter().any(|p| p.policy.name == workload.policy)) {
+            return Ok(None);
+        }
+    }
+    // Without client authentication, such a token names the policy, not a
     // registered client (`trust:<policy>`).
     let clientless = claims.client_id.starts_with(SERVICE_USER_PREFIX)
         || claims.client_id.starts_with(TRUST_CLIENT_PREFIX);

@@ -545,7 +545,16 @@ async fn pull_request_target_is_refused_unless_allowed(backend: Backend) {
     github_pull_request_target(&mut claims, "fork-branch");
     s.refused(s.exchange_claims(&claims).await, "pull_request_target")
         .await;
-    // A policy that allows it (no refused events) accepts it.
+    let issued: Value = s
+        .exchange_claims(&s.github_claims())
+        .await
+        .json()
+        .await
+        .unwrap();
+    let issued = issued["access_token"].as_str().unwrap().to_owned();
+    assert_eq!(s.introspect(&issued).await["active"], true);
+    // A policy that allows it (no refused events) accepts it; the tokens
+    // the deleted policy issued end with it.
     let response = s
         .app
         .http
@@ -555,6 +564,7 @@ async fn pull_request_target_is_refused_unless_allowed(backend: Backend) {
         .await
         .unwrap();
     assert_eq!(response.status(), 204);
+    assert_eq!(s.introspect(&issued).await["active"], false);
     s.policy("gh-prt", github_conditions(), json!({"refused_events": []}))
         .await;
     let mut claims = s.github_claims();
