@@ -101,7 +101,7 @@ fn name(alg: Algorithm) -> String {
 
 /// Whether `jwk` is a key of `alg`'s family and, if it names an algorithm,
 /// that one.
-fn key_fits(jwk: &Jwk, alg: Algorithm) -> bool {
+pub(crate) fn key_fits(jwk: &Jwk, alg: Algorithm) -> bool {
     use Algorithm::*;
     let family = match (&jwk.algorithm, alg) {
         (AlgorithmParameters::RSA(_), RS256 | RS384 | RS512 | PS256 | PS384 | PS512) => true,

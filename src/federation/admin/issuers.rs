@@ -3,7 +3,7 @@
 //! static JWK Set for an issuer Tessera cannot reach.
 
 use jsonwebtoken::Algorithm;
-use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, Jwk, JwkSet};
+use jsonwebtoken::jwk::{Jwk, JwkSet};
 use serde_json::{Value, json};
 
 use super::issuer_from_record;
@@ -14,6 +14,7 @@ use crate::federation::model::{
     ALLOWED_ALGORITHMS, DEFAULT_ALGORITHMS, DEFAULT_MAX_TOKEN_AGE, MAX_MAX_TOKEN_AGE,
     TrustedIssuer, TrustedIssuerSpec,
 };
+use crate::federation::verify::key_fits;
 use crate::oauth::{ErrorCode, OAuthError, etag};
 use crate::store::{StoreError, TrustStore, TrustedIssuerRecord};
 
@@ -117,22 +118,10 @@ fn check_static_jwks(jwks: &Value, algorithms: &[String]) -> Result<(), String> 
     Ok(())
 }
 
-/// Whether `key` is of `alg`'s family, names no other algorithm, and loads.
+/// Whether `key` is of `alg`'s family, names no other algorithm (as the
+/// exchange checks it), and loads.
 fn fits(key: &Jwk, alg: Algorithm) -> bool {
-    use Algorithm::*;
-    let family = match (&key.algorithm, alg) {
-        (AlgorithmParameters::RSA(_), RS256 | RS384 | RS512 | PS256 | PS384 | PS512) => true,
-        (AlgorithmParameters::EllipticCurve(ec), ES256) => ec.curve == EllipticCurve::P256,
-        (AlgorithmParameters::EllipticCurve(ec), ES384) => ec.curve == EllipticCurve::P384,
-        (AlgorithmParameters::OctetKeyPair(okp), EdDSA) => okp.curve == EllipticCurve::Ed25519,
-        _ => false,
-    };
-    family
-        && key
-            .common
-            .key_algorithm
-            .is_none_or(|declared| format!("{declared:?}") == format!("{alg:?}"))
-        && jsonwebtoken::DecodingKey::from_jwk(key).is_ok()
+    key_fits(key, alg) && jsonwebtoken::DecodingKey::from_jwk(key).is_ok()
 }
 
 pub async fn create_issuer<S: TrustStore>(
