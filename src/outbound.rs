@@ -45,3 +45,61 @@ pub async fn get_json<T: DeserializeOwned>(http: &reqwest::Client, uri: &str) ->
     }
     serde_json::from_slice(&body).map_err(|e| e.to_string())
 }
+
+/// No fetch for this long after a failed one, doubled per further failure.
+const FIRST_FAILURE_BACKOFF: Duration = Duration::from_secs(1);
+const MAX_FAILURE_BACKOFF: Duration = Duration::from_secs(60);
+
+/// What the fetches of one key set have left: the last good keys, and the
+/// backoff after failures. Shared by a client's `jwks_uri` and a trusted
+/// issuer's keys; each cache decides for itself when to fetch again.
+#[derive(Default)]
+pub struct KeySetState {
+    /// The last keys fetched, and when.
+    pub good: Option<(
+        std::sync::Arc<jsonwebtoken::jwk::JwkSet>,
+        std::time::Instant,
+    )>,
+    /// Consecutive failed fetches, and no fetch before this instant.
+    failures: u32,
+    retry_at: Option<std::time::Instant>,
+    /// Why the last fetch failed (for the log and the refusal).
+    pub last_error: String,
+}
+
+impl KeySetState {
+    /// Whether a failed fetch forbids another one at `now`.
+    pub fn backing_off(&self, now: std::time::Instant) -> bool {
+        self.retry_at.is_some_and(|at| now < at)
+    }
+
+    /// Stores a fetch's outcome: fresh keys, or on a failure the last good
+    /// keys while the backoff doubles; `Err` (why) when there are none.
+    pub fn record(
+        &mut self,
+        fetched: Result<jsonwebtoken::jwk::JwkSet, String>,
+        now: std::time::Instant,
+    ) -> Result<std::sync::Arc<jsonwebtoken::jwk::JwkSet>, String> {
+        match fetched {
+            Ok(keys) => {
+                let keys = std::sync::Arc::new(keys);
+                self.good = Some((keys.clone(), now));
+                self.failures = 0;
+                self.retry_at = None;
+                Ok(keys)
+            }
+            Err(reason) => {
+                let backoff = FIRST_FAILURE_BACKOFF
+                    .saturating_mul(1 << self.failures.min(16))
+                    .min(MAX_FAILURE_BACKOFF);
+                self.failures = self.failures.saturating_add(1);
+                self.retry_at = Some(now + backoff);
+                self.last_error.clone_from(&reason);
+                match &self.good {
+                    Some((keys, _)) => Ok(keys.clone()),
+                    None => Err(reason),
+                }
+            }
+        }
+    }
+}

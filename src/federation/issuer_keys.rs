@@ -23,24 +23,19 @@ use jsonwebtoken::jwk::JwkSet;
 use serde::Deserialize;
 
 use super::issuers::may_fetch_keys_from;
-use crate::outbound;
+use crate::outbound::{self, KeySetState};
 
 /// At most one refetch per issuer for an unknown `kid` in this time
 /// (issue 9: at least 60 s).
 pub const UNKNOWN_KID_COOLDOWN: Duration = Duration::from_secs(60);
-const FIRST_FAILURE_BACKOFF: Duration = Duration::from_secs(1);
-const MAX_FAILURE_BACKOFF: Duration = Duration::from_secs(60);
 
 #[derive(Default)]
 struct Entry {
-    good: Option<(Arc<JwkSet>, Instant)>,
+    state: KeySetState,
     /// When a token's unknown `kid` last caused a refetch.
     unknown_kid_refetch: Option<Instant>,
     /// When the last fetch ended, whatever its outcome.
     last_fetch: Option<Instant>,
-    failures: u32,
-    retry_at: Option<Instant>,
-    last_error: String,
     fetching: Arc<tokio::sync::Mutex<()>>,
 }
 
@@ -109,9 +104,9 @@ impl IssuerKeys {
         if entry.last_fetch.is_none_or(|at| at < asked) {
             return None;
         }
-        Some(match &entry.good {
+        Some(match &entry.state.good {
             Some((keys, _)) => Ok(keys.clone()),
-            None => Err(KeysUnavailable(entry.last_error.clone())),
+            None => Err(KeysUnavailable(entry.state.last_error.clone())),
         })
     }
 
@@ -136,8 +131,8 @@ impl IssuerKeys {
     }
 
     fn judge(&self, entry: &Entry, unknown_kid: bool, now: Instant) -> Cached {
-        let backing_off = entry.retry_at.is_some_and(|at| now < at);
-        match &entry.good {
+        let backing_off = entry.state.backing_off(now);
+        match &entry.state.good {
             Some((keys, fetched)) => {
                 let stale = now.saturating_duration_since(*fetched) >= self.cache_for;
                 let may_refetch = unknown_kid
@@ -150,7 +145,7 @@ impl IssuerKeys {
                     Cached::Fetch
                 }
             }
-            None if backing_off => Cached::Failing(entry.last_error.clone()),
+            None if backing_off => Cached::Failing(entry.state.last_error.clone()),
             None => Cached::Fetch,
         }
     }
@@ -164,38 +159,18 @@ impl IssuerKeys {
         let entry = entries.entry(issuer.to_owned()).or_default();
         let now = Instant::now();
         entry.last_fetch = Some(now);
-        match fetched {
-            Ok(keys) => {
-                let keys = Arc::new(keys);
-                entry.good = Some((keys.clone(), now));
-                entry.failures = 0;
-                entry.retry_at = None;
-                Ok(keys)
-            }
-            Err(reason) => {
-                let backoff = FIRST_FAILURE_BACKOFF
-                    .saturating_mul(1 << entry.failures.min(16))
-                    .min(MAX_FAILURE_BACKOFF);
-                entry.failures = entry.failures.saturating_add(1);
-                entry.retry_at = Some(now + backoff);
-                entry.last_error = reason.clone();
-                match &entry.good {
-                    Some((keys, _)) => {
-                        tracing::warn!(%issuer, %reason, "trusted issuer's keys could not be fetched; keeping the last keys");
-                        Ok(keys.clone())
-                    }
-                    None => {
-                        tracing::warn!(%issuer, %reason, "trusted issuer's keys could not be fetched");
-                        Err(KeysUnavailable(reason))
-                    }
-                }
-            }
+        let failed = fetched.as_ref().err().cloned();
+        let recorded = entry.state.record(fetched, now);
+        if let Some(reason) = &failed {
+            let kept_last_keys = recorded.is_ok();
+            tracing::warn!(%issuer, %reason, kept_last_keys, "trusted issuer's keys could not be fetched");
         }
+        recorded.map_err(KeysUnavailable)
     }
 
     /// Discovery, then the key set it names. The discovery document must
-    /// name this issuer (OIDC Discovery §4.3), and its `jwks_uri` must be
-    /// as acceptable as an issuer URL.
+    /// name this issuer (OIDC Discovery §4.3), and its `jwks_uri` must pass
+    /// [`may_fetch_keys_from`].
     async fn fetch(&self, issuer: &str) -> Result<JwkSet, String> {
         let discovery_url = format!("{issuer}/.well-known/openid-configuration");
         let discovery: Discovery = outbound::get_json(&self.http, &discovery_url)

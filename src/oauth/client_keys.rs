@@ -17,21 +17,12 @@ use jsonwebtoken::jwk::JwkSet;
 
 use super::OAuthError;
 use super::client::Client;
-
-/// No fetch for this long after a failed one, doubled per further failure.
-const FIRST_FAILURE_BACKOFF: Duration = Duration::from_secs(1);
-const MAX_FAILURE_BACKOFF: Duration = Duration::from_secs(60);
+use crate::outbound::KeySetState;
 
 /// What is known about one `jwks_uri`.
 #[derive(Default)]
 struct Entry {
-    /// The last keys fetched, and when.
-    good: Option<(Arc<JwkSet>, Instant)>,
-    /// Consecutive failed fetches, and no fetch before this instant.
-    failures: u32,
-    retry_at: Option<Instant>,
-    /// Why the last fetch failed (for the log).
-    last_error: String,
+    state: KeySetState,
     /// Held while this URI is fetched.
     fetching: Arc<tokio::sync::Mutex<()>>,
 }
@@ -118,16 +109,17 @@ impl ClientKeys {
 
     fn judge(&self, entry: &Entry, refresh: bool) -> Cached {
         let now = Instant::now();
-        if let Some((keys, fetched)) = &entry.good {
+        let state = &entry.state;
+        if let Some((keys, fetched)) = &state.good {
             let age = now.saturating_duration_since(*fetched);
             let wanted = age >= self.cache_for || (refresh && age >= self.refetch_cooldown);
             if !wanted {
                 return Cached::Keys(keys.clone());
             }
         }
-        match (entry.retry_at, &entry.good) {
-            (Some(retry_at), Some((keys, _))) if now < retry_at => Cached::Keys(keys.clone()),
-            (Some(retry_at), None) if now < retry_at => Cached::Failing(entry.last_error.clone()),
+        match &state.good {
+            Some((keys, _)) if state.backing_off(now) => Cached::Keys(keys.clone()),
+            None if state.backing_off(now) => Cached::Failing(state.last_error.clone()),
             _ => Cached::Fetch,
         }
     }
@@ -140,31 +132,12 @@ impl ClientKeys {
     ) -> Result<Arc<JwkSet>, OAuthError> {
         let mut entries = self.entries.lock().expect("jwks cache");
         let entry = entries.entry(uri.to_owned()).or_default();
-        let now = Instant::now();
-        match fetched {
-            Ok(keys) => {
-                let keys = Arc::new(keys);
-                entry.good = Some((keys.clone(), now));
-                entry.failures = 0;
-                entry.retry_at = None;
-                Ok(keys)
-            }
-            Err(reason) => {
-                let backoff = FIRST_FAILURE_BACKOFF
-                    .saturating_mul(1 << entry.failures.min(16))
-                    .min(MAX_FAILURE_BACKOFF);
-                entry.failures = entry.failures.saturating_add(1);
-                entry.retry_at = Some(now + backoff);
-                entry.last_error = reason.clone();
-                match &entry.good {
-                    Some((keys, _)) => {
-                        tracing::warn!(%uri, %reason, "jwks_uri fetch failed; keeping the last keys");
-                        Ok(keys.clone())
-                    }
-                    None => Err(unusable(format!("{uri}: {reason}"))),
-                }
-            }
+        let failed = fetched.as_ref().err().cloned();
+        let recorded = entry.state.record(fetched, Instant::now());
+        if let (Some(reason), Ok(_)) = (&failed, &recorded) {
+            tracing::warn!(%uri, %reason, "jwks_uri fetch failed; keeping the last keys");
         }
+        recorded.map_err(|reason| unusable(format!("{uri}: {reason}")))
     }
 
     /// Reads the key set, stopping as soon as it passes the size cap.
