@@ -6,7 +6,7 @@ use diesel::prelude::*;
 
 use super::audit::{NewAuditRecord, append_in};
 use super::schema::{client_secrets, clients};
-use super::{AnyConnection, Store, StoreError};
+use super::{AnyConnection, Refusal, Store, StoreError};
 
 #[derive(Debug, Clone, Queryable, Selectable, Insertable, AsChangeset)]
 #[diesel(table_name = clients, treat_none_as_null = true)]
@@ -116,18 +116,6 @@ pub struct ClientChange {
 pub struct NewSecret {
     pub secret: ClientSecretRecord,
     pub previous_until: i64,
-}
-
-/// Either the caller's refusal or a database error, inside a transaction.
-enum Refusal<E> {
-    By(E),
-    Database(diesel::result::Error),
-}
-
-impl<E> From<diesel::result::Error> for Refusal<E> {
-    fn from(e: diesel::result::Error) -> Self {
-        Refusal::Database(e)
-    }
 }
 
 /// Takes the client's row lock (PostgreSQL) or the write lock (SQLite) as
@@ -242,11 +230,7 @@ impl ClientStore for Store {
                 append_in(conn, &change.event)?;
                 Ok(value)
             });
-            match outcome {
-                Ok(value) => Ok(Ok(value)),
-                Err(Refusal::By(e)) => Ok(Err(e)),
-                Err(Refusal::Database(e)) => Err(e.into()),
-            }
+            Refusal::settle(outcome)
         })
         .await
     }
@@ -275,11 +259,7 @@ impl ClientStore for Store {
                 append_in(conn, &event)?;
                 Ok(())
             });
-            match outcome {
-                Ok(()) => Ok(Ok(())),
-                Err(Refusal::By(e)) => Ok(Err(e)),
-                Err(Refusal::Database(e)) => Err(e.into()),
-            }
+            Refusal::settle(outcome)
         })
         .await
     }

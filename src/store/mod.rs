@@ -78,6 +78,32 @@ impl From<DieselError> for StoreError {
     }
 }
 
+/// Either the caller's refusal or a database error, inside a read-modify-
+/// write transaction: the refusal rolls the transaction back like an error,
+/// but reaches the caller as its own answer.
+enum Refusal<E> {
+    By(E),
+    Database(DieselError),
+}
+
+impl<E> From<DieselError> for Refusal<E> {
+    fn from(e: DieselError) -> Self {
+        Refusal::Database(e)
+    }
+}
+
+impl<E> Refusal<E> {
+    /// The transaction's outcome as the store traits report it: the
+    /// caller's refusal inside, a database failure outside.
+    fn settle<T>(outcome: Result<T, Refusal<E>>) -> Result<Result<T, E>, StoreError> {
+        match outcome {
+            Ok(value) => Ok(Ok(value)),
+            Err(Refusal::By(e)) => Ok(Err(e)),
+            Err(Refusal::Database(e)) => Err(e.into()),
+        }
+    }
+}
+
 /// libpq reports a dropped server as an "unknown" error with these words;
 /// SQLite reports a write lock held past `busy_timeout` as "locked". Both
 /// pass, so both are "try again later", never a refusal of the data.

@@ -8,7 +8,7 @@ use super::audit::{NewAuditRecord, append_in};
 use super::credentials::ServiceUserRecord;
 use super::schema::{access_tokens, service_user_keys, service_users};
 use super::trust::policy_naming_service_user;
-use super::{Store, StoreError};
+use super::{Refusal, Store, StoreError};
 
 /// A transaction's failure: the store's error, or "still used by".
 struct InUse(StoreError);
@@ -171,15 +171,6 @@ impl ServiceUserStore for Store {
             + Send
             + 'static,
     {
-        enum Failure<E> {
-            By(E),
-            Database(diesel::result::Error),
-        }
-        impl<E> From<diesel::result::Error> for Failure<E> {
-            fn from(e: diesel::result::Error) -> Self {
-                Failure::Database(e)
-            }
-        }
         self.run(move |conn| {
             let outcome = conn.transaction(|conn| {
                 // The lock first (see `add_service_user_key`).
@@ -187,13 +178,13 @@ impl ServiceUserStore for Store {
                     .set(service_users::name.eq(service_users::name))
                     .execute(conn)?;
                 if locked == 0 {
-                    return Err(Failure::Database(diesel::result::Error::NotFound));
+                    return Err(Refusal::Database(diesel::result::Error::NotFound));
                 }
                 let current = service_users::table
                     .find(&id)
                     .select(ServiceUserRecord::as_select())
                     .first(conn)?;
-                let (mut user, event, value) = change(current).map_err(Failure::By)?;
+                let (mut user, event, value) = change(current).map_err(Refusal::By)?;
                 user.id.clone_from(&id);
                 diesel::update(service_users::table.find(&id))
                     .set((
@@ -209,11 +200,7 @@ impl ServiceUserStore for Store {
                 append_in(conn, &event)?;
                 Ok(value)
             });
-            match outcome {
-                Ok(value) => Ok(Ok(value)),
-                Err(Failure::By(e)) => Ok(Err(e)),
-                Err(Failure::Database(e)) => Err(e.into()),
-            }
+            Refusal::settle(outcome)
         })
         .await
     }
