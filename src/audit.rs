@@ -286,14 +286,26 @@ impl SourceThrottle {
 /// An IPv4 address, or an IPv6 address's /64 (one host's usual share);
 /// anything else, bounded, as it is.
 fn source_key(source: Option<&str>) -> String {
-    match source.map(|s| s.parse::<IpAddr>().map(|ip| ip.to_canonical())) {
-        Some(Ok(IpAddr::V6(v6))) => {
-            let prefix = u128::from(v6) & !((1u128 << 64) - 1);
-            format!("{}/64", std::net::Ipv6Addr::from(prefix))
-        }
-        Some(Ok(IpAddr::V4(v4))) => v4.to_string(),
+    match source.map(|s| s.parse::<IpAddr>()) {
+        Some(Ok(ip)) => match host_of(ip) {
+            IpAddr::V6(block) => format!("{block}/64"),
+            IpAddr::V4(v4) => v4.to_string(),
+        },
         Some(Err(_)) => bounded(source.unwrap_or_default(), 64),
         None => String::new(),
+    }
+}
+
+/// The address one host counts as: an IPv4 address (an IPv4-mapped IPv6
+/// peer included) as it is, an IPv6 address as its /64, the block one
+/// subscriber is usually given. Shared by the audit's sampling and the
+/// per-address connection share.
+pub fn host_of(ip: IpAddr) -> IpAddr {
+    match ip.to_canonical() {
+        IpAddr::V6(v6) => IpAddr::V6(std::net::Ipv6Addr::from(
+            u128::from(v6) & !((1u128 << 64) - 1),
+        )),
+        v4 => v4,
     }
 }
 

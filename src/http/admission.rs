@@ -14,7 +14,7 @@
 
 use std::collections::HashMap;
 use std::future::Future;
-use std::net::{IpAddr, Ipv6Addr};
+use std::net::IpAddr;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -62,7 +62,7 @@ impl PerAddress {
                 key: None,
             });
         }
-        let key = Self::key(peer);
+        let key = crate::audit::host_of(peer);
         let mut open = self.open.lock().unwrap_or_else(|e| e.into_inner());
         let count = open.entry(key).or_insert(0);
         if *count >= self.limit {
@@ -73,16 +73,6 @@ impl PerAddress {
             table: self.clone(),
             key: Some(key),
         })
-    }
-
-    fn key(peer: IpAddr) -> IpAddr {
-        match peer {
-            IpAddr::V4(_) => peer,
-            IpAddr::V6(v6) => {
-                let prefix = u128::from(v6) & !((1u128 << 64) - 1);
-                IpAddr::V6(Ipv6Addr::from(prefix))
-            }
-        }
     }
 
     #[cfg(test)]
