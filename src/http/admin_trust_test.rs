@@ -14,13 +14,18 @@ use crate::oauth::OAuthError;
 use crate::oauth::error::ErrorBody;
 use crate::server::AppState;
 
+const MAX_TOKEN_CHARS: usize = 8192;
+const MAX_POLICY_CHARS: usize = 64;
+
 #[derive(Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TrustTestSpec {
-    /// The CI job's OIDC token, as the job would present it.
-    #[schema(min_length = 1, max_length = 16384)]
+    /// The CI job's OIDC token, as the job would present it (GitHub's and
+    /// GitLab's are 1 to 2 KB).
+    #[schema(min_length = 1, max_length = 8192)]
     pub token: String,
     /// Evaluate this policy only (by name); all of the issuer's otherwise.
+    #[schema(max_length = 64)]
     pub policy: Option<String>,
 }
 
@@ -35,15 +40,27 @@ impl std::fmt::Debug for TrustTestSpec {
 }
 
 #[utoipa::path(post, path = "/admin/v1/trust/test", tag = "trust", request_body = TrustTestSpec,
-    responses((status = 200, body = TrustReport), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
+    responses((status = 200, body = TrustReport), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody), (status = 413, body = ErrorBody)))]
 pub(super) async fn test_trust(
     State(state): State<AppState>,
     Admin(_): Admin,
     JsonOrEmpty(spec): JsonOrEmpty<TrustTestSpec>,
 ) -> Result<Json<TrustReport>, OAuthError> {
-    if spec.token.is_empty() || spec.token.len() > 16384 {
+    // Characters, as the document's maxLength counts them. The bounds keep
+    // any body the document allows under server.max_body_bytes (64 KiB),
+    // even with every character JSON-escaped.
+    if spec.token.is_empty() || spec.token.chars().count() > MAX_TOKEN_CHARS {
         return Err(OAuthError::invalid_request(
-            "token must be a JWT of at most 16384 bytes",
+            "token must be a JWT of 1 to 8192 characters",
+        ));
+    }
+    if spec
+        .policy
+        .as_ref()
+        .is_some_and(|p| p.chars().count() > MAX_POLICY_CHARS)
+    {
+        return Err(OAuthError::invalid_request(
+            "policy must be a policy name of at most 64 characters",
         ));
     }
     let report = exchange::dry_run(&state, &spec.token, spec.policy.as_deref()).await?;
