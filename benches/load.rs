@@ -11,7 +11,7 @@
 //! each (default 10), and prints the median req/s, p50, p99 and the errors,
 //! as the peer's harness in ../shared/bench does. Needs `wrk` (Debian
 //! package `wrk`).
-//! `BENCH_ONLY=basic,pkjwt,jwt-bearer,exchange,introspection` picks scenarios (all by
+//! `BENCH_ONLY=basic,pkjwt,jwt-bearer,exchange,introspection,login,code` picks scenarios (all by
 //! default), for profiling one at a time; the server's pid is printed, and
 //! `BENCH_BINARY` runs another build of `tessera`.
 
@@ -25,6 +25,9 @@ use base64::engine::general_purpose::STANDARD;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde_json::{Value, json};
 use tessera::keys::{Alg, KeyMaterial};
+
+#[path = "load/people.rs"]
+mod people;
 
 const CONNECTIONS: u32 = 64;
 /// Assertions prepared per second of run: above any rate reached here.
@@ -73,6 +76,13 @@ fn start(database_url: Option<&str>) -> Server {
         .env("TESSERA_SERVER__LISTEN", format!("127.0.0.1:{port}"))
         .env("TESSERA_SERVER__ISSUER", &base)
         .env("TESSERA_LOG", "warn")
+        // Every bench client shares 127.0.0.1: the per-address login
+        // bucket is still counted and refunded, but 16 logins in flight
+        // from one address must not block it as a spray would.
+        .env("TESSERA_LOGIN__FREE_FAILURES_PER_ADDRESS", "1000000")
+        // A redemption run's codes are made before it starts: on
+        // PostgreSQL that took longer than the default 60 s code life.
+        .env("TESSERA_TOKENS__CODE_LIFETIME", "10m")
         .stdout(Stdio::null())
         .stderr(Stdio::inherit());
     if let Some(url) = database_url {
@@ -321,12 +331,12 @@ fn wrk(
     script: &str,
     env: impl Fn(usize) -> Vec<(&'static str, String)>,
     plan: &Plan,
-) {
+) -> Option<f64> {
     if !selected(key) {
-        return;
+        return None;
     }
     let results: Vec<RunResult> = (0..plan.runs)
-        .map(|run| wrk_once(label, server, script, &env(run), plan.seconds))
+        .map(|run| wrk_once(label, server, script, &env(run), plan))
         .collect();
     let med = |figure: fn(&RunResult) -> f64| median(results.iter().map(figure).collect());
     let each = |figure: fn(&RunResult) -> f64, digits: usize| {
@@ -352,6 +362,7 @@ fn wrk(
             each(|r| r.p99_ms, 2)
         );
     }
+    Some(med(|r| r.rps))
 }
 
 fn wrk_once(
@@ -359,14 +370,14 @@ fn wrk_once(
     server: &Server,
     script: &str,
     env: &[(&str, String)],
-    seconds: u64,
+    plan: &Plan,
 ) -> RunResult {
     let cpu_before = cpu_seconds(server.child.id());
     let output = Command::new("wrk")
         .args([
             "-t1",
-            &format!("-c{CONNECTIONS}"),
-            &format!("-d{seconds}s"),
+            &format!("-c{}", plan.connections),
+            &format!("-d{}s", plan.seconds),
             "--latency",
             "-s",
         ])
@@ -398,10 +409,13 @@ fn wrk_once(
     }
 }
 
-/// How long and how often each scenario runs.
+/// How long and how often each scenario runs, and over how many
+/// connections.
+#[derive(Clone, Copy)]
 struct Plan {
     seconds: u64,
     runs: usize,
+    connections: u32,
 }
 
 fn run(label: &str, database_url: Option<&str>, plan: &Plan) {
@@ -496,7 +510,7 @@ fn run(label: &str, database_url: Option<&str>, plan: &Plan) {
         // and fewer tokens per second than the ES256 scenarios get.
         let plan = &Plan {
             seconds: plan.seconds.min(5),
-            runs: plan.runs,
+            ..*plan
         };
         let files = assertion_files(&server, "exchange", plan, EXCHANGES_PER_SECOND, |i, now| {
             let claims = json!({
@@ -531,6 +545,17 @@ fn run(label: &str, database_url: Option<&str>, plan: &Plan) {
         |_| basic_env(&introspect_body, "/oauth/introspect"),
         plan,
     );
+    // People (issue 10): logins and code redemptions, each beside the
+    // limit this run measures for it.
+    if selected("login") || selected("code") {
+        let people = people::setup(&server);
+        if selected("login") {
+            people::logins(&server, plan);
+        }
+        if selected("code") {
+            people::redemptions(&server, &people, plan);
+        }
+    }
 }
 
 fn main() {
@@ -548,6 +573,7 @@ fn main() {
     let plan = Plan {
         seconds: setting("BENCH_SECONDS", 10),
         runs: setting("BENCH_RUNS", 3).max(1) as usize,
+        connections: CONNECTIONS,
     };
     run("SQLite", None, &plan);
     match std::env::var("TESSERA_BENCH_DATABASE_URL") {

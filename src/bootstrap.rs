@@ -67,6 +67,7 @@ pub async fn initialize<S: InstanceStore>(
         audiences: String::new(),
         enabled: true,
         max_token_lifetime: None,
+        owner_id: None,
     };
     let (token, record) = admin_token(digest_key, &admin.id, now, lifetime);
     let event = Event::new(Actor::system(), "instance.initialized", Outcome::Success)

@@ -26,6 +26,57 @@ pub struct Config {
     pub admin: AdminConfig,
     pub audit: AuditConfig,
     pub federation: FederationConfig,
+    pub passwords: PasswordsConfig,
+    pub sessions: SessionsConfig,
+    pub login: LoginConfig,
+}
+
+/// argon2id parameters for human passwords (RFC 9106 §3.1). Hashes made
+/// at other parameters still verify and are replaced at the next login.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PasswordsConfig {
+    /// Memory cost `m` in KiB.
+    pub memory_kib: u32,
+    /// Passes `t`.
+    pub iterations: u32,
+    /// Lanes `p`.
+    pub parallelism: u32,
+}
+
+/// Browser sessions (issue 10, item 2).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SessionsConfig {
+    /// A session unused for this long ends.
+    #[serde(with = "humantime_serde")]
+    pub idle_timeout: Duration,
+    /// A session ends this long after the login that made it, used or not.
+    #[serde(with = "humantime_serde")]
+    pub absolute_timeout: Duration,
+    /// Sensitive changes (turning on TOTP) need a login at most this old.
+    #[serde(with = "humantime_serde")]
+    pub reauthenticate_after: Duration,
+}
+
+/// Sign-in throttling (issue 10, item 2).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LoginConfig {
+    /// Failed attempts on one account (known or not) before each further
+    /// failure blocks it for a growing delay.
+    pub free_failures_per_account: u32,
+    /// The same, per client address (an IPv6 /64).
+    pub free_failures_per_address: u32,
+    /// The longest block.
+    #[serde(with = "humantime_serde")]
+    pub max_delay: Duration,
+    /// A bucket without a failure for this long starts again from zero.
+    #[serde(with = "humantime_serde")]
+    pub failure_window: Duration,
+    /// How long the second step of a login (the TOTP code) may take.
+    #[serde(with = "humantime_serde")]
+    pub second_step_timeout: Duration,
 }
 
 /// CI federation (token exchange of CI platforms' OIDC tokens).
@@ -151,6 +202,17 @@ pub struct TokensConfig {
     pub access_token_lifetime: Duration,
     #[serde(with = "humantime_serde")]
     pub max_lifetime: Duration,
+    /// A refresh token not used for this long expires (its family too).
+    #[serde(with = "humantime_serde")]
+    pub refresh_idle_lifetime: Duration,
+    /// A refresh-token family ends this long after the sign-in that
+    /// started it, however often it was rotated.
+    #[serde(with = "humantime_serde")]
+    pub refresh_absolute_lifetime: Duration,
+    /// How long an authorization code may wait for its redemption
+    /// (RFC 6749 §4.1.2: short-lived, at most 10 minutes recommended).
+    #[serde(with = "humantime_serde")]
+    pub code_lifetime: Duration,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -281,6 +343,21 @@ impl Config {
                 "tokens.access_token_lifetime must not exceed tokens.max_lifetime".into(),
             ));
         }
+        if self.tokens.refresh_idle_lifetime.is_zero()
+            || self.tokens.refresh_idle_lifetime > self.tokens.refresh_absolute_lifetime
+        {
+            return Err(ConfigError::Invalid(
+                "tokens.refresh_idle_lifetime must be positive and at most \
+                 tokens.refresh_absolute_lifetime"
+                    .into(),
+            ));
+        }
+        let code_lifetime = self.tokens.code_lifetime;
+        if code_lifetime < Duration::from_secs(1) || code_lifetime > Duration::from_secs(600) {
+            return Err(ConfigError::Invalid(
+                "tokens.code_lifetime must be between 1s and 10m (RFC 6749 §4.1.2)".into(),
+            ));
+        }
         if self.tokens.max_lifetime.is_zero() || self.keys.rotation_period.is_zero() {
             return Err(ConfigError::Invalid(
                 "tokens.max_lifetime and keys.rotation_period must be positive".into(),
@@ -303,6 +380,31 @@ impl Config {
                 "audit.queue_capacity and audit.prune_interval must be positive".into(),
             ));
         }
+        if self.sessions.idle_timeout.is_zero()
+            || self.sessions.absolute_timeout < self.sessions.idle_timeout
+        {
+            return Err(ConfigError::Invalid(
+                "sessions.idle_timeout must be positive and at most sessions.absolute_timeout"
+                    .into(),
+            ));
+        }
+        if self.sessions.reauthenticate_after.is_zero() {
+            return Err(ConfigError::Invalid(
+                "sessions.reauthenticate_after must be positive".into(),
+            ));
+        }
+        if self.login.max_delay.is_zero()
+            || self.login.failure_window.is_zero()
+            || self.login.second_step_timeout.is_zero()
+        {
+            return Err(ConfigError::Invalid(
+                "login.max_delay, login.failure_window and login.second_step_timeout must be \
+                 positive"
+                    .into(),
+            ));
+        }
+        crate::accounts::passwords::Passwords::new(&self.passwords)
+            .map_err(|e| ConfigError::Invalid(format!("passwords: {e}")))?;
         crate::store::DatabaseUrl::parse(&self.database.url)
             .map_err(|e| ConfigError::Invalid(format!("database.url: {e}")))?;
         Ok(self)
@@ -361,6 +463,21 @@ mod tests {
     }
 
     #[test]
+    fn password_parameters_are_checked() {
+        let config = Config::from_toml_layers(&[]).unwrap();
+        assert_eq!(
+            (
+                config.passwords.memory_kib,
+                config.passwords.iterations,
+                config.passwords.parallelism
+            ),
+            (19456, 2, 1)
+        );
+        let err = Config::from_toml_layers(&["[passwords]\niterations = 0\n"]).unwrap_err();
+        assert!(err.to_string().contains("passwords"), "{err}");
+    }
+
+    #[test]
     fn unknown_key_is_named() {
         let err = Config::from_toml_layers(&["[server]\nlisten_port = 1\n"]).unwrap_err();
         assert!(err.to_string().contains("listen_port"), "{err}");
@@ -408,6 +525,18 @@ mod tests {
         ] {
             let err = Config::from_toml_layers(&[layer]).unwrap_err();
             assert!(err.to_string().contains("must be positive"), "{err}");
+        }
+    }
+
+    #[test]
+    fn codes_live_at_most_ten_minutes() {
+        let config = Config::from_toml_layers(&[]).unwrap();
+        assert_eq!(config.tokens.code_lifetime, Duration::from_secs(60));
+        Config::from_toml_layers(&["[tokens]\ncode_lifetime = \"10m\"\n"]).unwrap();
+        for value in ["0s", "500ms", "11m"] {
+            let layer = format!("[tokens]\ncode_lifetime = \"{value}\"\n");
+            let err = Config::from_toml_layers(&[&layer]).unwrap_err();
+            assert!(err.to_string().contains("code_lifetime"), "{err}");
         }
     }
 }

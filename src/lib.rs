@@ -2,6 +2,7 @@
 //! services. `docs/architecture.md` is the map: HTTP (`http`) calls the
 //! protocol core (`oauth`, `tokens`, `keys`), which calls the store.
 
+pub mod accounts;
 pub mod audit;
 pub mod bootstrap;
 pub mod cli;

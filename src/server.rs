@@ -15,6 +15,8 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
 
+use crate::accounts::passwords::Passwords;
+use crate::accounts::users::UserCache;
 use crate::bootstrap::{self, BootstrapError};
 use crate::config::Config;
 use crate::federation::issuer_keys::IssuerKeys;
@@ -26,7 +28,9 @@ use crate::oauth::Core;
 use crate::oauth::client_cache::ClientCache;
 use crate::oauth::client_keys::ClientKeys;
 use crate::oauth::service_user_cache::ServiceUserCache;
-use crate::store::{BatchWriter, Change, ReplayStore, RevocationStore, Store, StoreError};
+use crate::store::{
+    AuthorizationStore, BatchWriter, Change, ReplayStore, RevocationStore, Store, StoreError,
+};
 
 /// What every handler shares. Cloning is cheap.
 #[derive(Clone)]
@@ -130,6 +134,9 @@ impl Server {
                 config.clients.jwks_refetch_cooldown,
             ),
             prepared: AtomicBool::new(false),
+            passwords: Passwords::new(&config.passwords)
+                .map_err(|e| StartError::Fatal(format!("passwords: {e}")))?,
+            user_cache: UserCache::new(config.clients.cache_ttl),
             config,
             store,
             keys,
@@ -334,6 +341,18 @@ async fn maintain_keys(state: &AppState) -> Result<(), KeysError> {
     }
     if let Err(e) = state.store.purge_revocations(now).await {
         tracing::debug!(error = %e, "purging expired revocations postponed");
+    }
+    if let Err(e) = state.store.purge_refresh_tokens(now).await {
+        tracing::debug!(error = %e, "purging dead refresh tokens postponed");
+    }
+    if let Err(e) = state.store.purge_codes(now).await {
+        tracing::debug!(error = %e, "purging old authorization codes postponed");
+    }
+    if let Err(e) = crate::accounts::sessions::purge(state).await {
+        tracing::debug!(error = %e, "purging expired sessions postponed");
+    }
+    if let Err(e) = crate::accounts::throttle::purge(state).await {
+        tracing::debug!(error = %e, "purging idle login throttle buckets postponed");
     }
     state.keys.reload().await?;
     for rotated in state.keys.rotate_due().await? {

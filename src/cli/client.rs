@@ -108,6 +108,15 @@ impl AdminClient {
         self.send(request).await
     }
 
+    pub async fn put<T: DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &impl Serialize,
+    ) -> anyhow::Result<T> {
+        let request = self.http.put(self.url(path)?).json(body);
+        self.send(request).await
+    }
+
     pub async fn delete(&self, path: &str) -> anyhow::Result<()> {
         let request = self.http.delete(self.url(path)?);
         self.send::<serde_json::Value>(request).await.map(drop)

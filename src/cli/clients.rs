@@ -45,6 +45,7 @@ pub struct ClientArgs {
     #[arg(long)]
     pub name: Option<String>,
     /// Allowed grant type (repeatable): client_credentials,
+    /// authorization_code, refresh_token,
     /// urn:ietf:params:oauth:grant-type:jwt-bearer.
     #[arg(long = "grant-type")]
     pub grant_types: Vec<String>,
@@ -75,6 +76,16 @@ pub struct ClientArgs {
     /// Access-token lifetime (e.g. 5m), capped by the server.
     #[arg(long, value_parser = humantime::parse_duration)]
     pub access_token_lifetime: Option<std::time::Duration>,
+    /// A first-party client: its users are not asked for consent.
+    #[arg(long)]
+    pub first_party: bool,
+    /// How ID tokens for this client are signed (RS256 by default).
+    #[arg(long, value_parser = ["RS256", "ES256"])]
+    pub id_token_alg: Option<String>,
+    /// Let a legacy confidential client leave out PKCE (public clients
+    /// always need it).
+    #[arg(long)]
+    pub pkce_optional: bool,
 }
 
 impl ClientArgs {
@@ -130,6 +141,15 @@ impl ClientArgs {
         if let Some(lifetime) = self.access_token_lifetime {
             put("access_token_lifetime", json!(lifetime.as_secs()));
         }
+        if self.first_party {
+            put("first_party", json!(true));
+        }
+        if let Some(alg) = &self.id_token_alg {
+            put("id_token_signed_response_alg", json!(alg));
+        }
+        if self.pkce_optional {
+            put("require_pkce", json!(false));
+        }
         Ok(spec)
     }
 }
@@ -142,6 +162,10 @@ fn print_client(client: &Value) {
         text(&client["token_endpoint_auth_method"])
     );
     println!("grant types: {}", join(&client["grant_types"]));
+    let redirects = join(&client["redirect_uris"]);
+    if !redirects.is_empty() {
+        println!("redirects:   {redirects}");
+    }
     println!("scopes:      {}", join(&client["scopes"]));
     println!("audiences:   {}", join(&client["audiences"]));
     println!("enabled:     {}", client["enabled"]);

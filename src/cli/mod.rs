@@ -11,6 +11,7 @@ mod service_users;
 mod trust;
 mod trust_show;
 mod trust_test;
+mod users;
 
 use std::path::PathBuf;
 
@@ -111,6 +112,13 @@ pub enum Command {
         #[command(subcommand)]
         command: service_users::ServiceUserCommand,
     },
+    /// People: users who log in through the browser pages.
+    User {
+        #[command(flatten)]
+        admin: AdminArgs,
+        #[command(subcommand)]
+        command: users::UserCommand,
+    },
     /// CI federation: trusted issuers and trust policies.
     Trust {
         #[command(flatten)]
@@ -207,6 +215,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::ServiceUser { admin, command } => {
             let admin = admin.or(&before);
             service_users::run(&AdminClient::connect(&admin)?, command, admin.json).await
+        }
+        Command::User { admin, command } => {
+            let admin = admin.or(&before);
+            users::run(&AdminClient::connect(&admin)?, command, admin.json).await
         }
         Command::Trust {
             mut admin,

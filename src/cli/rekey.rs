@@ -18,9 +18,10 @@ pub enum MasterKeyCommand {
     /// Print a new master key for a re-key. It keys token digests like the
     /// current one, so issued secrets and tokens keep working.
     NewMasterKey(ConfigArgs),
-    /// Re-seal every signing key under the master key (TESSERA_MASTER_KEY or
+    /// Re-seal every signing key (in one transaction), then every TOTP
+    /// secret, under the master key (TESSERA_MASTER_KEY or
     /// keys.master_key_file), opening those sealed under the old one
-    /// (TESSERA_PREVIOUS_MASTER_KEY), in one transaction.
+    /// (TESSERA_PREVIOUS_MASTER_KEY).
     Rekey(ConfigArgs),
 }
 
@@ -36,8 +37,12 @@ pub async fn run(command: MasterKeyCommand) -> anyhow::Result<()> {
             let done = crate::keys::rekey(&store, &master)
                 .await
                 .context("re-key failed")?;
+            let totp = crate::accounts::totp::reseal_all(&store, &master)
+                .await
+                .context("re-sealing TOTP secrets failed (the signing keys are re-sealed)")?;
             println!(
-                "{} signing key(s) sealed anew; every key is now sealed under master key {}",
+                "{} signing key(s) and {totp} TOTP secret(s) sealed anew; every one is now \
+                 sealed under master key {}",
                 done.resealed, done.master_key_id
             );
             Ok(())

@@ -19,7 +19,7 @@ pub enum ServiceUserCommand {
         name: String,
         #[arg(long, default_value = "")]
         description: String,
-        /// The responsible human.
+        /// The responsible person: a user's username.
         #[arg(long, default_value = "")]
         owner: String,
         /// Space-separated scopes it may ask for.
@@ -40,6 +40,8 @@ pub enum ServiceUserCommand {
         name: Option<String>,
         #[arg(long)]
         description: Option<String>,
+        /// The responsible person: a user's username (this links an owner
+        /// recorded as free text before users existed).
         #[arg(long)]
         owner: Option<String>,
         /// Space-separated scopes it may ask for (replaces them all).
@@ -141,6 +143,19 @@ fn default_key_file(key_id: &str) -> PathBuf {
     PathBuf::from(format!("{stem}.json"))
 }
 
+/// The owner as the list shows it: a user's name, or free text recorded
+/// before users existed, marked "(unlinked)".
+fn owner_label(user: &Value) -> String {
+    let owner = text(&user["owner"]);
+    if owner.is_empty() {
+        "-".to_owned()
+    } else if user["owner_linked"].as_bool() == Some(false) {
+        format!("{owner} (unlinked)")
+    } else {
+        owner.to_owned()
+    }
+}
+
 pub async fn run(
     client: &AdminClient,
     command: ServiceUserCommand,
@@ -176,7 +191,7 @@ pub async fn run(
                     "{:<26} {:<24} {}",
                     text(&user["id"]),
                     text(&user["name"]),
-                    text(&user["owner"])
+                    owner_label(user)
                 );
             }
         }

@@ -20,9 +20,11 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::admin_clients;
+use super::admin_mfa;
 use super::admin_service_users as svc;
 use super::admin_trust as trust;
 use super::admin_trust_test;
+use super::admin_users as users;
 use super::extract::{Admin, Query, body_rejection, json_body};
 use crate::audit::ActorKind;
 use crate::clock;
@@ -47,12 +49,20 @@ struct BearerAuth;
 impl Modify for BearerAuth {
     fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
         let components = openapi.components.get_or_insert_with(Default::default);
-        components.add_security_scheme(
-            "bearer",
-            SecurityScheme::Http(Http::new(HttpAuthScheme::Bearer)),
-        );
+        let mut scheme = Http::new(HttpAuthScheme::Bearer);
+        scheme.description = Some(SCOPES_DESCRIPTION.to_owned());
+        components.add_security_scheme("bearer", SecurityScheme::Http(scheme));
     }
 }
+
+/// The bearer scheme's description: which tokens the API takes and what
+/// each of its scopes reaches (`oauth::api_scopes`).
+const SCOPES_DESCRIPTION: &str = "An opaque `tsr_` token (the bootstrap administrator's, a \
+service user's), or an administrator's access token from Tessera whose `aud` holds Tessera's \
+issuer URL. Scopes: `admin` reaches every operation (administrators only); `admin:read` every \
+GET (administrators only); `audit:read` GET /admin/v1/audit (administrators only); \
+`tokens:self` a person's or service user's own tokens. A token with none of these reaches \
+GET /admin/v1/whoami only; anything else is 403 `insufficient_scope` (RFC 6750 section 3.1).";
 
 /// Answers every operation can give, whatever its parameters: a missing or
 /// bad token (RFC 6750 §3.1), a token without the admin scope, and the
@@ -80,7 +90,8 @@ impl Modify for CommonResponses {
             ),
             (
                 "403",
-                "insufficient_scope: the token is not an administrator's",
+                "insufficient_scope: the token is not an administrator's, or lacks the scope \
+                 (`admin`; for a GET `admin:read`; for the audit log `audit:read`)",
             ),
             (
                 "503",
@@ -150,6 +161,16 @@ fn api() -> OpenApiRouter<AppState> {
             trust::delete_trust_policy
         ))
         .routes(routes!(admin_trust_test::test_trust))
+        .routes(routes!(users::create_user, users::list_users))
+        .routes(routes!(
+            users::get_user,
+            users::update_user,
+            users::delete_user
+        ))
+        .routes(routes!(users::disable_user))
+        .routes(routes!(users::enable_user))
+        .routes(routes!(users::set_password))
+        .routes(routes!(admin_mfa::reset_mfa))
 }
 
 /// `If-Match` (RFC 9110 §13.1.1), for safe read-modify-write of a resource.
@@ -187,6 +208,49 @@ pub(super) fn created_headers(
     resource: &impl Serialize,
 ) -> [(HeaderName, String); 2] {
     [(LOCATION, location.to_owned()), (ETAG, etag::of(resource))]
+}
+
+/// Each operation's security requirement names the scopes that reach it
+/// (OpenAPI 3.1 §4.8.30: role names for a non-OAuth scheme), one
+/// alternative per scope, by the rules of `api_scopes::permits`.
+struct OperationScopes;
+
+impl Modify for OperationScopes {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use crate::oauth::api_scopes::{self, ADMIN, ADMIN_READ, AUDIT_READ};
+        use utoipa::openapi::security::SecurityRequirement;
+        for (path, item) in openapi.paths.paths.iter_mut() {
+            let operations = [
+                (true, &mut item.get),
+                (false, &mut item.post),
+                (false, &mut item.patch),
+                (false, &mut item.put),
+                (false, &mut item.delete),
+            ];
+            for (read, operation) in operations {
+                let Some(operation) = operation.as_mut() else {
+                    continue;
+                };
+                let scopes: &[&str] = if path == api_scopes::WHOAMI_PATH {
+                    &[]
+                } else if read && path == api_scopes::AUDIT_PATH {
+                    &[ADMIN, ADMIN_READ, AUDIT_READ]
+                } else if read {
+                    &[ADMIN, ADMIN_READ]
+                } else {
+                    &[ADMIN]
+                };
+                operation.security = Some(if scopes.is_empty() {
+                    vec![SecurityRequirement::new("bearer", Vec::<String>::new())]
+                } else {
+                    scopes
+                        .iter()
+                        .map(|scope| SecurityRequirement::new("bearer", [*scope]))
+                        .collect()
+                });
+            }
+        }
+    }
 }
 
 /// A registration needs a name, an update does not: `POST /clients`
@@ -253,6 +317,7 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
     let mut spec = api().split_for_parts().1;
     // After the routes are in: modifiers on `ApiDoc` see no operations.
     CommonResponses.modify(&mut spec);
+    OperationScopes.modify(&mut spec);
     NewClientSchema.modify(&mut spec);
     spec
 }

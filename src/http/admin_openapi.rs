@@ -38,6 +38,16 @@ pub fn refine(doc: &mut Value, max_lifetime_secs: u64) {
         properties["access_token_lifetime"]["maximum"] = max_lifetime_secs.into();
     }
     schemas["ClientRegistration"]["anyOf"] = registration_branches();
+    // RFC 6749 §3.1.2.2: a client of the authorization endpoint registers
+    // where codes may go.
+    schemas["ClientRegistration"]["if"] = json!({
+        "required": ["grant_types"],
+        "properties": {"grant_types": {"contains": {"const": "authorization_code"}}}
+    });
+    schemas["ClientRegistration"]["then"] = json!({
+        "required": ["redirect_uris"],
+        "properties": {"redirect_uris": {"type": "array", "minItems": 1}}
+    });
     schemas["KeySpec"]["properties"]["public_key"] = json!({
         "description": "A JWK, or text: a PEM SubjectPublicKeyInfo or a JWK as JSON. \
             Never a private key: it stays with its owner.",
@@ -178,9 +188,9 @@ fn uri_list(pattern: &str) -> Value {
 /// A registration is one of these, by the authentication method it ends up
 /// with (RFC 6749 §2.3, OIDC Core §9); the server refuses the rest.
 fn registration_branches() -> Value {
-    let jwt_bearer_only = json!({
+    let without_client_credentials = json!({
         "type": "array",
-        "items": {"const": "urn:ietf:params:oauth:grant-type:jwt-bearer"}
+        "items": {"not": {"const": "client_credentials"}}
     });
     json!([
         {
@@ -202,9 +212,10 @@ fn registration_branches() -> Value {
             ]
         },
         {
-            "description": "a public client (none) cannot use client_credentials (RFC 6749 section 4.4)",
+            "description": "a public client (none) cannot use client_credentials (RFC 6749 section 4.4) and must use PKCE (RFC 7636)",
             "required": ["grant_types"],
-            "properties": {"grant_types": jwt_bearer_only},
+            "properties": {"grant_types": without_client_credentials},
+            "not": {"required": ["require_pkce"], "properties": {"require_pkce": {"const": false}}},
             "anyOf": [
                 {"required": ["token_endpoint_auth_method"], "properties": {"token_endpoint_auth_method": {"const": "none"}}},
                 {"required": ["public"], "properties": {"public": {"const": true}, "token_endpoint_auth_method": {"type": "null"}}}
@@ -239,7 +250,7 @@ fn jwk() -> Value {
         "key_ops": {"type": "array", "items": {"type": "string"}},
         "x5c": {"type": "array", "items": {"type": "string"}}
     });
-    for private in ["d", "p", "q", "dp", "dq", "qi", "k"] {
+    for private in ["d", "p", "q", "dp", "dq", "qi", "oth", "k"] {
         properties[private] = json!(false);
     }
     let string = json!({"type": "string"});

@@ -60,9 +60,12 @@ fn challenge(error: &OAuthError, description: &str) -> Option<String> {
         ErrorCode::InvalidToken => Some(format!(
             "Bearer realm=\"tessera\", error=\"invalid_token\", error_description=\"{description}\""
         )),
-        ErrorCode::InsufficientScope => Some(
-            "Bearer realm=\"tessera\", error=\"insufficient_scope\", scope=\"admin\"".to_owned(),
-        ),
+        ErrorCode::InsufficientScope => Some(match error.required_scope {
+            Some(scope) => {
+                format!("Bearer realm=\"tessera\", error=\"insufficient_scope\", scope=\"{scope}\"")
+            }
+            None => "Bearer realm=\"tessera\", error=\"insufficient_scope\"".to_owned(),
+        }),
         ErrorCode::InvalidClient if error.status() == 401 => {
             Some("Basic realm=\"tessera\"".to_owned())
         }

@@ -5,10 +5,10 @@
 use std::net::SocketAddr;
 
 use axum::extract::rejection::{BytesRejection, QueryRejection};
-use axum::extract::{ConnectInfo, FromRequest, FromRequestParts, Request};
-use axum::http::StatusCode;
+use axum::extract::{ConnectInfo, FromRequest, FromRequestParts, MatchedPath, Request};
 use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
+use axum::http::{Method, StatusCode};
 use bytes::Bytes;
 use serde::de::DeserializeOwned;
 
@@ -160,7 +160,10 @@ impl FromRequestParts<AppState> for RemoteAddr {
     }
 }
 
-/// An administrator authenticated by a bearer token (RFC 6750 §2.1).
+/// A caller of the admin API authenticated by a bearer token (RFC 6750
+/// §2.1): an opaque `tsr_…` token, or a person's JWT access token for
+/// Tessera's API. The token's scopes must permit the request's method and
+/// path (`api_scopes::permits`: `whoami` takes any valid token).
 pub struct Admin(pub Principal);
 
 impl FromRequestParts<AppState> for Admin {
@@ -175,7 +178,14 @@ impl FromRequestParts<AppState> for Admin {
             .await
             .unwrap_or(RemoteAddr(None));
         let principal = bearer::authenticate(state, &presented, remote).await?;
-        principal.require_admin()?;
+        let read = matches!(parts.method, Method::GET | Method::HEAD);
+        // The route's template, so that no spelling of a path can pass for
+        // another (axum routes on the path as sent).
+        let path = parts
+            .extensions
+            .get::<MatchedPath>()
+            .map_or_else(|| parts.uri.path(), MatchedPath::as_str);
+        principal.require_for(read, path)?;
         Ok(Admin(principal))
     }
 }

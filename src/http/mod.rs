@@ -3,20 +3,26 @@
 
 mod admin;
 mod admin_clients;
+mod admin_mfa;
 mod admin_openapi;
 mod admin_service_users;
 mod admin_trust;
 mod admin_trust_test;
+mod admin_users;
 mod admission;
+mod authorize;
 mod client_addr;
+mod end_session;
 mod error;
 mod extract;
 mod health;
 pub mod listener;
 mod nul_guard;
+pub mod pages;
 mod timeouts;
 mod token;
 mod token_status;
+mod userinfo;
 mod wellknown;
 
 use std::time::Instant;
@@ -44,6 +50,10 @@ pub fn router(state: AppState) -> Router {
         .merge(admin::routes().layer(middleware::from_fn(nul_guard::refuse_nul)))
         .merge(token::routes())
         .merge(token_status::routes())
+        .merge(pages::routes())
+        .merge(authorize::routes())
+        .merge(userinfo::routes())
+        .merge(end_session::routes())
         .method_not_allowed_fallback(method_not_allowed)
         .route_layer(metrics.clone())
         .fallback(not_found.layer(metrics))

@@ -9,7 +9,7 @@ use axum::routing::post;
 use super::extract::RemoteAddr;
 use super::token::{authorization, basic_credentials, read_form, render};
 use crate::oauth::discovery::{INTROSPECTION_PATH, REVOCATION_PATH};
-use crate::oauth::token_status::{self, Caller};
+use crate::oauth::token_status::{self, Caller, Purpose};
 use crate::oauth::{OAuthError, syntax};
 use crate::server::AppState;
 
@@ -24,6 +24,7 @@ async fn prepare(
     state: &AppState,
     remote: Option<String>,
     request: Request,
+    purpose: Purpose,
 ) -> Result<(Caller, String), OAuthError> {
     let basic = basic_credentials(request.headers())?;
     let bearer = authorization(request.headers(), "bearer");
@@ -36,8 +37,14 @@ async fn prepare(
         ));
     }
     let parsed = read_form(request).await?;
-    let caller =
-        token_status::authenticate_caller(state, bearer, parsed.credentials(basic), remote).await?;
+    let caller = token_status::authenticate_caller(
+        state,
+        bearer,
+        parsed.credentials(basic),
+        remote,
+        purpose,
+    )
+    .await?;
     let token = parsed.require("token")?.to_owned();
     Ok((caller, token))
 }
@@ -48,8 +55,8 @@ async fn introspect(
     request: Request,
 ) -> Response {
     let result = async {
-        let (_, token) = prepare(&state, remote, request).await?;
-        Ok(Json(token_status::introspect(&state, &token).await?).into_response())
+        let (caller, token) = prepare(&state, remote, request, Purpose::Introspect).await?;
+        Ok(Json(token_status::introspect(&state, &caller, &token).await?).into_response())
     }
     .await;
     render(result)
@@ -61,7 +68,7 @@ async fn revoke(
     request: Request,
 ) -> Response {
     let result = async {
-        let (caller, token) = prepare(&state, remote.clone(), request).await?;
+        let (caller, token) = prepare(&state, remote.clone(), request, Purpose::Revoke).await?;
         token_status::revoke(&state, &caller, &token, remote).await?;
         Ok(StatusCode::OK.into_response())
     }

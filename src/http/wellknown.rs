@@ -1,4 +1,4 @@
-//! Discovery documents, the JWKS, and the authorization endpoint.
+//! Discovery documents and the JWKS.
 
 use axum::Json;
 use axum::extract::State;
@@ -7,8 +7,8 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 
 use crate::clock;
-use crate::oauth::discovery::{self, AUTHORIZATION_PATH, JWKS_PATH};
-use crate::oauth::{ErrorCode, OAuthError};
+use crate::oauth::OAuthError;
+use crate::oauth::discovery::{self, JWKS_PATH};
 use crate::server::AppState;
 
 pub fn routes() -> axum::Router<AppState> {
@@ -22,7 +22,6 @@ pub fn routes() -> axum::Router<AppState> {
             get(oauth_authorization_server),
         )
         .route(JWKS_PATH, get(jwks))
-        .route(AUTHORIZATION_PATH, get(authorize).post(authorize))
 }
 
 /// Relying parties may cache metadata and keys for this long. It stays well
@@ -60,14 +59,4 @@ async fn jwks(State(state): State<AppState>) -> Result<Response, OAuthError> {
         &state,
         set.jwks(clock::now(), state.keys.max_lifetime()),
     ))
-}
-
-/// RFC 6749 §4.1.2.1. No response type is offered yet (the discovery
-/// documents say so), so every request is refused here, without a redirect:
-/// no redirection URI can have been registered.
-async fn authorize() -> OAuthError {
-    OAuthError::new(
-        ErrorCode::UnsupportedResponseType,
-        "this server does not offer any response_type at its authorization endpoint yet",
-    )
 }

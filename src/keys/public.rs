@@ -75,7 +75,9 @@ pub fn public_jwk(text: &str, kid: &str) -> Result<Value, KeyError> {
 /// the common members well typed; as the API document's `Jwk` schema says.
 /// Returns the algorithm the key signs with.
 pub fn check_public_jwk(jwk: &Value) -> Result<&'static str, KeyError> {
-    if ["d", "p", "q", "dp", "dq", "qi", "k"]
+    // RFC 7517 §6.2.2, §6.3.2, §6.4: members only a private or symmetric
+    // key has.
+    if ["d", "p", "q", "dp", "dq", "qi", "oth", "k"]
         .iter()
         .any(|m| jwk.get(m).is_some())
     {

@@ -58,6 +58,11 @@ impl<S: KeyStore + Send + Sync> KeyManager<S> {
         }
     }
 
+    /// The master key, for other secrets sealed at rest (TOTP secrets).
+    pub fn master(&self) -> &MasterKey {
+        &self.master
+    }
+
     pub fn ring(&self) -> &KeyRing {
         &self.ring
     }

@@ -1,13 +1,16 @@
 //! Bearer tokens presented to Tessera's own APIs (RFC 6750): opaque
-//! `tsr_…` tokens checked against their stored digest.
+//! `tsr_…` tokens checked against their stored digest, and a person's JWT
+//! access tokens (RFC 9068) meant for Tessera itself.
 
 use aws_lc_rs::hmac;
 use serde::Serialize;
 
+use super::api_scopes;
 use super::error::{ErrorCode, OAuthError};
 use crate::audit::{Actor, ActorKind, Event, Outcome};
 use crate::clock;
 use crate::oauth::Core;
+use crate::oauth::token_status::live_jwt;
 use crate::store::CredentialStore;
 use crate::tokens::opaque::OpaqueToken;
 
@@ -34,12 +37,27 @@ impl Principal {
     /// The admin API needs an administrator holding a token with the
     /// `admin` scope (RFC 6750 §3.1 `insufficient_scope` otherwise).
     pub fn require_admin(&self) -> Result<(), OAuthError> {
-        if self.is_admin && self.scopes.iter().any(|s| s == "admin") {
+        if self.is_admin && self.scopes.iter().any(|s| s == api_scopes::ADMIN) {
             Ok(())
         } else {
-            Err(OAuthError::new(
-                ErrorCode::InsufficientScope,
+            Err(OAuthError::insufficient_scope(
+                api_scopes::ADMIN,
                 "this endpoint needs an administrator token with the admin scope",
+            ))
+        }
+    }
+
+    /// RFC 6750 §3.1: whether this token may make an admin API request
+    /// (`read`: a GET or HEAD) to `path`, by the rules of
+    /// [`api_scopes::permits`]; `insufficient_scope` naming what is needed
+    /// otherwise.
+    pub fn require_for(&self, read: bool, path: &str) -> Result<(), OAuthError> {
+        if api_scopes::permits(self.is_admin, &self.scopes, read, path) {
+            Ok(())
+        } else {
+            Err(OAuthError::insufficient_scope(
+                api_scopes::needed_scope(read, path),
+                api_scopes::needed(read, path),
             ))
         }
     }
@@ -56,7 +74,12 @@ pub async fn authenticate(
     presented: &OpaqueToken,
     remote: Option<String>,
 ) -> Result<Principal, OAuthError> {
-    match verify(&state.store, &state.digest_key, presented).await {
+    let verified = if presented.expose().starts_with("tsr_") {
+        verify(&state.store, &state.digest_key, presented).await
+    } else {
+        verify_person(state, presented.expose()).await
+    };
+    match verified {
         Ok(principal) => {
             Event::new(principal.actor(), "token.used", Outcome::Success)
                 .target(principal.token_id.clone())
@@ -85,6 +108,52 @@ pub async fn authenticate(
             Err(error)
         }
     }
+}
+
+/// A person's JWT access token meant for Tessera's own API: valid as
+/// introspection sees it (signature with Tessera's key ring, `typ`
+/// `at+jwt`, `iss`, `exp`, not revoked, client enabled; RFC 9068 §4), its
+/// `aud` holds the issuer URL (RFC 9068 §4 step 3: a resource server
+/// accepts only tokens meant for it), `identity_kind` is `human`, and
+/// `sub` is a user who exists and is not disabled.
+async fn verify_person(
+    state: &Core,
+    token: &str,
+) -> Result<Principal, (OAuthError, Option<String>)> {
+    let claims = live_jwt(state, token)
+        .await
+        .map_err(|e| (e, None))?
+        .ok_or((OAuthError::invalid_token(REJECTED), None))?;
+    let token_id = Some(claims.jti.clone());
+    let issuer = state.config.issuer();
+    let for_us = match &claims.aud {
+        serde_json::Value::String(one) => one == issuer,
+        serde_json::Value::Array(many) => many.iter().any(|a| a.as_str() == Some(issuer)),
+        _ => false,
+    };
+    if !for_us || claims.identity_kind != ActorKind::Human.as_str() {
+        return Err((
+            OAuthError::invalid_token("the access token is not meant for Tessera's API"),
+            token_id,
+        ));
+    }
+    // `live_jwt` has checked that the user exists and is enabled; this
+    // reads the same (cached) record for the name and the role.
+    let user = state
+        .user_cache
+        .get(&state.store, &claims.sub)
+        .await
+        .map_err(|e| (e.into(), token_id.clone()))?
+        .filter(|u| !u.disabled)
+        .ok_or((OAuthError::invalid_token(REJECTED), token_id))?;
+    Ok(Principal {
+        id: user.id.clone(),
+        name: user.username.clone(),
+        kind: ActorKind::Human,
+        is_admin: user.admin,
+        token_id: claims.jti,
+        scopes: claims.scope.split_whitespace().map(str::to_owned).collect(),
+    })
 }
 
 async fn verify<S: CredentialStore + Sync>(

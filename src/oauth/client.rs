@@ -62,13 +62,21 @@ pub enum GrantType {
     /// RFC 8693 §2.1: a CI job's token exchanged under a trust policy.
     #[serde(rename = "urn:ietf:params:oauth:grant-type:token-exchange")]
     TokenExchange,
+    /// RFC 6749 §4.1, OIDC Core §3.1: browser sign-in.
+    #[serde(rename = "authorization_code")]
+    AuthorizationCode,
+    /// RFC 6749 §6.
+    #[serde(rename = "refresh_token")]
+    RefreshToken,
 }
 
 impl GrantType {
-    pub const ALL: [GrantType; 3] = [
+    pub const ALL: [GrantType; 5] = [
         GrantType::ClientCredentials,
         GrantType::JwtBearer,
         GrantType::TokenExchange,
+        GrantType::AuthorizationCode,
+        GrantType::RefreshToken,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -76,6 +84,8 @@ impl GrantType {
             GrantType::ClientCredentials => "client_credentials",
             GrantType::JwtBearer => "urn:ietf:params:oauth:grant-type:jwt-bearer",
             GrantType::TokenExchange => "urn:ietf:params:oauth:grant-type:token-exchange",
+            GrantType::AuthorizationCode => "authorization_code",
+            GrantType::RefreshToken => "refresh_token",
         }
     }
 
@@ -118,6 +128,15 @@ pub struct ClientSpec {
     pub jwks: Option<serde_json::Value>,
     pub jwks_uri: Option<String>,
     pub enabled: Option<bool>,
+    /// A client of the same organisation: its users are not asked for
+    /// consent.
+    pub first_party: Option<bool>,
+    /// OIDC Registration §2: how ID tokens for this client are signed
+    /// (RS256 by default).
+    pub id_token_signed_response_alg: Option<Alg>,
+    /// RFC 7636: PKCE (S256) on every authorization request. Only a
+    /// confidential client may turn it off.
+    pub require_pkce: Option<bool>,
 }
 
 /// A client as the protocol core uses it.
@@ -141,11 +160,16 @@ pub struct Client {
     pub enabled: bool,
     pub created_at: i64,
     pub updated_at: i64,
+    pub first_party: bool,
+    pub id_token_signed_response_alg: Alg,
+    pub require_pkce: bool,
 }
 
 impl Client {
+    /// Whether the client is registered for `grant`; never a public client
+    /// for client credentials (RFC 6749 §4.4: confidential clients only).
     pub fn may_use(&self, grant: GrantType) -> bool {
-        self.grant_types.contains(&grant)
+        self.grant_types.contains(&grant) && !(self.public && grant == GrantType::ClientCredentials)
     }
 
     /// RFC 6749 §3.3: see [`scope::grant_scopes`].
@@ -266,6 +290,10 @@ impl From<ClientRecord> for Client {
             enabled: r.enabled,
             created_at: r.created_at,
             updated_at: r.updated_at,
+            first_party: r.first_party,
+            id_token_signed_response_alg: Alg::parse(&r.id_token_alg).unwrap_or(Alg::RS256),
+            // Fail safe: a public client always uses PKCE.
+            require_pkce: r.require_pkce || !r.confidential,
         }
     }
 }
@@ -296,6 +324,9 @@ impl Client {
             enabled: self.enabled,
             created_at: self.created_at,
             updated_at: self.updated_at,
+            first_party: self.first_party,
+            id_token_alg: self.id_token_signed_response_alg.as_str().to_owned(),
+            require_pkce: self.require_pkce,
         }
     }
 
@@ -409,6 +440,15 @@ impl Client {
         if let Some(enabled) = spec.enabled {
             self.enabled = enabled;
         }
+        if let Some(first_party) = spec.first_party {
+            self.first_party = first_party;
+        }
+        if let Some(alg) = spec.id_token_signed_response_alg {
+            self.id_token_signed_response_alg = alg;
+        }
+        if let Some(require) = spec.require_pkce {
+            self.require_pkce = require;
+        }
         self.public = self.token_endpoint_auth_method == AuthMethod::None;
         self.consistent(ErrorCode::InvalidRequest)
     }
@@ -443,6 +483,23 @@ impl Client {
                 ),
             ));
         }
+        if self.public && !self.require_pkce {
+            return Err(OAuthError::new(
+                code,
+                format!(
+                    "{INCONSISTENT}a public client must use PKCE (RFC 7636; OAuth 2.0 Security BCP section 2.1.1)"
+                ),
+            ));
+        }
+        if self.grant_types.contains(&GrantType::AuthorizationCode) && self.redirect_uris.is_empty()
+        {
+            return Err(OAuthError::new(
+                code,
+                format!(
+                    "{INCONSISTENT}a client with authorization_code needs at least one redirect URI (RFC 6749 section 3.1.2.2)"
+                ),
+            ));
+        }
         if self.token_endpoint_auth_method == AuthMethod::PrivateKeyJwt
             && self.jwks.is_none()
             && self.jwks_uri.is_none()
@@ -474,6 +531,9 @@ impl Client {
             enabled: true,
             created_at: now,
             updated_at: now,
+            first_party: false,
+            id_token_signed_response_alg: Alg::RS256,
+            require_pkce: true,
         }
     }
 }

@@ -13,6 +13,8 @@ pub const JWKS_PATH: &str = "/oauth/jwks";
 pub const TOKEN_PATH: &str = "/oauth/token";
 pub const INTROSPECTION_PATH: &str = "/oauth/introspect";
 pub const REVOCATION_PATH: &str = "/oauth/revoke";
+pub const USERINFO_PATH: &str = "/oauth/userinfo";
+pub const END_SESSION_PATH: &str = "/oauth/end_session";
 
 /// How callers of introspection and revocation authenticate: as a client,
 /// or with an administrator's bearer token.
@@ -40,48 +42,105 @@ pub struct ProviderMetadata {
     pub introspection_endpoint_auth_methods_supported: Vec<&'static str>,
     pub revocation_endpoint: String,
     pub revocation_endpoint_auth_methods_supported: Vec<&'static str>,
+    /// RFC 8414 §2 (RECOMMENDED), OIDC Discovery §3: among them Tessera's
+    /// own API scopes (`api_scopes`).
+    pub scopes_supported: Vec<&'static str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub subject_types_supported: Option<Vec<&'static str>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub id_token_signing_alg_values_supported: Option<Vec<&'static str>>,
+    /// OIDC Discovery §3; also listed in the RFC 8414 document so that
+    /// both name the same endpoints.
+    pub userinfo_endpoint: String,
+    /// OIDC RP-Initiated Logout §2.1.
+    pub end_session_endpoint: String,
+    pub response_modes_supported: Vec<&'static str>,
+    pub code_challenge_methods_supported: Vec<&'static str>,
+    /// RFC 9207 §3: `iss` is on every authorization response.
+    pub authorization_response_iss_parameter_supported: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub claims_supported: Option<Vec<&'static str>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub prompt_values_supported: Option<Vec<&'static str>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub request_parameter_supported: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub request_uri_parameter_supported: Option<bool>,
 }
 
-/// OIDC Discovery 1.0 §3: the REQUIRED members that can be stated
-/// truthfully today. `response_types_supported` stays empty until the
-/// authorization code flow lands (§3 then requires `code`); RS256 is listed
-/// first: §3 requires it.
+/// OIDC Discovery 1.0 §3: every REQUIRED member, and the RECOMMENDED ones
+/// Tessera serves. RS256 is listed first: §3 requires it.
 pub fn openid_configuration(config: &Config) -> ProviderMetadata {
     ProviderMetadata {
         subject_types_supported: Some(vec!["public"]),
         id_token_signing_alg_values_supported: Some(vec!["RS256", "ES256"]),
+        claims_supported: Some(vec![
+            "iss",
+            "sub",
+            "aud",
+            "exp",
+            "iat",
+            "auth_time",
+            "nonce",
+            "at_hash",
+            "amr",
+            "sid",
+            "azp",
+            "name",
+            "preferred_username",
+            "updated_at",
+            "email",
+            "email_verified",
+        ]),
+        prompt_values_supported: Some(vec!["none", "login", "consent"]),
+        request_parameter_supported: Some(false),
+        request_uri_parameter_supported: Some(false),
         ..oauth_authorization_server(config)
     }
 }
 
-/// RFC 8414 §2. `authorization_endpoint` is optional while no grant uses
-/// it, but the endpoint exists (OIDC Discovery §3 requires it): until the
-/// code flow lands it answers every request with
-/// `unsupported_response_type`, consistent with the empty
-/// `response_types_supported`, and both documents list it.
+/// The scopes a client can ask for: OpenID Connect's (OIDC Core §5.4,
+/// §11) and Tessera's own API scopes.
+fn scopes_supported() -> Vec<&'static str> {
+    let mut scopes = crate::oauth::authorize::OIDC_SCOPES.to_vec();
+    scopes.extend(crate::oauth::api_scopes::ALL.iter().copied());
+    scopes
+}
+
+/// RFC 8414 §2: the authorization code flow (`code` only, PKCE S256
+/// only), the token endpoint's grants, and the same endpoints as the OpenID
+/// document.
 pub fn oauth_authorization_server(config: &Config) -> ProviderMetadata {
     ProviderMetadata {
         issuer: config.issuer().to_owned(),
         authorization_endpoint: config.endpoint(AUTHORIZATION_PATH),
         token_endpoint: config.endpoint(TOKEN_PATH),
         jwks_uri: config.endpoint(JWKS_PATH),
-        response_types_supported: vec![],
+        response_types_supported: vec!["code"],
         grant_types_supported: GrantType::ALL.iter().map(|g| g.as_str()).collect(),
         token_endpoint_auth_methods_supported: vec![
             "client_secret_basic",
             "client_secret_post",
             "private_key_jwt",
+            // Public clients of the authorization code flow (RFC 7591 §2).
+            "none",
         ],
         token_endpoint_auth_signing_alg_values_supported: vec!["RS256", "ES256", "EdDSA"],
         introspection_endpoint: config.endpoint(INTROSPECTION_PATH),
         introspection_endpoint_auth_methods_supported: CALLER_AUTH_METHODS.to_vec(),
         revocation_endpoint: config.endpoint(REVOCATION_PATH),
         revocation_endpoint_auth_methods_supported: CALLER_AUTH_METHODS.to_vec(),
+        scopes_supported: scopes_supported(),
         subject_types_supported: None,
         id_token_signing_alg_values_supported: None,
+        userinfo_endpoint: config.endpoint(USERINFO_PATH),
+        end_session_endpoint: config.endpoint(END_SESSION_PATH),
+        response_modes_supported: vec!["query"],
+        code_challenge_methods_supported: vec!["S256"],
+        authorization_response_iss_parameter_supported: true,
+        claims_supported: None,
+        prompt_values_supported: None,
+        request_parameter_supported: None,
+        request_uri_parameter_supported: None,
     }
 }

@@ -87,6 +87,9 @@ pub struct OAuthError {
     /// The request carried no credentials at all: RFC 6750 §3.1 says the
     /// challenge then names no `error`.
     pub credentials_missing: bool,
+    /// RFC 6750 §3: for `insufficient_scope`, the scope the request needs,
+    /// named in the challenge's `scope` attribute.
+    pub required_scope: Option<&'static str>,
 }
 
 impl OAuthError {
@@ -97,6 +100,18 @@ impl OAuthError {
             detail: None,
             status: None,
             credentials_missing: false,
+            required_scope: None,
+        }
+    }
+
+    /// RFC 6750 §3.1 `insufficient_scope`, naming the scope needed.
+    pub fn insufficient_scope(
+        scope: &'static str,
+        description: impl Into<Cow<'static, str>>,
+    ) -> Self {
+        OAuthError {
+            required_scope: Some(scope),
+            ..Self::new(ErrorCode::InsufficientScope, description)
         }
     }
 

@@ -1,7 +1,9 @@
 //! The protocol core. Nothing here knows about HTTP: handlers in `http/`
 //! parse a request, call one function here, and render what it returns.
 
+pub mod api_scopes;
 pub mod assertion;
+pub mod authorize;
 pub mod bearer;
 mod changes;
 pub mod client;
@@ -12,6 +14,8 @@ pub mod discovery;
 pub mod error;
 pub mod etag;
 pub mod grants;
+pub mod logout;
+pub mod pkce;
 pub mod registry;
 pub mod scope;
 pub mod service_user_cache;
@@ -21,6 +25,7 @@ pub mod syntax;
 pub mod token;
 pub mod token_status;
 pub mod ttl_cache;
+pub mod userinfo;
 
 pub use error::{ErrorCode, OAuthError};
 pub use state::Core;

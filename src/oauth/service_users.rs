@@ -11,15 +11,22 @@ use crate::audit::{Actor, Event, Outcome};
 use crate::clock;
 use crate::keys::public::public_jwk;
 use crate::random::{new_id, random_base62};
-use crate::store::{ServiceUserKeyRecord, ServiceUserRecord, ServiceUserStore, StoreError};
+use crate::store::{
+    ServiceUserKeyRecord, ServiceUserRecord, ServiceUserStore, StoreError, UserStore,
+};
 
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct ServiceUser {
     pub id: String,
     pub name: String,
     pub description: String,
-    /// The responsible human (free text until users exist).
+    /// The responsible person: a user's username, or free text recorded
+    /// before users existed (then `owner_linked` is false).
     pub owner: String,
+    /// Whether `owner` is a user (`owner_id`), rather than free text.
+    pub owner_linked: bool,
+    /// The id of the user `owner` names, when linked.
+    pub owner_id: Option<String>,
     pub scopes: Vec<String>,
     pub audiences: Vec<String>,
     pub is_admin: bool,
@@ -49,6 +56,8 @@ impl From<ServiceUserRecord> for ServiceUser {
             name: r.name,
             description: r.description,
             owner: r.owner,
+            owner_linked: r.owner_id.is_some(),
+            owner_id: r.owner_id,
             scopes: r.scopes.split_whitespace().map(str::to_owned).collect(),
             audiences: r.audiences.split_whitespace().map(str::to_owned).collect(),
             is_admin: r.is_admin,
@@ -70,7 +79,9 @@ pub struct ServiceUserSpec {
     pub name: String,
     #[serde(default)]
     pub description: String,
+    /// The responsible person: a user's username (or id). Empty: none.
     #[serde(default)]
+    #[schema(max_length = 64, pattern = "^([A-Za-z0-9._@-]{1,64})?$")]
     pub owner: String,
     /// Space-separated scopes the user may ask for.
     #[serde(default)]
@@ -93,7 +104,10 @@ pub struct ServiceUserPatch {
     pub name: Option<String>,
     #[serde(default)]
     pub description: Option<String>,
+    /// The responsible person: a user's username (or id), which links an
+    /// owner recorded as free text; empty removes the owner.
     #[serde(default)]
+    #[schema(max_length = 64, pattern = "^([A-Za-z0-9._@-]{1,64})?$")]
     pub owner: Option<String>,
     /// Space-separated scopes the user may ask for (replaces them all).
     #[serde(default)]
@@ -181,7 +195,26 @@ fn map_missing(id: &str) -> impl Fn(StoreError) -> OAuthError + '_ {
     }
 }
 
-pub async fn create<S: ServiceUserStore>(
+/// The owner a request names: a user, by username (any case) or id, as
+/// `(username, Some(id))`; empty for none. An unknown user is refused.
+async fn resolve_owner<S: UserStore>(
+    store: &S,
+    owner: &str,
+) -> Result<(String, Option<String>), OAuthError> {
+    if owner.is_empty() {
+        return Ok((String::new(), None));
+    }
+    match crate::accounts::users::resolve(store, owner).await {
+        Ok(user) => Ok((user.username, Some(user.id))),
+        Err(e) if e.code == ErrorCode::NotFound => Err(OAuthError::invalid_request(format!(
+            "owner: no user `{}` (create the user first)",
+            super::error::named(owner)
+        ))),
+        Err(e) => Err(e),
+    }
+}
+
+pub async fn create<S: ServiceUserStore + UserStore>(
     store: &S,
     spec: ServiceUserSpec,
     actor: Actor,
@@ -195,21 +228,23 @@ pub async fn create<S: ServiceUserStore>(
             "audiences must be non-empty printable ASCII without spaces",
         ));
     }
+    let (owner, owner_id) = resolve_owner(store, &spec.owner).await?;
     let record = ServiceUserRecord {
         id: format!("su_{}", random_base62(22)),
         name: name.to_owned(),
         description: spec.description,
-        owner: spec.owner,
+        owner,
         is_admin: false,
         created_at: clock::now(),
         scopes: spec.scope.split_whitespace().collect::<Vec<_>>().join(" "),
         audiences: spec.audiences.join(" "),
         enabled: true,
         max_token_lifetime: None,
+        owner_id,
     };
     let event = Event::new(actor, "service_user.created", Outcome::Success)
         .target(record.id.clone())
-        .details(json!({ "name": record.name }))
+        .details(json!({ "name": record.name, "owner_id": record.owner_id }))
         .into_record(clock::now_ms());
     let id = record.id.clone();
     store
@@ -239,7 +274,7 @@ pub async fn get<S: ServiceUserStore>(store: &S, id: &str) -> Result<ServiceUser
 /// Changes the fields present in `patch`, in one transaction that locks the
 /// user; with `If-Match`, only if it has not changed since it was read
 /// (RFC 9110 §13.1.1). The administrator cannot be disabled.
-pub async fn update<S: ServiceUserStore>(
+pub async fn update<S: ServiceUserStore + UserStore>(
     store: &S,
     id: &str,
     patch: ServiceUserPatch,
@@ -267,6 +302,10 @@ pub async fn update<S: ServiceUserStore>(
             "max_token_lifetime must be between 60 and 86400 seconds, or null",
         ));
     }
+    let owner = match &patch.owner {
+        Some(owner) => Some(resolve_owner(store, owner).await?),
+        None => None,
+    };
     let change = move |mut record: ServiceUserRecord| {
         etag::check(
             if_match.as_deref(),
@@ -284,8 +323,9 @@ pub async fn update<S: ServiceUserStore>(
         if let Some(description) = patch.description {
             record.description = description;
         }
-        if let Some(owner) = patch.owner {
+        if let Some((owner, owner_id)) = owner {
             record.owner = owner;
+            record.owner_id = owner_id;
         }
         if let Some(scope) = patch.scope {
             record.scopes = scope.split_whitespace().collect::<Vec<_>>().join(" ");
@@ -304,6 +344,7 @@ pub async fn update<S: ServiceUserStore>(
             .details(json!({
                 "enabled": record.enabled,
                 "max_token_lifetime": record.max_token_lifetime,
+                "owner_id": record.owner_id,
             }))
             .into_record(clock::now_ms());
         let user = ServiceUser::from(record.clone());

@@ -6,6 +6,8 @@ use std::sync::atomic::AtomicBool;
 
 use aws_lc_rs::hmac;
 
+use crate::accounts::passwords::Passwords;
+use crate::accounts::users::UserCache;
 use crate::audit::SourceThrottle;
 use crate::config::Config;
 use crate::federation::issuer_keys::IssuerKeys;
@@ -37,4 +39,8 @@ pub struct Core {
     /// server is not ready, even if the database answers and keys loaded:
     /// the administrator token file may not be written yet.
     pub prepared: AtomicBool,
+    /// argon2id at the configured parameters, for human passwords.
+    pub passwords: Passwords,
+    /// Users as token checks read them (at most one second old).
+    pub user_cache: UserCache,
 }

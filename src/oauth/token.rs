@@ -118,6 +118,13 @@ pub struct TokenResponse {
     /// RFC 8693 §2.2.1, on a token exchange's answer.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub issued_token_type: Option<&'static str>,
+    /// RFC 6749 §5.1: a rotated `tsr_rt_` token (authorization code and
+    /// refresh grants, when `offline_access` was granted).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub refresh_token: Option<Secret>,
+    /// OIDC Core §3.1.3.3, when `openid` was granted.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub id_token: Option<Secret>,
 }
 
 /// What the caller's connection tells us.
@@ -137,6 +144,12 @@ pub async fn exchange(
             grants::client_credentials::grant(state, &request, context).await
         }
         grants::jwt_bearer::GRANT_TYPE => grants::jwt_bearer::grant(state, &request, context).await,
+        grants::authorization_code::GRANT_TYPE => {
+            grants::authorization_code::grant(state, &request, context).await
+        }
+        grants::refresh_token::GRANT_TYPE => {
+            grants::refresh_token::grant(state, &request, context).await
+        }
         grants::token_exchange::GRANT_TYPE => {
             grants::token_exchange::grant(state, &request, context).await
         }

@@ -4,15 +4,16 @@
 //! against Tessera's own keys, its `jti` against the shared revocation
 //! list, and its client and service user against the store (so disabling
 //! or deleting them makes outstanding tokens inactive at once, on every
-//! replica); an opaque `tsr_…` token is looked up by digest. Personal
-//! access tokens and refresh tokens join the opaque branch later.
+//! replica); an opaque `tsr_…` token is looked up by digest; a refresh
+//! token (`tsr_rt_…`) is shown to the client it was issued to and to
+//! administrators only. Personal access tokens join the opaque branch later.
 
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use utoipa::ToSchema;
 
 use super::bearer::{self, Principal};
-use super::client::Client;
+use super::client::{Client, GrantType};
 use super::client_auth::{self, PresentedCredentials};
 use super::{ErrorCode, OAuthError};
 use crate::audit::{Actor, ActorKind, Event, Outcome};
@@ -37,13 +38,24 @@ impl Caller {
     }
 }
 
+/// What the caller asks for: which decides whether a public client may.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Purpose {
+    Introspect,
+    Revoke,
+}
+
 /// RFC 7662 §2.1 / RFC 7009 §2.1: the caller must authenticate, with its
-/// client credentials or an administrator's bearer token.
+/// client credentials or an administrator's bearer token. RFC 7009 §2.1
+/// lets a public client revoke the tokens issued to it (it identifies
+/// itself with `client_id`, auth method `none`); introspection stays with
+/// confidential clients (RFC 7662 §4: it reveals token contents).
 pub async fn authenticate_caller(
     state: &Core,
     bearer_token: Option<String>,
     presented: PresentedCredentials,
     remote: Option<String>,
+    purpose: Purpose,
 ) -> Result<Caller, OAuthError> {
     if let Some(token) = bearer_token {
         let principal =
@@ -52,10 +64,10 @@ pub async fn authenticate_caller(
         return Ok(Caller::Admin(principal));
     }
     let client = client_auth::authenticate(state, &presented, remote).await?;
-    if client.public {
+    if client.public && purpose == Purpose::Introspect {
         return Err(OAuthError::new(
             ErrorCode::InvalidClient,
-            "a public client cannot introspect or revoke tokens",
+            "a public client cannot introspect tokens",
         ));
     }
     Ok(Caller::Client(client))
@@ -88,18 +100,19 @@ pub struct Introspection {
     pub identity_kind: Option<String>,
 }
 
+/// The claims of Tessera's own JWT access tokens that are checked here.
 #[derive(Debug, Deserialize)]
-struct OwnClaims {
-    iss: String,
-    sub: String,
-    aud: serde_json::Value,
-    exp: i64,
-    iat: i64,
-    jti: String,
-    client_id: String,
+pub(crate) struct OwnClaims {
+    pub iss: String,
+    pub sub: String,
+    pub aud: serde_json::Value,
+    pub exp: i64,
+    pub iat: i64,
+    pub jti: String,
+    pub client_id: String,
     #[serde(default)]
-    scope: String,
-    identity_kind: String,
+    pub scope: String,
+    pub identity_kind: String,
     /// Set on a token exchanged under a trust policy.
     #[serde(default)]
     workload: Option<Workload>,
@@ -118,8 +131,10 @@ pub const TRUST_CLIENT_PREFIX: &str = "trust:";
 
 /// A JWT access token of ours that is still valid: signature, type,
 /// issuer, expiry, not revoked, and its client and subject still exist and
-/// are enabled.
-async fn live_jwt(state: &Core, token: &str) -> Result<Option<OwnClaims>, OAuthError> {
+/// are enabled. A person's token (`identity_kind` `human`) is valid only
+/// while its `sub` is a user who is not disabled (RFC 7662 §2.2: a token
+/// whose authorization was withdrawn is not active).
+pub(crate) async fn live_jwt(state: &Core, token: &str) -> Result<Option<OwnClaims>, OAuthError> {
     let Some(set) = state.keys.ring().get() else {
         return Err(OAuthError::unavailable("signing keys are not loaded yet"));
     };
@@ -141,6 +156,14 @@ async fn live_jwt(state: &Core, token: &str) -> Result<Option<OwnClaims>, OAuthE
             .get(&state.store, &claims.sub)
             .await?
             .is_some_and(|u| u.user.enabled)
+    {
+        return Ok(None);
+    }
+    if claims.identity_kind == ActorKind::Human.as_str()
+        && !state
+            .user_cache
+            .is_enabled(&state.store, &claims.sub)
+            .await?
     {
         return Ok(None);
     }
@@ -170,7 +193,20 @@ async fn live_jwt(state: &Core, token: &str) -> Result<Option<OwnClaims>, OAuthE
 
 /// RFC 7662 §2.2: `active: false` for anything expired, revoked, unknown
 /// or malformed, with no further detail.
-pub async fn introspect(state: &Core, token: &str) -> Result<Introspection, OAuthError> {
+pub async fn introspect(
+    state: &Core,
+    caller: &Caller,
+    token: &str,
+) -> Result<Introspection, OAuthError> {
+    if token.starts_with("tsr_rt_") {
+        return introspect_refresh(state, caller, token).await;
+    }
+    introspect_access(state, token).await
+}
+
+/// [`introspect`] for an access token: a JWT of ours or an opaque `tsr_`
+/// token (any authenticated caller may ask: resource servers do).
+pub async fn introspect_access(state: &Core, token: &str) -> Result<Introspection, OAuthError> {
     if token.starts_with("tsr_") {
         let presented = OpaqueToken::from_presented(token);
         return match bearer::inspect(&state.store, &state.digest_key, &presented).await {
@@ -208,6 +244,62 @@ pub async fn introspect(state: &Core, token: &str) -> Result<Introspection, OAut
     })
 }
 
+/// A refresh token is active while it is the newest of a family that is
+/// neither revoked nor past either lifetime, and its user and client are
+/// enabled: exactly when the refresh grant would take it. RFC 7662 §4 lets
+/// the server answer callers differently: a refresh token is meant for the
+/// client it was issued to alone, so any other client learns only
+/// `active: false`.
+async fn introspect_refresh(
+    state: &Core,
+    caller: &Caller,
+    token: &str,
+) -> Result<Introspection, OAuthError> {
+    let Some(record) = super::grants::refresh_token::find(state, token).await? else {
+        return Ok(Introspection::default());
+    };
+    let now = clock::now();
+    let exp = record.expires_at();
+    let usable = record.revoked_at.is_none() && record.used_at.is_none() && exp > now;
+    let own = match caller {
+        Caller::Client(client) => client.client_id == record.client_id,
+        Caller::Admin(_) => true,
+    };
+    if !usable || !own {
+        return Ok(Introspection::default());
+    }
+    let user = state.user_cache.get(&state.store, &record.user_id).await?;
+    let client = state
+        .client_cache
+        .get(&state.store, &record.client_id)
+        .await?;
+    let (Some(user), Some(client)) = (user, client) else {
+        return Ok(Introspection::default());
+    };
+    let client = &client.client;
+    if user.disabled || !client.enabled || !client.may_use(GrantType::RefreshToken) {
+        return Ok(Introspection::default());
+    }
+    // What a refresh would grant now: an administrator who no longer is
+    // one has lost the API scopes.
+    let scopes = super::authorize::granted_scopes(
+        client,
+        &super::grants::human::words(&record.scopes),
+        user.admin,
+    );
+    Ok(Introspection {
+        active: true,
+        sub: Some(record.user_id),
+        client_id: Some(record.client_id),
+        scope: Some(scopes.join(" ")).filter(|s| !s.is_empty()),
+        exp: Some(exp),
+        iat: Some(record.created_at),
+        iss: Some(state.config.issuer().to_owned()),
+        identity_kind: Some(ActorKind::Human.as_str().to_owned()),
+        ..Default::default()
+    })
+}
+
 /// RFC 7009 §2.1. A client may revoke only tokens issued to it; an
 /// administrator any. Unknown and invalid tokens are not an error (§2.2).
 pub async fn revoke(
@@ -221,6 +313,9 @@ pub async fn revoke(
             .target(target)
             .remote(remote.clone())
     };
+    if token.starts_with("tsr_rt_") {
+        return revoke_refresh(state, caller, token, remote).await;
+    }
     if token.starts_with("tsr_") {
         // Opaque tokens belong to service users; only an administrator may
         // revoke them until personal access tokens bring owners of their own.
@@ -266,6 +361,42 @@ pub async fn revoke(
     event(claims.jti)
         .client(claims.client_id)
         .details(json!({ "kind": "jwt" }))
+        .record_via(&state.writer)
+        .await;
+    Ok(())
+}
+
+/// RFC 7009 §2.1 for a refresh token: only the client it was issued to (or
+/// an administrator) may revoke it, and revoking it revokes its whole
+/// family and the access tokens issued with it (§2.1: "SHOULD also
+/// invalidate all access tokens based on the same authorization grant").
+async fn revoke_refresh(
+    state: &Core,
+    caller: &Caller,
+    token: &str,
+    remote: Option<String>,
+) -> Result<(), OAuthError> {
+    use crate::store::AuthorizationStore;
+    let Some(record) = super::grants::refresh_token::find(state, token).await? else {
+        return Ok(());
+    };
+    if let Caller::Client(client) = caller
+        && client.client_id != record.client_id
+    {
+        return Err(OAuthError::new(
+            ErrorCode::UnauthorizedClient,
+            "the token was not issued to this client",
+        ));
+    }
+    state
+        .store
+        .revoke_refresh_family(record.family_id.clone(), clock::now())
+        .await?;
+    Event::new(caller.actor(), "token.revoked", Outcome::Success)
+        .target(record.family_id)
+        .client(record.client_id)
+        .remote(remote)
+        .details(json!({ "kind": "refresh" }))
         .record_via(&state.writer)
         .await;
     Ok(())

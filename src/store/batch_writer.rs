@@ -482,6 +482,7 @@ impl Writer {
         &mut self,
         work: impl FnOnce(&mut super::AnyConnection) -> diesel::QueryResult<T>,
     ) -> Result<T, StoreError> {
+        let _turn = self.store.sqlite_turn()?;
         let conn = match self.conn.as_mut() {
             Some(conn) => conn,
             None => self.conn.insert(self.store.checkout()?),

@@ -28,6 +28,9 @@ pub struct ClientRecord {
     pub enabled: bool,
     pub created_at: i64,
     pub updated_at: i64,
+    pub first_party: bool,
+    pub id_token_alg: String,
+    pub require_pkce: bool,
 }
 
 #[derive(Clone, Queryable, Selectable, Insertable)]

@@ -128,7 +128,15 @@ pub(super) fn with_keepalives(url: &str) -> String {
 
 pub(super) fn run_migrations(conn: &mut AnyConnection) -> Result<(), StoreError> {
     let outcome = match conn {
-        AnyConnection::Sqlite(c) => c.run_pending_migrations(SQLITE_MIGRATIONS).map(drop),
+        // Replicas started at once on one file would each find the same
+        // migrations pending and the losers fail on tables that now exist:
+        // the write lock is taken first (the busy handler waits for it),
+        // as PostgreSQL's advisory lock does below. Each migration keeps
+        // its own transaction, nested as a savepoint.
+        AnyConnection::Sqlite(c) => c
+            .immediate_transaction::<_, Box<dyn std::error::Error + Send + Sync>, _>(|c| {
+                c.run_pending_migrations(SQLITE_MIGRATIONS).map(drop)
+            }),
         AnyConnection::Postgresql(c) => {
             // A migration may rewrite a large table: no statement timeout.
             c.batch_execute("SET statement_timeout = 0")?;

@@ -24,6 +24,9 @@ pub struct ServiceUserRecord {
     pub enabled: bool,
     /// Seconds an access token issued to it may live at most.
     pub max_token_lifetime: Option<i64>,
+    /// The user `owner` names, when linked; `None` for an owner recorded
+    /// as free text before users existed (or whose user was deleted).
+    pub owner_id: Option<String>,
 }
 
 #[derive(Clone, Queryable, Selectable, Insertable)]

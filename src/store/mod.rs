@@ -9,38 +9,54 @@
 
 mod assertions;
 mod audit;
+mod authorization;
 mod batch_writer;
 mod clients;
 mod connection;
 mod credentials;
 mod instance;
 mod keys;
+mod login_throttle;
+mod mfa;
 mod notify;
 mod revocations;
 pub mod schema;
 mod service_users;
+mod sessions;
+mod sqlite_turn;
 mod trust;
+mod users;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use diesel::result::{DatabaseErrorKind, Error as DieselError};
 
 pub use assertions::ReplayStore;
 pub use audit::{AuditFilter, AuditRecord, AuditStore, NewAuditRecord};
+pub use authorization::{
+    AuthorizationStore, CodeRecord, Finish, REVOKED_KEPT_SECS, Redemption, RefreshTokenRecord,
+    Rotation,
+};
 pub use batch_writer::BatchWriter;
 pub use clients::{ClientChange, ClientRecord, ClientSecretRecord, ClientStore, NewSecret};
 pub use connection::{AnyConnection, DatabaseUrl};
 pub use credentials::{AccessTokenRecord, CredentialStore, ServiceUserRecord};
 pub use instance::{InstanceRecord, InstanceStore};
 pub use keys::{KeyStore, ResealedKey, SigningKeyRecord};
+pub use login_throttle::{Admission, ThrottleRecord, ThrottleStore};
+pub use mfa::{MfaStore, ResealedTotp, TotpRecord};
 pub use notify::{APPLICATION_NAME as LISTENER_APPLICATION_NAME, Change};
 pub use revocations::RevocationStore;
 pub use service_users::{ServiceUserKeyRecord, ServiceUserStore, ServiceUserWithKeys};
+pub use sessions::{SessionRecord, SessionStore};
 pub use trust::{
     TrustForIssuer, TrustPolicyChange, TrustPolicyRecord, TrustStore, TrustedIssuerRecord,
 };
+pub use users::{Ended, UserRecord, UserStore, username_key};
 
 use connection::{Manager, PooledConn};
+use sqlite_turn::{SqliteTurn, Turn};
 
 /// Failures the rest of the crate can act on. `Unavailable` means "try
 /// again later" (503); the others are request- or server-level faults.
@@ -130,6 +146,9 @@ fn looks_like_lost_connection(message: &str) -> bool {
 pub struct Store {
     pool: r2d2::Pool<Manager>,
     url: DatabaseUrl,
+    /// SQLite only: one database call at a time in this process
+    /// (`sqlite_turn.rs` says why).
+    sqlite_turn: Option<Arc<SqliteTurn>>,
 }
 
 impl std::fmt::Debug for Store {
@@ -147,7 +166,9 @@ impl Store {
         let url = DatabaseUrl::parse(url).map_err(StoreError::Other)?;
         url.prepare().map_err(StoreError::Other)?;
         let pool = r2d2::Pool::builder()
-            .max_size(pool_size)
+            // The batching writer keeps one connection for itself: with
+            // one in all, every other call would wait out the timeout.
+            .max_size(pool_size.max(2))
             .min_idle(Some(0))
             .connection_timeout(connect_timeout)
             // A `SELECT 1` on every checkout halves write throughput
@@ -155,7 +176,12 @@ impl Store {
             .test_on_check_out(false)
             .error_handler(Box::new(r2d2::NopErrorHandler))
             .build_unchecked(Manager::new(url.clone()));
-        Ok(Store { pool, url })
+        let sqlite_turn = matches!(url, DatabaseUrl::Sqlite(_)).then(Default::default);
+        Ok(Store {
+            pool,
+            url,
+            sqlite_turn,
+        })
     }
 
     pub fn backend(&self) -> &'static str {
@@ -171,6 +197,7 @@ impl Store {
     {
         let store = self.clone();
         tokio::task::spawn_blocking(move || {
+            let _turn = store.sqlite_turn()?;
             let mut conn = store.checkout()?;
             let result = f(&mut conn.connection);
             if matches!(result, Err(StoreError::Unavailable(_))) {
@@ -180,6 +207,16 @@ impl Store {
         })
         .await
         .map_err(|e| StoreError::Other(format!("database task failed: {e}")))?
+    }
+
+    /// On SQLite, this process's turn at the database (`sqlite_turn.rs`):
+    /// hold it over every use of a connection. On PostgreSQL, none. Waits
+    /// as long as a checkout may.
+    pub(crate) fn sqlite_turn(&self) -> Result<Option<Turn<'_>>, StoreError> {
+        self.sqlite_turn
+            .as_ref()
+            .map(|turn| turn.take(self.pool.connection_timeout()))
+            .transpose()
     }
 
     /// A pooled connection, for code already on a blocking thread. Waits up

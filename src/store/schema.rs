@@ -33,6 +33,7 @@ diesel::table! {
         audiences -> Text,
         enabled -> Bool,
         max_token_lifetime -> Nullable<BigInt>,
+        owner_id -> Nullable<Text>,
     }
 }
 
@@ -88,6 +89,9 @@ diesel::table! {
         enabled -> Bool,
         created_at -> BigInt,
         updated_at -> BigInt,
+        first_party -> Bool,
+        id_token_alg -> Text,
+        require_pkce -> Bool,
     }
 }
 
@@ -152,6 +156,75 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    users (id) {
+        id -> Text,
+        username -> Text,
+        username_key -> Text,
+        email -> Nullable<Text>,
+        email_verified -> Bool,
+        display_name -> Nullable<Text>,
+        password_hash -> Nullable<Text>,
+        disabled -> Bool,
+        admin -> Bool,
+        created_at -> BigInt,
+        updated_at -> BigInt,
+    }
+}
+
+diesel::table! {
+    authorization_codes (digest) {
+        digest -> Text,
+        client_id -> Text,
+        redirect_uri -> Text,
+        code_challenge -> Nullable<Text>,
+        user_id -> Text,
+        session_id -> Text,
+        auth_time -> BigInt,
+        amr -> Text,
+        nonce -> Nullable<Text>,
+        scopes -> Text,
+        created_at -> BigInt,
+        expires_at -> BigInt,
+        used_at -> Nullable<BigInt>,
+        access_jti -> Nullable<Text>,
+        access_exp -> Nullable<BigInt>,
+        refresh_family -> Nullable<Text>,
+        reused_at -> Nullable<BigInt>,
+    }
+}
+
+diesel::table! {
+    consents (user_id, client_id) {
+        user_id -> Text,
+        client_id -> Text,
+        scopes -> Text,
+        granted_at -> BigInt,
+    }
+}
+
+diesel::table! {
+    refresh_tokens (id) {
+        id -> Text,
+        lookup -> Text,
+        digest -> Binary,
+        family_id -> Text,
+        client_id -> Text,
+        user_id -> Text,
+        session_id -> Nullable<Text>,
+        scopes -> Text,
+        auth_time -> BigInt,
+        amr -> Text,
+        created_at -> BigInt,
+        idle_expires_at -> BigInt,
+        family_expires_at -> BigInt,
+        used_at -> Nullable<BigInt>,
+        revoked_at -> Nullable<BigInt>,
+        access_jti -> Nullable<Text>,
+        access_exp -> Nullable<BigInt>,
+    }
+}
+
 diesel::joinable!(client_secrets -> clients (client_id));
 diesel::joinable!(trust_policies -> trusted_issuers (issuer));
 
@@ -168,4 +241,45 @@ diesel::allow_tables_to_appear_in_same_query!(
     revoked_tokens,
     trusted_issuers,
     trust_policies,
+    users,
 );
+
+diesel::table! {
+    sessions (id) {
+        id -> Text,
+        secret_digest -> Binary,
+        user_id -> Text,
+        auth_time -> BigInt,
+        amr -> Text,
+        created_at -> BigInt,
+        last_seen_at -> BigInt,
+    }
+}
+
+diesel::table! {
+    login_throttle (bucket) {
+        bucket -> Text,
+        failures -> BigInt,
+        blocked_until -> BigInt,
+        updated_at -> BigInt,
+    }
+}
+
+diesel::table! {
+    totp_credentials (user_id) {
+        user_id -> Text,
+        sealed_secret -> Binary,
+        master_key_id -> Text,
+        confirmed_at -> Nullable<BigInt>,
+        last_step -> BigInt,
+        created_at -> BigInt,
+    }
+}
+
+diesel::table! {
+    recovery_codes (user_id, digest) {
+        user_id -> Text,
+        digest -> Binary,
+        used_at -> Nullable<BigInt>,
+    }
+}

@@ -191,6 +191,7 @@ impl ServiceUserStore for Store {
                         service_users::name.eq(&user.name),
                         service_users::description.eq(&user.description),
                         service_users::owner.eq(&user.owner),
+                        service_users::owner_id.eq(&user.owner_id),
                         service_users::scopes.eq(&user.scopes),
                         service_users::audiences.eq(&user.audiences),
                         service_users::enabled.eq(user.enabled),

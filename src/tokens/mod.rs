@@ -2,5 +2,6 @@
 //! opaque `tsr_…` bearer tokens whose digests alone are stored.
 
 pub mod access;
+pub mod id_token;
 pub mod jwt;
 pub mod opaque;

@@ -12,7 +12,7 @@ on_both_backends!(
     oauth_metadata_lists_only_what_is_implemented,
     jwks_publishes_public_members_only,
     health_readiness_and_metrics,
-    authorization_endpoint_refuses_every_response_type,
+    authorization_endpoint_never_redirects_to_an_unknown_client,
     metadata_documents_agree,
 );
 
@@ -76,7 +76,9 @@ async fn oauth_metadata_lists_only_what_is_implemented(backend: Backend) {
         serde_json::json!([
             "client_credentials",
             "urn:ietf:params:oauth:grant-type:jwt-bearer",
-            "urn:ietf:params:oauth:grant-type:token-exchange"
+            "urn:ietf:params:oauth:grant-type:token-exchange",
+            "authorization_code",
+            "refresh_token"
         ])
     );
     assert_eq!(
@@ -84,14 +86,36 @@ async fn oauth_metadata_lists_only_what_is_implemented(backend: Backend) {
         serde_json::json!([
             "client_secret_basic",
             "client_secret_post",
-            "private_key_jwt"
+            "private_key_jwt",
+            "none"
         ])
     );
     assert_eq!(
         oauth["token_endpoint_auth_signing_alg_values_supported"],
         serde_json::json!(["RS256", "ES256", "EdDSA"])
     );
-    assert_eq!(oauth["response_types_supported"], serde_json::json!([]));
+    assert_eq!(
+        oauth["response_types_supported"],
+        serde_json::json!(["code"])
+    );
+    assert_eq!(
+        oauth["code_challenge_methods_supported"],
+        serde_json::json!(["S256"])
+    );
+    assert_eq!(oauth["userinfo_endpoint"], app.endpoint("/oauth/userinfo"));
+    assert_eq!(
+        oauth["end_session_endpoint"],
+        app.endpoint("/oauth/end_session")
+    );
+    for scope in ["openid", "profile", "email", "offline_access", "admin"] {
+        assert!(
+            oauth["scopes_supported"]
+                .as_array()
+                .unwrap()
+                .contains(&serde_json::json!(scope)),
+            "{scope}"
+        );
+    }
     assert_eq!(oauth["token_endpoint"], app.endpoint("/oauth/token"));
     assert_eq!(
         oauth["introspection_endpoint"],
@@ -169,14 +193,21 @@ async fn health_readiness_and_metrics(backend: Backend) {
     );
 }
 
-async fn authorization_endpoint_refuses_every_response_type(backend: Backend) {
+async fn authorization_endpoint_never_redirects_to_an_unknown_client(backend: Backend) {
     let app = TestApp::start(backend).await;
     let response = app
         .get("/oauth/authorize?response_type=code&client_id=x&redirect_uri=https%3A%2F%2Fevil.example")
         .await;
-    // No redirect to an unregistered URI (RFC 6749 §4.1.2.1).
+    // No redirect to an unregistered URI (RFC 6749 §4.1.2.1): Tessera's
+    // own error page.
     assert!(response.headers().get("location").is_none());
-    fail_with(response, 400, "unsupported_response_type").await;
+    assert_eq!(response.status(), 400);
+    assert!(
+        response.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/html")
+    );
 }
 
 /// Every endpoint member (`*_endpoint`, `jwks_uri`) of either document.
@@ -217,6 +248,11 @@ async fn metadata_documents_agree(backend: Backend) {
         "response_types_supported",
         "subject_types_supported",
         "id_token_signing_alg_values_supported",
+        "userinfo_endpoint",
+        "end_session_endpoint",
+        "scopes_supported",
+        "claims_supported",
+        "code_challenge_methods_supported",
     ] {
         assert!(openid.get(member).is_some(), "{member} is missing");
     }

@@ -17,6 +17,7 @@ use tessera::store::KeyStore;
 
 use crate::cli::{MASTER_KEY_B64, database_env, run, stderr, tessera};
 use crate::clients::register;
+use crate::common::pages::Visitor;
 use crate::common::{Backend, DEFAULT_MASTER_KEY, TestApp};
 use crate::on_both_backends;
 use crate::replicas::token_status;
@@ -219,6 +220,11 @@ async fn rekey_seals_every_key_anew_while_secrets_keep_working(backend: Backend)
     let secret = secret.unwrap();
     let kids_before = published_kids(&a).await;
     let dir = tempfile::tempdir().unwrap();
+    // A user with TOTP: the secret is sealed under the old master key.
+    crate::login::add_user(&a, "alice").await;
+    let browser = Visitor::new(&a);
+    browser.login("alice", crate::login::PASSWORD).await;
+    let (totp, _, _) = crate::login::enrol(&browser).await;
 
     let mut make = tessera(dir.path());
     make.env("TESSERA_MASTER_KEY", MASTER_KEY_B64)
@@ -260,6 +266,11 @@ async fn rekey_seals_every_key_anew_while_secrets_keep_working(backend: Backend)
     assert!(rekeyed.status.success(), "{}", stderr(&rekeyed));
     let stored = b.state.store.list_signing_keys().await.unwrap();
     assert!(stored.iter().all(|k| k.master_key_id == new.id()));
+    assert!(
+        String::from_utf8_lossy(&rekeyed.stdout).contains("1 TOTP secret(s)"),
+        "{}",
+        String::from_utf8_lossy(&rekeyed.stdout)
+    );
     let audit: Value = b
         .admin_get("/admin/v1/audit?action=keys.rekeyed")
         .await
@@ -279,4 +290,10 @@ async fn rekey_seals_every_key_anew_while_secrets_keep_working(backend: Backend)
     assert_eq!(published_kids(&c).await, kids_before);
     assert_eq!(token_status(&c, &id, &secret).await, 200);
     assert_eq!(c.admin_get("/admin/v1/whoami").await.status(), 200);
+    // Alice's second factor opens with the new key alone.
+    let browser = Visitor::new(&c);
+    let step = browser.login("alice", crate::login::PASSWORD).await;
+    let step = step.text().await.unwrap();
+    let code = tessera::accounts::totp::code_at(&totp, tessera::clock::now() + 30);
+    assert_eq!(browser.code(&step, &code).await.status(), 303);
 }

@@ -93,7 +93,9 @@ async fn constraints_in_the_document_are_the_servers(backend: Backend) {
         json!([
             "client_credentials",
             "urn:ietf:params:oauth:grant-type:jwt-bearer",
-            "urn:ietf:params:oauth:grant-type:token-exchange"
+            "urn:ietf:params:oauth:grant-type:token-exchange",
+            "authorization_code",
+            "refresh_token"
         ])
     );
     let limit = spec["paths"]["/admin/v1/audit"]["get"]["parameters"]

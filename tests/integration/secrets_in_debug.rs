@@ -63,6 +63,8 @@ fn issued_tokens_hide_in_debug_but_serialise_once() {
         expires_in: 900,
         scope: None,
         issued_token_type: None,
+        refresh_token: Some(Secret::new(SECRET)),
+        id_token: Some(Secret::new(SECRET)),
     };
     assert_hidden("TokenResponse", format!("{response:?}"));
     let body = serde_json::to_string(&response).unwrap();

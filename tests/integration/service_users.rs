@@ -92,7 +92,20 @@ async fn a_server_sent_key_id_does_not_choose_the_key_file_path() {
 
 const GRANT: &str = "urn:ietf:params:oauth:grant-type:jwt-bearer";
 
+/// The user that owns the service users of these tests.
+pub async fn ensure_owner(app: &TestApp, username: &str) {
+    let response = app
+        .admin_post("/admin/v1/users", &json!({ "username": username }))
+        .await;
+    assert!(
+        [201, 409].contains(&response.status().as_u16()),
+        "{}",
+        response.status()
+    );
+}
+
 async fn create_user(app: &TestApp, scope: &str) -> String {
+    ensure_owner(app, "alice@example.com").await;
     let response = app
         .admin_post(
             "/admin/v1/service-users",
@@ -445,6 +458,7 @@ async fn service_user_admin_rules(backend: Backend) {
         .await
         .unwrap();
     assert_eq!(shown["owner"], "alice@example.com");
+    assert_eq!(shown["owner_linked"], true);
 
     let me: Value = app
         .admin_get("/admin/v1/whoami")

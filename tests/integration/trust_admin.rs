@@ -40,6 +40,7 @@ fn service_user(id: &str) -> ServiceUserRecord {
         audiences: String::new(),
         enabled: true,
         max_token_lifetime: None,
+        owner_id: None,
     }
 }
 
@@ -370,7 +371,7 @@ async fn issuers_through_the_api(backend: Backend) {
         ),
         (
             json!({"issuer": "https://ci.example.com", "jwks": {"keys": [private]}}),
-            "public keys",
+            "public key only",
         ),
         (
             json!({"issuer": "https://ci.example.com", "algorithms": ["RS256"], "jwks": {"keys": [ec]}}),

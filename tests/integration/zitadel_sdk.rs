@@ -32,6 +32,7 @@ struct KeyFile {
 }
 
 async fn key_file(app: &TestApp) -> KeyFile {
+    crate::service_users::ensure_owner(app, "alice@example.com").await;
     let created = app
         .admin_post(
             "/admin/v1/service-users",

@@ -469,6 +469,7 @@ mod tests {
             audiences: String::new(),
             enabled: true,
             max_token_lifetime: None,
+            owner_id: None,
         };
         assert!(check_with(&policy(), &user).is_ok());
         let wide = TrustPolicy {

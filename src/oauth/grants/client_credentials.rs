@@ -4,10 +4,9 @@
 //! confidential clients registered for it may use it.
 
 use crate::oauth::Core;
+use crate::oauth::OAuthError;
 use crate::oauth::client::GrantType;
-use crate::oauth::client_auth;
 use crate::oauth::token::{RequestContext, TokenRequest, TokenResponse};
-use crate::oauth::{ErrorCode, OAuthError};
 use crate::tokens::access::AccessTokenRequest;
 
 pub const GRANT_TYPE: &str = "client_credentials";
@@ -17,14 +16,7 @@ pub async fn grant(
     request: &TokenRequest,
     context: RequestContext,
 ) -> Result<TokenResponse, OAuthError> {
-    let presented = request.credentials(context.basic);
-    let client = client_auth::authenticate(state, &presented, context.remote.clone()).await?;
-    if client.public || !client.may_use(GrantType::ClientCredentials) {
-        return Err(OAuthError::new(
-            ErrorCode::UnauthorizedClient,
-            "the client is not allowed to use the client_credentials grant",
-        ));
-    }
+    let client = super::client_for(state, request, &context, GrantType::ClientCredentials).await?;
     let scopes = client.grant_scopes(request.get("scope"))?;
     let audience = client.grant_audience(&request.targets())?;
     super::issue(

@@ -1,8 +1,11 @@
 //! One file per grant type. Each authenticates and decides; `issue` then
 //! mints, counts and audits the access token the same way for all.
 
+pub mod authorization_code;
 pub mod client_credentials;
+pub(crate) mod human;
 pub mod jwt_bearer;
+pub mod refresh_token;
 pub mod token_exchange;
 
 use serde::Serialize;
@@ -40,6 +43,27 @@ pub async fn issue(
     request: AccessTokenRequest<'_>,
     remote: Option<String>,
 ) -> Result<TokenResponse, OAuthError> {
+    let actor = Actor::service(request.subject);
+    issue_as(state, grant_type, request, actor, remote)
+        .await
+        .map(|(response, _)| response)
+}
+
+/// The access token's `jti` and `exp`, for grants that must be able to
+/// revoke it later (a reused code).
+pub struct IssuedAccess {
+    pub jti: String,
+    pub exp: i64,
+}
+
+/// As [`issue`], audited as `actor` (a human for the browser grants).
+pub async fn issue_as(
+    state: &Core,
+    grant_type: &'static str,
+    request: AccessTokenRequest<'_>,
+    actor: Actor,
+    remote: Option<String>,
+) -> Result<(TokenResponse, IssuedAccess), OAuthError> {
     let issued = access::mint(state.keys.ring(), &request)
         .map_err(|e| OAuthError::server_error(e.to_string()))?;
     let details = IssuedDetails {
@@ -49,7 +73,6 @@ pub async fn issue(
         exp: issued.exp,
         workload: request.delegation.map(|d| &d.workload),
     };
-    let actor = Actor::service(request.subject);
     Event::new(actor, "token.issued", Outcome::Success)
         .client(request.client_id)
         .target(issued.jti.clone())
@@ -58,13 +81,44 @@ pub async fn issue(
         .record_before_answering(&state.writer)
         .await?;
     state.metrics.token_issued(grant_type);
-    Ok(TokenResponse {
-        access_token: issued.token,
-        token_type: "Bearer",
-        expires_in: issued.expires_in,
-        scope: Some(request.scopes.join(" ")).filter(|s| !s.is_empty()),
-        issued_token_type: None,
-    })
+    let access = IssuedAccess {
+        jti: issued.jti,
+        exp: issued.exp,
+    };
+    Ok((
+        TokenResponse {
+            access_token: issued.token,
+            token_type: "Bearer",
+            expires_in: issued.expires_in,
+            scope: Some(request.scopes.join(" ")).filter(|s| !s.is_empty()),
+            issued_token_type: None,
+            refresh_token: None,
+            id_token: None,
+        },
+        access,
+    ))
+}
+
+/// The client the request authenticates (RFC 6749 §3.2.1), which must be
+/// registered for `grant` (`unauthorized_client` otherwise, §5.2).
+pub async fn client_for(
+    state: &Core,
+    request: &TokenRequest,
+    context: &RequestContext,
+    grant: GrantType,
+) -> Result<Client, OAuthError> {
+    let presented = request.credentials(context.basic.clone());
+    let client = client_auth::authenticate(state, &presented, context.remote.clone()).await?;
+    if !client.may_use(grant) {
+        return Err(OAuthError::new(
+            ErrorCode::UnauthorizedClient,
+            format!(
+                "the client is not allowed to use the {} grant",
+                grant.as_str()
+            ),
+        ));
+    }
+    Ok(client)
 }
 
 /// The client, for grants where client authentication is optional (RFC
@@ -77,19 +131,12 @@ pub async fn optional_client(
     context: &RequestContext,
     grant: GrantType,
 ) -> Result<Option<Client>, OAuthError> {
-    let presented = request.credentials(context.basic.clone());
-    if presented.methods_presented() == 0 {
+    if request
+        .credentials(context.basic.clone())
+        .methods_presented()
+        == 0
+    {
         return Ok(None);
     }
-    let client = client_auth::authenticate(state, &presented, context.remote.clone()).await?;
-    if !client.may_use(grant) {
-        return Err(OAuthError::new(
-            ErrorCode::UnauthorizedClient,
-            format!(
-                "the client is not allowed to use the {} grant",
-                grant.as_str()
-            ),
-        ));
-    }
-    Ok(Some(client))
+    client_for(state, request, context, grant).await.map(Some)
 }

@@ -5,9 +5,13 @@
 
 #![allow(dead_code)]
 
+pub mod browser;
+pub mod pages;
 pub mod proxy;
+pub mod relying_party;
 pub mod signing;
 pub mod test_issuer;
+pub mod users;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -31,6 +35,14 @@ pub enum Backend {
 }
 
 impl Backend {
+    /// `sqlite` or `postgres`: keeps the two runs' screenshots apart.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Backend::Sqlite => "sqlite",
+            Backend::Postgres(_) => "postgres",
+        }
+    }
+
     /// PostgreSQL when TESSERA_TEST_DATABASE_URL is set.
     pub fn postgres() -> Option<Backend> {
         std::env::var(PG_ENV)

@@ -1,0 +1,373 @@
+//! Issue 10's two scenarios: password logins and `authorization_code`
+//! redemptions. Each is reported beside a limit this benchmark measures
+//! in the same run, on the same machine, because the machine's speed
+//! drifts 2–3× between hours and only ratios measured together mean
+//! anything:
+//!
+//! - logins: `cores ÷ the time of one argon2id hash` at the configured
+//!   parameters (a login verifies one password; verifying costs a hash);
+//! - redemptions: `cores ÷ (one RS256 ID-token signature + one ES256
+//!   access-token signature)`, with the key ring's own signers.
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use aws_lc_rs::digest;
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use serde_json::{Value, json};
+use tessera::keys::{Alg, KeyMaterial};
+use tessera::secret::Secret;
+
+use super::{Plan, Server, admin, wrk};
+
+const USERNAME: &str = "bench-alice";
+const PASSWORD: &str = "correct horse battery staple";
+const REDIRECT_URI: &str = "http://127.0.0.1:9/callback";
+/// RFC 7636 §4.1: 43 characters of the unreserved set.
+const VERIFIER: &str = "bench-verifier-0123456789-abcdefghijklmnopqrstuvwxyz";
+/// Logins run at 16 concurrent clients (the issue's figure).
+const LOGIN_CONNECTIONS: u32 = 16;
+/// The users those clients sign in as, in turn: one user signing in 16
+/// times at once would trip the per-account throttle, which counts each
+/// attempt before checking it (as it must, to bound parallel guessing).
+const LOGIN_USERS: usize = 64;
+
+fn cores() -> f64 {
+    std::thread::available_parallelism().map_or(1, |n| n.get()) as f64
+}
+
+/// Runs `op` for about two seconds after a short warm-up; µs per call.
+fn time_per_call(mut op: impl FnMut()) -> f64 {
+    for _ in 0..3 {
+        op();
+    }
+    let started = Instant::now();
+    let mut calls = 0u32;
+    while started.elapsed() < Duration::from_secs(2) || calls < 10 {
+        op();
+        calls += 1;
+    }
+    started.elapsed().as_secs_f64() * 1e6 / f64::from(calls)
+}
+
+/// `cores ÷ one argon2id hash` at the server's default parameters (the
+/// issue's limit), and, for comparison, how many hashes a second all cores
+/// make when each hashes at once: 19 MiB a hash is more than the caches
+/// hold, so parallel hashes share memory bandwidth and each runs slower.
+pub fn argon2_limit() -> (f64, f64, f64) {
+    let config = tessera::config::Config::from_toml_layers(&[]).expect("default configuration");
+    let passwords = tessera::accounts::passwords::Passwords::new(&config.passwords).unwrap();
+    let password = Secret::new(PASSWORD.to_owned());
+    let micros = time_per_call(|| {
+        std::hint::black_box(passwords.hash(&password).unwrap());
+    });
+    let started = Instant::now();
+    let hashes: u32 = std::thread::scope(|scope| {
+        let workers: Vec<_> = (0..cores() as usize)
+            .map(|_| {
+                scope.spawn(|| {
+                    let mut count = 0u32;
+                    while started.elapsed() < Duration::from_secs(2) {
+                        std::hint::black_box(passwords.hash(&password).unwrap());
+                        count += 1;
+                    }
+                    count
+                })
+            })
+            .collect();
+        workers.into_iter().map(|w| w.join().unwrap()).sum()
+    });
+    let parallel = f64::from(hashes) / started.elapsed().as_secs_f64();
+    (micros, cores() * 1e6 / micros, parallel)
+}
+
+/// `cores ÷ (RS256 + ES256)`: the two signatures of one redemption, made
+/// by the key ring's signers over claims of the usual size.
+pub fn signing_limit() -> (f64, f64, f64) {
+    let master = tessera::keys::MasterKey::from_bytes([7; 32]);
+    let es = KeyMaterial::generate(Alg::ES256).unwrap();
+    let rs = KeyMaterial::generate(Alg::RS256).unwrap();
+    let records = vec![
+        tessera::store::SigningKeyRecord::seal(&es, 1, &master, 0, 0).unwrap(),
+        tessera::store::SigningKeyRecord::seal(&rs, 1, &master, 0, 0).unwrap(),
+    ];
+    let set = tessera::keys::KeySet::from_records(records, &master, 1).unwrap();
+    let es_key = set.signer(Alg::ES256, 1).unwrap();
+    let rs_key = set.signer(Alg::RS256, 1).unwrap();
+    let claims = json!({
+        "iss": "http://127.0.0.1:8080", "sub": "5f0c6f53-8d0b-4a55-9a43-1c0d8e1f2a3b",
+        "aud": "bench-web", "exp": 1_900_000_000, "iat": 1_899_999_100,
+        "auth_time": 1_899_999_000, "nonce": "n-0S6_WzA2Mj", "amr": ["pwd"],
+        "at_hash": "77QmUPtjPfzWtF2AnpK9RQ", "sid": "0f1e2d3c4b5a69788796a5b4c3d2e1f0",
+    });
+    let rs_micros = time_per_call(|| {
+        std::hint::black_box(tessera::tokens::jwt::sign(rs_key, "JWT", &claims).unwrap());
+    });
+    let es_micros = time_per_call(|| {
+        std::hint::black_box(tessera::tokens::jwt::sign(es_key, "at+jwt", &claims).unwrap());
+    });
+    (
+        rs_micros,
+        es_micros,
+        cores() * 1e6 / (rs_micros + es_micros),
+    )
+}
+
+/// The user and the browser client both scenarios use.
+pub struct People {
+    client_id: String,
+}
+
+pub fn setup(server: &Server) -> People {
+    admin(
+        server,
+        "/admin/v1/users",
+        json!({"username": USERNAME, "password": PASSWORD, "email": "alice@example.com"}),
+    );
+    let client = admin(
+        server,
+        "/admin/v1/clients",
+        json!({"name": "Bench web", "public": true, "first_party": true,
+               "token_endpoint_auth_method": "none",
+               "grant_types": ["authorization_code"],
+               "redirect_uris": [REDIRECT_URI], "scope": "openid profile email"}),
+    );
+    for n in 0..LOGIN_USERS {
+        admin(
+            server,
+            "/admin/v1/users",
+            json!({"username": format!("{USERNAME}-{n}"), "password": PASSWORD}),
+        );
+    }
+    People {
+        client_id: client["client_id"].as_str().unwrap().to_owned(),
+    }
+}
+
+fn browser() -> reqwest::blocking::Client {
+    reqwest::blocking::Client::builder()
+        .cookie_store(true)
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
+}
+
+/// The login form's CSRF token and the cookie it is bound to.
+fn login_form(server: &Server, http: &reqwest::blocking::Client) -> (String, String) {
+    let response = http.get(format!("{}/login", server.base)).send().unwrap();
+    let cookie = response
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .map(|v| v.split(';').next().unwrap_or_default().to_owned())
+        .collect::<Vec<_>>()
+        .join("; ");
+    let page = response.text().unwrap();
+    let csrf = page
+        .split("name=\"csrf\" value=\"")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .expect("the login page has a csrf field")
+        .to_owned();
+    (csrf, cookie)
+}
+
+/// Password logins at 16 concurrent clients: each POST checks the CSRF
+/// token, verifies the password (argon2id) and writes a new session.
+pub fn logins(server: &Server, plan: &Plan) {
+    let (argon2_micros, limit, parallel) = argon2_limit();
+    let http = browser();
+    let (csrf, cookie) = login_form(server, &http);
+    let body = |username: &str| {
+        format!(
+            "csrf={csrf}&username={username}&password={}",
+            PASSWORD.replace(' ', "+")
+        )
+    };
+    // One login by hand first: it must succeed (303 to the account page).
+    let first = http
+        .post(format!("{}/login", server.base))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(body(USERNAME))
+        .send()
+        .unwrap();
+    assert_eq!(first.status(), 303, "a bench login succeeds");
+    let lines = server.dir.path().join("logins.txt");
+    let bodies: Vec<String> = (0..LOGIN_USERS)
+        .map(|n| body(&format!("{USERNAME}-{n}")))
+        .collect();
+    std::fs::write(&lines, bodies.join("\n")).unwrap();
+    let rps = wrk(
+        "login",
+        "password login (CSRF, argon2id, session write)",
+        server,
+        "lines.lua",
+        |_| {
+            vec![
+                ("BENCH_PATH", "/login".to_owned()),
+                ("BENCH_LINES", lines.display().to_string()),
+                ("BENCH_CYCLE", "1".to_owned()),
+                ("BENCH_COOKIE", cookie.clone()),
+            ]
+        },
+        &Plan {
+            connections: LOGIN_CONNECTIONS,
+            ..*plan
+        },
+    );
+    if let Some(rps) = rps {
+        println!(
+            "  {:<46} argon2id {:.1} ms a hash; limit {limit:.1}/s on {} cores; logins at {:.0}% of it",
+            "",
+            argon2_micros / 1e3,
+            cores(),
+            rps * 100.0 / limit
+        );
+        println!(
+            "  {:<46} (all cores hashing at once: {parallel:.1}/s; logins at {:.0}% of that)",
+            "",
+            rps * 100.0 / parallel
+        );
+    }
+}
+
+/// RFC 7636 §4.2: `BASE64URL(SHA256(verifier))`.
+fn challenge() -> String {
+    URL_SAFE_NO_PAD.encode(digest::digest(&digest::SHA256, VERIFIER.as_bytes()).as_ref())
+}
+
+/// Signs in once, then asks `/authorize` for `count` codes (first-party
+/// client: no consent), and writes one token request per line.
+fn code_file(server: &Server, people: &People, count: usize, run: usize) -> PathBuf {
+    let http = browser();
+    let (csrf, _) = login_form(server, &http);
+    let signed_in = http
+        .post(format!("{}/login", server.base))
+        .form(&[
+            ("csrf", csrf.as_str()),
+            ("username", USERNAME),
+            ("password", PASSWORD),
+        ])
+        .send()
+        .unwrap();
+    assert_eq!(signed_in.status(), 303, "the bench user signs in");
+    let authorize = format!(
+        "{}/oauth/authorize?response_type=code&client_id={}&redirect_uri={}&scope=openid+profile&state=s&nonce=n&code_challenge={}&code_challenge_method=S256",
+        server.base,
+        people.client_id,
+        urlencode(REDIRECT_URI),
+        challenge()
+    );
+    let path = server.dir.path().join(format!("codes-{run}.txt"));
+    let mut lines = String::new();
+    let started = Instant::now();
+    let per_thread = count.div_ceil(8);
+    let codes: Vec<String> = std::thread::scope(|scope| {
+        let workers: Vec<_> = (0..8)
+            .map(|_| {
+                let http = &http;
+                let authorize = &authorize;
+                scope.spawn(move || {
+                    (0..per_thread)
+                        .map(|_| {
+                            let response = http.get(authorize).send().unwrap();
+                            let location = response
+                                .headers()
+                                .get("location")
+                                .and_then(|l| l.to_str().ok())
+                                .unwrap_or_default()
+                                .to_owned();
+                            let url = url::Url::parse(&location).unwrap_or_else(|_| {
+                                panic!("authorize answered {} {location}", response.status())
+                            });
+                            url.query_pairs()
+                                .find(|(k, _)| k == "code")
+                                .map(|(_, v)| v.into_owned())
+                                .expect("a code in the redirect")
+                        })
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        workers
+            .into_iter()
+            .flat_map(|w| w.join().unwrap())
+            .collect()
+    });
+    for code in codes {
+        lines.push_str(&format!(
+            "grant_type=authorization_code&code={code}&redirect_uri={}&client_id={}&code_verifier={VERIFIER}\n",
+            urlencode(REDIRECT_URI),
+            people.client_id
+        ));
+    }
+    std::fs::write(&path, lines).unwrap();
+    eprintln!(
+        "  ({count} codes in {:.1} s)",
+        started.elapsed().as_secs_f64()
+    );
+    path
+}
+
+fn urlencode(text: &str) -> String {
+    url::form_urlencoded::byte_serialize(text.as_bytes()).collect()
+}
+
+/// `authorization_code` redemptions at 64 connections: each checks the
+/// code and PKCE, consumes the code, and signs an ID token (RS256) and an
+/// access token (ES256). Each run gets fresh codes, made right before it
+/// (the bench server lets them live 10 minutes), and lasts at most 5 s.
+pub fn redemptions(server: &Server, people: &People, plan: &Plan) {
+    let (rs_micros, es_micros, limit) = signing_limit();
+    let plan = Plan {
+        seconds: plan.seconds.min(5),
+        ..*plan
+    };
+    // Enough codes for the signing limit, so the run never runs dry.
+    let count = (limit * plan.seconds as f64 * 1.2) as usize + 500;
+    check_one_redemption(server, people);
+    let rps = wrk(
+        "code",
+        "authorization_code redemption (ID + access token)",
+        server,
+        "lines.lua",
+        |run| {
+            vec![
+                ("BENCH_PATH", "/oauth/token".to_owned()),
+                (
+                    "BENCH_LINES",
+                    code_file(server, people, count, run).display().to_string(),
+                ),
+            ]
+        },
+        &plan,
+    );
+    if let Some(rps) = rps {
+        println!(
+            "  {:<46} RS256 {rs_micros:.0} µs + ES256 {es_micros:.0} µs; limit {limit:.0}/s on {} cores; redemptions at {:.0}% of it",
+            "",
+            cores(),
+            rps * 100.0 / limit
+        );
+    }
+}
+
+/// One redemption by hand: it must give an ID token and an access token.
+fn check_one_redemption(server: &Server, people: &People) {
+    let file = code_file(server, people, 1, usize::MAX);
+    // Eight workers make at least one code each: the first will do.
+    let body = std::fs::read_to_string(file).unwrap();
+    let response = reqwest::blocking::Client::new()
+        .post(format!("{}/oauth/token", server.base))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(body.lines().next().unwrap_or_default().to_owned())
+        .send()
+        .unwrap();
+    let status = response.status();
+    let text = response.text().unwrap();
+    assert_eq!(status, 200, "a bench redemption succeeds: {text}");
+    let tokens: Value = serde_json::from_str(&text).unwrap();
+    assert!(tokens["id_token"].is_string() && tokens["access_token"].is_string());
+}

@@ -1,0 +1,149 @@
+//! RFC 6749 §4.1.3, OIDC Core §3.1.3: the authorization code grant.
+//!
+//! Reads `code`, `redirect_uri`, `code_verifier` (RFC 7636 §4.5) and the
+//! client authentication parameters; public clients authenticate with
+//! `none` and their `client_id`. A code is used once: a second use revokes
+//! every token issued from it (RFC 6749 §4.1.2) and is audited as
+//! `code.reused`.
+
+use serde_json::json;
+
+use super::human::{self, Family, HumanGrant, invalid_grant};
+use crate::audit::{Actor, ActorKind, Event, Outcome};
+use crate::clock;
+use crate::oauth::authorize::code_digest;
+use crate::oauth::client::GrantType;
+use crate::oauth::token::{RequestContext, TokenRequest, TokenResponse};
+use crate::oauth::{Core, OAuthError, pkce};
+use crate::store::{AuthorizationStore, Finish, Redemption};
+
+pub const GRANT_TYPE: &str = "authorization_code";
+
+pub async fn grant(
+    state: &Core,
+    request: &TokenRequest,
+    context: RequestContext,
+) -> Result<TokenResponse, OAuthError> {
+    let client = super::client_for(state, request, &context, GrantType::AuthorizationCode).await?;
+    let code = request.require("code")?;
+    let digest = code_digest(state, code);
+    let now = clock::now();
+    let record = match state.store.redeem_code(digest.clone(), now).await? {
+        Redemption::Unknown => return Err(invalid_grant("the code is unknown")),
+        Redemption::Reused(record) => {
+            Event::new(
+                Actor {
+                    id: Some(record.user_id.clone()),
+                    kind: ActorKind::Human,
+                },
+                "code.reused",
+                Outcome::Failure,
+            )
+            .client(client.client_id.clone())
+            .remote(context.remote.clone())
+            .details(json!({
+                "revoked_access_token": record.access_jti,
+                "revoked_refresh_family": record.refresh_family,
+                "sid": record.session_id,
+            }))
+            .record(&state.store)
+            .await;
+            return Err(invalid_grant(
+                "the code was used before; the tokens issued from it are revoked",
+            ));
+        }
+        Redemption::Fresh(record) => record,
+    };
+    // RFC 6749 §4.1.3: bound to the client, short-lived, and to the same
+    // redirect URI; RFC 7636 §4.6: to the verifier.
+    if record.client_id != client.client_id {
+        return Err(invalid_grant("the code was issued to another client"));
+    }
+    if record.expires_at <= now {
+        return Err(invalid_grant("the code has expired"));
+    }
+    if request.get("redirect_uri") != Some(record.redirect_uri.as_str()) {
+        return Err(invalid_grant(
+            "redirect_uri differs from the authorization request's",
+        ));
+    }
+    pkce::verify(
+        record.code_challenge.as_deref(),
+        request.get("code_verifier"),
+    )?;
+    let user = human::live_user(state, &record.user_id).await?;
+    // The user's rights may have changed since the code was issued.
+    let scopes =
+        crate::oauth::authorize::granted_scopes(&client, &human::words(&record.scopes), user.admin);
+    let amr = human::words(&record.amr);
+    let (mut response, access) = human::tokens(
+        state,
+        GRANT_TYPE,
+        &HumanGrant {
+            client: &client,
+            user: &user,
+            scopes: &scopes,
+            auth_time: record.auth_time,
+            amr: &amr,
+            sid: Some(&record.session_id),
+            nonce: record.nonce.as_deref(),
+        },
+        context.remote,
+    )
+    .await?;
+    let refresh = human::wants_refresh(&client, &scopes).then(|| {
+        let family_id = crate::random::new_id();
+        human::new_refresh(
+            state,
+            &client,
+            &user.id,
+            Some(&record.session_id),
+            &scopes,
+            record.auth_time,
+            &amr,
+            Family {
+                id: &family_id,
+                expires_at: now + state.config.tokens.refresh_absolute_lifetime.as_secs() as i64,
+            },
+            &access,
+            now,
+        )
+    });
+    let (token, row) = match refresh {
+        Some((token, row)) => (Some(token), Some(row)),
+        None => (None, None),
+    };
+    let finish = state
+        .store
+        .finish_code(digest, access.jti.clone(), access.exp, row, now)
+        .await?;
+    if finish == Finish::SessionEnded {
+        // The user signed out, was disabled or got a new password after
+        // this code was issued: what it would have given is revoked.
+        return Err(invalid_grant("the sign-in this code came from has ended"));
+    }
+    if finish == Finish::Reused {
+        // RFC 6749 §4.1.2: the code was used again while these tokens were
+        // minted; they are revoked already and are not handed out.
+        Event::new(
+            Actor {
+                id: Some(record.user_id.clone()),
+                kind: ActorKind::Human,
+            },
+            "code.reused",
+            Outcome::Failure,
+        )
+        .client(client.client_id.clone())
+        .details(json!({
+            "revoked_access_token": access.jti,
+            "sid": record.session_id,
+        }))
+        .record(&state.store)
+        .await;
+        return Err(invalid_grant(
+            "the code was used again meanwhile; the tokens issued from it are revoked",
+        ));
+    }
+    response.refresh_token = token.map(|t| crate::secret::Secret::new(t.expose().to_owned()));
+    Ok(response)
+}
