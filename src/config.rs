@@ -29,6 +29,7 @@ pub struct Config {
     pub passwords: PasswordsConfig,
     pub sessions: SessionsConfig,
     pub login: LoginConfig,
+    pub device: DeviceConfig,
 }
 
 /// argon2id parameters for human passwords (RFC 9106 §3.1). Hashes made
@@ -77,6 +78,27 @@ pub struct LoginConfig {
     /// How long the second step of a login (the TOTP code) may take.
     #[serde(with = "humantime_serde")]
     pub second_step_timeout: Duration,
+}
+
+/// The device authorization grant (issue 11, RFC 8628).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeviceConfig {
+    /// How long a device authorization can be approved (`expires_in`).
+    #[serde(with = "humantime_serde")]
+    pub code_lifetime: Duration,
+    /// The least time between polls (`interval`).
+    #[serde(with = "humantime_serde")]
+    pub interval: Duration,
+    /// Wrong user codes a signed-in user (in any of their sessions) may
+    /// type before each further one blocks them for a growing delay (RFC
+    /// 8628 §5.1).
+    pub free_guesses_per_user: u32,
+    /// The same, per client address.
+    pub free_guesses_per_address: u32,
+    /// Device authorization requests one address may make within
+    /// `login.failure_window` before each further one waits longer.
+    pub requests_per_address: u32,
 }
 
 /// CI federation (token exchange of CI platforms' OIDC tokens).
@@ -400,6 +422,15 @@ impl Config {
             return Err(ConfigError::Invalid(
                 "login.max_delay, login.failure_window and login.second_step_timeout must be \
                  positive"
+                    .into(),
+            ));
+        }
+        let lifetime = self.device.code_lifetime.as_secs();
+        let interval = self.device.interval.as_secs();
+        if !(60..=1800).contains(&lifetime) || !(1..=60).contains(&interval) {
+            return Err(ConfigError::Invalid(
+                "device.code_lifetime must be from 1m to 30m, device.interval from 1s to 60s \
+                 (whole seconds)"
                     .into(),
             ));
         }

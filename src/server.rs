@@ -29,7 +29,8 @@ use crate::oauth::client_cache::ClientCache;
 use crate::oauth::client_keys::ClientKeys;
 use crate::oauth::service_user_cache::ServiceUserCache;
 use crate::store::{
-    AuthorizationStore, BatchWriter, Change, ReplayStore, RevocationStore, Store, StoreError,
+    AuthorizationStore, BatchWriter, Change, DeviceStore, ReplayStore, RevocationStore, Store,
+    StoreError,
 };
 
 /// What every handler shares. Cloning is cheap.
@@ -347,6 +348,9 @@ async fn maintain_keys(state: &AppState) -> Result<(), KeysError> {
     }
     if let Err(e) = state.store.purge_codes(now).await {
         tracing::debug!(error = %e, "purging old authorization codes postponed");
+    }
+    if let Err(e) = state.store.purge_devices(now).await {
+        tracing::debug!(error = %e, "purging old device authorizations postponed");
     }
     if let Err(e) = crate::accounts::sessions::purge(state).await {
         tracing::debug!(error = %e, "purging expired sessions postponed");

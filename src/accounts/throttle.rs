@@ -116,7 +116,7 @@ fn device_nonce<'a>(key: &hmac::Key, username: &str, cookie: &'a str, now: i64) 
 }
 
 /// The block after `failures` failures in a bucket that allows `free`.
-fn delay_after(failures: i64, free: u32, max_secs: i64) -> i64 {
+pub(crate) fn delay_after(failures: i64, free: u32, max_secs: i64) -> i64 {
     let over = failures - i64::from(free);
     if over <= 0 {
         return 0;

@@ -207,7 +207,7 @@ async fn proceed(
 }
 
 /// What each scope lets the application do, in words.
-fn describe(scope: &str, client: &str) -> String {
+pub(crate) fn describe(scope: &str, client: &str) -> String {
     match scope {
         "openid" => "Know who you are on Tessera (an identifier, not your username)".into(),
         "profile" => "See your name and username".into(),

@@ -12,6 +12,7 @@ mod admin_users;
 mod admission;
 mod authorize;
 mod client_addr;
+mod device;
 mod end_session;
 mod error;
 mod extract;
@@ -52,6 +53,7 @@ pub fn router(state: AppState) -> Router {
         .merge(token_status::routes())
         .merge(pages::routes())
         .merge(authorize::routes())
+        .merge(device::routes())
         .merge(userinfo::routes())
         .merge(end_session::routes())
         .method_not_allowed_fallback(method_not_allowed)

@@ -77,10 +77,30 @@ async fn token_endpoint(
     RemoteAddr(remote): RemoteAddr,
     request: Request,
 ) -> Response {
+    form_to_json(request, remote, |parsed, context| {
+        token::exchange(&state, parsed, context)
+    })
+    .await
+}
+
+/// An endpoint that takes the token endpoint's form and client
+/// authentication and answers JSON (the token and device authorization
+/// endpoints): the form read and checked, `answer` called, the result
+/// rendered as [`render`] does.
+pub(super) async fn form_to_json<T, F, Fut>(
+    request: Request,
+    remote: Option<String>,
+    answer: F,
+) -> Response
+where
+    T: serde::Serialize,
+    F: FnOnce(TokenRequest, RequestContext) -> Fut,
+    Fut: std::future::Future<Output = Result<T, OAuthError>>,
+{
     let result = async {
         let basic = basic_credentials(request.headers())?;
         let parsed = read_form(request).await?;
-        let answer = token::exchange(&state, parsed, RequestContext { basic, remote }).await?;
+        let answer = answer(parsed, RequestContext { basic, remote }).await?;
         Ok(Json(answer).into_response())
     }
     .await;

@@ -354,7 +354,10 @@ pub async fn validate(state: &Core, params: Params) -> Result<AuthorizationReque
 
 /// RFC 6749 §3.3: each requested scope must be one OpenID Connect defines
 /// or one registered for the client.
-fn requested_scopes(client: &Client, scope: Option<&str>) -> Result<Vec<String>, OAuthError> {
+pub(crate) fn requested_scopes(
+    client: &Client,
+    scope: Option<&str>,
+) -> Result<Vec<String>, OAuthError> {
     let mut scopes: Vec<String> = Vec::new();
     for token in scope.unwrap_or("").split(' ').filter(|s| !s.is_empty()) {
         if !token

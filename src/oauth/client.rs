@@ -68,15 +68,19 @@ pub enum GrantType {
     /// RFC 6749 §6.
     #[serde(rename = "refresh_token")]
     RefreshToken,
+    /// RFC 8628 §3.4: a CLI's login, approved in a browser.
+    #[serde(rename = "urn:ietf:params:oauth:grant-type:device_code")]
+    DeviceCode,
 }
 
 impl GrantType {
-    pub const ALL: [GrantType; 5] = [
+    pub const ALL: [GrantType; 6] = [
         GrantType::ClientCredentials,
         GrantType::JwtBearer,
         GrantType::TokenExchange,
         GrantType::AuthorizationCode,
         GrantType::RefreshToken,
+        GrantType::DeviceCode,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -86,6 +90,7 @@ impl GrantType {
             GrantType::TokenExchange => "urn:ietf:params:oauth:grant-type:token-exchange",
             GrantType::AuthorizationCode => "authorization_code",
             GrantType::RefreshToken => "refresh_token",
+            GrantType::DeviceCode => "urn:ietf:params:oauth:grant-type:device_code",
         }
     }
 

@@ -54,6 +54,8 @@ pub struct ProviderMetadata {
     pub userinfo_endpoint: String,
     /// OIDC RP-Initiated Logout §2.1.
     pub end_session_endpoint: String,
+    /// RFC 8628 §4.
+    pub device_authorization_endpoint: String,
     pub response_modes_supported: Vec<&'static str>,
     pub code_challenge_methods_supported: Vec<&'static str>,
     /// RFC 9207 §3: `iss` is on every authorization response.
@@ -135,6 +137,8 @@ pub fn oauth_authorization_server(config: &Config) -> ProviderMetadata {
         id_token_signing_alg_values_supported: None,
         userinfo_endpoint: config.endpoint(USERINFO_PATH),
         end_session_endpoint: config.endpoint(END_SESSION_PATH),
+        device_authorization_endpoint: config
+            .endpoint(crate::oauth::device::DEVICE_AUTHORIZATION_PATH),
         response_modes_supported: vec!["query"],
         code_challenge_methods_supported: vec!["S256"],
         authorization_response_iss_parameter_supported: true,

@@ -10,6 +10,7 @@ pub mod client;
 pub mod client_auth;
 pub mod client_cache;
 pub mod client_keys;
+pub mod device;
 pub mod discovery;
 pub mod error;
 pub mod etag;

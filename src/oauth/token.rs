@@ -150,6 +150,9 @@ pub async fn exchange(
         grants::refresh_token::GRANT_TYPE => {
             grants::refresh_token::grant(state, &request, context).await
         }
+        grants::device_code::GRANT_TYPE => {
+            grants::device_code::grant(state, &request, context).await
+        }
         grants::token_exchange::GRANT_TYPE => {
             grants::token_exchange::grant(state, &request, context).await
         }

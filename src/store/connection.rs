@@ -76,10 +76,11 @@ impl DatabaseUrl {
                 let mut conn = SqliteConnection::establish(&path.to_string_lossy())?;
                 // WAL lets readers run beside the one writer; busy_timeout
                 // makes concurrent writers wait instead of failing.
-                conn.batch_execute(
+                conn.batch_execute(&format!(
                     "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; \
-                     PRAGMA busy_timeout = 5000; PRAGMA foreign_keys = ON;",
-                )
+                     PRAGMA busy_timeout = {}; PRAGMA foreign_keys = ON;",
+                    SQLITE_BUSY_TIMEOUT.as_millis()
+                ))
                 .map_err(|e| diesel::ConnectionError::BadConnection(e.to_string()))?;
                 Ok(AnyConnection::Sqlite(conn))
             }
@@ -95,6 +96,10 @@ impl DatabaseUrl {
         }
     }
 }
+
+/// How long a SQLite connection waits for the write lock (its busy
+/// handler), and at least how long a caller waits for the in-process turn.
+pub(crate) const SQLITE_BUSY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// Statements on pooled PostgreSQL connections fail after this long.
 const STATEMENT_TIMEOUT_MS: u64 = 30_000;

@@ -14,6 +14,7 @@ mod batch_writer;
 mod clients;
 mod connection;
 mod credentials;
+mod device;
 mod instance;
 mod keys;
 mod login_throttle;
@@ -42,6 +43,7 @@ pub use batch_writer::BatchWriter;
 pub use clients::{ClientChange, ClientRecord, ClientSecretRecord, ClientStore, NewSecret};
 pub use connection::{AnyConnection, DatabaseUrl};
 pub use credentials::{AccessTokenRecord, CredentialStore, ServiceUserRecord};
+pub use device::{Decided, DeviceDecision, DeviceRecord, DeviceState, DeviceStore};
 pub use instance::{InstanceRecord, InstanceStore};
 pub use keys::{KeyStore, ResealedKey, SigningKeyRecord};
 pub use login_throttle::{Admission, ThrottleRecord, ThrottleStore};
@@ -211,11 +213,17 @@ impl Store {
 
     /// On SQLite, this process's turn at the database (`sqlite_turn.rs`):
     /// hold it over every use of a connection. On PostgreSQL, none. Waits
-    /// as long as a checkout may.
+    /// as long as a checkout may, and at least as long as SQLite's own
+    /// busy handler would have for the lock: the turn's holder may be
+    /// waiting on a slow disk (a checkpoint's fsync) or on another process.
     pub(crate) fn sqlite_turn(&self) -> Result<Option<Turn<'_>>, StoreError> {
+        let wait = self
+            .pool
+            .connection_timeout()
+            .max(connection::SQLITE_BUSY_TIMEOUT);
         self.sqlite_turn
             .as_ref()
-            .map(|turn| turn.take(self.pool.connection_timeout()))
+            .map(|turn| turn.take(wait))
             .transpose()
     }
 

@@ -283,3 +283,25 @@ diesel::table! {
         used_at -> Nullable<BigInt>,
     }
 }
+
+diesel::table! {
+    device_authorizations (device_digest) {
+        device_digest -> Text,
+        user_code_digest -> Text,
+        client_id -> Text,
+        scopes -> Text,
+        requested_at -> BigInt,
+        requested_from -> Nullable<Text>,
+        expires_at -> BigInt,
+        interval_secs -> BigInt,
+        last_polled_ms -> Nullable<BigInt>,
+        slowed -> Bool,
+        status -> Text,
+        claim -> Nullable<Text>,
+        user_id -> Nullable<Text>,
+        auth_time -> Nullable<BigInt>,
+        amr -> Nullable<Text>,
+        decided_at -> Nullable<BigInt>,
+        decided_from -> Nullable<Text>,
+    }
+}

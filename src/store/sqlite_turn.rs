@@ -10,9 +10,11 @@
 //! level, and a read costs microseconds. Another process on the same file
 //! (the CLI) still meets the busy handler.
 //!
-//! A wait is bounded by the pool's connect timeout, as a wait for a pooled
-//! connection was before: past it the caller gets `Unavailable` (503)
-//! instead of queueing without end.
+//! A wait is bounded by the pool's connect timeout, and by no less than
+//! SQLite's own busy timeout (5 s), as the waits for a pooled connection
+//! and then for the lock were before: past it the caller gets
+//! `Unavailable` (503) instead of queueing without end. (A 2 s bound alone
+//! turned a checkpoint's slow fsync on a busy CI machine into 503s.)
 
 use std::sync::{Condvar, Mutex, MutexGuard};
 use std::time::Duration;
@@ -37,7 +39,7 @@ impl SqliteTurn {
             .unwrap_or_else(|e| e.into_inner());
         if *taken {
             return Err(StoreError::Unavailable(
-                "the SQLite database stayed busy past the connect timeout".into(),
+                "the SQLite database stayed busy past its timeout".into(),
             ));
         }
         *taken = true;

@@ -268,6 +268,8 @@ pub(crate) fn end_sessions_in(conn: &mut AnyConnection, user_id: &str) -> QueryR
     let sessions =
         diesel::delete(sessions::table.filter(sessions::user_id.eq(user_id))).execute(conn)?;
     let refresh_tokens = revoke_grants_in(conn, GrantsOf::User(user_id), crate::clock::now())?;
+    // Approvals on the device page not yet turned into tokens end too.
+    super::device::end_approvals_in(conn, user_id)?;
     Ok(Ended {
         sessions,
         refresh_tokens,

@@ -78,7 +78,8 @@ async fn oauth_metadata_lists_only_what_is_implemented(backend: Backend) {
             "urn:ietf:params:oauth:grant-type:jwt-bearer",
             "urn:ietf:params:oauth:grant-type:token-exchange",
             "authorization_code",
-            "refresh_token"
+            "refresh_token",
+            "urn:ietf:params:oauth:grant-type:device_code"
         ])
     );
     assert_eq!(
@@ -106,6 +107,11 @@ async fn oauth_metadata_lists_only_what_is_implemented(backend: Backend) {
     assert_eq!(
         oauth["end_session_endpoint"],
         app.endpoint("/oauth/end_session")
+    );
+    // RFC 8628 §4.
+    assert_eq!(
+        oauth["device_authorization_endpoint"],
+        app.endpoint("/oauth/device_authorization")
     );
     for scope in ["openid", "profile", "email", "offline_access", "admin"] {
         assert!(

@@ -16,6 +16,7 @@ mod client_updates;
 mod clients;
 mod conformance;
 mod connections;
+mod device;
 mod discovery;
 mod edge_syntax;
 mod federation;

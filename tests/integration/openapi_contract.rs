@@ -95,7 +95,8 @@ async fn constraints_in_the_document_are_the_servers(backend: Backend) {
             "urn:ietf:params:oauth:grant-type:jwt-bearer",
             "urn:ietf:params:oauth:grant-type:token-exchange",
             "authorization_code",
-            "refresh_token"
+            "refresh_token",
+            "urn:ietf:params:oauth:grant-type:device_code"
         ])
     );
     let limit = spec["paths"]["/admin/v1/audit"]["get"]["parameters"]

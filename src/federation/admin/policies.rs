@@ -43,7 +43,17 @@ fn not_found(name: &str) -> OAuthError {
 }
 
 /// The checks that need no lookup, on the policy as it would be stored.
+/// Every rule a policy must keep on its own, its regular expressions
+/// compiled (which may take a while: never inside a transaction).
 fn check_alone(p: &TrustPolicy) -> Result<(), OAuthError> {
+    check_fields(p)?;
+    CompiledConditions::compile(&p.conditions)
+        .map_err(|e| OAuthError::invalid_request(e.to_string()))?;
+    Ok(())
+}
+
+/// [`check_alone`] but for compiling the conditions.
+fn check_fields(p: &TrustPolicy) -> Result<(), OAuthError> {
     let bad = |text: String| Err(OAuthError::invalid_request(text));
     if !is_policy_name(&p.name) {
         return bad(NAME_RULE.into());
@@ -72,8 +82,6 @@ fn check_alone(p: &TrustPolicy) -> Result<(), OAuthError> {
             "a policy needs 1 to {MAX_CONDITIONS} conditions on the token's claims"
         ));
     }
-    CompiledConditions::compile(&p.conditions)
-        .map_err(|e| OAuthError::invalid_request(e.to_string()))?;
     if !pins_an_id(&p.conditions) && !p.name_only {
         return bad(NAME_ONLY.into());
     }
@@ -309,7 +317,10 @@ pub async fn update_policy<S: TrustStore + CredentialStore>(
             ));
         }
         // The first pass passed on the same fields; check what may differ.
-        check_alone(&policy)?;
+        // The conditions are the preview's (compiled then) or the stored
+        // ones (compiled when stored): none is compiled while the
+        // transaction holds the row (and, on SQLite, the database).
+        check_fields(&policy)?;
         check_with(&policy, &user)?;
         policy.updated_at = clock::now().max(current.updated_at);
         settle_name_only(&mut policy);

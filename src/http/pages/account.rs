@@ -19,7 +19,7 @@ use crate::server::AppState;
 use crate::store::{MfaStore, StoreError, TotpRecord, UserRecord, UserStore};
 
 /// The signed-in user, or the redirect to the login page that comes back.
-async fn signed_in(
+pub(crate) async fn signed_in(
     state: &AppState,
     headers: &HeaderMap,
     here: &str,
@@ -34,7 +34,7 @@ async fn signed_in(
 }
 
 /// To the login page, and back to `here` afterwards.
-fn to_login(here: &str) -> Response {
+pub(crate) fn to_login(here: &str) -> Response {
     see_other(&format!(
         "/login?return_to={}",
         utf8_percent_encode(here, NON_ALPHANUMERIC)

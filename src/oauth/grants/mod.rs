@@ -3,6 +3,7 @@
 
 pub mod authorization_code;
 pub mod client_credentials;
+pub mod device_code;
 pub(crate) mod human;
 pub mod jwt_bearer;
 pub mod refresh_token;

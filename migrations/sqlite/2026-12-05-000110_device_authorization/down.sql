@@ -1,0 +1,2 @@
+DELETE FROM clients WHERE id = 'tessera-cli';
+DROP TABLE device_authorizations;
