@@ -11,7 +11,7 @@
 //! each (default 10), and prints the median req/s, p50, p99 and the errors,
 //! as the peer's harness in ../shared/bench does. Needs `wrk` (Debian
 //! package `wrk`).
-//! `BENCH_ONLY=basic,pkjwt,jwt-bearer,exchange,introspection,login,code` picks scenarios (all by
+//! `BENCH_ONLY=basic,pkjwt,jwt-bearer,exchange,introspection,login,code,poll` picks scenarios (all by
 //! default), for profiling one at a time; the server's pid is printed, and
 //! `BENCH_BINARY` runs another build of `tessera`.
 
@@ -26,6 +26,8 @@ use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde_json::{Value, json};
 use tessera::keys::{Alg, KeyMaterial};
 
+#[path = "load/device.rs"]
+mod device;
 #[path = "load/people.rs"]
 mod people;
 
@@ -83,6 +85,9 @@ fn start(database_url: Option<&str>) -> Server {
         // A redemption run's codes are made before it starts: on
         // PostgreSQL that took longer than the default 60 s code life.
         .env("TESSERA_TOKENS__CODE_LIFETIME", "10m")
+        // The polling scenario makes 10,000 device authorizations from
+        // 127.0.0.1 at once.
+        .env("TESSERA_DEVICE__REQUESTS_PER_ADDRESS", "1000000")
         .stdout(Stdio::null())
         .stderr(Stdio::inherit());
     if let Some(url) = database_url {
@@ -555,6 +560,11 @@ fn run(label: &str, database_url: Option<&str>, plan: &Plan) {
         if selected("code") {
             people::redemptions(&server, &people, plan);
         }
+    }
+    // CLI login (issue 11): pending device authorizations polled at their
+    // interval.
+    if selected("poll") {
+        device::polling(&server);
     }
 }
 

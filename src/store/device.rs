@@ -35,6 +35,8 @@ pub struct DeviceRecord {
     pub amr: Option<String>,
     pub decided_at: Option<i64>,
     pub decided_from: Option<String>,
+    pub access_jti: Option<String>,
+    pub access_exp: Option<i64>,
 }
 
 impl std::fmt::Debug for DeviceRecord {
@@ -109,6 +111,8 @@ impl DeviceRecord {
             amr: None,
             decided_at: None,
             decided_from: None,
+            access_jti: None,
+            access_exp: None,
         }
     }
 }
@@ -201,8 +205,9 @@ pub trait DeviceStore {
         claim: String,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
 
-    /// Deletes authorizations that expired an hour ago or more (the
-    /// maintenance loop). Returns how many rows went.
+    /// Deletes authorizations that expired an hour ago or more, unless the
+    /// access token one gave still lives (a new password must still find
+    /// its `jti`): the maintenance loop. Returns how many rows went.
     fn purge_devices(&self, now: i64) -> impl Future<Output = Result<usize, StoreError>> + Send;
 }
 
@@ -249,6 +254,19 @@ fn poll_sql(conn: &AnyConnection) -> String {
 /// [`DeviceStore::finish_device`] then refuses to store what it minted.
 pub(crate) fn end_approvals_in(conn: &mut AnyConnection, user_id: &str) -> QueryResult<usize> {
     use device_authorizations::dsl as d;
+    // The access tokens handed out still living go on the revocation list
+    // (the refresh tokens' are revoked with them by the caller).
+    let live = d::device_authorizations
+        .filter(d::user_id.eq(user_id))
+        .filter(d::access_exp.gt(crate::clock::now()))
+        .select((d::access_jti, d::access_exp))
+        .load::<(Option<String>, Option<i64>)>(conn)?;
+    super::authorization::revoke_jtis_in(
+        conn,
+        live.into_iter()
+            .filter_map(|(jti, exp)| Some((jti?, exp?)))
+            .collect(),
+    )?;
     diesel::update(
         d::device_authorizations
             .filter(d::user_id.eq(user_id))
@@ -371,7 +389,7 @@ impl DeviceStore for Store {
                         .filter(d::claim.eq(&claim))
                         .filter(d::status.eq(REDEEMED)),
                 )
-                .set(d::claim.eq(&claim))
+                .set((d::access_jti.eq(&access.0), d::access_exp.eq(access.1)))
                 .execute(conn)?;
                 if still == 0 {
                     super::authorization::revoke_jtis_in(conn, vec![access])?;
@@ -408,7 +426,9 @@ impl DeviceStore for Store {
         self.run(move |conn| {
             use device_authorizations::dsl as d;
             Ok(diesel::delete(
-                d::device_authorizations.filter(d::expires_at.lt(now - EXPIRED_KEPT_SECS)),
+                d::device_authorizations
+                    .filter(d::expires_at.lt(now - EXPIRED_KEPT_SECS))
+                    .filter(d::access_exp.is_null().or(d::access_exp.lt(now))),
             )
             .execute(conn)?)
         })

@@ -303,5 +303,7 @@ diesel::table! {
         amr -> Nullable<Text>,
         decided_at -> Nullable<BigInt>,
         decided_from -> Nullable<Text>,
+        access_jti -> Nullable<Text>,
+        access_exp -> Nullable<BigInt>,
     }
 }

@@ -239,7 +239,7 @@ async fn refresh(app: &TestApp, client_id: &str, secret: &str, token: &str) -> r
         .unwrap()
 }
 
-async fn introspect_active(app: &TestApp, token: &str) -> bool {
+pub async fn introspect_active(app: &TestApp, token: &str) -> bool {
     let body: Value = app
         .http
         .post(app.endpoint("/oauth/introspect"))

@@ -488,8 +488,20 @@ async fn a_new_password_ends_an_approval_not_yet_redeemed(backend: Backend) {
     let app = start(backend).await;
     let alice_id = create_user(&app, "alice", false).await;
     let client_id = cli_client(&app).await;
-    let codes = codes(&app, &client_id, "openid offline_access").await;
     let alice = signed_in(&app, "alice").await;
+    // One login already handed out (an access token alone, no refresh
+    // token), one approved and not yet redeemed.
+    let done = crate::device::codes(&app, &client_id, "openid").await;
+    let done_code = done["user_code"].as_str().unwrap();
+    assert_eq!(answer(&alice, done_code, "approve").await.status(), 200);
+    let tokens: Value = poll(&app, &client_id, done["device_code"].as_str().unwrap())
+        .await
+        .json()
+        .await
+        .unwrap();
+    let access = tokens["access_token"].as_str().unwrap().to_owned();
+    assert!(crate::authorization::introspect_active(&app, &access).await);
+    let codes = codes(&app, &client_id, "openid offline_access").await;
     let user_code = codes["user_code"].as_str().unwrap();
     assert_eq!(answer(&alice, user_code, "approve").await.status(), 200);
     let response = app
@@ -507,6 +519,10 @@ async fn a_new_password_ends_an_approval_not_yet_redeemed(backend: Backend) {
         "invalid_grant",
     )
     .await;
+    assert!(
+        !crate::authorization::introspect_active(&app, &access).await,
+        "the access token a device login gave is revoked too"
+    );
 }
 
 /// Types `code` on the entry form.

@@ -3,7 +3,10 @@
 -- letters, upper case) are stored. `interval_secs` grows by 5 with each
 -- `slow_down` (§3.5) and `last_polled_ms` is the previous poll, so every
 -- replica enforces one pace. `status` is pending, approved, denied or
--- redeemed; `claim` names the one poll that redeemed an approval.
+-- redeemed (or ended, when the user's sessions ended before the tokens
+-- were handed out); `claim` names the one poll that redeemed an approval,
+-- `access_jti` the access token it gave (revoked if the user's sessions
+-- end while it lives).
 CREATE TABLE device_authorizations (
     device_digest TEXT PRIMARY KEY NOT NULL,
     user_code_digest TEXT NOT NULL UNIQUE,
@@ -21,7 +24,9 @@ CREATE TABLE device_authorizations (
     auth_time BIGINT,
     amr TEXT,
     decided_at BIGINT,
-    decided_from TEXT
+    decided_from TEXT,
+    access_jti TEXT,
+    access_exp BIGINT
 );
 CREATE INDEX device_authorizations_expires ON device_authorizations (expires_at);
 
