@@ -46,7 +46,9 @@ pub struct ClientArgs {
     pub name: Option<String>,
     /// Allowed grant type (repeatable): client_credentials,
     /// authorization_code, refresh_token,
-    /// urn:ietf:params:oauth:grant-type:jwt-bearer.
+    /// urn:ietf:params:oauth:grant-type:jwt-bearer,
+    /// urn:ietf:params:oauth:grant-type:token-exchange,
+    /// urn:ietf:params:oauth:grant-type:device_code.
     #[arg(long = "grant-type")]
     pub grant_types: Vec<String>,
     #[arg(long, value_parser = ["client_secret_basic", "client_secret_post", "private_key_jwt", "none"])]

@@ -15,7 +15,7 @@ use serde::Deserialize;
 
 use super::authorize::describe;
 use super::extract::RemoteAddr;
-use super::pages::account::signed_in;
+use super::pages::account::{signed_in, to_login};
 use super::pages::{self, PageError, PageForm, PageQuery, clean_field, csrf};
 use super::token::form_to_json;
 use crate::accounts::sessions::SessionInfo;
@@ -89,14 +89,22 @@ async fn show(
     if !clean_field(&query.user_code, 64) {
         return Err(PageError::bad_request());
     }
-    let (session, _) = match signed_in(&state, &headers, &here(&query.user_code)).await? {
+    let (session, user) = match signed_in(&state, &headers, &here(&query.user_code)).await? {
         Ok(found) => found,
         Err(redirect) => return Ok(redirect),
     };
     if query.user_code.is_empty() {
         return Ok(entry_page(&state, &headers, "", None));
     }
-    look_up(&state, &headers, &session, &query.user_code, remote).await
+    look_up(
+        &state,
+        &headers,
+        &session,
+        user.admin,
+        &query.user_code,
+        remote,
+    )
+    .await
 }
 
 /// `POST /device`: the typed code, or the answer to a looked-up one.
@@ -113,12 +121,22 @@ async fn submit(
         return Err(PageError::bad_request());
     }
     csrf::verify(&state, &headers, &form.csrf)?;
-    let (session, _) = match signed_in(&state, &headers, &here(&form.user_code)).await? {
+    let (session, user) = match signed_in(&state, &headers, &here(&form.user_code)).await? {
         Ok(found) => found,
         Err(redirect) => return Ok(redirect),
     };
     let approve = match form.decision.as_str() {
-        "" => return look_up(&state, &headers, &session, &form.user_code, remote).await,
+        "" => {
+            return look_up(
+                &state,
+                &headers,
+                &session,
+                user.admin,
+                &form.user_code,
+                remote,
+            )
+            .await;
+        }
         "approve" => true,
         "deny" => false,
         _ => return Err(PageError::bad_request()),
@@ -131,6 +149,12 @@ async fn submit(
             Lookup::Found(_) => {}
             other => return Ok(refusal(&state, &headers, &form.user_code, other)),
         }
+    }
+    if approve
+        && let Some(record) = device::find(&state, &form.user_code).await?
+        && device::needs_recent_login(&state, &record, user.admin, &session)
+    {
+        return Ok(to_login(&here(&form.user_code)));
     }
     let decided = device::decide(&state, &form.user_code, approve, &session, remote).await?;
     Ok(match decided {
@@ -164,11 +188,17 @@ async fn look_up(
     state: &AppState,
     headers: &HeaderMap,
     session: &SessionInfo,
+    is_admin: bool,
     typed: &str,
     remote: Option<String>,
 ) -> Result<Response, PageError> {
     Ok(
         match device::lookup(state, typed, session, remote.as_deref()).await? {
+            Lookup::Found(record)
+                if device::needs_recent_login(state, &record, is_admin, session) =>
+            {
+                to_login(&here(typed))
+            }
             Lookup::Found(record) => confirm_page(state, headers, session, &record, typed).await?,
             other => refusal(state, headers, typed, other),
         },

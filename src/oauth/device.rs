@@ -275,6 +275,37 @@ pub async fn lookup(
     })
 }
 
+/// Whether approving `record` needs a fresher login than `session`'s:
+/// an administrator handing Tessera's admin API scopes to a device
+/// signs in again past `sessions.reauthenticate_after` (as GitHub's "sudo
+/// mode"), so that a link someone sent cannot take an admin token with
+/// one click on a long-open session (RFC 8628 §5.4).
+pub fn needs_recent_login(
+    core: &Core,
+    record: &DeviceRecord,
+    is_admin: bool,
+    session: &SessionInfo,
+) -> bool {
+    use super::api_scopes::{ADMIN, ADMIN_READ, AUDIT_READ};
+    let powerful = record
+        .scopes
+        .split(' ')
+        .any(|s| [ADMIN, ADMIN_READ, AUDIT_READ].contains(&s));
+    let recent = core.config.sessions.reauthenticate_after.as_secs() as i64;
+    is_admin && powerful && clock::now().saturating_sub(session.auth_time) > recent
+}
+
+/// The authorization with this typed code, whatever its state.
+pub async fn find(core: &Core, typed: &str) -> Result<Option<DeviceRecord>, OAuthError> {
+    let Some(code) = normalize_user_code(typed) else {
+        return Ok(None);
+    };
+    Ok(core
+        .store
+        .device_by_user_code(user_code_digest(core, &code))
+        .await?)
+}
+
 /// What the confirmation page carries so that its answer is not counted
 /// as another guess: a MAC of the session and the code it found.
 pub fn seen_mark(core: &Core, session: &SessionInfo, user_code: &str) -> Option<String> {

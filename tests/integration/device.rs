@@ -30,6 +30,9 @@ on_both_backends!(
     alice_approves_in_a_real_browser,
     the_right_code_after_wrong_ones_can_be_approved,
     a_new_password_ends_an_approval_not_yet_redeemed,
+    the_cli_registers_a_device_client,
+    polls_on_time_are_pending_and_slow_down_lasts,
+    an_admin_signs_in_again_to_give_a_device_admin_scopes,
 );
 
 const DEVICE_GRANT: &str = "urn:ietf:params:oauth:grant-type:device_code";
@@ -892,4 +895,130 @@ async fn alice_approves_in_a_real_browser(backend: Backend) {
         "access_denied",
     )
     .await;
+}
+
+async fn the_cli_registers_a_device_client(backend: Backend) {
+    use crate::cli::{run, tessera};
+    let app = start(backend).await;
+    let dir = tempfile::tempdir().unwrap();
+    let token_file = app.admin_token_file();
+    let mut command = tessera(dir.path());
+    command.args([
+        "--url",
+        &app.url,
+        "--token-file",
+        token_file.to_str().unwrap(),
+        "--json",
+        "client",
+        "create",
+        "--name",
+        "Deploy CLI",
+        "--grant-type",
+        DEVICE_GRANT,
+        "--grant-type",
+        "refresh_token",
+        "--auth-method",
+        "none",
+        "--public",
+    ]);
+    let created = tokio::task::block_in_place(|| run(&mut command));
+    assert!(created.status.success(), "{created:?}");
+    let created: Value = serde_json::from_slice(&created.stdout).unwrap();
+    assert!(created["client_secret"].is_null(), "{created}");
+    assert_eq!(created["token_endpoint_auth_method"], "none");
+    let client_id = created["client_id"].as_str().unwrap();
+    let codes = codes(&app, client_id, "openid offline_access").await;
+    assert!(codes["device_code"].is_string());
+}
+
+async fn polls_on_time_are_pending_and_slow_down_lasts(backend: Backend) {
+    let app = start(backend).await;
+    let client_id = cli_client(&app).await;
+    let codes = codes(&app, &client_id, "openid").await;
+    let device_code = codes["device_code"].as_str().unwrap();
+    let user_code = codes["user_code"].as_str().unwrap();
+    let pending = "authorization_pending";
+    fail_with(poll(&app, &client_id, device_code).await, 400, pending).await;
+    // One interval (1 s) later: on time, however slow the machine.
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    fail_with(poll(&app, &client_id, device_code).await, 400, pending).await;
+    // At once: early, unless the machine took over 0.5 s between the two.
+    let at_once: Value = poll(&app, &client_id, device_code)
+        .await
+        .json()
+        .await
+        .unwrap();
+    if at_once["error"] == "slow_down" {
+        // 6 s from then on: what was on time before is early now.
+        assert_eq!(row(&app, user_code).await.interval_secs, 6);
+        tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+        fail_with(poll(&app, &client_id, device_code).await, 400, "slow_down").await;
+        assert_eq!(row(&app, user_code).await.interval_secs, 11);
+    } else {
+        assert_eq!(at_once["error"], pending, "{at_once}");
+    }
+}
+
+async fn an_admin_signs_in_again_to_give_a_device_admin_scopes(backend: Backend) {
+    let app = TestApp::builder(backend)
+        .config("[sessions]\nreauthenticate_after = \"3s\"\n")
+        .start()
+        .await;
+    create_user(&app, "root", true).await;
+    let admin_codes = codes(&app, "tessera-cli", "openid admin").await;
+    let user_code = admin_codes["user_code"].as_str().unwrap();
+    let root = signed_in(&app, "root").await;
+    let page = format!("/device?user_code={user_code}");
+    // Just signed in: the question is asked.
+    let fresh = root.get(&page).await;
+    assert_eq!(fresh.status(), 200);
+    let fresh = fresh.text().await.unwrap();
+    let (csrf, seen) = (
+        field(&fresh, "csrf").unwrap(),
+        field(&fresh, "seen").unwrap(),
+    );
+    // A session older than sessions.reauthenticate_after signs in again
+    // first, for the page and for the answer.
+    tokio::time::sleep(std::time::Duration::from_millis(4500)).await;
+    let stale = root.get(&page).await;
+    assert_eq!(stale.status(), 303);
+    assert!(
+        location(&stale).starts_with("/login?return_to="),
+        "{}",
+        location(&stale)
+    );
+    let answer_now = root
+        .post(
+            "/device",
+            &[
+                ("csrf", &csrf),
+                ("user_code", user_code),
+                ("decision", "approve"),
+                ("seen", &seen),
+            ],
+        )
+        .await;
+    assert_eq!(answer_now.status(), 303);
+    assert_eq!(row(&app, user_code).await.status, "pending");
+    // Codes without admin scopes need no fresh login.
+    let plain = codes(&app, "tessera-cli", "openid").await;
+    assert_eq!(
+        answer(&root, plain["user_code"].as_str().unwrap(), "approve")
+            .await
+            .status(),
+        200
+    );
+    // Signed in again: approved.
+    assert_eq!(root.login_to("root", PASSWORD, &page).await.status(), 303);
+    assert_eq!(answer(&root, user_code, "approve").await.status(), 200);
+    let tokens: Value = poll(
+        &app,
+        "tessera-cli",
+        admin_codes["device_code"].as_str().unwrap(),
+    )
+    .await
+    .json()
+    .await
+    .unwrap();
+    assert_eq!(tokens["scope"], "openid admin", "{tokens}");
 }
