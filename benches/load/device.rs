@@ -94,8 +94,12 @@ pub fn polling(server: &Server) {
     let pid = server.child.id();
     let endpoint = format!("{}/oauth/token", server.base);
     let (latencies, cpu, wall) = runtime.block_on(async {
+        // At most this many polls in flight, so the client stays within
+        // the server's per-address connection share (128): ten thousand
+        // CLIs would come from as many addresses.
+        let in_flight = Arc::new(tokio::sync::Semaphore::new(100));
         let http = reqwest::Client::builder()
-            .pool_max_idle_per_host(256)
+            .pool_max_idle_per_host(100)
             .build()
             .unwrap();
         let period = Duration::from_secs(interval);
@@ -107,11 +111,12 @@ pub fn polling(server: &Server) {
             .into_iter()
             .enumerate()
             .map(|(i, code)| {
-                let (http, endpoint, client_id, tally) = (
+                let (http, endpoint, client_id, tally, in_flight) = (
                     http.clone(),
                     endpoint.clone(),
                     client_id.clone(),
                     tally.clone(),
+                    in_flight.clone(),
                 );
                 // Spread evenly over one interval, then every interval on
                 // the dot: never early.
@@ -121,7 +126,10 @@ pub fn polling(server: &Server) {
                     let mut due = first;
                     while due < end {
                         tokio::time::sleep_until(due).await;
+                        // From when the poll was due: waiting for a slot
+                        // counts.
                         let sent = Instant::now();
+                        let _slot = in_flight.acquire().await.unwrap();
                         let answer = http
                             .post(&endpoint)
                             .form(&[
@@ -133,7 +141,12 @@ pub fn polling(server: &Server) {
                             .await;
                         let body = match answer {
                             Ok(response) => response.json::<Value>().await.ok(),
-                            Err(_) => None,
+                            Err(e) => {
+                                if tally.failed.load(Ordering::Relaxed) < 3 {
+                                    eprintln!("  poll: failed: {e}");
+                                }
+                                None
+                            }
                         };
                         latencies.push(sent.elapsed().as_secs_f64() * 1000.0);
                         let counter = match body.as_ref().map(|b| b["error"].as_str()) {
