@@ -116,7 +116,7 @@ fn device_nonce<'a>(key: &hmac::Key, username: &str, cookie: &'a str, now: i64) 
 }
 
 /// The block after `failures` failures in a bucket that allows `free`.
-pub(crate) fn delay_after(failures: i64, free: u32, max_secs: i64) -> i64 {
+fn delay_after(failures: i64, free: u32, max_secs: i64) -> i64 {
     let over = failures - i64::from(free);
     if over <= 0 {
         return 0;
@@ -134,13 +134,24 @@ pub(crate) fn delay_after(failures: i64, free: u32, max_secs: i64) -> i64 {
 /// at most `free + 1` of any number sent at once are ever checked.
 pub async fn admit(core: &Core, buckets: &Buckets) -> Result<Option<u64>, StoreError> {
     let config = &core.config.login;
-    let now = crate::clock::now();
-    let window_start = now - config.failure_window.as_secs() as i64;
-    let max = config.max_delay.as_secs() as i64;
     let mut pairs = vec![(buckets.account.clone(), config.free_failures_per_account)];
     if let Some(address) = &buckets.address {
         pairs.push((address.clone(), config.free_failures_per_address));
     }
+    admit_in(core, pairs).await
+}
+
+/// [`admit`] for any buckets, each with the failures it allows free
+/// (the device page's guesses and requests use it too): the window and
+/// the longest block are the login throttle's.
+pub(crate) async fn admit_in(
+    core: &Core,
+    pairs: Vec<(String, u32)>,
+) -> Result<Option<u64>, StoreError> {
+    let config = &core.config.login;
+    let now = crate::clock::now();
+    let window_start = now - config.failure_window.as_secs() as i64;
+    let max = config.max_delay.as_secs() as i64;
     let mut counted = Vec::new();
     for (bucket, free) in pairs {
         let delay = Box::new(move |attempts| delay_after(attempts, free, max));

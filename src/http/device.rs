@@ -144,19 +144,21 @@ async fn submit(
     // An answer from the confirmation page this session was shown is not
     // a guess; any other is, and counts as one, so the form cannot be used
     // to try codes unthrottled.
-    if !device::was_seen(&state, &session, &form.user_code, &form.seen) {
+    let record = if device::was_seen(&state, &session, &form.user_code, &form.seen) {
+        device::find(&state, &form.user_code).await?
+    } else {
         match device::lookup(&state, &form.user_code, &session, remote.as_deref()).await? {
-            Lookup::Found(_) => {}
+            Lookup::Found(record) => Some(*record),
             other => return Ok(refusal(&state, &headers, &form.user_code, other)),
         }
-    }
-    if approve
-        && let Some(record) = device::find(&state, &form.user_code).await?
-        && device::needs_recent_login(&state, &record, user.admin, &session)
-    {
+    };
+    let Some(record) = record else {
+        return Ok(refusal(&state, &headers, &form.user_code, Lookup::Unknown));
+    };
+    if approve && device::needs_recent_login(&state, &record, user.admin, &session) {
         return Ok(to_login(&here(&form.user_code)));
     }
-    let decided = device::decide(&state, &form.user_code, approve, &session, remote).await?;
+    let decided = device::decide(&state, &record, approve, &session, remote).await?;
     Ok(match decided {
         Decided::Recorded if approve => pages::render(
             StatusCode::OK,

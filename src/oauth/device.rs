@@ -17,8 +17,7 @@ use crate::audit::{Actor, ActorKind, Event, Outcome};
 use crate::clock;
 use crate::keys::hex;
 use crate::store::{
-    Admission, Decided, DeviceDecision, DeviceRecord, DeviceState, DeviceStore, StoreError,
-    ThrottleStore,
+    Decided, DeviceDecision, DeviceRecord, DeviceState, DeviceStore, StoreError, ThrottleStore,
 };
 
 /// The verification page (RFC 8628 §3.2 `verification_uri`).
@@ -160,25 +159,15 @@ async fn admit_request(core: &Core, remote: Option<&str>) -> Result<(), OAuthErr
     let Some(ip) = remote.and_then(|r| r.parse::<IpAddr>().ok()) else {
         return Ok(());
     };
-    let free = core.config.device.requests_per_address;
-    let max = core.config.login.max_delay.as_secs() as i64;
-    let now = clock::now();
-    let window_start = now - core.config.login.failure_window.as_secs() as i64;
-    let delay =
-        Box::new(move |attempts| crate::accounts::throttle::delay_after(attempts, free, max));
     let bucket = format!("dr:a:{}", crate::audit::host_of(ip));
-    match core
-        .store
-        .admit_attempt(bucket, now, window_start, delay)
-        .await?
-    {
-        Admission::Allowed { .. } => Ok(()),
-        Admission::Blocked { until } => {
+    let free = core.config.device.requests_per_address;
+    match crate::accounts::throttle::admit_in(core, vec![(bucket, free)]).await? {
+        None => Ok(()),
+        Some(wait) => {
             let mut error = OAuthError::new(
                 ErrorCode::SlowDown,
                 format!(
-                    "too many device authorization requests from this address; try again in {} s",
-                    (until - now).max(1)
+                    "too many device authorization requests from this address; try again in {wait} s"
                 ),
             );
             error.status = Some(429);
@@ -231,43 +220,18 @@ pub async fn lookup(
     session: &SessionInfo,
     remote: Option<&str>,
 ) -> Result<Lookup, OAuthError> {
-    let now = clock::now();
-    let window_start = now - core.config.login.failure_window.as_secs() as i64;
-    let max = core.config.login.max_delay.as_secs() as i64;
     let buckets = guess_buckets(core, session, remote);
-    let mut counted = Vec::new();
-    for (bucket, free) in &buckets {
-        let free = *free;
-        let delay =
-            Box::new(move |attempts| crate::accounts::throttle::delay_after(attempts, free, max));
-        match core
-            .store
-            .admit_attempt(bucket.clone(), now, window_start, delay)
-            .await?
-        {
-            Admission::Allowed { .. } => counted.push(bucket.clone()),
-            Admission::Blocked { until } => {
-                for bucket in counted {
-                    core.store.refund_attempt(bucket).await?;
-                }
-                return Ok(Lookup::Throttled((until - now).max(1) as u64));
-            }
-        }
+    if let Some(wait) = crate::accounts::throttle::admit_in(core, buckets.clone()).await? {
+        return Ok(Lookup::Throttled(wait));
     }
-    let Some(code) = normalize_user_code(typed) else {
-        return Ok(Lookup::Unknown);
-    };
-    let found = core
-        .store
-        .device_by_user_code(user_code_digest(core, &code))
-        .await?;
-    let Some(record) = found else {
+    let Some(record) = find(core, typed).await? else {
         return Ok(Lookup::Unknown);
     };
     // A real code, typed right: not a guess.
-    for bucket in counted {
+    for (bucket, _) in buckets {
         core.store.refund_attempt(bucket).await?;
     }
+    let now = clock::now();
     Ok(match record.state() {
         DeviceState::Pending if record.expires_at <= now => Lookup::Expired,
         DeviceState::Pending => Lookup::Found(Box::new(record)),
@@ -325,23 +289,19 @@ pub fn was_seen(core: &Core, session: &SessionInfo, user_code: &str, mark: &str)
         .is_some_and(|expected| bool::from(expected.as_bytes().ct_eq(mark.as_bytes())))
 }
 
-/// Records the signed-in user's answer to the authorization with this
-/// user code (already looked up), and audits it as that user.
+/// Records the signed-in user's answer to `record` (looked up already),
+/// and audits it as that user.
 pub async fn decide(
     core: &Core,
-    user_code: &str,
+    record: &DeviceRecord,
     approve: bool,
     session: &SessionInfo,
     remote: Option<String>,
 ) -> Result<Decided, OAuthError> {
-    let Some(code) = normalize_user_code(user_code) else {
-        return Ok(Decided::Unknown);
-    };
-    let digest = user_code_digest(core, &code);
     let decided = core
         .store
         .decide_device(
-            digest.clone(),
+            record.user_code_digest.clone(),
             DeviceDecision {
                 approve,
                 user_id: session.user_id.clone(),
@@ -353,13 +313,12 @@ pub async fn decide(
         )
         .await?;
     if decided == Decided::Recorded {
-        let record = core.store.device_by_user_code(digest).await?;
         let (action, outcome) = if approve {
             ("device.approved", Outcome::Success)
         } else {
             ("device.denied", Outcome::Failure)
         };
-        let mut event = Event::new(
+        Event::new(
             Actor {
                 id: Some(session.user_id.clone()),
                 kind: ActorKind::Human,
@@ -367,16 +326,15 @@ pub async fn decide(
             action,
             outcome,
         )
+        .client(record.client_id.clone())
         .remote(remote)
         .details(json!({
             "sid": session.sid,
-            "requested_from": record.as_ref().and_then(|r| r.requested_from.clone()),
-            "scope": record.as_ref().map(|r| r.scopes.clone()),
-        }));
-        if let Some(record) = record {
-            event = event.client(record.client_id);
-        }
-        event.record(&core.store).await;
+            "requested_from": record.requested_from,
+            "scope": record.scopes,
+        }))
+        .record(&core.store)
+        .await;
     }
     Ok(decided)
 }

@@ -109,10 +109,7 @@ pub async fn grant(
             now,
         )
     });
-    let (token, row) = match refresh {
-        Some((token, row)) => (Some(token), Some(row)),
-        None => (None, None),
-    };
+    let (token, row) = refresh.unzip();
     let finish = state
         .store
         .finish_code(digest, access.jti.clone(), access.exp, row, now)

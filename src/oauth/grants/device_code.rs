@@ -129,29 +129,27 @@ async fn issue(
         remote,
     )
     .await?;
-    let mut refresh = None;
-    if human::wants_refresh(client, &scopes) {
-        let family_id = crate::random::new_id();
-        refresh = Some(human::new_refresh(
-            state,
-            client,
-            &user.id,
-            None,
-            &scopes,
-            auth_time,
-            &amr,
-            Family {
-                id: &family_id,
-                expires_at: now + state.config.tokens.refresh_absolute_lifetime.as_secs() as i64,
-            },
-            &access,
-            now,
-        ));
-    }
-    let (token, row) = match refresh {
-        Some((token, row)) => (Some(token), Some(row)),
-        None => (None, None),
-    };
+    let (token, row) = human::wants_refresh(client, &scopes)
+        .then(|| {
+            let family_id = crate::random::new_id();
+            human::new_refresh(
+                state,
+                client,
+                &user.id,
+                None,
+                &scopes,
+                auth_time,
+                &amr,
+                Family {
+                    id: &family_id,
+                    expires_at: now
+                        + state.config.tokens.refresh_absolute_lifetime.as_secs() as i64,
+                },
+                &access,
+                now,
+            )
+        })
+        .unzip();
     let handed_out = state
         .store
         .finish_device(
