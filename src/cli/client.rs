@@ -11,6 +11,8 @@ use url::Url;
 use zeroize::Zeroizing;
 
 use super::AdminArgs;
+use super::login;
+use super::login::store::{Login, Place};
 use crate::secret::Secret;
 
 const DEFAULT_TOKEN_FILE: &str = "keys/admin.token";
@@ -20,20 +22,29 @@ pub struct AdminClient {
     http: reqwest::Client,
     base: Url,
     token: Zeroizing<String>,
+    /// The `tessera login` the token came from, if it did.
+    pub login: Option<(Login, Place)>,
+}
+
+/// `--url`, else TESSERA_URL, else the default.
+pub fn base_url(given: Option<&Url>) -> anyhow::Result<Url> {
+    match (given, std::env::var("TESSERA_URL")) {
+        (Some(url), _) => Ok(url.clone()),
+        (None, Ok(url)) => Url::parse(&url).context("TESSERA_URL is not a URL"),
+        (None, Err(_)) => Ok(Url::parse(DEFAULT_URL).expect("the default URL parses")),
+    }
 }
 
 impl AdminClient {
     /// A client for the options given, completed from the environment:
-    /// TESSERA_URL, TESSERA_TOKEN, TESSERA_TOKEN_FILE. A token given with
-    /// --token gets a warning, since other users can read arguments in
-    /// `ps`; a token is never sent in clear to a host that is not loopback
-    /// unless --insecure says so.
-    pub fn connect(args: &AdminArgs) -> anyhow::Result<Self> {
-        let base = match (&args.url, std::env::var("TESSERA_URL")) {
-            (Some(url), _) => url.clone(),
-            (None, Ok(url)) => Url::parse(&url).context("TESSERA_URL is not a URL")?,
-            (None, Err(_)) => Url::parse(DEFAULT_URL).expect("the default URL parses"),
-        };
+    /// TESSERA_URL, TESSERA_TOKEN, TESSERA_TOKEN_FILE. Without any of
+    /// these, the token is that of `tessera login` for the server (its
+    /// access token, refreshed when due), else `keys/admin.token`. A token
+    /// given with --token gets a warning, since other users can read
+    /// arguments in `ps`; a token is never sent in clear to a host that is
+    /// not loopback unless --insecure says so.
+    pub async fn connect(args: &AdminArgs) -> anyhow::Result<Self> {
+        let base = base_url(args.url.as_ref())?;
         refuse_cleartext(&base, args.insecure)?;
         if args.token.is_some() {
             eprintln!(
@@ -49,6 +60,14 @@ impl AdminClient {
             .token_file
             .clone()
             .or_else(|| std::env::var_os("TESSERA_TOKEN_FILE").map(PathBuf::from));
+        let no_token_given = token.is_none() && token_file.is_none();
+        if no_token_given
+            && let Some((token, login, place)) = login::session::access_token(&base).await?
+        {
+            let mut client = Self::with_token(&base, token)?;
+            client.login = Some((login, place));
+            return Ok(client);
+        }
         Self::new(&base, token, token_file)
     }
 
@@ -60,13 +79,23 @@ impl AdminClient {
         token_file: Option<PathBuf>,
     ) -> anyhow::Result<Self> {
         let token = match (token, token_file) {
-            (Some(token), _) => token.expose().to_owned(),
+            (Some(token), _) => token,
             (None, Some(file)) => std::fs::read_to_string(&file)
+                .map(Secret::new)
                 .with_context(|| format!("cannot read the token file {}", file.display()))?,
-            (None, None) => std::fs::read_to_string(DEFAULT_TOKEN_FILE).map_err(|_| {
-                anyhow!("no admin token: pass --token, set TESSERA_TOKEN, or use --token-file")
-            })?,
+            (None, None) => std::fs::read_to_string(DEFAULT_TOKEN_FILE)
+                .map(Secret::new)
+                .map_err(|_| {
+                    anyhow!(
+                        "no admin token: run `tessera login`, pass --token, set TESSERA_TOKEN, \
+                         or use --token-file"
+                    )
+                })?,
         };
+        Self::with_token(base, token)
+    }
+
+    pub fn with_token(base: &Url, token: Secret) -> anyhow::Result<Self> {
         // No redirects: a redirect could take the token to another scheme
         // or host than the one checked above.
         let http = reqwest::Client::builder()
@@ -77,7 +106,8 @@ impl AdminClient {
         Ok(AdminClient {
             http,
             base: base.clone(),
-            token: Zeroizing::new(token.trim().to_owned()),
+            token: Zeroizing::new(token.expose().trim().to_owned()),
+            login: None,
         })
     }
 
@@ -157,7 +187,7 @@ impl AdminClient {
 
 /// Plain `http` carries the bearer token readable by anyone on the path:
 /// only to loopback, where it never leaves the machine, unless `insecure`.
-fn refuse_cleartext(base: &Url, insecure: bool) -> anyhow::Result<()> {
+pub(crate) fn refuse_cleartext(base: &Url, insecure: bool) -> anyhow::Result<()> {
     let loopback = match base.host() {
         Some(url::Host::Ipv4(ip)) => IpAddr::V4(ip).is_loopback(),
         Some(url::Host::Ipv6(ip)) => IpAddr::V6(ip).is_loopback(),
@@ -166,7 +196,7 @@ fn refuse_cleartext(base: &Url, insecure: bool) -> anyhow::Result<()> {
     };
     if base.scheme() == "http" && !loopback && !insecure {
         bail!(
-            "refusing to send the admin token over plain http to {}: use https, \
+            "refusing to send a token over plain http to {}: use https, \
              or pass --insecure if this network is trusted",
             base.host_str().unwrap_or("?")
         );
@@ -174,7 +204,7 @@ fn refuse_cleartext(base: &Url, insecure: bool) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn root_cause(error: &(dyn std::error::Error + 'static)) -> String {
+pub(crate) fn root_cause(error: &(dyn std::error::Error + 'static)) -> String {
     let mut cause = error;
     while let Some(next) = cause.source() {
         cause = next;

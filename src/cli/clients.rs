@@ -40,8 +40,13 @@ pub enum ClientCommand {
     },
 }
 
+/// The name `client create` gives without --name.
+const UNNAMED: &str = "Unnamed client";
+
 #[derive(Debug, Clone, Args)]
 pub struct ClientArgs {
+    /// The name people see on consent and device pages (create: default
+    /// "Unnamed client").
     #[arg(long)]
     pub name: Option<String>,
     /// Allowed grant type (repeatable): client_credentials,
@@ -191,7 +196,10 @@ pub async fn run(
     json_out: bool,
 ) -> anyhow::Result<()> {
     match command {
-        ClientCommand::Create(args) => {
+        ClientCommand::Create(mut args) => {
+            // The API wants a name; one typed as in the example
+            // (no --name) gets a plain one, to rename with `client update`.
+            args.name.get_or_insert_with(|| UNNAMED.to_owned());
             let created: Value = client.post("/admin/v1/clients", &args.to_spec()?).await?;
             if json_out {
                 return print_json(&created);

@@ -6,6 +6,7 @@ mod client;
 mod clients;
 mod keys;
 mod local;
+mod login;
 mod rekey;
 mod service_users;
 mod trust;
@@ -133,7 +134,13 @@ pub enum Command {
         #[command(subcommand)]
         command: keys::AuditCommand,
     },
-    /// Show the identity behind the admin token.
+    /// Sign in as yourself (device flow, or the browser on this machine):
+    /// later commands then act with your identity.
+    Login(login::LoginArgs),
+    /// Revoke and forget the login made by `tessera login`.
+    Logout(login::LogoutArgs),
+    /// Show the identity behind the admin token, and for a login, when it
+    /// ends.
     Whoami {
         #[command(flatten)]
         admin: AdminArgs,
@@ -206,19 +213,19 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             command: keys::KeysCommand::Remote(command),
         } => {
             let admin = admin.or(&before);
-            keys::run_keys(&AdminClient::connect(&admin)?, command, admin.json).await
+            keys::run_keys(&AdminClient::connect(&admin).await?, command, admin.json).await
         }
         Command::Client { admin, command } => {
             let admin = admin.or(&before);
-            clients::run(&AdminClient::connect(&admin)?, command, admin.json).await
+            clients::run(&AdminClient::connect(&admin).await?, command, admin.json).await
         }
         Command::ServiceUser { admin, command } => {
             let admin = admin.or(&before);
-            service_users::run(&AdminClient::connect(&admin)?, command, admin.json).await
+            service_users::run(&AdminClient::connect(&admin).await?, command, admin.json).await
         }
         Command::User { admin, command } => {
             let admin = admin.or(&before);
-            users::run(&AdminClient::connect(&admin)?, command, admin.json).await
+            users::run(&AdminClient::connect(&admin).await?, command, admin.json).await
         }
         Command::Trust {
             mut admin,
@@ -247,29 +254,62 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 );
             }
             let admin = admin.or(&before);
-            trust_test::run(&AdminClient::connect(&admin)?, args, admin.json).await
+            trust_test::run(&AdminClient::connect(&admin).await?, args, admin.json).await
         }
         Command::Trust { admin, command } => {
             let admin = admin.or(&before);
-            trust::run(&AdminClient::connect(&admin)?, command, admin.json).await
+            trust::run(&AdminClient::connect(&admin).await?, command, admin.json).await
         }
         Command::Audit { admin, command } => {
             let admin = admin.or(&before);
-            keys::run_audit(&AdminClient::connect(&admin)?, command, admin.json).await
+            keys::run_audit(&AdminClient::connect(&admin).await?, command, admin.json).await
+        }
+        Command::Login(args) => {
+            let args = login::LoginArgs {
+                url: args.url.or(before.url),
+                insecure: args.insecure || before.insecure,
+                ..args
+            };
+            login::login(args).await
+        }
+        Command::Logout(args) => {
+            let args = login::LogoutArgs {
+                url: args.url.or(before.url),
+            };
+            login::logout(args).await
         }
         Command::Whoami { admin } => {
             let admin = admin.or(&before);
-            let client = AdminClient::connect(&admin)?;
-            let me: serde_json::Value = client.get("/admin/v1/whoami", &[]).await?;
+            let client = AdminClient::connect(&admin).await?;
+            let mut me: serde_json::Value = client.get("/admin/v1/whoami", &[]).await?;
+            let login = client
+                .login
+                .as_ref()
+                .map(|(login, place)| login::describe(login, place));
             if admin.json {
+                if let Some(login) = login {
+                    me["login"] = login;
+                }
                 println!("{}", serde_json::to_string_pretty(&me)?);
-            } else {
-                println!(
-                    "{} ({}, {})",
-                    me["name"].as_str().unwrap_or("?"),
-                    me["kind"].as_str().unwrap_or("?"),
-                    me["id"].as_str().unwrap_or("?")
-                );
+                return Ok(());
+            }
+            println!(
+                "{} ({}, {})",
+                me["name"].as_str().unwrap_or("?"),
+                me["kind"].as_str().unwrap_or("?"),
+                me["id"].as_str().unwrap_or("?")
+            );
+            if let Some(login) = login {
+                let text = |key: &str| login[key].as_str().unwrap_or("?").to_owned();
+                println!("Logged in to {} with {}", text("url"), text("client_id"));
+                println!("Scopes: {}", text("scope"));
+                match login["session_ends_at"].as_str() {
+                    Some(end) => {
+                        println!("Session ends {end} unless a command renews it before then")
+                    }
+                    None => println!("Session end: not told by the server"),
+                }
+                println!("Stored in {}", text("stored_in"));
             }
             Ok(())
         }

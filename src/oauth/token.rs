@@ -122,6 +122,11 @@ pub struct TokenResponse {
     /// refresh grants, when `offline_access` was granted).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub refresh_token: Option<Secret>,
+    /// Seconds until `refresh_token` expires unused (GitHub's name for it;
+    /// not in RFC 6749, which §5.1 lets a server extend): a CLI shows it
+    /// as when its login ends.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub refresh_token_expires_in: Option<u64>,
     /// OIDC Core §3.1.3.3, when `openid` was granted.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub id_token: Option<Secret>,

@@ -110,7 +110,11 @@ async fn signed_in(app: &TestApp, username: &str) -> Visitor {
 
 /// Opens `/device` with the code, as `verification_uri_complete` does,
 /// and answers `decision` on the page it shows.
-async fn answer(visitor: &Visitor, user_code: &str, decision: &str) -> reqwest::Response {
+pub(crate) async fn answer(
+    visitor: &Visitor,
+    user_code: &str,
+    decision: &str,
+) -> reqwest::Response {
     let page = visitor.get(&format!("/device?user_code={user_code}")).await;
     assert_eq!(page.status(), 200);
     let page = page.text().await.unwrap();
@@ -911,8 +915,6 @@ async fn the_cli_registers_a_device_client(backend: Backend) {
         "--json",
         "client",
         "create",
-        "--name",
-        "Deploy CLI",
         "--grant-type",
         DEVICE_GRANT,
         "--grant-type",
@@ -926,6 +928,8 @@ async fn the_cli_registers_a_device_client(backend: Backend) {
     let created: Value = serde_json::from_slice(&created.stdout).unwrap();
     assert!(created["client_secret"].is_null(), "{created}");
     assert_eq!(created["token_endpoint_auth_method"], "none");
+    // As the issue types it, without --name: a plain name to change later.
+    assert_eq!(created["name"], "Unnamed client");
     let client_id = created["client_id"].as_str().unwrap();
     let codes = codes(&app, client_id, "openid offline_access").await;
     assert!(codes["device_code"].is_string());

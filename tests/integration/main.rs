@@ -11,6 +11,8 @@ mod audit;
 mod authorization;
 mod authorization_browser;
 mod cli;
+mod cli_keyring;
+mod cli_login;
 mod client_address;
 mod client_updates;
 mod clients;

@@ -64,6 +64,7 @@ fn issued_tokens_hide_in_debug_but_serialise_once() {
         scope: None,
         issued_token_type: None,
         refresh_token: Some(Secret::new(SECRET)),
+        refresh_token_expires_in: Some(3600),
         id_token: Some(Secret::new(SECRET)),
     };
     assert_hidden("TokenResponse", format!("{response:?}"));

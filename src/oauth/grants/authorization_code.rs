@@ -110,6 +110,7 @@ pub async fn grant(
         )
     });
     let (token, row) = refresh.unzip();
+    let refresh_expires_at = row.as_ref().map(|r| r.idle_expires_at);
     let finish = state
         .store
         .finish_code(digest, access.jti.clone(), access.exp, row, now)
@@ -141,6 +142,8 @@ pub async fn grant(
             "the code was used again meanwhile; the tokens issued from it are revoked",
         ));
     }
-    response.refresh_token = token.map(|t| crate::secret::Secret::new(t.expose().to_owned()));
+    if let (Some(token), Some(expires_at)) = (token, refresh_expires_at) {
+        human::hand_out(&mut response, &token, expires_at, now);
+    }
     Ok(response)
 }

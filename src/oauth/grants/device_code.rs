@@ -150,6 +150,7 @@ async fn issue(
             )
         })
         .unzip();
+    let refresh_expires_at = row.as_ref().map(|r| r.idle_expires_at);
     let handed_out = state
         .store
         .finish_device(
@@ -162,6 +163,8 @@ async fn issue(
     if !handed_out {
         return Err(ended());
     }
-    response.refresh_token = token.map(|t| crate::secret::Secret::new(t.expose().to_owned()));
+    if let (Some(token), Some(expires_at)) = (token, refresh_expires_at) {
+        human::hand_out(&mut response, &token, expires_at, now);
+    }
     Ok(response)
 }

@@ -164,6 +164,13 @@ pub fn new_refresh(
     (token, record)
 }
 
+/// Puts a new refresh token into the answer, with the seconds until it
+/// expires unused (`refresh_token_expires_in`).
+pub fn hand_out(response: &mut TokenResponse, token: &OpaqueToken, expires_at: i64, now: i64) {
+    response.refresh_token = Some(crate::secret::Secret::new(token.expose().to_owned()));
+    response.refresh_token_expires_in = Some(expires_at.saturating_sub(now).max(0) as u64);
+}
+
 pub fn words(text: &str) -> Vec<String> {
     text.split_whitespace().map(str::to_owned).collect()
 }

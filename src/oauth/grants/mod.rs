@@ -94,6 +94,7 @@ pub async fn issue_as(
             scope: Some(request.scopes.join(" ")).filter(|s| !s.is_empty()),
             issued_token_type: None,
             refresh_token: None,
+            refresh_token_expires_in: None,
             id_token: None,
         },
         access,

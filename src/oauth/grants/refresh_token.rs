@@ -15,7 +15,6 @@ use crate::clock;
 use crate::oauth::client::GrantType;
 use crate::oauth::token::{RequestContext, TokenRequest, TokenResponse};
 use crate::oauth::{Core, ErrorCode, OAuthError};
-use crate::secret::Secret;
 use crate::store::{AuthorizationStore, RefreshTokenRecord, RevocationStore, Rotation};
 use crate::tokens::opaque::{OpaqueToken, TokenKind};
 
@@ -139,6 +138,7 @@ pub async fn grant(
         &access,
         now,
     );
+    let refresh_expires_at = successor.idle_expires_at;
     match state
         .store
         .rotate_refresh(record.id.clone(), record.family_id.clone(), successor, now)
@@ -160,6 +160,6 @@ pub async fn grant(
             ));
         }
     }
-    response.refresh_token = Some(Secret::new(token.expose().to_owned()));
+    human::hand_out(&mut response, &token, refresh_expires_at, now);
     Ok(response)
 }
