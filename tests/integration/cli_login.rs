@@ -28,6 +28,7 @@ on_both_backends!(
     ten_commands_at_once_keep_the_login,
     ctrl_c_leaves_nothing_behind,
     a_login_ended_at_the_server_says_so,
+    an_administrator_works_as_themselves,
 );
 
 /// A `tessera` command for a person whose config directory is `home`,
@@ -228,13 +229,15 @@ async fn login_through_the_browser_in_a_terminal(backend: Backend) {
 pub(crate) fn start_login(
     home: &Path,
     app: &TestApp,
-    mode: &str,
+    args: &[&str],
     env: &[(&str, &str)],
 ) -> (Child, String, std::thread::JoinHandle<String>) {
     let mut command = person(home);
     command
         .envs(env.iter().copied())
-        .args(["login", mode, "--no-browser", "--url", &app.url])
+        .arg("login")
+        .args(args)
+        .args(["--no-browser", "--url", &app.url])
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::piped());
@@ -266,7 +269,7 @@ async fn the_loopback_listener_takes_one_answer_with_its_state(backend: Backend)
     let app = TestApp::start(backend).await;
     create_user(&app, "alice", false).await;
     let home = tempfile::tempdir().unwrap();
-    let (mut child, address, _) = start_login(home.path(), &app, "--web", &[]);
+    let (mut child, address, _) = start_login(home.path(), &app, &["--web"], &[]);
     let authorize = url::Url::parse(&address).unwrap();
     let query: std::collections::HashMap<_, _> = authorize.query_pairs().into_owned().collect();
     let callback = &query["redirect_uri"];
@@ -308,9 +311,20 @@ async fn logged_in(home: &Path, app: &TestApp) {
 /// Returns what `tessera login` said after the code.
 pub(crate) async fn logged_in_with(home: &Path, app: &TestApp, env: &[(&str, &str)]) -> String {
     create_user(app, "alice", false).await;
-    let (mut child, user_code, said) = start_login(home, app, "--device", env);
+    device_login(home, app, "alice", &["--device"], env).await
+}
+
+/// `tessera login <args>` by the device flow, approved by `username`.
+async fn device_login(
+    home: &Path,
+    app: &TestApp,
+    username: &str,
+    args: &[&str],
+    env: &[(&str, &str)],
+) -> String {
+    let (mut child, user_code, said) = start_login(home, app, args, env);
     let visitor = Visitor::new(app);
-    assert_eq!(visitor.login("alice", PASSWORD).await.status(), 303);
+    assert_eq!(visitor.login(username, PASSWORD).await.status(), 303);
     let approved = crate::device::answer(&visitor, &user_code, "approve").await;
     assert_eq!(approved.status(), 200);
     assert_eq!(wait(&mut child), 0);
@@ -417,4 +431,54 @@ async fn a_login_ended_at_the_server_says_so(backend: Backend) {
         "{said}"
     );
     assert!(!login_file(home.path(), &app).exists(), "forgotten");
+}
+
+async fn an_administrator_works_as_themselves(backend: Backend) {
+    let app = TestApp::start(backend).await;
+    let home = tempfile::tempdir().unwrap();
+    let bob = create_user(&app, "bob", true).await;
+    device_login(home.path(), &app, "bob", &["--device", "--admin"], &[]).await;
+    assert_eq!(
+        saved(home.path(), &app)["scope"],
+        "openid offline_access admin:read tokens:self admin"
+    );
+
+    // No token given, no keys/admin.token here: the login is the identity.
+    let mut create = person(home.path());
+    create
+        .args([
+            "user",
+            "create",
+            "carol",
+            "--password-stdin",
+            "--url",
+            &app.url,
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = create.spawn().unwrap();
+    use std::io::Write;
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(format!("{PASSWORD}\n").as_bytes())
+        .unwrap();
+    let created = tokio::task::block_in_place(|| child.wait_with_output()).unwrap();
+    assert!(created.status.success(), "{}", stderr(&created));
+    let audit: Value = app
+        .admin_get("/admin/v1/audit?action=user.created")
+        .await
+        .json()
+        .await
+        .unwrap();
+    let carol = audit["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["details"]["username"] == "carol")
+        .unwrap_or_else(|| panic!("{audit}"));
+    assert_eq!(carol["actor_id"], bob.as_str(), "{carol}");
+    assert_eq!(carol["actor_kind"], "human", "{carol}");
 }
