@@ -253,10 +253,18 @@ fn consent_page(
                     input type="hidden" name=(field) value=(value);
                 }
             }
+            @if authorize::client_unproven(request) {
+                // RFC 8252 §8.6: any program here could be listening.
+                p.warning #warning {
+                    "The answer goes to a program on this computer. Only allow if you \
+                     started this yourself just now, on this computer (for example with \
+                     tessera login)."
+                }
+            }
             div.actions {
-                button type="submit" name="decision" value="allow" { "Allow" }
+                button #allow type="submit" name="decision" value="allow" { "Allow" }
                 " "
-                button.secondary type="submit" name="decision" value="deny" { "Deny" }
+                button.secondary #deny type="submit" name="decision" value="deny" { "Deny" }
             }
         }
         p.hint { "You will be sent back to " (name) " at " code { (request.redirect_uri) } "." }

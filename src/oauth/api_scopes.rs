@@ -29,6 +29,23 @@ pub fn allowed_for_user(is_admin: bool, scope: &str) -> bool {
 }
 
 /// Whether `scope` is one of Tessera's API scopes.
+/// Whether giving `scopes` needs a fresher sign-in than one at
+/// `auth_time`: an administrator handing out Tessera's admin API scopes
+/// signs in again past `sessions.reauthenticate_after`, as GitHub's "sudo
+/// mode" does, on the device page and the authorization endpoint alike.
+pub fn needs_recent_login(
+    core: &super::Core,
+    scopes: &[String],
+    is_admin: bool,
+    auth_time: i64,
+) -> bool {
+    let powerful = scopes
+        .iter()
+        .any(|s| [ADMIN, ADMIN_READ, AUDIT_READ].contains(&s.as_str()));
+    let recent = core.config.sessions.reauthenticate_after.as_secs() as i64;
+    is_admin && powerful && crate::clock::now().saturating_sub(auth_time) > recent
+}
+
 pub fn is_api_scope(scope: &str) -> bool {
     ALL.contains(&scope)
 }

@@ -190,6 +190,25 @@ fn page(description: &'static str) -> Rejection {
     Rejection::Page(OAuthError::invalid_request(description))
 }
 
+/// An `http` redirect to a loopback IP literal (RFC 8252 §7.3).
+fn is_loopback(u: &url::Url) -> bool {
+    u.scheme() == "http"
+        && match u.host() {
+            Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+            Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+            _ => false,
+        }
+}
+
+/// Whether nothing tells which program asks: a public client (no secret
+/// or key proves itself at the token endpoint) redirecting to a loopback
+/// listener, where any program on the machine may be listening (RFC 8252
+/// §8.6). A confidential client's code is useless to anyone else.
+pub fn client_unproven(request: &AuthorizationRequest) -> bool {
+    request.client.public
+        && url::Url::parse(&request.redirect_uri).is_ok_and(|u| is_loopback(&u))
+}
+
 /// RFC 8252 §7.3: a loopback redirect URI matches on any port; every other
 /// URI must match a registered one exactly (OAuth 2.0 Security BCP §4.1.3).
 pub fn redirect_matches(registered: &str, presented: &str) -> bool {
@@ -199,12 +218,7 @@ pub fn redirect_matches(registered: &str, presented: &str) -> bool {
     let (Ok(mut a), Ok(mut b)) = (url::Url::parse(registered), url::Url::parse(presented)) else {
         return false;
     };
-    let loopback = |u: &url::Url| {
-        u.scheme() == "http" && matches!(u.host(), Some(url::Host::Ipv4(ip)) if ip.is_loopback())
-            || u.scheme() == "http"
-                && matches!(u.host(), Some(url::Host::Ipv6(ip)) if ip.is_loopback())
-    };
-    if !loopback(&a) || !loopback(&b) {
+    if !is_loopback(&a) || !is_loopback(&b) {
         return false;
     }
     let _ = a.set_port(None);
@@ -515,12 +529,28 @@ pub async fn decide(
             auth_after: forced.then_some(now),
         });
     };
-    let _ = session;
     let scopes = granted_scopes(&request.client, &request.scopes, user.admin);
-    if consent_given || (request.client.first_party && !request.prompt.consent) {
+    // An administrator giving admin API scopes signs in again past
+    // `sessions.reauthenticate_after`, as on the device page.
+    if api_scopes::needs_recent_login(state, &scopes, user.admin, session.auth_time) {
+        if request.prompt.none {
+            return Err(request.reject(
+                issuer,
+                "login_required",
+                "admin scopes need a recent sign-in (prompt=none)",
+            ));
+        }
+        return Ok(Next::Login {
+            auth_after: Some(now),
+        });
+    }
+    // RFC 8252 §8.6: when nothing identifies the client, the user clicks
+    // every time: no first-party shortcut, no remembered consent.
+    let unproven = client_unproven(request);
+    if consent_given || (request.client.first_party && !unproven && !request.prompt.consent) {
         return Ok(Next::Issue { scopes });
     }
-    if !request.prompt.consent {
+    if !request.prompt.consent && !unproven {
         let remembered = state
             .store
             .consent(user.id.clone(), request.client.client_id.clone())

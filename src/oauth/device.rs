@@ -239,24 +239,18 @@ pub async fn lookup(
     })
 }
 
-/// Whether approving `record` needs a fresher login than `session`'s:
-/// an administrator handing Tessera's admin API scopes to a device
-/// signs in again past `sessions.reauthenticate_after` (as GitHub's "sudo
-/// mode"), so that a link someone sent cannot take an admin token with
-/// one click on a long-open session (RFC 8628 §5.4).
+/// Whether approving `record` needs a fresher login than `session`'s
+/// ([`api_scopes::needs_recent_login`]): a link someone sent must not
+/// take an admin token with one click on a long-open session (RFC 8628
+/// §5.4).
 pub fn needs_recent_login(
     core: &Core,
     record: &DeviceRecord,
     is_admin: bool,
     session: &SessionInfo,
 ) -> bool {
-    use super::api_scopes::{ADMIN, ADMIN_READ, AUDIT_READ};
-    let powerful = record
-        .scopes
-        .split(' ')
-        .any(|s| [ADMIN, ADMIN_READ, AUDIT_READ].contains(&s));
-    let recent = core.config.sessions.reauthenticate_after.as_secs() as i64;
-    is_admin && powerful && clock::now().saturating_sub(session.auth_time) > recent
+    let scopes: Vec<String> = record.scopes.split(' ').map(str::to_owned).collect();
+    super::api_scopes::needs_recent_login(core, &scopes, is_admin, session.auth_time)
 }
 
 /// The authorization with this typed code, whatever its state.

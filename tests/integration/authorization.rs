@@ -165,7 +165,11 @@ async fn sign_in(visitor: &Visitor, path: &str, username: &str) -> String {
 }
 
 /// Submits the consent form of `page` with `decision`.
-async fn submit_consent(visitor: &Visitor, page: &str, decision: &str) -> reqwest::Response {
+pub(crate) async fn submit_consent(
+    visitor: &Visitor,
+    page: &str,
+    decision: &str,
+) -> reqwest::Response {
     let mut form: Vec<(String, String)> = hidden_fields(page);
     form.push(("decision".into(), decision.into()));
     let pairs: Vec<(&str, &str)> = form.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();

@@ -206,6 +206,16 @@ async fn login_through_the_browser_in_a_terminal(backend: Backend) {
     let browser = Browser::start(&name).await;
     browser.goto(&address).await;
     sign_in_as_alice(&browser).await;
+    // Every time a click (RFC 8252 §8.6), with what a local program gets.
+    assert_eq!(browser.h1().await, "Allow Tessera CLI?");
+    assert!(
+        browser
+            .text("#warning")
+            .await
+            .contains("Only allow if you started this yourself")
+    );
+    browser.screenshot("consent").await;
+    browser.click("#allow").await;
     assert_eq!(browser.h1().await, "Signed in");
     browser.close().await;
 
@@ -288,9 +298,16 @@ async fn the_loopback_listener_takes_one_answer_with_its_state(backend: Backend)
 
     let visitor = Visitor::new(&app);
     assert_eq!(visitor.login("alice", PASSWORD).await.status(), 303);
-    let redirect = visitor
+    let consent = visitor
         .get(&address[address.find("/oauth").unwrap()..])
         .await;
+    assert_eq!(
+        consent.status(),
+        200,
+        "a loopback client is asked every time"
+    );
+    let page = consent.text().await.unwrap();
+    let redirect = crate::authorization::submit_consent(&visitor, &page, "allow").await;
     let back = location(&redirect);
     assert!(back.starts_with(callback.as_str()), "{back}");
     let answered = plain.get(&back).send().await.unwrap();

@@ -27,6 +27,7 @@ mod jwks_fetch;
 mod keys;
 mod login;
 mod login_browser;
+mod loopback_consent;
 mod malformed;
 mod metrics_labels;
 mod openapi_contract;
