@@ -205,8 +205,7 @@ fn is_loopback(u: &url::Url) -> bool {
 /// listener, where any program on the machine may be listening (RFC 8252
 /// §8.6). A confidential client's code is useless to anyone else.
 pub fn client_unproven(request: &AuthorizationRequest) -> bool {
-    request.client.public
-        && url::Url::parse(&request.redirect_uri).is_ok_and(|u| is_loopback(&u))
+    request.client.public && url::Url::parse(&request.redirect_uri).is_ok_and(|u| is_loopback(&u))
 }
 
 /// RFC 8252 §7.3: a loopback redirect URI matches on any port; every other

@@ -7,6 +7,7 @@ use std::future::Future;
 
 use diesel::prelude::*;
 
+use super::device_poll::PollStatement;
 use super::schema::{device_authorizations, refresh_tokens};
 use super::{AnyConnection, RefreshTokenRecord, Store, StoreError};
 
@@ -222,30 +223,28 @@ fn database_now_ms(conn: &AnyConnection) -> &'static str {
     }
 }
 
-/// The poll, as SQL both backends run: every right-hand side reads the row
-/// as it was before the update.
-fn poll_sql(conn: &AnyConnection) -> String {
+/// The poll, as SQL both backends run, with `parameter` where the bound
+/// values go ([`PollStatement`] says which): every right-hand side reads
+/// the row as it was before the update.
+fn poll_sql(conn: &AnyConnection, parameter: char) -> String {
     let now_ms = database_now_ms(conn);
     let too_soon = format!(
         "(status = '{PENDING}' AND last_polled_ms IS NOT NULL \
           AND {now_ms} - last_polled_ms < interval_secs * 1000 - {POLL_LEEWAY_MS})"
     );
-    let redeemable = format!("(status = '{APPROVED}' AND expires_at * 1000 > $1)");
-    let sql = format!(
+    let p = parameter;
+    format!(
         "UPDATE device_authorizations SET \
            slowed = CASE WHEN {too_soon} THEN TRUE ELSE FALSE END, \
            interval_secs = CASE WHEN {too_soon} THEN interval_secs + 5 ELSE interval_secs END, \
            last_polled_ms = {now_ms}, \
-           claim = CASE WHEN {redeemable} THEN $2 ELSE claim END, \
-           status = CASE WHEN {redeemable} THEN '{REDEEMED}' ELSE status END \
-         WHERE device_digest = $3 AND client_id = $4 \
+           claim = CASE WHEN (status = '{APPROVED}' AND expires_at * 1000 > {p}) \
+             THEN {p} ELSE claim END, \
+           status = CASE WHEN (status = '{APPROVED}' AND expires_at * 1000 > {p}) \
+             THEN '{REDEEMED}' ELSE status END \
+         WHERE device_digest = {p} AND client_id = {p} \
          RETURNING *"
-    );
-    match conn {
-        AnyConnection::Postgresql(_) => sql,
-        // SQLite numbers its parameters `?N`.
-        AnyConnection::Sqlite(_) => sql.replace('$', "?"),
-    }
+    )
 }
 
 /// Ends what a user approved on the device page and has not had tokens
@@ -354,16 +353,11 @@ impl DeviceStore for Store {
         now_ms: i64,
     ) -> Result<Option<DeviceRecord>, StoreError> {
         self.run(move |conn| {
-            use diesel::sql_types::{BigInt, Text};
-            let sql = poll_sql(conn);
-            // `$1` is this replica's clock, for the expiry (as the page
+            // `now_ms` is this replica's clock, for the expiry (as the page
             // that approves checks it); the pace reads the database's.
-            let mut rows: Vec<DeviceRecord> = diesel::sql_query(sql)
-                .bind::<BigInt, _>(now_ms)
-                .bind::<Text, _>(&claim)
-                .bind::<Text, _>(&device_digest)
-                .bind::<Text, _>(&client_id)
-                .load(conn)?;
+            let statement =
+                PollStatement::new(conn, poll_sql, now_ms, &claim, &device_digest, &client_id);
+            let mut rows: Vec<DeviceRecord> = statement.load(conn)?;
             Ok(rows.pop())
         })
         .await

@@ -15,6 +15,7 @@ mod clients;
 mod connection;
 mod credentials;
 mod device;
+mod device_poll;
 mod instance;
 mod keys;
 mod login_throttle;
