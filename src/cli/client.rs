@@ -175,7 +175,11 @@ impl AdminClient {
         if !status.is_success() {
             let error: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
             match (error["error"].as_str(), error["error_description"].as_str()) {
-                (Some(code), Some(description)) => bail!("{description} ({code}, HTTP {status})"),
+                (Some(code), Some(description)) => bail!(
+                    "{} ({}, HTTP {status})",
+                    printable(description),
+                    printable(code)
+                ),
                 _ => bail!("the server answered HTTP {status}"),
             }
         }
@@ -202,6 +206,15 @@ pub(crate) fn refuse_cleartext(base: &Url, insecure: bool) -> anyhow::Result<()>
         );
     }
     Ok(())
+}
+
+/// Text from the server made safe to print: control characters (a
+/// terminal's escape sequences) become `?`, and it is cut at 300.
+pub(crate) fn printable(text: &str) -> String {
+    text.chars()
+        .take(300)
+        .map(|c| if c.is_control() { '?' } else { c })
+        .collect()
 }
 
 pub(crate) fn root_cause(error: &(dyn std::error::Error + 'static)) -> String {

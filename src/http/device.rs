@@ -79,6 +79,15 @@ fn here(user_code: &str) -> String {
     )
 }
 
+/// Whether the browser says the navigation came from another site (Fetch
+/// Metadata, `Sec-Fetch-Site`): `none` is an address opened from outside
+/// the browser, such as the link a CLI prints.
+fn from_another_site(headers: &HeaderMap) -> bool {
+    headers
+        .get("sec-fetch-site")
+        .is_some_and(|v| v.as_bytes() == b"cross-site" || v.as_bytes() == b"same-site")
+}
+
 /// `GET /device[?user_code=…]`.
 async fn show(
     State(state): State<AppState>,
@@ -95,6 +104,12 @@ async fn show(
     };
     if query.user_code.is_empty() {
         return Ok(entry_page(&state, &headers, "", None));
+    }
+    if from_another_site(&headers) {
+        // A link on another site is not the user typing a code: shown
+        // filled in, looked up (and counted as a guess) only when they
+        // submit it, so a page cannot spend their guesses for them.
+        return Ok(entry_page(&state, &headers, &query.user_code, None));
     }
     look_up(
         &state,

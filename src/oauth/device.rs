@@ -171,6 +171,7 @@ async fn admit_request(core: &Core, remote: Option<&str>) -> Result<(), OAuthErr
                 ),
             );
             error.status = Some(429);
+            error.retry_after = Some(wait);
             Err(error)
         }
     }

@@ -99,6 +99,9 @@ pub struct OAuthError {
     /// RFC 6750 §3: for `insufficient_scope`, the scope the request needs,
     /// named in the challenge's `scope` attribute.
     pub required_scope: Option<&'static str>,
+    /// Seconds to wait before trying again (RFC 9110 §10.2.3 `Retry-After`),
+    /// on a 429 or 503.
+    pub retry_after: Option<u64>,
 }
 
 impl OAuthError {
@@ -110,6 +113,7 @@ impl OAuthError {
             status: None,
             credentials_missing: false,
             required_scope: None,
+            retry_after: None,
         }
     }
 

@@ -109,8 +109,12 @@ impl ThrottleStore for Store {
                             until: row.blocked_until,
                         });
                     }
-                    // A bucket idle for a whole window starts again.
-                    let attempts = if row.updated_at < window_start {
+                    // A bucket idle for a whole window starts again; a block
+                    // counts as activity until it ends, or a bucket that
+                    // served a block as long as the window would start
+                    // afresh the moment it ended.
+                    let last_active = row.updated_at.max(row.blocked_until);
+                    let attempts = if last_active < window_start {
                         1
                     } else {
                         row.failures + 1

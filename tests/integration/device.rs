@@ -33,6 +33,7 @@ on_both_backends!(
     the_cli_registers_a_device_client,
     polls_on_time_are_pending_and_slow_down_lasts,
     an_admin_signs_in_again_to_give_a_device_admin_scopes,
+    links_from_other_sites_spend_no_guesses,
 );
 
 const DEVICE_GRANT: &str = "urn:ietf:params:oauth:grant-type:device_code";
@@ -805,6 +806,12 @@ async fn refused_device_authorization_requests(backend: Backend) {
         );
         let limited = request_codes(&app, &[("client_id", &client_id)]).await;
         assert_eq!(limited.status(), 429);
+        let retry_after: u64 = limited.headers()["retry-after"]
+            .to_str()
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert!((1..=900).contains(&retry_after), "{retry_after}");
         let body: Value = limited.json().await.unwrap();
         assert_eq!(body["error"], "slow_down", "{body}");
         app.state
@@ -1025,4 +1032,31 @@ async fn an_admin_signs_in_again_to_give_a_device_admin_scopes(backend: Backend)
     .await
     .unwrap();
     assert_eq!(tokens["scope"], "openid admin", "{tokens}");
+}
+
+/// A page on another site linking to `/device?user_code=…` (a top-level
+/// navigation carries the session cookie) must not spend the user's
+/// guesses: the code is shown filled in, and looked up only when sent.
+async fn links_from_other_sites_spend_no_guesses(backend: Backend) {
+    let app = start(backend).await;
+    create_user(&app, "alice", false).await;
+    let alice = signed_in(&app, "alice").await;
+    let client_id = cli_client(&app).await;
+    for _ in 0..30 {
+        let page = alice
+            .http
+            .get(app.endpoint("/device?user_code=BBBB-BBBB"))
+            .header("sec-fetch-site", "cross-site")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(page.status(), 200);
+        let page = page.text().await.unwrap();
+        assert_eq!(field(&page, "user_code").as_deref(), Some("BBBB-BBBB"));
+        assert!(field(&page, "seen").is_none(), "not looked up: {page}");
+    }
+    // Far past the free guesses, and alice's own code still goes through.
+    let codes = codes(&app, &client_id, "openid").await;
+    let user_code = codes["user_code"].as_str().unwrap();
+    assert_eq!(answer(&alice, user_code, "approve").await.status(), 200);
 }

@@ -31,6 +31,7 @@ on_both_backends!(
     an_admin_resets_mfa,
     nul_bytes_and_huge_fields_are_refused_without_a_500,
     logout_ends_the_session,
+    a_bucket_blocked_for_a_whole_window_does_not_start_afresh,
 );
 
 /// A user with `PASSWORD`.
@@ -825,4 +826,51 @@ async fn logout_ends_the_session(backend: Backend) {
         .await
         .unwrap();
     assert_eq!(body["events"].as_array().unwrap().len(), 1, "{body}");
+}
+
+/// A block as long as the failure window is activity until it ends: the
+/// next failure after it waits the longest delay again, instead of the
+/// bucket starting over with its free failures. Idle for a window after
+/// the block ended, it starts over.
+async fn a_bucket_blocked_for_a_whole_window_does_not_start_afresh(backend: Backend) {
+    use tessera::store::{Admission, ThrottleStore};
+    let app = TestApp::start(backend).await;
+    let store = &app.state.store;
+    let (window, max) = (900, 900);
+    // One free failure, then the longest block at once.
+    let delay = move || Box::new(move |attempts: i64| if attempts > 1 { max } else { 0 });
+    let admit = |now: i64| store.admit_attempt("t:blocked".into(), now, now - window, delay());
+    let start = 1_900_000_000;
+    assert!(matches!(
+        admit(start).await.unwrap(),
+        Admission::Allowed { .. }
+    ));
+    assert!(matches!(
+        admit(start + 1).await.unwrap(),
+        Admission::Allowed { .. }
+    ));
+    assert!(matches!(
+        admit(start + 2).await.unwrap(),
+        Admission::Blocked { .. }
+    ));
+    // Just after the block: blocked again at once, not a fresh free failure.
+    let after = start + 1 + max + 1;
+    assert!(matches!(
+        admit(after).await.unwrap(),
+        Admission::Allowed { .. }
+    ));
+    assert!(matches!(
+        admit(after + 1).await.unwrap(),
+        Admission::Blocked { .. }
+    ));
+    // A whole window idle after that block: free again.
+    let later = after + max + window + 1;
+    assert!(matches!(
+        admit(later).await.unwrap(),
+        Admission::Allowed { .. }
+    ));
+    assert!(matches!(
+        admit(later + 1).await.unwrap(),
+        Admission::Allowed { .. }
+    ));
 }

@@ -1,23 +1,33 @@
 //! Signing in with the device flow (RFC 8628): the code and the address
 //! are printed, the browser opened where there is one, and the token
-//! endpoint polled at the server's `interval`, five seconds more after
-//! each `slow_down` (§3.5), with a spinner on a terminal.
+//! endpoint polled at the server's `interval`, five seconds more for good
+//! after each `slow_down` (§3.5), with a spinner on a terminal. A lost
+//! connection or an overloaded server (5xx, 429, `temporarily_unavailable`)
+//! backs off, never below the interval in force, until the code expires.
 
 use std::io::{IsTerminal, Write};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use anyhow::anyhow;
+use anyhow::{anyhow, bail};
 use oauth2::{Scope, StandardDeviceAuthorizationResponse};
+use url::Url;
 
 use super::oauth::{self, Client, Tokens};
+use crate::cli::client::{printable, root_cause};
+
+const DEVICE_GRANT: &str = "urn:ietf:params:oauth:grant-type:device_code";
+
+/// The longest wait between polls while the server is unreachable.
+const MAX_BACKOFF: Duration = Duration::from_secs(60);
 
 /// Asks for codes, shows them, and polls until the user answers.
 /// `open` gets the address to open in a browser, when one should be.
 pub async fn sign_in(
     client: &Client,
     http: &reqwest::Client,
+    token_endpoint: &Url,
     scopes: &[String],
     open: impl FnOnce(&str),
 ) -> anyhow::Result<Tokens> {
@@ -32,48 +42,144 @@ pub async fn sign_in(
                 oauth::describe(&e)
             )
         })?;
-    let code = details.user_code().secret();
     let uri = details.verification_uri().as_str();
-    eprintln!("! First copy your one-time code: {code}");
-    eprintln!("Then open {uri} in a browser, sign in and approve.");
-    if let Some(complete) = details.verification_uri_complete() {
-        eprintln!("(or open {} to have it filled in)", complete.secret());
-    }
-    open(
-        details
-            .verification_uri_complete()
-            .map(|u| u.secret().as_str())
-            .unwrap_or(uri),
+    eprintln!(
+        "! First copy your one-time code: {}",
+        printable(details.user_code().secret())
     );
+    eprintln!(
+        "Then open {} in a browser, sign in and approve.",
+        printable(uri)
+    );
+    let complete = details
+        .verification_uri_complete()
+        .map(|u| u.secret().as_str());
+    if let Some(complete) = complete {
+        eprintln!("(or open {} to have it filled in)", printable(complete));
+    }
+    // Only a web address goes to the browser opener, whatever the server sent.
+    let address = complete.unwrap_or(uri);
+    if Url::parse(address).is_ok_and(|u| matches!(u.scheme(), "https" | "http")) {
+        open(address);
+    }
 
-    let interval = Arc::new(AtomicU64::new(details.interval().as_secs()));
+    let interval = Arc::new(AtomicU64::new(details.interval().as_secs().max(1)));
     let spinner = Spinner::start(interval.clone(), details.expires_in());
-    let polled = client
-        .exchange_device_access_token(&details)
-        .request_async(
-            http,
-            |wait: Duration| {
-                // Each wait is the interval in force: the server's, plus
-                // 5 s per slow_down.
-                interval.store(wait.as_secs(), Ordering::Relaxed);
-                tokio::time::sleep(wait)
-            },
-            None,
-        )
-        .await;
+    let polled = poll(
+        http,
+        token_endpoint,
+        client.client_id().as_str(),
+        &details,
+        &interval,
+    )
+    .await;
     spinner.stop();
-    polled.map_err(|e| match &e {
-        oauth2::RequestTokenError::ServerResponse(response) => match response.error() {
-            oauth2::DeviceCodeErrorResponseType::AccessDenied => {
-                anyhow!("the request was denied in the browser")
+    polled
+}
+
+/// §3.4–3.5: polls until the user answers or the code expires.
+async fn poll(
+    http: &reqwest::Client,
+    token_endpoint: &Url,
+    client_id: &str,
+    details: &StandardDeviceAuthorizationResponse,
+    interval: &AtomicU64,
+) -> anyhow::Result<Tokens> {
+    let deadline = Instant::now() + details.expires_in();
+    let current = || Duration::from_secs(interval.load(Ordering::Relaxed));
+    let mut wait = current();
+    loop {
+        tokio::time::sleep(wait).await;
+        if Instant::now() >= deadline {
+            bail!("the code expired before it was approved: run `tessera login` again");
+        }
+        wait = current();
+        match poll_once(
+            http,
+            token_endpoint,
+            client_id,
+            details.device_code().secret(),
+        )
+        .await
+        {
+            Polled::Tokens(tokens) => return Ok(*tokens),
+            Polled::Pending => {}
+            Polled::SlowDown => {
+                interval.fetch_add(5, Ordering::Relaxed);
+                wait = current();
             }
-            oauth2::DeviceCodeErrorResponseType::ExpiredToken => {
-                anyhow!("the code expired before it was approved: run `tessera login` again")
+            Polled::Denied => bail!("the request was denied in the browser"),
+            Polled::Expired => {
+                bail!("the code expired before it was approved: run `tessera login` again")
             }
-            _ => anyhow!("the device login failed: {}", oauth::describe(&e)),
-        },
-        _ => anyhow!("the device login failed: {}", oauth::describe(&e)),
-    })
+            Polled::Unavailable => {
+                // Back off, doubling, never below the interval in force.
+                wait = (wait * 2).clamp(current(), MAX_BACKOFF.max(current()));
+            }
+            Polled::Failed(why) => bail!("the device login failed: {why}"),
+        }
+    }
+}
+
+/// What one poll got.
+enum Polled {
+    Tokens(Box<Tokens>),
+    Pending,
+    SlowDown,
+    Denied,
+    Expired,
+    /// Not reached, or the server could not answer now: try again later.
+    Unavailable,
+    Failed(String),
+}
+
+async fn poll_once(
+    http: &reqwest::Client,
+    token_endpoint: &Url,
+    client_id: &str,
+    device_code: &str,
+) -> Polled {
+    let sent = http
+        .post(token_endpoint.clone())
+        .form(&[
+            ("grant_type", DEVICE_GRANT),
+            ("device_code", device_code),
+            ("client_id", client_id),
+        ])
+        .send()
+        .await;
+    let response = match sent {
+        Ok(response) => response,
+        Err(e) => {
+            tracing::debug!("poll not answered: {}", root_cause(&e));
+            return Polled::Unavailable;
+        }
+    };
+    let status = response.status();
+    let Ok(body) = response.bytes().await else {
+        return Polled::Unavailable;
+    };
+    if status.is_success() {
+        return match serde_json::from_slice::<Tokens>(&body) {
+            Ok(tokens) => Polled::Tokens(Box::new(tokens)),
+            Err(e) => Polled::Failed(format!("the server's token answer is not OAuth JSON: {e}")),
+        };
+    }
+    let error: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
+    match error["error"].as_str() {
+        Some("authorization_pending") => Polled::Pending,
+        Some("slow_down") => Polled::SlowDown,
+        Some("access_denied") => Polled::Denied,
+        Some("expired_token") => Polled::Expired,
+        Some("temporarily_unavailable") => Polled::Unavailable,
+        _ if status.is_server_error() || status.as_u16() == 429 => Polled::Unavailable,
+        Some(code) => Polled::Failed(format!(
+            "{} ({})",
+            printable(error["error_description"].as_str().unwrap_or("")),
+            printable(code)
+        )),
+        None => Polled::Failed(format!("the server answered HTTP {status}")),
+    }
 }
 
 /// A line on stderr that turns while the CLI waits, when stderr is a

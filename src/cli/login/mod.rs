@@ -86,11 +86,17 @@ pub async fn login(args: LoginArgs) -> anyhow::Result<()> {
             })
             .await
         } else {
-            device::sign_in(&client, &http, &scopes, |address| {
-                if use_browser && open_browser(address) {
-                    eprintln!("Opened your browser.");
-                }
-            })
+            device::sign_in(
+                &client,
+                &http,
+                &endpoints.token_endpoint,
+                &scopes,
+                |address| {
+                    if use_browser && open_browser(address) {
+                        eprintln!("Opened your browser.");
+                    }
+                },
+            )
             .await
         }
     };
@@ -111,12 +117,16 @@ pub async fn login(args: LoginArgs) -> anyhow::Result<()> {
         &tokens,
     )?;
     let me = whoami_with(&url, &login).await?;
-    let previous = store::load(&url).await.ok().flatten();
     let _lock = store::lock(&url).await?;
+    let (previous, _) = store::load_everywhere(&url).await.unwrap_or_default();
     let (place, passed_over) = store::save(&login).await?;
-    if let Some((old, _)) = previous {
-        // The login this one replaces is of no more use: ended at the server.
+    // The logins this one replaces are of no more use: ended at the
+    // server, and removed wherever the new one is not.
+    for (old, old_place) in previous {
         let _ = oauth::revoke(&http, &old).await;
+        if old_place != place {
+            let _ = store::delete(&url, &old_place).await;
+        }
     }
     if let Some(reason) = passed_over {
         eprintln!("No OS keyring answered ({reason}): the login is stored in {place}.");
@@ -133,26 +143,34 @@ pub async fn login(args: LoginArgs) -> anyhow::Result<()> {
 
 pub async fn logout(args: LogoutArgs) -> anyhow::Result<()> {
     let url = server_url(args.url.as_ref())?;
+    let shown = url.as_str().trim_end_matches('/').to_owned();
     let _lock = store::lock(&url).await?;
-    let Some((login, place)) = store::load(&url).await? else {
-        eprintln!("Not logged in to {}.", url.as_str().trim_end_matches('/'));
-        return Ok(());
-    };
-    let revoked = oauth::revoke(&oauth::http()?, &login).await;
-    store::delete(&url, &place).await?;
-    match revoked {
-        Ok(()) => {
-            eprintln!(
-                "✓ Logged out of {}: the login is revoked and removed from {place}.",
-                url.as_str().trim_end_matches('/')
-            );
-            Ok(())
-        }
-        Err(e) => Err(e.context(format!(
-            "the login was removed from {place}, but the server did not revoke it: \
-             it stays valid until it expires"
-        ))),
+    let (logins, keyring_unreadable) = store::load_everywhere(&url).await?;
+    if let Some(why) = &keyring_unreadable {
+        eprintln!("warning: the OS keyring could not be read ({why}): a login kept there stays");
     }
+    if logins.is_empty() {
+        eprintln!("Not logged in to {shown}.");
+        return Ok(());
+    }
+    let http = oauth::http()?;
+    let mut failed = None;
+    for (login, place) in logins {
+        let revoked = oauth::revoke(&http, &login).await;
+        store::delete(&url, &place).await?;
+        match revoked {
+            Ok(()) => {
+                eprintln!("✓ Logged out of {shown}: the login is revoked and removed from {place}.")
+            }
+            Err(e) => {
+                failed = Some(e.context(format!(
+                    "the login was removed from {place}, but the server did not revoke it: \
+                     it stays valid until it expires"
+                )))
+            }
+        }
+    }
+    failed.map_or(Ok(()), Err)
 }
 
 /// The identity behind a login's access token (`GET /admin/v1/whoami`).

@@ -51,6 +51,7 @@ pub type Client<Auth = EndpointSet, Device = EndpointSet, Revocation = EndpointN
 /// The parts of the discovery document (RFC 8414 §2) a login needs.
 #[derive(Debug, Clone, Deserialize)]
 pub struct Endpoints {
+    pub issuer: String,
     pub authorization_endpoint: Url,
     pub token_endpoint: Url,
     pub device_authorization_endpoint: Url,
@@ -67,13 +68,15 @@ pub fn http() -> anyhow::Result<reqwest::Client> {
         .context("cannot build the HTTP client")
 }
 
-/// Reads `url`'s discovery document. Every endpoint must be https, or
-/// http on loopback (`insecure` lifts that, as for the admin commands).
+/// Reads `url`'s discovery document. The URL and every endpoint must be
+/// https, or http on loopback (`insecure` lifts that, as for the admin
+/// commands), and the document must name `url` as its issuer.
 pub async fn discover(
     http: &reqwest::Client,
     url: &Url,
     insecure: bool,
 ) -> anyhow::Result<Endpoints> {
+    crate::cli::client::refuse_cleartext(url, insecure)?;
     let document = url
         .join(".well-known/openid-configuration")
         .context("bad server URL")?;
@@ -88,6 +91,15 @@ pub async fn discover(
     let endpoints: Endpoints = response.json().await.with_context(|| {
         format!("{document} is not a discovery document with a device endpoint")
     })?;
+    // RFC 8414 §3.3: the document is the issuer's own, or it is not used.
+    let same = |a: &str, b: &str| a.trim_end_matches('/') == b.trim_end_matches('/');
+    if !same(&endpoints.issuer, url.as_str()) {
+        bail!(
+            "{url} names its issuer {}: log in with --url {}",
+            printable(&endpoints.issuer),
+            printable(&endpoints.issuer)
+        );
+    }
     for endpoint in [
         &endpoints.authorization_endpoint,
         &endpoints.token_endpoint,
@@ -183,7 +195,11 @@ pub async fn revoke(http: &reqwest::Client, login: &Login) -> anyhow::Result<()>
     let status = response.status();
     let error: serde_json::Value = response.json().await.unwrap_or_default();
     match (error["error"].as_str(), error["error_description"].as_str()) {
-        (Some(code), Some(description)) => bail!("the revocation failed: {description} ({code})"),
+        (Some(code), Some(description)) => bail!(
+            "the revocation failed: {} ({})",
+            printable(description),
+            printable(code)
+        ),
         _ => bail!("the revocation failed: HTTP {status}"),
     }
 }
@@ -194,7 +210,7 @@ pub fn describe<T: oauth2::ErrorResponse + std::fmt::Display + 'static>(
     error: &RequestTokenError<oauth2::HttpClientError<reqwest::Error>, T>,
 ) -> String {
     match error {
-        RequestTokenError::ServerResponse(response) => response.to_string(),
+        RequestTokenError::ServerResponse(response) => printable(&response.to_string()),
         RequestTokenError::Request(e) => format!("cannot reach the server: {}", root_cause(e)),
         RequestTokenError::Parse(e, _) => format!("the server's answer is not OAuth JSON: {e}"),
         RequestTokenError::Other(e) => e.clone(),
@@ -210,4 +226,4 @@ pub fn grant_is_dead(
         if *response.error() == oauth2::basic::BasicErrorResponseType::InvalidGrant)
 }
 
-use crate::cli::client::root_cause;
+use crate::cli::client::{printable, root_cause};

@@ -151,18 +151,41 @@ pub async fn load(url: &Url) -> anyhow::Result<Option<(Login, Place)>> {
     let mode = mode()?;
     // A file is written only when the keyring failed, and removed when the
     // keyring takes a login: where one exists, it is the current record.
-    if mode != Mode::Keyring {
-        let path = file_path(url)?;
-        match std::fs::read(&path) {
-            Ok(bytes) => {
-                let login = serde_json::from_slice(&bytes)
-                    .with_context(|| format!("{} is not a saved login", path.display()))?;
-                return Ok(Some((login, Place::File(path))));
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => return Err(e).context(format!("cannot read {}", path.display())),
-        }
+    if let Some(found) = load_file(url, mode)? {
+        return Ok(Some(found));
     }
+    load_keyring(url, mode).await
+}
+
+/// Every login saved for `url`, in the file and in the keyring: a file
+/// written while the keyring was away (over SSH, say) leaves an older
+/// login in the keyring, which logging out must end too. The second
+/// value says why the keyring could not be read, when it could not.
+pub async fn load_everywhere(url: &Url) -> anyhow::Result<(Vec<(Login, Place)>, Option<String>)> {
+    let mode = mode()?;
+    let mut found: Vec<_> = load_file(url, mode)?.into_iter().collect();
+    let mut unreadable = None;
+    match load_keyring(url, mode).await {
+        Ok(login) => found.extend(login),
+        Err(e) => unreadable = Some(e.to_string()),
+    }
+    Ok((found, unreadable))
+}
+
+fn load_file(url: &Url, mode: Mode) -> anyhow::Result<Option<(Login, Place)>> {
+    if mode == Mode::Keyring {
+        return Ok(None);
+    }
+    let path = file_path(url)?;
+    let Some(bytes) = read_private(&path)? else {
+        return Ok(None);
+    };
+    let login = serde_json::from_slice(&bytes)
+        .with_context(|| format!("{} is not a saved login", path.display()))?;
+    Ok(Some((login, Place::File(path))))
+}
+
+async fn load_keyring(url: &Url, mode: Mode) -> anyhow::Result<Option<(Login, Place)>> {
     if mode == Mode::File {
         return Ok(None);
     }
@@ -175,7 +198,11 @@ pub async fn load(url: &Url) -> anyhow::Result<Option<(Login, Place)>> {
         }
         Err(keyring::Error::NoEntry) => Ok(None),
         // No keyring service: nothing was ever stored there.
-        Err(_) if mode == Mode::Auto => Ok(None),
+        Err(keyring::Error::PlatformFailure(_) | keyring::Error::NoStorageAccess(_))
+            if mode == Mode::Auto =>
+        {
+            Ok(None)
+        }
         Err(e) => Err(anyhow!("cannot read the OS keyring: {e}")),
     }
 }
@@ -227,21 +254,34 @@ fn remove_file(path: &Path) -> anyhow::Result<()> {
     }
 }
 
+/// Options for this module's files: mode 0600, and never through a
+/// symbolic link (one planted where a login file goes would redirect it).
+fn private_options() -> std::fs::OpenOptions {
+    let mut options = std::fs::OpenOptions::new();
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600).custom_flags(libc::O_NOFOLLOW);
+    }
+    options
+}
+
 /// Writes `bytes` to `path` readable and writable by its owner only, by
-/// way of a temporary file renamed over it, so that a reader never sees
-/// half a record.
+/// way of a new temporary file with a random name renamed over it, so
+/// that a reader never sees half a record and nobody can have made the
+/// file beforehand.
 fn write_private(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
     let dir = path.parent().expect("a login file has a directory");
     create_private_dir(dir)?;
-    let temporary = path.with_extension(format!("tmp{}", std::process::id()));
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create(true).truncate(true);
-    #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-    let written = options.open(&temporary).and_then(|mut file| {
-        file.write_all(bytes)?;
-        file.sync_all()
-    });
+    let temporary = dir.join(format!(".{}.tmp", crate::random::random_base62(16)));
+    let written = private_options()
+        .write(true)
+        .create_new(true)
+        .open(&temporary)
+        .and_then(|mut file| {
+            file.write_all(bytes)?;
+            file.sync_all()
+        });
     written
         .and_then(|()| std::fs::rename(&temporary, path))
         .with_context(|| format!("cannot write {}", path.display()))
@@ -250,6 +290,25 @@ fn write_private(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
         })
 }
 
+/// Reads a login file, not through a symbolic link; `None` when absent.
+fn read_private(path: &Path) -> anyhow::Result<Option<Vec<u8>>> {
+    use std::io::Read;
+    match private_options().read(true).open(path) {
+        Ok(mut file) => {
+            let mut bytes = Vec::new();
+            file.read_to_end(&mut bytes)
+                .with_context(|| format!("cannot read {}", path.display()))?;
+            Ok(Some(bytes))
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e).context(format!("cannot read {}", path.display())),
+    }
+}
+
+/// Creates `dir` (mode 0700) if needed, then checks that it is a real
+/// directory that only this user can reach, in a parent nobody else can
+/// write to, as ssh checks `~/.ssh`: another user who could write there
+/// could swap or read the login.
 fn create_private_dir(dir: &Path) -> anyhow::Result<()> {
     let mut builder = std::fs::DirBuilder::new();
     builder.recursive(true);
@@ -257,7 +316,36 @@ fn create_private_dir(dir: &Path) -> anyhow::Result<()> {
     std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
     builder
         .create(dir)
-        .with_context(|| format!("cannot create {}", dir.display()))
+        .with_context(|| format!("cannot create {}", dir.display()))?;
+    #[cfg(unix)]
+    {
+        check_owned(dir, 0o077)?;
+        if let Some(parent) = dir.parent() {
+            check_owned(parent, 0o022)?;
+        }
+    }
+    Ok(())
+}
+
+/// `path` is a directory (not a link) owned by this user, or by root,
+/// with none of `forbidden`'s permission bits.
+#[cfg(unix)]
+fn check_owned(path: &Path, forbidden: u32) -> anyhow::Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    let meta = std::fs::symlink_metadata(path)
+        .with_context(|| format!("cannot inspect {}", path.display()))?;
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    let me = unsafe { libc::geteuid() };
+    let owner_ok = meta.uid() == me || meta.uid() == 0;
+    if !meta.is_dir() || !owner_ok || meta.mode() & forbidden != 0 {
+        anyhow::bail!(
+            "{} must be a directory owned by you with no access for others \
+             (chmod {:o}): refusing to keep a login there",
+            path.display(),
+            0o777 & !forbidden
+        );
+    }
+    Ok(())
 }
 
 /// Holds the lock on a server's login until dropped.
@@ -270,11 +358,11 @@ pub async fn lock(url: &Url) -> anyhow::Result<Lock> {
     let path = dir.join(format!("{}.lock", file_stem(url)));
     tokio::task::spawn_blocking(move || {
         create_private_dir(&dir)?;
-        let mut options = std::fs::OpenOptions::new();
-        options.read(true).write(true).create(true).truncate(false);
-        #[cfg(unix)]
-        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-        let file = options
+        let file = private_options()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
             .open(&path)
             .with_context(|| format!("cannot open {}", path.display()))?;
         file.lock()
@@ -299,5 +387,33 @@ mod tests {
             "https_id.example.com_443"
         );
         assert_eq!(stem("http://[::1]:9000"), "http____1__9000");
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn logins_stay_out_of_directories_others_can_reach() {
+        use std::os::unix::fs::PermissionsExt;
+        let root = tempfile::tempdir().unwrap();
+        let logins = root.path().join("tessera/logins");
+        create_private_dir(&logins).unwrap();
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&logins), 0o700);
+        write_private(&logins.join("a.json"), b"{}").unwrap();
+        assert_eq!(mode(&logins.join("a.json")), 0o600);
+
+        std::fs::set_permissions(&logins, std::fs::Permissions::from_mode(0o770)).unwrap();
+        assert!(create_private_dir(&logins).is_err(), "group can enter");
+        std::fs::set_permissions(&logins, std::fs::Permissions::from_mode(0o700)).unwrap();
+        let parent = root.path().join("tessera");
+        std::fs::set_permissions(&parent, std::fs::Permissions::from_mode(0o777)).unwrap();
+        assert!(create_private_dir(&logins).is_err(), "others can swap it");
+        std::fs::set_permissions(&parent, std::fs::Permissions::from_mode(0o700)).unwrap();
+
+        // A link planted where a login goes is not followed.
+        let elsewhere = root.path().join("elsewhere.json");
+        std::fs::write(&elsewhere, b"{}").unwrap();
+        std::os::unix::fs::symlink(&elsewhere, logins.join("b.json")).unwrap();
+        assert!(read_private(&logins.join("b.json")).is_err());
+        assert_eq!(read_private(&logins.join("absent.json")).unwrap(), None);
     }
 }
