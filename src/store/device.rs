@@ -70,9 +70,9 @@ pub enum DeviceState {
     Ended,
 }
 
-impl DeviceRecord {
-    pub fn state(&self) -> DeviceState {
-        match self.status.as_str() {
+impl DeviceState {
+    fn of(status: &str) -> DeviceState {
+        match status {
             PENDING => DeviceState::Pending,
             APPROVED => DeviceState::Approved,
             REDEEMED => DeviceState::Redeemed,
@@ -80,6 +80,35 @@ impl DeviceRecord {
             // Fail safe: anything else is a refusal.
             _ => DeviceState::Denied,
         }
+    }
+}
+
+/// What a poll's statement returns: the few columns every answer needs.
+/// Decoding the whole row on every poll cost more than the poll's own
+/// work on PostgreSQL (diesel finds each column by name).
+#[derive(QueryableByName)]
+#[diesel(table_name = device_authorizations)]
+struct PollRow {
+    status: String,
+    expires_at: i64,
+    slowed: bool,
+    claim: Option<String>,
+}
+
+/// A poll's outcome: where the authorization stands, and, when this poll
+/// redeemed the approval, the whole row (what the tokens are made from).
+#[derive(Debug)]
+pub struct Polled {
+    pub state: DeviceState,
+    pub expires_at: i64,
+    /// The poll came too soon (and was told `slow_down`).
+    pub slowed: bool,
+    pub redeemed: Option<Box<DeviceRecord>>,
+}
+
+impl DeviceRecord {
+    pub fn state(&self) -> DeviceState {
+        DeviceState::of(&self.status)
     }
 
     /// A new authorization's row, pending.
@@ -182,7 +211,7 @@ pub trait DeviceStore {
         client_id: String,
         claim: String,
         now_ms: i64,
-    ) -> impl Future<Output = Result<Option<DeviceRecord>, StoreError>> + Send;
+    ) -> impl Future<Output = Result<Option<Polled>, StoreError>> + Send;
 
     /// Hands out what the poll holding `claim` minted: stores the first
     /// refresh token of its family, in one transaction with a check that
@@ -243,7 +272,7 @@ fn poll_sql(conn: &AnyConnection, parameter: char) -> String {
            status = CASE WHEN (status = '{APPROVED}' AND expires_at * 1000 > {p}) \
              THEN '{REDEEMED}' ELSE status END \
          WHERE device_digest = {p} AND client_id = {p} \
-         RETURNING *"
+         RETURNING status, expires_at, slowed, claim"
     )
 }
 
@@ -351,14 +380,35 @@ impl DeviceStore for Store {
         client_id: String,
         claim: String,
         now_ms: i64,
-    ) -> Result<Option<DeviceRecord>, StoreError> {
+    ) -> Result<Option<Polled>, StoreError> {
         self.run(move |conn| {
+            use device_authorizations::dsl as d;
             // `now_ms` is this replica's clock, for the expiry (as the page
             // that approves checks it); the pace reads the database's.
             let statement =
                 PollStatement::new(conn, poll_sql, now_ms, &claim, &device_digest, &client_id);
-            let mut rows: Vec<DeviceRecord> = statement.load(conn)?;
-            Ok(rows.pop())
+            let Some(row) = statement.load::<PollRow>(conn)?.pop() else {
+                return Ok(None);
+            };
+            let state = DeviceState::of(&row.status);
+            // This poll redeemed the approval: the rest of the row, now
+            // its own (no other poll can claim it any more).
+            let redeemed = if state == DeviceState::Redeemed && row.claim.as_deref() == Some(&claim)
+            {
+                let record = d::device_authorizations
+                    .find(&device_digest)
+                    .select(DeviceRecord::as_select())
+                    .first(conn)?;
+                Some(Box::new(record))
+            } else {
+                None
+            };
+            Ok(Some(Polled {
+                state,
+                expires_at: row.expires_at,
+                slowed: row.slowed,
+                redeemed,
+            }))
         })
         .await
     }

@@ -44,7 +44,7 @@ pub use batch_writer::BatchWriter;
 pub use clients::{ClientChange, ClientRecord, ClientSecretRecord, ClientStore, NewSecret};
 pub use connection::{AnyConnection, DatabaseUrl};
 pub use credentials::{AccessTokenRecord, CredentialStore, ServiceUserRecord};
-pub use device::{Decided, DeviceDecision, DeviceRecord, DeviceState, DeviceStore};
+pub use device::{Decided, DeviceDecision, DeviceRecord, DeviceState, DeviceStore, Polled};
 pub use instance::{InstanceRecord, InstanceStore};
 pub use keys::{KeyStore, ResealedKey, SigningKeyRecord};
 pub use login_throttle::{Admission, ThrottleRecord, ThrottleStore};

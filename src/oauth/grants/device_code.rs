@@ -42,30 +42,29 @@ pub async fn grant(
         .await?;
     // A device code of another client is unknown to this one: its poll
     // changed nothing.
-    let Some(record) = polled else {
+    let Some(polled) = polled else {
         return Err(invalid_grant("the device code is unknown"));
     };
-    match record.state() {
-        DeviceState::Pending if record.expires_at <= now => Err(expired()),
-        DeviceState::Pending if record.slowed => Err(poll_error(
+    match (polled.state, polled.redeemed) {
+        (DeviceState::Pending, _) if polled.expires_at <= now => Err(expired()),
+        (DeviceState::Pending, _) if polled.slowed => Err(poll_error(
             ErrorCode::SlowDown,
             "polling faster than the interval: wait 5 seconds longer between polls from now on",
         )),
-        DeviceState::Pending => Err(poll_error(
+        (DeviceState::Pending, _) => Err(poll_error(
             ErrorCode::AuthorizationPending,
             "the user has not answered yet",
         )),
-        DeviceState::Denied => Err(poll_error(
+        (DeviceState::Denied, _) => Err(poll_error(
             ErrorCode::AccessDenied,
             "the user denied the request",
         )),
         // Approved but not redeemed by this poll: it expired first.
-        DeviceState::Approved => Err(expired()),
-        DeviceState::Redeemed if record.claim.as_deref() != Some(claim.as_str()) => {
-            Err(invalid_grant("the device code was redeemed already"))
-        }
-        DeviceState::Ended => Err(ended()),
-        DeviceState::Redeemed => {
+        (DeviceState::Approved, _) => Err(expired()),
+        (DeviceState::Ended, _) => Err(ended()),
+        // Redeemed, by another poll.
+        (DeviceState::Redeemed, None) => Err(invalid_grant("the device code was redeemed already")),
+        (DeviceState::Redeemed, Some(record)) => {
             let issued = issue(state, &client, &record, &claim, context.remote, now).await;
             if let Err(error) = &issued
                 && error.code != ErrorCode::InvalidGrant
