@@ -23,7 +23,10 @@ use super::{Plan, Server, admin, wrk};
 
 const USERNAME: &str = "bench-alice";
 const PASSWORD: &str = "correct horse battery staple";
-const REDIRECT_URI: &str = "http://127.0.0.1:9/callback";
+/// A web app's redirect: a public client redirecting to loopback is asked
+/// for consent on every authorization (RFC 8252 §8.6), which the
+/// benchmark's code-minting loop does not answer.
+const REDIRECT_URI: &str = "https://app.example.com/callback";
 /// RFC 7636 §4.1: 43 characters of the unreserved set.
 const VERIFIER: &str = "bench-verifier-0123456789-abcdefghijklmnopqrstuvwxyz";
 /// Logins run at 16 concurrent clients (the figure).
