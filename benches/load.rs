@@ -11,7 +11,7 @@
 //! each (default 10), and prints the median req/s, p50, p99 and the errors,
 //! as the peer's harness in ../shared/bench does. Needs `wrk` (Debian
 //! package `wrk`).
-//! `BENCH_ONLY=basic,pkjwt,jwt-bearer,exchange,introspection,login,code,poll` picks scenarios (all by
+//! `BENCH_ONLY=basic,pkjwt,jwt-bearer,exchange,introspection,pat,login,code,poll` picks scenarios (all by
 //! default), for profiling one at a time; the server's pid is printed, and
 //! `BENCH_BINARY` runs another build of `tessera`.
 
@@ -453,7 +453,7 @@ fn run(label: &str, database_url: Option<&str>, plan: &Plan) {
         .envs(basic_env(body, "/oauth/token"))
         .output();
     assert!(warm.is_ok_and(|o| o.status.success()), "warm-up run");
-    wrk(
+    let basic = wrk(
         "basic",
         "client_credentials + client_secret_basic",
         &server,
@@ -550,15 +550,54 @@ fn run(label: &str, database_url: Option<&str>, plan: &Plan) {
         |_| basic_env(&introspect_body, "/oauth/introspect"),
         plan,
     );
+    // Personal access tokens (issue 12): introspected by a resource
+    // server, and used on the admin API; the first against 1.5× the
+    // client_credentials rate of this run.
+    let people = ["pat", "login", "code"]
+        .into_iter()
+        .any(selected)
+        .then(|| people::setup(&server));
+    if selected("pat") {
+        let pat = people::personal_token(&server);
+        let body = format!("token={pat}");
+        let introspected = wrk(
+            "pat",
+            "introspection of a personal access token",
+            &server,
+            "form.lua",
+            |_| basic_env(&body, "/oauth/introspect"),
+            plan,
+        );
+        let auth = format!("Bearer {pat}");
+        wrk(
+            "pat",
+            "GET /admin/v1/whoami with a personal access token",
+            &server,
+            "get.lua",
+            |_| {
+                vec![
+                    ("BENCH_PATH", "/admin/v1/whoami".to_owned()),
+                    ("BENCH_AUTH", auth.clone()),
+                ]
+            },
+            plan,
+        );
+        if let (Some(pat), Some(basic)) = (introspected, basic) {
+            let ratio = pat / basic;
+            println!(
+                "  PAT introspection / client_credentials: {ratio:.2}× (target ≥ 1.5×): {}",
+                if ratio >= 1.5 { "MET" } else { "MISSED" }
+            );
+        }
+    }
     // People (issue 10): logins and code redemptions, each beside the
     // limit this run measures for it.
-    if selected("login") || selected("code") {
-        let people = people::setup(&server);
+    if let Some(people) = &people {
         if selected("login") {
             people::logins(&server, plan);
         }
         if selected("code") {
-            people::redemptions(&server, &people, plan);
+            people::redemptions(&server, people, plan);
         }
     }
     // CLI login (issue 11): pending device authorizations polled at their

@@ -23,6 +23,7 @@ fn event(i: u64) -> NewAuditRecord {
         remote_addr: None,
         outcome: "success".into(),
         details: "{}".into(),
+        actor_owner: None,
     }
 }
 

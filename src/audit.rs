@@ -65,6 +65,10 @@ pub enum ActorKind {
     Workload,
     System,
     Anonymous,
+    /// A personal access token, acting as itself (its owner alongside).
+    Pat,
+    /// A machine token, acting as itself (its owner alongside).
+    Machine,
 }
 
 impl ActorKind {
@@ -75,6 +79,8 @@ impl ActorKind {
             ActorKind::Workload => "workload",
             ActorKind::System => "system",
             ActorKind::Anonymous => "anonymous",
+            ActorKind::Pat => "pat",
+            ActorKind::Machine => "machine",
         }
     }
 }
@@ -83,13 +89,24 @@ impl ActorKind {
 pub struct Actor {
     pub id: Option<String>,
     pub kind: ActorKind,
+    /// For a credential acting as itself (`Pat`, `Machine`): its owner.
+    pub owner: Option<String>,
 }
 
 impl Actor {
+    pub fn new(id: impl Into<String>, kind: ActorKind) -> Self {
+        Actor {
+            id: Some(id.into()),
+            kind,
+            owner: None,
+        }
+    }
+
     pub fn system() -> Self {
         Actor {
             id: None,
             kind: ActorKind::System,
+            owner: None,
         }
     }
 
@@ -97,13 +114,19 @@ impl Actor {
         Actor {
             id: None,
             kind: ActorKind::Anonymous,
+            owner: None,
         }
     }
 
     pub fn service(id: impl Into<String>) -> Self {
+        Self::new(id, ActorKind::Service)
+    }
+
+    /// A personal or machine token acting as itself, with its owner.
+    pub fn token(id: impl Into<String>, kind: ActorKind, owner: impl Into<String>) -> Self {
         Actor {
-            id: Some(id.into()),
-            kind: ActorKind::Service,
+            owner: Some(owner.into()),
+            ..Self::new(id, kind)
         }
     }
 }
@@ -183,6 +206,7 @@ impl Event {
             }
             .to_owned(),
             details: bounded_details(self.details),
+            actor_owner: field(self.actor.owner),
         }
     }
 

@@ -132,6 +132,13 @@ fn admin_token(
         last_used_at: None,
         disabled_at: None,
         revoked_at: None,
+        env: String::new(),
+        responsible_id: None,
+        lifetime_secs: Some(lifetime),
+        last_used_ip: None,
+        use_count: 0,
+        replaced_by: None,
+        last_four: String::new(),
     };
     (token, record)
 }

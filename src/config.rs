@@ -30,6 +30,7 @@ pub struct Config {
     pub sessions: SessionsConfig,
     pub login: LoginConfig,
     pub device: DeviceConfig,
+    pub personal_tokens: PersonalTokensConfig,
 }
 
 /// argon2id parameters for human passwords (RFC 9106 §3.1). Hashes made
@@ -99,6 +100,86 @@ pub struct DeviceConfig {
     /// Device authorization requests one address may make within
     /// `login.failure_window` before each further one waits longer.
     pub requests_per_address: u32,
+}
+
+/// Personal access tokens and machine tokens (issue 12).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PersonalTokensConfig {
+    /// The lifetimes a new token may be given (`--expires`), as written.
+    pub expiry_choices: Vec<String>,
+    /// The longest lifetime of any token.
+    #[serde(with = "humantime_serde")]
+    pub max_lifetime: Duration,
+    /// Stricter maxima per environment label (`prod = "7d"`).
+    pub env_max_lifetime: std::collections::BTreeMap<String, String>,
+    /// The environment labels a token may carry.
+    pub environments: Vec<String>,
+    /// Whether an administrator allows machine tokens that never expire
+    /// (`--expires never`). Personal tokens always expire.
+    pub allow_non_expiring_machine_tokens: bool,
+    /// Live (not revoked, not expired) tokens one owner may hold.
+    pub max_active_per_owner: u32,
+    /// How often counted uses are written (at most once per token per
+    /// interval) and audited as one `token.used` event each.
+    #[serde(with = "humantime_serde")]
+    pub usage_flush_interval: Duration,
+}
+
+impl PersonalTokensConfig {
+    /// The lifetime a configured choice names (`7d`), if it is one.
+    pub fn choice(&self, text: &str) -> Option<Duration> {
+        self.expiry_choices
+            .iter()
+            .find(|c| c.as_str() == text)
+            .and_then(|c| humantime::parse_duration(c).ok())
+    }
+
+    /// The longest lifetime a token for `env` may have.
+    pub fn max_for(&self, env: &str) -> Duration {
+        self.env_max_lifetime
+            .get(env)
+            .and_then(|m| humantime::parse_duration(m).ok())
+            .map_or(self.max_lifetime, |m| m.min(self.max_lifetime))
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        let invalid = |what: String| Err(ConfigError::Invalid(format!("personal_tokens.{what}")));
+        if self.expiry_choices.is_empty() {
+            return invalid("expiry_choices must name at least one lifetime".into());
+        }
+        for choice in &self.expiry_choices {
+            match humantime::parse_duration(choice) {
+                Ok(d) if !d.is_zero() => {}
+                _ => return invalid(format!("expiry_choices: `{choice}` is not a lifetime")),
+            }
+        }
+        for env in &self.environments {
+            if !crate::tokens::opaque::is_env_label(env) {
+                return invalid(format!(
+                    "environments: `{env}` must be 1 to 16 lowercase letters and digits"
+                ));
+            }
+        }
+        if self.environments.is_empty() {
+            return invalid("environments must name at least one label".into());
+        }
+        for (env, max) in &self.env_max_lifetime {
+            if !self.environments.contains(env) {
+                return invalid(format!("env_max_lifetime: `{env}` is not in environments"));
+            }
+            if humantime::parse_duration(max).map_or(true, |d| d.is_zero()) {
+                return invalid(format!("env_max_lifetime: `{max}` is not a lifetime"));
+            }
+        }
+        if self.max_lifetime.is_zero() || self.max_active_per_owner == 0 {
+            return invalid("max_lifetime and max_active_per_owner must be positive".into());
+        }
+        if self.usage_flush_interval < Duration::from_millis(100) {
+            return invalid("usage_flush_interval must be at least 100ms".into());
+        }
+        Ok(())
+    }
 }
 
 /// CI federation (token exchange of CI platforms' OIDC tokens).
@@ -360,6 +441,7 @@ impl Config {
                 "database.pool_size must be at least 1".into(),
             ));
         }
+        self.personal_tokens.validate()?;
         if self.tokens.access_token_lifetime > self.tokens.max_lifetime {
             return Err(ConfigError::Invalid(
                 "tokens.access_token_lifetime must not exceed tokens.max_lifetime".into(),

@@ -138,6 +138,7 @@ impl Server {
             passwords: Passwords::new(&config.passwords)
                 .map_err(|e| StartError::Fatal(format!("passwords: {e}")))?,
             user_cache: UserCache::new(config.clients.cache_ttl),
+            token_uses: Default::default(),
             config,
             store,
             keys,
@@ -210,6 +211,7 @@ impl Server {
             tracing::warn!("shutdown timeout reached; closing remaining connections");
         }
         let _ = supervisor.await;
+        state.token_uses.flush(&state).await;
         // Bounded: a database that is away must not keep the process alive.
         let left = give_up_at.saturating_duration_since(tokio::time::Instant::now());
         if !state.writer.flush_within(left.max(MIN_FLUSH)).await {
@@ -285,9 +287,13 @@ async fn supervise(state: AppState, fatal: mpsc::Sender<String>, mut stop: watch
     let check_every = state.config.keys.check_interval;
     let mut key_check =
         tokio::time::interval_at(tokio::time::Instant::now() + check_every, check_every);
+    let flush_every = state.config.personal_tokens.usage_flush_interval;
+    let mut usage_flush =
+        tokio::time::interval_at(tokio::time::Instant::now() + flush_every, flush_every);
     loop {
         tokio::select! {
             _ = stop.changed() => return,
+            _ = usage_flush.tick() => state.token_uses.flush(&state).await,
             _ = ping.tick() => {
                 match state.store.ping().await {
                     Ok(()) if !database_up => {

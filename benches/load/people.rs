@@ -241,9 +241,8 @@ fn challenge() -> String {
     URL_SAFE_NO_PAD.encode(digest::digest(&digest::SHA256, VERIFIER.as_bytes()).as_ref())
 }
 
-/// Signs in once, then asks `/authorize` for `count` codes (first-party
-/// client: no consent), and writes one token request per line.
-fn code_file(server: &Server, people: &People, count: usize, run: usize) -> PathBuf {
+/// A browser in which the bench user has signed in.
+fn signed_in_browser(server: &Server) -> reqwest::blocking::Client {
     let http = browser();
     let (csrf, _) = login_form(server, &http);
     let signed_in = http
@@ -256,6 +255,13 @@ fn code_file(server: &Server, people: &People, count: usize, run: usize) -> Path
         .send()
         .unwrap();
     assert_eq!(signed_in.status(), 303, "the bench user signs in");
+    http
+}
+
+/// Signs in once, then asks `/authorize` for `count` codes (first-party
+/// client: no consent), and writes one token request per line.
+fn code_file(server: &Server, people: &People, count: usize, run: usize) -> PathBuf {
+    let http = signed_in_browser(server);
     let authorize = format!(
         "{}/oauth/authorize?response_type=code&client_id={}&redirect_uri={}&scope=openid+profile&state=s&nonce=n&code_challenge={}&code_challenge_method=S256",
         server.base,
@@ -373,4 +379,69 @@ fn check_one_redemption(server: &Server, people: &People) {
     assert_eq!(status, 200, "a bench redemption succeeds: {text}");
     let tokens: Value = serde_json::from_str(&text).unwrap();
     assert!(tokens["id_token"].is_string() && tokens["access_token"].is_string());
+}
+
+/// A personal access token of the bench user, made the way a person
+/// makes one: a sign-in, an authorization code for a first-party client
+/// asking for `tokens:self` (its access token is meant for Tessera's API),
+/// and `POST /admin/v1/tokens` with that access token.
+pub fn personal_token(server: &Server) -> String {
+    let console = admin(
+        server,
+        "/admin/v1/clients",
+        json!({"name": "Bench console", "public": true, "first_party": true,
+               "token_endpoint_auth_method": "none",
+               "grant_types": ["authorization_code"],
+               "redirect_uris": [REDIRECT_URI], "scope": "openid tokens:self"}),
+    );
+    let client_id = console["client_id"].as_str().unwrap();
+    let http = signed_in_browser(server);
+    let authorized = http
+        .get(format!(
+            "{}/oauth/authorize?response_type=code&client_id={client_id}&redirect_uri={}&scope=openid+tokens%3Aself&state=s&code_challenge={}&code_challenge_method=S256",
+            server.base,
+            urlencode(REDIRECT_URI),
+            challenge()
+        ))
+        .send()
+        .unwrap();
+    let location = authorized
+        .headers()
+        .get("location")
+        .and_then(|l| l.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    let code = url::Url::parse(&location)
+        .ok()
+        .and_then(|u| {
+            u.query_pairs()
+                .find(|(k, _)| k == "code")
+                .map(|(_, v)| v.into_owned())
+        })
+        .unwrap_or_else(|| panic!("authorize answered {} {location}", authorized.status()));
+    let tokens: Value = http
+        .post(format!("{}/oauth/token", server.base))
+        .form(&[
+            ("grant_type", "authorization_code"),
+            ("code", code.as_str()),
+            ("redirect_uri", REDIRECT_URI),
+            ("client_id", client_id),
+            ("code_verifier", VERIFIER),
+        ])
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    let access = tokens["access_token"].as_str().expect("an access token");
+    let created: Value = http
+        .post(format!("{}/admin/v1/tokens", server.base))
+        .bearer_auth(access)
+        .json(&json!({"name": "bench", "env": "prod", "expires": "7d", "scope": "tokens:self"}))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    let token = created["token"].as_str().expect("a personal access token");
+    assert!(token.starts_with("tsr_pat_prod_"), "{created}");
+    token.to_owned()
 }

@@ -34,6 +34,16 @@ pub enum AuditCommand {
         action: Option<String>,
         #[arg(long)]
         actor_id: Option<String>,
+        /// human, service, workload, pat, machine, system or anonymous.
+        #[arg(long)]
+        actor_kind: Option<String>,
+        /// A personal or machine token's id: its lifecycle, its uses and
+        /// its refused uses.
+        #[arg(long)]
+        token: Option<String>,
+        /// Events at or after this time (RFC 3339).
+        #[arg(long)]
+        since: Option<String>,
         #[arg(long, value_parser = ["success", "failure"])]
         outcome: Option<String>,
         #[arg(long, default_value_t = 50)]
@@ -114,23 +124,32 @@ pub async fn run_audit(
     command: AuditCommand,
     json_out: bool,
 ) -> anyhow::Result<()> {
-    let (action, actor_id, outcome, limit, cursor) = match command {
+    let (filters, limit) = match command {
         AuditCommand::List {
             action,
             actor_id,
+            actor_kind,
+            token,
+            since,
             outcome,
             limit,
             cursor,
-        } => (action, actor_id, outcome, limit, cursor),
+        } => (
+            [
+                ("action", action),
+                ("actor_id", actor_id),
+                ("actor_kind", actor_kind),
+                ("token", token),
+                ("since", since),
+                ("outcome", outcome),
+                ("cursor", cursor),
+            ],
+            limit,
+        ),
         AuditCommand::Export { since, until } => return export_audit(client, since, until).await,
     };
     let mut query = vec![("limit", limit.to_string())];
-    for (name, value) in [
-        ("action", action),
-        ("actor_id", actor_id),
-        ("outcome", outcome),
-        ("cursor", cursor),
-    ] {
+    for (name, value) in filters {
         if let Some(value) = value {
             query.push((name, value));
         }

@@ -9,6 +9,7 @@ mod local;
 mod login;
 mod rekey;
 mod service_users;
+mod tokens;
 mod trust;
 mod trust_show;
 mod trust_test;
@@ -59,6 +60,38 @@ pub struct AdminArgs {
     /// Send the token over plain http to a host that is not loopback.
     #[arg(long, global = true)]
     pub insecure: bool,
+}
+
+/// The admin options of `audit`, without `--token`: there `audit list
+/// --token ID` names a personal or machine token to filter by. The bearer
+/// token comes from `--token` before the command, `--token-file`,
+/// TESSERA_TOKEN, TESSERA_TOKEN_FILE or a login.
+#[derive(Debug, Clone, Default, Args)]
+pub struct AuditAdminArgs {
+    /// Base URL of the Tessera server [env: TESSERA_URL] [default: http://127.0.0.1:8080].
+    #[arg(long, global = true)]
+    pub url: Option<Url>,
+    /// File holding the admin bearer token [env: TESSERA_TOKEN_FILE].
+    #[arg(long, global = true)]
+    pub token_file: Option<PathBuf>,
+    /// Print machine-readable JSON.
+    #[arg(long, global = true)]
+    pub json: bool,
+    /// Send the token over plain http to a host that is not loopback.
+    #[arg(long, global = true)]
+    pub insecure: bool,
+}
+
+impl From<AuditAdminArgs> for AdminArgs {
+    fn from(args: AuditAdminArgs) -> Self {
+        AdminArgs {
+            url: args.url,
+            token: None,
+            token_file: args.token_file,
+            json: args.json,
+            insecure: args.insecure,
+        }
+    }
 }
 
 impl AdminArgs {
@@ -127,10 +160,17 @@ pub enum Command {
         #[command(subcommand)]
         command: trust::TrustCommand,
     },
+    /// Personal access tokens and machine tokens.
+    Token {
+        #[command(flatten)]
+        admin: AdminArgs,
+        #[command(subcommand)]
+        command: tokens::TokenCommand,
+    },
     /// The audit log.
     Audit {
         #[command(flatten)]
-        admin: AdminArgs,
+        admin: AuditAdminArgs,
         #[command(subcommand)]
         command: keys::AuditCommand,
     },
@@ -260,8 +300,12 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             let admin = admin.or(&before);
             trust::run(&AdminClient::connect(&admin).await?, command, admin.json).await
         }
-        Command::Audit { admin, command } => {
+        Command::Token { admin, command } => {
             let admin = admin.or(&before);
+            tokens::run(&AdminClient::connect(&admin).await?, command, admin.json).await
+        }
+        Command::Audit { admin, command } => {
+            let admin = AdminArgs::from(admin).or(&before);
             keys::run_audit(&AdminClient::connect(&admin).await?, command, admin.json).await
         }
         Command::Login(args) => {

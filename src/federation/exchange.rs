@@ -479,6 +479,7 @@ pub async fn exchange(
             lifetime,
             alg: client.map_or(crate::keys::Alg::ES256, |c| c.access_token_alg),
             delegation: Some(&delegation),
+            source_token: None,
         },
         remote,
     )
@@ -491,7 +492,7 @@ pub async fn exchange(
 
 /// RFC 8693 §2.1 `requested_token_type`: Tessera issues JWT access tokens,
 /// which are both.
-fn issued_token_type(request: &TokenRequest) -> Result<&'static str, OAuthError> {
+pub(crate) fn issued_token_type(request: &TokenRequest) -> Result<&'static str, OAuthError> {
     match request.get("requested_token_type") {
         None | Some(ACCESS_TOKEN_TYPE) => Ok(ACCESS_TOKEN_TYPE),
         Some(JWT_TOKEN_TYPE) => Ok(JWT_TOKEN_TYPE),

@@ -22,6 +22,7 @@ use utoipa_axum::routes;
 use super::admin_clients;
 use super::admin_mfa;
 use super::admin_service_users as svc;
+use super::admin_tokens as tokens;
 use super::admin_trust as trust;
 use super::admin_trust_test;
 use super::admin_users as users;
@@ -171,6 +172,13 @@ fn api() -> OpenApiRouter<AppState> {
         .routes(routes!(users::enable_user))
         .routes(routes!(users::set_password))
         .routes(routes!(admin_mfa::reset_mfa))
+        .routes(routes!(tokens::create_token, tokens::list_tokens))
+        .routes(routes!(tokens::get_token))
+        .routes(routes!(tokens::disable_token))
+        .routes(routes!(tokens::enable_token))
+        .routes(routes!(tokens::revoke_token))
+        .routes(routes!(tokens::roll_token))
+        .routes(routes!(tokens::transfer_token))
 }
 
 /// `If-Match` (RFC 9110 §13.1.1), for safe read-modify-write of a resource.
@@ -217,7 +225,7 @@ struct OperationScopes;
 
 impl Modify for OperationScopes {
     fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
-        use crate::oauth::api_scopes::{self, ADMIN, ADMIN_READ, AUDIT_READ};
+        use crate::oauth::api_scopes::{self, ADMIN, ADMIN_READ, AUDIT_READ, TOKENS_SELF};
         use utoipa::openapi::security::SecurityRequirement;
         for (path, item) in openapi.paths.paths.iter_mut() {
             let operations = [
@@ -233,6 +241,10 @@ impl Modify for OperationScopes {
                 };
                 let scopes: &[&str] = if path == api_scopes::WHOAMI_PATH {
                     &[]
+                } else if api_scopes::is_tokens_path(path) && read {
+                    &[TOKENS_SELF, ADMIN, ADMIN_READ]
+                } else if api_scopes::is_tokens_path(path) {
+                    &[TOKENS_SELF, ADMIN]
                 } else if read && path == api_scopes::AUDIT_PATH {
                     &[ADMIN, ADMIN_READ, AUDIT_READ]
                 } else if read {
@@ -435,6 +447,10 @@ pub struct AuditQuery {
     pub actor_id: Option<String>,
     #[param(nullable = false)]
     pub actor_kind: Option<ActorKind>,
+    /// A personal or machine token's id: its lifecycle, its uses (it is
+    /// the actor) and uses refused after expiry, revocation or disabling.
+    #[param(nullable = false, max_length = 256)]
+    pub token: Option<String>,
     #[param(nullable = false)]
     pub outcome: Option<AuditOutcome>,
     /// RFC 3339; events at or after it.
@@ -471,6 +487,8 @@ pub struct AuditEventView {
     pub remote_addr: Option<String>,
     pub outcome: String,
     pub details: serde_json::Value,
+    /// When the actor is a personal or machine token: its owner's id.
+    pub actor_owner: Option<String>,
 }
 
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
@@ -507,6 +525,7 @@ async fn list_audit(
         action: query.action,
         actor_id: query.actor_id,
         actor_kind: query.actor_kind.map(|k| k.as_str().to_owned()),
+        token: query.token,
         outcome: query.outcome.map(|o| {
             match o {
                 AuditOutcome::Success => "success",
@@ -550,6 +569,7 @@ async fn list_audit(
             remote_addr: r.remote_addr,
             outcome: r.outcome,
             details: serde_json::from_str(&r.details).unwrap_or(serde_json::Value::Null),
+            actor_owner: r.actor_owner,
         })
         .collect();
     Ok(Json(AuditPage {

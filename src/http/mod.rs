@@ -6,6 +6,7 @@ mod admin_clients;
 mod admin_mfa;
 mod admin_openapi;
 mod admin_service_users;
+mod admin_tokens;
 mod admin_trust;
 mod admin_trust_test;
 mod admin_users;

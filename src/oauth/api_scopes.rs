@@ -54,11 +54,20 @@ pub fn is_api_scope(scope: &str) -> bool {
 pub const WHOAMI_PATH: &str = "/admin/v1/whoami";
 /// The operation `audit:read` reaches.
 pub const AUDIT_PATH: &str = "/admin/v1/audit";
+/// Personal and machine tokens: `tokens:self` reaches these, for the
+/// caller's own tokens (the operations check whose a token is).
+pub const TOKENS_PATH: &str = "/admin/v1/tokens";
+
+/// Whether `path` (a route template) is one of the token operations.
+pub fn is_tokens_path(path: &str) -> bool {
+    path == TOKENS_PATH || path.starts_with("/admin/v1/tokens/")
+}
 
 /// Whether a token whose holder `is_admin` and that carries `scopes` may
 /// make an admin API request to `path` (`read`: GET or HEAD):
 ///
 /// - `whoami`: any valid token;
+/// - the token operations: `tokens:self` (for one's own tokens) too;
 /// - otherwise only an administrator's token, with `admin` for anything,
 ///   `admin:read` for any read, `audit:read` for reading the audit log.
 pub fn permits(is_admin: bool, scopes: &[String], read: bool, path: &str) -> bool {
@@ -66,6 +75,9 @@ pub fn permits(is_admin: bool, scopes: &[String], read: bool, path: &str) -> boo
         return true;
     }
     let has = |wanted: &str| scopes.iter().any(|s| s == wanted);
+    if is_tokens_path(path) && has(TOKENS_SELF) {
+        return true;
+    }
     is_admin
         && (has(ADMIN)
             || (read && has(ADMIN_READ))
@@ -75,6 +87,9 @@ pub fn permits(is_admin: bool, scopes: &[String], read: bool, path: &str) -> boo
 /// The scope a refused request needs at least, for the challenge's
 /// `scope` attribute (RFC 6750 §3): the narrowest one that would do.
 pub fn needed_scope(read: bool, path: &str) -> &'static str {
+    if is_tokens_path(path) {
+        return TOKENS_SELF;
+    }
     match (read, path == AUDIT_PATH) {
         (true, true) => AUDIT_READ,
         (true, false) => ADMIN_READ,
@@ -85,6 +100,10 @@ pub fn needed_scope(read: bool, path: &str) -> &'static str {
 /// What a refused request needed, for the `insufficient_scope`
 /// description (RFC 6750 §3.1).
 pub fn needed(read: bool, path: &str) -> &'static str {
+    if is_tokens_path(path) {
+        return "this request needs a token with the tokens:self scope (or an administrator's \
+                admin scope)";
+    }
     match (read, path == AUDIT_PATH) {
         (true, true) => {
             "this request needs an administrator's token with the admin, admin:read or audit:read scope"
@@ -136,6 +155,20 @@ mod tests {
             clients
         ));
         assert!(needed(false, clients).contains("admin scope"));
+        // tokens:self: the token operations, for anyone.
+        for path in [TOKENS_PATH, "/admin/v1/tokens/{id}/roll"] {
+            assert!(permits(false, &scopes("tokens:self"), false, path));
+            assert!(permits(false, &scopes("tokens:self"), true, path));
+            assert!(!permits(false, &scopes("openid"), true, path));
+            assert!(permits(true, &scopes("admin"), false, path));
+            assert_eq!(needed_scope(false, path), TOKENS_SELF);
+        }
+        assert!(!permits(
+            false,
+            &scopes("tokens:self"),
+            true,
+            "/admin/v1/tokensx"
+        ));
         assert!(needed(true, AUDIT_PATH).contains("audit:read"));
     }
 

@@ -574,6 +574,7 @@ fn human(user_id: &str) -> Actor {
     Actor {
         id: Some(user_id.to_owned()),
         kind: ActorKind::Human,
+        owner: None,
     }
 }
 

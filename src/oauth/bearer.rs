@@ -2,7 +2,6 @@
 //! `tsr_…` tokens checked against their stored digest, and a person's JWT
 //! access tokens (RFC 9068) meant for Tessera itself.
 
-use aws_lc_rs::hmac;
 use serde::Serialize;
 
 use super::api_scopes;
@@ -11,8 +10,8 @@ use crate::audit::{Actor, ActorKind, Event, Outcome};
 use crate::clock;
 use crate::oauth::Core;
 use crate::oauth::token_status::live_jwt;
-use crate::store::CredentialStore;
-use crate::tokens::opaque::OpaqueToken;
+use crate::store::{AccessTokenRecord, CredentialStore};
+use crate::tokens::opaque::{OpaqueToken, TokenKind};
 
 /// The identity behind a verified token.
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
@@ -24,14 +23,25 @@ pub struct Principal {
     /// The credential used, so audits can name it.
     pub token_id: String,
     pub scopes: Vec<String>,
+    /// `pat` or `machine` when the credential is a personal or machine
+    /// token: such a token acts as itself in the audit, its owner beside.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub token_kind: Option<ActorKind>,
 }
 
 impl Principal {
+    /// Who the audit names: the personal or machine token itself (with
+    /// this principal as its owner), or the principal.
     pub fn actor(&self) -> Actor {
-        Actor {
-            id: Some(self.id.clone()),
-            kind: self.kind,
+        match self.token_kind {
+            Some(kind) => Actor::token(self.token_id.clone(), kind, self.id.clone()),
+            None => Actor::new(self.id.clone(), self.kind),
         }
+    }
+
+    /// Whether the token carries `scope`.
+    pub fn has_scope(&self, scope: &str) -> bool {
+        self.scopes.iter().any(|s| s == scope)
     }
 
     /// The admin API needs an administrator holding a token with the
@@ -65,7 +75,8 @@ impl Principal {
 
 const REJECTED: &str = "the access token is unknown, expired or revoked";
 
-/// Verifies `presented` and returns its owner. Every use is audited, and
+/// Verifies `presented` and returns its owner. Every use is audited (a
+/// personal or machine token's, counted and aggregated), and
 /// failures as far as `Core::auth_failures` lets each source: both through
 /// the batch writer, so a loop of bad tokens costs no INSERT per request
 /// and does not compete with issuance for the database.
@@ -75,11 +86,14 @@ pub async fn authenticate(
     remote: Option<String>,
 ) -> Result<Principal, OAuthError> {
     let verified = if presented.expose().starts_with("tsr_") {
-        verify(&state.store, &state.digest_key, presented).await
+        verify(state, presented, remote.as_deref()).await
     } else {
         verify_person(state, presented.expose()).await
     };
     match verified {
+        // Personal and machine tokens' uses are counted and audited once
+        // per flush interval instead (`personal_tokens::usage`).
+        Ok(principal) if principal.token_kind.is_some() => Ok(principal),
         Ok(principal) => {
             Event::new(principal.actor(), "token.used", Outcome::Success)
                 .target(principal.token_id.clone())
@@ -153,79 +167,126 @@ async fn verify_person(
         is_admin: user.admin,
         token_id: claims.jti,
         scopes: claims.scope.split_whitespace().map(str::to_owned).collect(),
+        token_kind: None,
     })
 }
 
-async fn verify<S: CredentialStore + Sync>(
-    store: &S,
-    digest_key: &hmac::Key,
+async fn verify(
+    state: &Core,
     presented: &OpaqueToken,
+    remote: Option<&str>,
 ) -> Result<Principal, (OAuthError, Option<String>)> {
-    let inspected = inspect(store, digest_key, presented).await?;
-    // Best effort: a failed bookkeeping write must not refuse a valid token.
-    if let Err(e) = store
-        .mark_token_used(inspected.principal.token_id.clone(), clock::now())
-        .await
-    {
-        tracing::warn!(error = %e, "could not record token use time");
+    let inspected = inspect(state, presented).await?;
+    if inspected.record.kind == TokenKind::Bootstrap.as_str() {
+        // Best effort: a failed bookkeeping write must not refuse a valid token.
+        if let Err(e) = state
+            .store
+            .mark_token_used(inspected.principal.token_id.clone(), clock::now())
+            .await
+        {
+            tracing::warn!(error = %e, "could not record token use time");
+        }
+    } else {
+        state.token_uses.count(&inspected, remote);
     }
     Ok(inspected.principal)
 }
 
-/// An opaque token that checked out, with its lifetime.
+/// An opaque token that checked out, with its row.
 pub struct Inspected {
     pub principal: Principal,
-    pub issued_at: i64,
-    pub expires_at: Option<i64>,
+    pub record: AccessTokenRecord,
 }
 
+/// Why a token whose digest matched is refused: the holder of the token
+/// may learn which (RFC 6750 §3.1 lets the description say).
+fn refusal(record: &AccessTokenRecord, now: i64) -> Option<OAuthError> {
+    if record.revoked_at.is_some() {
+        Some(OAuthError::invalid_token("the access token was revoked"))
+    } else if record.expires_at.is_some_and(|exp| exp <= now) {
+        Some(OAuthError::invalid_token("the access token expired"))
+    } else if record.disabled_at.is_some() {
+        // A brownout: 403, not the 401 of a revoked or unknown token, so
+        // that an operator can tell the two apart (README; RFC 6750 §3.1
+        // says SHOULD 401 for `invalid_token`).
+        Some(OAuthError::invalid_token(DISABLED).with_status(403))
+    } else {
+        None
+    }
+}
+
+/// The description of a disabled (browned-out) token's 403.
+pub const DISABLED: &str = "token disabled";
+
 /// Checks an opaque token without recording a use: what introspection
-/// and revocation need.
-pub async fn inspect<S: CredentialStore + Sync>(
-    store: &S,
-    digest_key: &hmac::Key,
+/// and revocation need. A personal token's user must exist and not be
+/// disabled; a machine or bootstrap token's service user must exist and
+/// be enabled.
+pub async fn inspect(
+    state: &Core,
     presented: &OpaqueToken,
 ) -> Result<Inspected, (OAuthError, Option<String>)> {
     let parsed = presented
         .parse()
         .map_err(|e| (OAuthError::invalid_token(e.to_string()), None))?;
-    let record = store
+    let record = state
+        .store
         .token_by_lookup(parsed.lookup)
         .await
         .map_err(|e| (e.into(), None))?
-        .filter(|r| r.kind == parsed.kind.as_str() && presented.matches(digest_key, &r.digest))
+        .filter(|r| {
+            r.kind == parsed.kind.as_str()
+                && parsed.env.as_deref().is_none_or(|env| env == r.env)
+                && presented.matches(&state.digest_key, &r.digest)
+        })
         .ok_or((OAuthError::invalid_token(REJECTED), None))?;
     let token_id = Some(record.id.clone());
-    let now = clock::now();
-    if record.revoked_at.is_some() || record.expires_at.is_some_and(|exp| exp <= now) {
-        return Err((OAuthError::invalid_token(REJECTED), token_id));
+    if let Some(refused) = refusal(&record, clock::now()) {
+        return Err((refused, token_id));
     }
-    if record.disabled_at.is_some() {
-        return Err((
-            OAuthError::new(ErrorCode::AccessDenied, "the access token is disabled"),
-            token_id,
-        ));
-    }
-    let user = store
-        .service_user(record.owner_id.clone())
-        .await
-        .map_err(|e| (e.into(), token_id.clone()))?
-        .ok_or((OAuthError::invalid_token(REJECTED), token_id.clone()))?;
-    let principal = Principal {
-        id: user.id,
-        name: user.name,
-        kind: ActorKind::Service,
-        is_admin: user.is_admin,
-        token_id: record.id,
-        scopes: record
-            .scopes
-            .split_whitespace()
-            .map(str::to_owned)
-            .collect(),
+    let gone = || (OAuthError::invalid_token(OWNER_GONE), token_id.clone());
+    let scopes = record
+        .scopes
+        .split_whitespace()
+        .map(str::to_owned)
+        .collect();
+    let principal = if record.owner_kind == ActorKind::Human.as_str() {
+        let user = state
+            .user_cache
+            .get(&state.store, &record.owner_id)
+            .await
+            .map_err(|e| (e.into(), token_id.clone()))?
+            .filter(|u| !u.disabled)
+            .ok_or_else(gone)?;
+        Principal {
+            id: user.id.clone(),
+            name: user.username.clone(),
+            kind: ActorKind::Human,
+            is_admin: user.admin,
+            token_id: record.id.clone(),
+            scopes,
+            token_kind: Some(ActorKind::Pat),
+        }
+    } else {
+        let user = state
+            .service_user_cache
+            .get(&state.store, &record.owner_id)
+            .await
+            .map_err(|e| (e.into(), token_id.clone()))?
+            .filter(|u| u.user.enabled)
+            .ok_or_else(gone)?;
+        let machine = record.kind == TokenKind::Machine.as_str();
+        Principal {
+            id: user.user.id.clone(),
+            name: user.user.name.clone(),
+            kind: ActorKind::Service,
+            is_admin: user.user.is_admin,
+            token_id: record.id.clone(),
+            scopes,
+            token_kind: machine.then_some(ActorKind::Machine),
+        }
     };
-    Ok(Inspected {
-        principal,
-        issued_at: record.created_at,
-        expires_at: record.expires_at,
-    })
+    Ok(Inspected { principal, record })
 }
+
+const OWNER_GONE: &str = "the access token's owner was disabled or deleted";

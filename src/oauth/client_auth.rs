@@ -97,6 +97,7 @@ pub async fn authenticate(
                     Actor {
                         id: client_id.clone(),
                         kind: ActorKind::Service,
+                        owner: None,
                     },
                     "client.auth_failed",
                     Outcome::Failure,

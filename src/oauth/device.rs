@@ -317,6 +317,7 @@ pub async fn decide(
             Actor {
                 id: Some(session.user_id.clone()),
                 kind: ActorKind::Human,
+                owner: None,
             },
             action,
             outcome,

@@ -133,6 +133,7 @@ pub async fn session_ended(
         Actor {
             id: Some(user_id.to_owned()),
             kind: ActorKind::Human,
+            owner: None,
         },
         "logout",
         Outcome::Success,

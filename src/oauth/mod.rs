@@ -16,6 +16,7 @@ pub mod error;
 pub mod etag;
 pub mod grants;
 pub mod logout;
+pub mod personal_tokens;
 pub mod pkce;
 pub mod registry;
 pub mod scope;

@@ -43,4 +43,6 @@ pub struct Core {
     pub passwords: Passwords,
     /// Users as token checks read them (at most one second old).
     pub user_cache: UserCache,
+    /// Uses of personal and machine tokens not written yet.
+    pub token_uses: crate::oauth::personal_tokens::usage::UsageCounter,
 }

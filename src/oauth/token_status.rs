@@ -19,7 +19,8 @@ use super::{ErrorCode, OAuthError};
 use crate::audit::{Actor, ActorKind, Event, Outcome};
 use crate::clock;
 use crate::oauth::Core;
-use crate::store::{CredentialStore, RevocationStore};
+use crate::oauth::personal_tokens::exchange::EXCHANGED_CLIENT_PREFIX;
+use crate::store::{CredentialStore, PersonalTokenStore, RevocationStore};
 use crate::tokens::jwt::verify_own;
 use crate::tokens::opaque::OpaqueToken;
 
@@ -98,6 +99,19 @@ pub struct Introspection {
     /// `human`, `service` or `workload`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub identity_kind: Option<String>,
+    /// `pat` or `machine`, for a personal or machine token.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub token_kind: Option<&'static str>,
+    /// The username of the person who owns (a personal token) or answers
+    /// for (a machine token) the token; absent for an orphaned one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub owner: Option<String>,
+    /// A personal or machine token's environment label.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub env: Option<String>,
+    /// A personal or machine token's name.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub token_name: Option<String>,
 }
 
 /// The claims of Tessera's own JWT access tokens that are checked here.
@@ -116,6 +130,9 @@ pub(crate) struct OwnClaims {
     /// Set on a token exchanged under a trust policy.
     #[serde(default)]
     workload: Option<Workload>,
+    /// Set on a token exchanged for a personal or machine token.
+    #[serde(default)]
+    token_id: Option<String>,
 }
 
 /// The trust policy an exchanged token was issued under.
@@ -175,10 +192,20 @@ pub(crate) async fn live_jwt(state: &Core, token: &str) -> Result<Option<OwnClai
             return Ok(None);
         }
     }
+    // A token exchanged for a personal or machine token lives only while
+    // that token does, enabled.
+    if let Some(id) = &claims.token_id {
+        let source = state.store.personal_token(id.clone()).await?;
+        if !source.is_some_and(|s| s.token.is_live(now) && s.token.disabled_at.is_none()) {
+            return Ok(None);
+        }
+    }
     // Without client authentication, such a token names the policy, not a
-    // registered client (`trust:<policy>`).
+    // registered client (`trust:<policy>`), or the token it was exchanged
+    // for (`token:<id>`).
     let clientless = claims.client_id.starts_with(SERVICE_USER_PREFIX)
-        || claims.client_id.starts_with(TRUST_CLIENT_PREFIX);
+        || claims.client_id.starts_with(TRUST_CLIENT_PREFIX)
+        || claims.client_id.starts_with(EXCHANGED_CLIENT_PREFIX);
     if !clientless {
         let client = state
             .client_cache
@@ -209,19 +236,8 @@ pub async fn introspect(
 pub async fn introspect_access(state: &Core, token: &str) -> Result<Introspection, OAuthError> {
     if token.starts_with("tsr_") {
         let presented = OpaqueToken::from_presented(token);
-        return match bearer::inspect(&state.store, &state.digest_key, &presented).await {
-            Ok(found) => Ok(Introspection {
-                active: true,
-                sub: Some(found.principal.id.clone()),
-                client_id: Some(found.principal.id.clone()),
-                scope: Some(found.principal.scopes.join(" ")),
-                exp: found.expires_at,
-                iat: Some(found.issued_at),
-                token_type: Some("Bearer"),
-                iss: Some(state.config.issuer().to_owned()),
-                identity_kind: Some(ActorKind::Service.as_str().to_owned()),
-                ..Default::default()
-            }),
+        return match bearer::inspect(state, &presented).await {
+            Ok(found) => Ok(opaque_introspection(state, found).await?),
             Err((error, _)) if error.code == ErrorCode::TemporarilyUnavailable => Err(error),
             Err(_) => Ok(Introspection::default()),
         };
@@ -239,8 +255,50 @@ pub async fn introspect_access(state: &Core, token: &str) -> Result<Introspectio
             iss: Some(claims.iss),
             jti: Some(claims.jti),
             identity_kind: Some(claims.identity_kind),
+            ..Default::default()
         },
         None => Introspection::default(),
+    })
+}
+
+/// An opaque token that checked out: a personal or machine token says
+/// which it is, its owner, environment and name, so that a resource server
+/// can decide on them; the bootstrap token is a service user's.
+async fn opaque_introspection(
+    state: &Core,
+    found: bearer::Inspected,
+) -> Result<Introspection, OAuthError> {
+    let bearer::Inspected { principal, record } = found;
+    let personal = principal.token_kind.is_some();
+    // A person owns a personal token; a machine token names the person
+    // who answers for it (none: orphaned).
+    let owner = match principal.token_kind {
+        Some(ActorKind::Pat) => Some(principal.name.clone()),
+        Some(_) => match &record.responsible_id {
+            Some(id) => state
+                .user_cache
+                .get(&state.store, id)
+                .await?
+                .map(|u| u.username.clone()),
+            None => None,
+        },
+        None => None,
+    };
+    Ok(Introspection {
+        active: true,
+        sub: Some(principal.id.clone()),
+        client_id: Some(principal.id.clone()),
+        scope: Some(principal.scopes.join(" ")),
+        exp: record.expires_at,
+        iat: Some(record.created_at),
+        token_type: Some("Bearer"),
+        iss: Some(state.config.issuer().to_owned()),
+        identity_kind: Some(principal.kind.as_str().to_owned()),
+        token_kind: principal.token_kind.map(|k| k.as_str()),
+        owner,
+        env: personal.then(|| record.env.clone()),
+        token_name: personal.then(|| record.name.clone()),
+        ..Default::default()
     })
 }
 
@@ -320,12 +378,7 @@ pub async fn revoke(
         // Opaque tokens belong to service users; only an administrator may
         // revoke them until personal access tokens bring owners of their own.
         if let Caller::Admin(_) = caller
-            && let Ok(found) = bearer::inspect(
-                &state.store,
-                &state.digest_key,
-                &OpaqueToken::from_presented(token),
-            )
-            .await
+            && let Ok(found) = bearer::inspect(state, &OpaqueToken::from_presented(token)).await
         {
             state
                 .store

@@ -21,6 +21,9 @@ pub struct NewAuditRecord {
     pub remote_addr: Option<String>,
     pub outcome: String,
     pub details: String,
+    /// When the actor is a credential (a personal or machine token), who
+    /// stands behind it: the user or service user that owns it.
+    pub actor_owner: Option<String>,
 }
 
 impl NewAuditRecord {
@@ -44,6 +47,7 @@ impl NewAuditRecord {
             target: optional(&self.target),
             client_id: optional(&self.client_id),
             remote_addr: optional(&self.remote_addr),
+            actor_owner: optional(&self.actor_owner),
             outcome: text(&self.outcome),
             details: serde_json::json!({
                 "refused_by_database": true,
@@ -55,6 +59,19 @@ impl NewAuditRecord {
 }
 
 const SAFE_FIELD_CHARS: usize = 512;
+
+/// The actions whose target may be a personal or machine token, as the
+/// partial index `audit_events_token_target` lists them: the lifecycle,
+/// and refused uses (`auth.failed`).
+pub const TOKEN_TARGET_ACTIONS: [&str; 7] = [
+    "token.created",
+    "token.disabled",
+    "token.enabled",
+    "token.rolled",
+    "token.revoked",
+    "token.transferred",
+    "auth.failed",
+];
 
 /// The one action left out of the `(action, id)` index (migration
 /// 2026-12-01-000010): nearly every row is one, and the primary key serves it.
@@ -73,12 +90,16 @@ pub struct AuditRecord {
     pub remote_addr: Option<String>,
     pub outcome: String,
     pub details: String,
+    pub actor_owner: Option<String>,
 }
 
 /// Filters for listing; `before_id` is the paging cursor (newest first).
 #[derive(Debug, Clone, Default)]
 pub struct AuditFilter {
     pub action: Option<String>,
+    /// Events of one personal or machine token: as actor, or as the
+    /// target of one of [`TOKEN_TARGET_ACTIONS`].
+    pub token: Option<String>,
     pub actor_id: Option<String>,
     pub actor_kind: Option<String>,
     pub outcome: Option<String>,
@@ -187,6 +208,15 @@ impl AuditStore for Store {
                 }
                 query = query.filter(a::action.eq(action));
             }
+            if let Some(token) = filter.token {
+                // Repeats the partial index's condition (migration
+                // 2026-12-06-000120), so that SQLite uses it.
+                query = query.filter(
+                    a::actor_id.eq(token.clone()).or(a::target
+                        .eq(token)
+                        .and(a::action.eq_any(TOKEN_TARGET_ACTIONS))),
+                );
+            }
             if let Some(actor) = filter.actor_id {
                 query = query.filter(a::actor_id.eq(actor));
             }
@@ -232,6 +262,7 @@ mod tests {
             remote_addr: Some("127.0.0.1".into()),
             outcome: "failure".into(),
             details: format!("{{\"reason\":\"{hostile}\"}}"),
+            actor_owner: None,
         };
         let safe = row.safe_form();
         for text in [

@@ -48,6 +48,27 @@ pub struct AccessTokenRecord {
     pub last_used_at: Option<i64>,
     pub disabled_at: Option<i64>,
     pub revoked_at: Option<i64>,
+    /// The environment label of a personal or machine token; '' otherwise.
+    pub env: String,
+    /// A machine token's responsible human (a user id); `None`: orphaned.
+    pub responsible_id: Option<String>,
+    /// The lifetime chosen at creation (a roll gives it again); `None`:
+    /// the token does not expire.
+    pub lifetime_secs: Option<i64>,
+    pub last_used_ip: Option<String>,
+    pub use_count: i64,
+    /// The token a roll replaced this one with.
+    pub replaced_by: Option<String>,
+    /// The last four characters of the token, for lists.
+    pub last_four: String,
+}
+
+impl AccessTokenRecord {
+    /// Whether the token is accepted at `now` as far as its own row says:
+    /// not revoked, not expired (a disabled token is live but refused).
+    pub fn is_live(&self, now: i64) -> bool {
+        self.revoked_at.is_none() && self.expires_at.is_none_or(|exp| exp > now)
+    }
 }
 
 impl std::fmt::Debug for AccessTokenRecord {

@@ -21,6 +21,7 @@ mod keys;
 mod login_throttle;
 mod mfa;
 mod notify;
+mod personal_tokens;
 mod revocations;
 pub mod schema;
 mod service_users;
@@ -50,6 +51,10 @@ pub use keys::{KeyStore, ResealedKey, SigningKeyRecord};
 pub use login_throttle::{Admission, ThrottleRecord, ThrottleStore};
 pub use mfa::{MfaStore, ResealedTotp, TotpRecord};
 pub use notify::{APPLICATION_NAME as LISTENER_APPLICATION_NAME, Change};
+pub use personal_tokens::{
+    Changed, LimitReached, PERSONAL_KINDS, PersonalTokenStore, Responsible, TokenListing,
+    TokenScope, TokenUses,
+};
 pub use revocations::RevocationStore;
 pub use service_users::{ServiceUserKeyRecord, ServiceUserStore, ServiceUserWithKeys};
 pub use sessions::{SessionRecord, SessionStore};

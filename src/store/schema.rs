@@ -52,6 +52,13 @@ diesel::table! {
         last_used_at -> Nullable<BigInt>,
         disabled_at -> Nullable<BigInt>,
         revoked_at -> Nullable<BigInt>,
+        env -> Text,
+        responsible_id -> Nullable<Text>,
+        lifetime_secs -> Nullable<BigInt>,
+        last_used_ip -> Nullable<Text>,
+        use_count -> BigInt,
+        replaced_by -> Nullable<Text>,
+        last_four -> Text,
     }
 }
 
@@ -67,6 +74,7 @@ diesel::table! {
         remote_addr -> Nullable<Text>,
         outcome -> Text,
         details -> Text,
+        actor_owner -> Nullable<Text>,
     }
 }
 

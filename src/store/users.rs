@@ -8,6 +8,7 @@ use diesel::prelude::*;
 
 use super::audit::{NewAuditRecord, append_in};
 use super::authorization::{GrantsOf, revoke_grants_in};
+use super::personal_tokens::owner_leaves_in;
 use super::schema::{service_users, users};
 use super::{AnyConnection, Refusal, Store, StoreError};
 
@@ -231,6 +232,11 @@ impl UserStore for Store {
                 } else {
                     event
                 };
+                let event = if user.disabled && !was_disabled {
+                    owner_leaves_in(conn, &id, false, crate::clock::now(), event)?
+                } else {
+                    event
+                };
                 append_in(conn, &event)?;
                 Ok(value)
             });
@@ -243,6 +249,7 @@ impl UserStore for Store {
         self.run(move |conn| {
             conn.transaction(|conn| {
                 let event = end_sessions_in(conn, &id)?.recorded_in(event);
+                let event = owner_leaves_in(conn, &id, true, crate::clock::now(), event)?;
                 diesel::update(service_users::table.filter(service_users::owner_id.eq(&id)))
                     .set(service_users::owner_id.eq(None::<String>))
                     .execute(conn)?;

@@ -33,6 +33,9 @@ pub struct AccessClaims<'a> {
     /// run, event, policy.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub workload: Option<&'a serde_json::Value>,
+    /// The personal or machine token this one was exchanged for.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub token_id: Option<&'a str>,
 }
 
 #[derive(Debug)]
@@ -67,6 +70,9 @@ pub struct AccessTokenRequest<'a> {
     pub alg: Alg,
     /// For exchanged tokens: the `act` and `workload` claims.
     pub delegation: Option<&'a Delegation>,
+    /// For a token exchanged for a personal or machine token: that
+    /// token's id (`token_id`), which must stay live for this one to.
+    pub source_token: Option<&'a str>,
 }
 
 /// Who acts for the subject of an exchanged token (RFC 8693 §4.1), and the
@@ -100,6 +106,7 @@ pub fn mint(ring: &KeyRing, request: &AccessTokenRequest<'_>) -> Result<Issued, 
         identity_kind: request.identity_kind,
         act: request.delegation.map(|d| &d.act),
         workload: request.delegation.map(|d| &d.workload),
+        token_id: request.source_token,
     };
     let token = jwt::sign(key, "at+jwt", &claims)?;
     Ok(Issued {

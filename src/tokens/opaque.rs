@@ -1,7 +1,11 @@
-//! Opaque bearer tokens: `tsr_<kind>_<body><checksum>`.
+//! Opaque bearer tokens: `tsr_<kind>_<body><checksum>`, and for personal
+//! and machine tokens `tsr_<kind>_<env>_<body><checksum>`.
 //!
 //! - `kind` tells a human or a secret scanner what leaked (`pat`, `mt`,
 //!   `rt`, `bt`).
+//! - `env` (personal and machine tokens only) is the environment label the
+//!   token was made for, 1 to 16 lowercase letters and digits: `prod` in a
+//!   leaked token's prefix tells the finder how bad the leak is.
 //! - `body` is 43 base62 characters: 256 bits from the OS.
 //! - `checksum` is CRC32 of everything before it, 6 base62 characters, so
 //!   a scanner can reject a typo offline (the same idea as GitHub's tokens).
@@ -21,6 +25,17 @@ const PREFIX: &str = "tsr_";
 const BODY_LEN: usize = 43;
 const CHECKSUM_LEN: usize = 6;
 const LOOKUP_LEN: usize = 12;
+/// The longest environment label.
+pub const ENV_MAX_LEN: usize = 16;
+
+/// Whether `env` is an environment label: 1 to 16 lowercase ASCII letters
+/// and digits.
+pub fn is_env_label(env: &str) -> bool {
+    (1..=ENV_MAX_LEN).contains(&env.len())
+        && env
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TokenKind {
@@ -57,6 +72,11 @@ impl TokenKind {
         .into_iter()
         .find(|kind| kind.as_str() == text)
     }
+
+    /// Personal and machine tokens carry an environment label.
+    pub fn has_env(self) -> bool {
+        matches!(self, TokenKind::Pat | TokenKind::Machine)
+    }
 }
 
 /// A token's cleartext. `Debug` never shows it; it is wiped on drop.
@@ -81,12 +101,26 @@ pub enum TokenFormatError {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ParsedToken {
     pub kind: TokenKind,
+    /// The environment label of a personal or machine token.
+    pub env: Option<String>,
     pub lookup: String,
 }
 
 impl OpaqueToken {
+    /// A new token of a kind without an environment label.
     pub fn generate(kind: TokenKind) -> Self {
-        let mut text = format!("{PREFIX}{}_{}", kind.as_str(), random_base62(BODY_LEN));
+        debug_assert!(!kind.has_env());
+        Self::finish(format!("{PREFIX}{}_", kind.as_str()))
+    }
+
+    /// A new personal or machine token for `env` (an [`is_env_label`]).
+    pub fn generate_for_env(kind: TokenKind, env: &str) -> Self {
+        debug_assert!(kind.has_env() && is_env_label(env));
+        Self::finish(format!("{PREFIX}{}_{env}_", kind.as_str()))
+    }
+
+    fn finish(mut text: String) -> Self {
+        text.push_str(&random_base62(BODY_LEN));
         let checksum = checksum(&text);
         text.push_str(&checksum);
         OpaqueToken(Zeroizing::new(text))
@@ -109,6 +143,15 @@ impl OpaqueToken {
             .ok_or(TokenFormatError::NotTessera)?;
         let (kind, tail) = rest.split_once('_').ok_or(TokenFormatError::NotTessera)?;
         let kind = TokenKind::parse(kind).ok_or(TokenFormatError::NotTessera)?;
+        let (env, tail) = if kind.has_env() {
+            let (env, tail) = tail.split_once('_').ok_or(TokenFormatError::NotTessera)?;
+            if !is_env_label(env) {
+                return Err(TokenFormatError::NotTessera);
+            }
+            (Some(env.to_owned()), tail)
+        } else {
+            (None, tail)
+        };
         if tail.len() != BODY_LEN + CHECKSUM_LEN || !tail.bytes().all(|b| b.is_ascii_alphanumeric())
         {
             return Err(TokenFormatError::NotTessera);
@@ -125,6 +168,7 @@ impl OpaqueToken {
         }
         Ok(ParsedToken {
             kind,
+            env,
             lookup: tail[..LOOKUP_LEN].to_owned(),
         })
     }
@@ -139,6 +183,12 @@ impl OpaqueToken {
         self.digest(key).ct_eq(stored).unwrap_u8() == 1
     }
 }
+
+/// A regular expression a secret scanner can use for personal and machine
+/// tokens (the README gives it too); the checksum then tells a real
+/// token from a lookalike offline: CRC32 (IEEE) of everything before the
+/// last six characters, as six base62 digits, most significant first.
+pub const SCANNER_PATTERN: &str = r"\btsr_(pat|mt)_[a-z0-9]{1,16}_[A-Za-z0-9]{49}\b";
 
 fn checksum(text: &str) -> String {
     let mut value = crc32fast::hash(text.as_bytes()) as u64;
@@ -176,8 +226,50 @@ mod tests {
     }
 
     #[test]
+    fn personal_and_machine_tokens_carry_their_environment() {
+        let token = OpaqueToken::generate_for_env(TokenKind::Pat, "prod");
+        assert!(token.expose().starts_with("tsr_pat_prod_"));
+        assert_eq!(token.expose().len(), 13 + BODY_LEN + CHECKSUM_LEN);
+        let parsed = token.parse().unwrap();
+        assert_eq!(parsed.kind, TokenKind::Pat);
+        assert_eq!(parsed.env.as_deref(), Some("prod"));
+        assert_eq!(parsed.lookup, token.expose()[13..25]);
+
+        let machine = OpaqueToken::generate_for_env(TokenKind::Machine, "dev2");
+        assert!(machine.expose().starts_with("tsr_mt_dev2_"));
+        assert_eq!(machine.parse().unwrap().env.as_deref(), Some("dev2"));
+
+        // The label is under the checksum: another label is a typo.
+        let relabelled = token.expose().replacen("_prod_", "_dev0_", 1);
+        assert_eq!(
+            OpaqueToken::from_presented(&relabelled).parse(),
+            Err(TokenFormatError::BadChecksum)
+        );
+        // A personal token without a label is not a token at all.
+        let unlabelled = token.expose().replacen("prod_", "", 1);
+        assert_eq!(
+            OpaqueToken::from_presented(&unlabelled).parse(),
+            Err(TokenFormatError::NotTessera)
+        );
+        assert!(is_env_label("staging") && is_env_label("eu1"));
+        for bad in ["", "Prod", "pr-od", "seventeen-chars-x", "pr_od"] {
+            assert!(!is_env_label(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn scanner_pattern_matches_generated_tokens() {
+        let pattern = regex::Regex::new(SCANNER_PATTERN).unwrap();
+        for kind in [TokenKind::Pat, TokenKind::Machine] {
+            let token = OpaqueToken::generate_for_env(kind, "staging");
+            assert!(pattern.is_match(token.expose()), "{}", kind.as_str());
+        }
+        assert!(!pattern.is_match("tsr_pat_Prod_abc"));
+    }
+
+    #[test]
     fn digest_is_keyed_and_debug_is_redacted() {
-        let token = OpaqueToken::generate(TokenKind::Pat);
+        let token = OpaqueToken::generate_for_env(TokenKind::Pat, "dev");
         let key = hmac::Key::new(hmac::HMAC_SHA256, b"k1");
         let other = hmac::Key::new(hmac::HMAC_SHA256, b"k2");
         let stored = token.digest(&key);

@@ -36,6 +36,7 @@ fn record(action: &str, target: &str, occurred_at_ms: i64) -> NewAuditRecord {
         remote_addr: None,
         outcome: "success".into(),
         details: "{}".into(),
+        actor_owner: None,
     }
 }
 

@@ -559,18 +559,18 @@ async fn refused_user_input(backend: Backend) {
 /// A registered client and a person, and a way to sign their access
 /// tokens with the server's own key ring, as the authorization code grant
 /// will.
-struct People {
+pub(crate) struct People {
     client_id: String,
 }
 
 impl People {
-    async fn new(app: &TestApp) -> People {
+    pub(crate) async fn new(app: &TestApp) -> People {
         let (client_id, _) =
             crate::clients::register(app, json!({"name": "console", "scope": "admin"})).await;
         People { client_id }
     }
 
-    async fn user(&self, app: &TestApp, username: &str, admin: bool) -> String {
+    pub(crate) async fn user(&self, app: &TestApp, username: &str, admin: bool) -> String {
         let user = ok_json(
             app.admin_post(
                 "/admin/v1/users",
@@ -583,7 +583,14 @@ impl People {
         user["id"].as_str().unwrap().to_owned()
     }
 
-    fn token(&self, app: &TestApp, sub: &str, scope: &str, aud: &str, kind: &str) -> String {
+    pub(crate) fn token(
+        &self,
+        app: &TestApp,
+        sub: &str,
+        scope: &str,
+        aud: &str,
+        kind: &str,
+    ) -> String {
         let scopes: Vec<String> = scope.split_whitespace().map(str::to_owned).collect();
         let audience = vec![aud.to_owned(), "https://api.example.com".to_owned()];
         mint(
@@ -598,6 +605,7 @@ impl People {
                 lifetime: Duration::from_secs(300),
                 alg: Alg::ES256,
                 delegation: None,
+                source_token: None,
             },
         )
         .unwrap()
@@ -607,7 +615,7 @@ impl People {
     }
 }
 
-async fn call(
+pub(crate) async fn call(
     app: &TestApp,
     method: reqwest::Method,
     path: &str,

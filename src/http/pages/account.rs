@@ -266,6 +266,7 @@ pub async fn mfa_post(
         Actor {
             id: Some(user.id.clone()),
             kind: ActorKind::Human,
+            owner: None,
         },
         "mfa.enrolled",
         Outcome::Success,

@@ -35,6 +35,7 @@ pub async fn grant(
                 Actor {
                     id: Some(record.user_id.clone()),
                     kind: ActorKind::Human,
+                    owner: None,
                 },
                 "code.reused",
                 Outcome::Failure,
@@ -127,6 +128,7 @@ pub async fn grant(
             Actor {
                 id: Some(record.user_id.clone()),
                 kind: ActorKind::Human,
+                owner: None,
             },
             "code.reused",
             Outcome::Failure,

@@ -35,6 +35,7 @@ pub async fn grant(
             ),
             alg: client.access_token_alg,
             delegation: None,
+            source_token: None,
         },
         context.remote,
     )

@@ -68,6 +68,7 @@ pub async fn tokens(
     let actor = Actor {
         id: Some(grant.user.id.clone()),
         kind: ActorKind::Human,
+        owner: None,
     };
     let (mut response, access) = issue_as(
         state,
@@ -82,6 +83,7 @@ pub async fn tokens(
             lifetime,
             alg: client.access_token_alg,
             delegation: None,
+            source_token: None,
         },
         actor,
         remote,

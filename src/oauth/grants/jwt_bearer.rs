@@ -124,6 +124,7 @@ pub async fn grant(
                 .as_ref()
                 .map_or(crate::keys::Alg::ES256, |c| c.access_token_alg),
             delegation: None,
+            source_token: None,
         },
         context.remote,
     )

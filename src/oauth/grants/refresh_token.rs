@@ -43,6 +43,7 @@ async fn audit_reuse(state: &Core, record: &RefreshTokenRecord, remote: Option<S
         Actor {
             id: Some(record.user_id.clone()),
             kind: ActorKind::Human,
+            owner: None,
         },
         "refresh.reused",
         Outcome::Failure,

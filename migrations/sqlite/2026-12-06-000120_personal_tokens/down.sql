@@ -1,0 +1,10 @@
+DROP INDEX audit_events_token_target;
+ALTER TABLE audit_events DROP COLUMN actor_owner;
+DROP INDEX access_tokens_responsible;
+ALTER TABLE access_tokens DROP COLUMN last_four;
+ALTER TABLE access_tokens DROP COLUMN replaced_by;
+ALTER TABLE access_tokens DROP COLUMN use_count;
+ALTER TABLE access_tokens DROP COLUMN last_used_ip;
+ALTER TABLE access_tokens DROP COLUMN lifetime_secs;
+ALTER TABLE access_tokens DROP COLUMN responsible_id;
+ALTER TABLE access_tokens DROP COLUMN env;

@@ -1,0 +1,193 @@
+//! What a new token may be: its environment, lifetime and scopes.
+
+use std::time::Duration;
+
+use crate::config::PersonalTokensConfig;
+use crate::oauth::api_scopes;
+use crate::oauth::bearer::Principal;
+use crate::oauth::error::named;
+use crate::oauth::{ErrorCode, OAuthError, syntax};
+
+/// The word that asks for a token that never expires.
+pub const NEVER: &str = "never";
+
+/// `env` must be one of the configured labels.
+pub fn check_env(config: &PersonalTokensConfig, env: &str) -> Result<(), OAuthError> {
+    if config.environments.iter().any(|e| e == env) {
+        Ok(())
+    } else {
+        Err(OAuthError::invalid_request(format!(
+            "env must be one of: {}",
+            config.environments.join(", ")
+        )))
+    }
+}
+
+/// The lifetime `expires` names, within the caps: one of the configured
+/// choices, at most `max_lifetime` and the environment's own maximum.
+/// `None`: a machine token that never expires, where policy allows it.
+pub fn lifetime(
+    config: &PersonalTokensConfig,
+    expires: &str,
+    env: &str,
+    machine: bool,
+) -> Result<Option<Duration>, OAuthError> {
+    if expires == NEVER {
+        return if machine && config.allow_non_expiring_machine_tokens {
+            Ok(None)
+        } else if machine {
+            Err(OAuthError::invalid_request(
+                "tokens must expire: the administrator's policy \
+                 (personal_tokens.allow_non_expiring_machine_tokens) does not allow `never`",
+            ))
+        } else {
+            Err(OAuthError::invalid_request(
+                "personal access tokens must expire; choose a lifetime",
+            ))
+        };
+    }
+    let choices = || config.expiry_choices.join(", ");
+    let chosen = config.choice(expires).ok_or_else(|| {
+        OAuthError::invalid_request(format!(
+            "expires must be one of: {}{}",
+            choices(),
+            if machine && config.allow_non_expiring_machine_tokens {
+                ", never"
+            } else {
+                ""
+            }
+        ))
+    })?;
+    let max = config.max_for(env);
+    if chosen > max {
+        return Err(OAuthError::invalid_request(format!(
+            "expires {} is longer than the {} allowed for `{}` tokens",
+            named(expires),
+            humantime::format_duration(max),
+            env
+        )));
+    }
+    Ok(Some(chosen))
+}
+
+/// Who a new token is for, as far as its scopes go.
+pub enum OwnerRights<'a> {
+    Human {
+        is_admin: bool,
+    },
+    Service {
+        is_admin: bool,
+        scopes: &'a [String],
+    },
+}
+
+/// The scopes a new token gets: each one something the owner may have
+/// (Tessera's API scopes by `api_scopes::allowed_for_user`; a service
+/// user's own scopes besides), and no API scope the caller's own token
+/// lacks unless the caller is an administrator with `admin` (a token
+/// cannot mint a stronger one). `None` or blank: no scopes.
+pub fn scopes(
+    requested: Option<&str>,
+    owner: &OwnerRights<'_>,
+    caller: &Principal,
+) -> Result<String, OAuthError> {
+    let Some(requested) = requested.filter(|s| !s.trim().is_empty()) else {
+        return Ok(String::new());
+    };
+    syntax::check_parameter("scope", requested)?;
+    let caller_admin = caller.is_admin && caller.has_scope(api_scopes::ADMIN);
+    let mut granted: Vec<&str> = Vec::new();
+    for scope in requested.split_whitespace() {
+        let allowed = match owner {
+            OwnerRights::Human { is_admin } => {
+                api_scopes::is_api_scope(scope) && api_scopes::allowed_for_user(*is_admin, scope)
+            }
+            OwnerRights::Service { is_admin, scopes } => {
+                if api_scopes::is_api_scope(scope) {
+                    api_scopes::allowed_for_user(*is_admin, scope)
+                } else {
+                    scopes.iter().any(|s| s == scope)
+                }
+            }
+        };
+        if !allowed {
+            return Err(OAuthError::new(
+                ErrorCode::InvalidScope,
+                format!("the token's owner may not have the scope {}", named(scope)),
+            ));
+        }
+        if api_scopes::is_api_scope(scope) && !caller_admin && !caller.has_scope(scope) {
+            return Err(OAuthError::new(
+                ErrorCode::InvalidScope,
+                format!(
+                    "your own token does not carry {}: a token cannot make a stronger one \
+                     (for the admin scopes, log in with `tessera login --admin`)",
+                    named(scope)
+                ),
+            ));
+        }
+        if !granted.contains(&scope) {
+            granted.push(scope);
+        }
+    }
+    Ok(granted.join(" "))
+}
+
+/// The grace a roll gives the old token: a duration from 1 s to 24 h.
+pub fn grace(text: &str) -> Result<Duration, OAuthError> {
+    match humantime::parse_duration(text) {
+        Ok(d) if d >= Duration::from_secs(1) && d <= MAX_GRACE => Ok(d),
+        _ => Err(OAuthError::invalid_request(
+            "grace must be a duration from 1s to 24h, such as 15m",
+        )),
+    }
+}
+
+const MAX_GRACE: Duration = Duration::from_secs(24 * 3600);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config() -> PersonalTokensConfig {
+        let mut c = crate::config::Config::load(None, &Default::default())
+            .unwrap()
+            .personal_tokens;
+        c.env_max_lifetime.insert("prod".into(), "7d".into());
+        c
+    }
+
+    #[test]
+    fn lifetimes_are_choices_within_the_caps() {
+        let c = config();
+        assert_eq!(
+            lifetime(&c, "7d", "dev", false).unwrap(),
+            Some(Duration::from_secs(7 * 86400))
+        );
+        assert_eq!(
+            lifetime(&c, "30d", "dev", false).unwrap(),
+            Some(Duration::from_secs(30 * 86400))
+        );
+        // Not a choice, even if a duration.
+        assert!(lifetime(&c, "2d", "dev", false).is_err());
+        assert!(lifetime(&c, "", "dev", false).is_err());
+        // prod is capped at 7 days.
+        assert!(lifetime(&c, "14d", "prod", false).is_err());
+        assert!(lifetime(&c, "7d", "prod", true).is_ok());
+        // never: refused for people always, for machines unless allowed.
+        assert!(lifetime(&c, NEVER, "dev", false).is_err());
+        assert!(lifetime(&c, NEVER, "dev", true).is_err());
+        let mut allowed = c.clone();
+        allowed.allow_non_expiring_machine_tokens = true;
+        assert_eq!(lifetime(&allowed, NEVER, "dev", true).unwrap(), None);
+        assert!(lifetime(&allowed, NEVER, "dev", false).is_err());
+    }
+
+    #[test]
+    fn grace_is_bounded() {
+        assert_eq!(grace("15m").unwrap(), Duration::from_secs(900));
+        for bad in ["0s", "25h", "soon", ""] {
+            assert!(grace(bad).is_err(), "{bad}");
+        }
+    }
+}
