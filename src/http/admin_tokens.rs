@@ -59,6 +59,7 @@ pub(super) async fn list_tokens(
     let options = ListOptions {
         include_revoked: query.include_revoked.unwrap_or(false),
         orphaned: query.orphaned.unwrap_or(false),
+        own_only: false,
     };
     Ok(Json(TokenList {
         tokens: personal_tokens::list(&state, &caller, options).await?,

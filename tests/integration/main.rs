@@ -41,6 +41,7 @@ mod service_users;
 mod startup;
 mod test_issuer;
 mod token_status;
+mod tokens_browser;
 mod tokens_cli;
 mod trust_admin;
 mod trust_cli;

@@ -88,8 +88,10 @@ pub async fn show(
                     }
                 }
             }
+            h2 { "Security" }
             nav aria-label="Account" {
                 ul {
+                    li { a #tokens-link href="/account/tokens" { "Personal access tokens" } }
                     li { a #logout href="/logout" { "Sign out" } }
                 }
             }

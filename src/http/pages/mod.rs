@@ -15,6 +15,7 @@ pub mod error;
 pub mod login;
 pub mod logout;
 pub mod session;
+pub mod tokens;
 
 use axum::Router;
 use axum::extract::{FromRequest, FromRequestParts, Request};
@@ -50,6 +51,51 @@ pub fn routes() -> Router<AppState> {
             "/account/mfa",
             get(account::mfa_show).post(account::mfa_post),
         )
+        .route("/account/tokens", get(tokens::show).post(tokens::create))
+        .route("/account/tokens/{id}", axum::routing::post(tokens::act))
+        .route("/assets/copy.js", get(copy_script))
+}
+
+/// The token page's copy button, the one script of these pages.
+const COPY_JS: &str = include_str!("copy.js");
+
+fn copy_script_version() -> &'static str {
+    static VERSION: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    VERSION.get_or_init(|| format!("{:08x}", crc32fast::hash(COPY_JS.as_bytes())))
+}
+
+/// `GET /assets/copy.js`: cached for a year (the URL carries its version).
+async fn copy_script() -> Response {
+    asset(COPY_JS.into_response(), "text/javascript; charset=utf-8")
+}
+
+/// A compiled-in asset's headers: its type, cached for a year (its URL
+/// carries its version), never sniffed as another type.
+fn asset(mut response: Response, content_type: &'static str) -> Response {
+    let h = response.headers_mut();
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    h.insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("public, max-age=31536000, immutable"),
+    );
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    response
+}
+
+/// The page's CSP, allowing this server's own scripts (`/assets/copy.js`)
+/// and nothing else: no inline script, no other origin.
+pub fn allow_own_script(mut response: Response) -> Response {
+    response.headers_mut().insert(
+        HeaderName::from_static("content-security-policy"),
+        HeaderValue::from_static(
+            "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
+             base-uri 'none'; frame-ancestors 'none'",
+        ),
+    );
+    response
 }
 
 /// The one page chrome: `lang`, viewport, the stylesheet, one `h1` (the
@@ -130,26 +176,14 @@ async fn stylesheet(headers: HeaderMap) -> Response {
         .get(header::IF_NONE_MATCH)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.split(',').any(|t| t.trim() == etag || t.trim() == "*"));
-    let mut response = if fresh {
+    let response = if fresh {
         StatusCode::NOT_MODIFIED.into_response()
     } else {
         CSS.into_response()
     };
-    let h = response.headers_mut();
-    h.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/css; charset=utf-8"),
-    );
-    h.insert(
-        header::CACHE_CONTROL,
-        HeaderValue::from_static("public, max-age=31536000, immutable"),
-    );
-    h.insert(
-        header::X_CONTENT_TYPE_OPTIONS,
-        HeaderValue::from_static("nosniff"),
-    );
+    let mut response = asset(response, "text/css; charset=utf-8");
     if let Ok(value) = HeaderValue::from_str(&etag) {
-        h.insert(header::ETAG, value);
+        response.headers_mut().insert(header::ETAG, value);
     }
     response
 }

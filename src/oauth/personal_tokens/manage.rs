@@ -278,7 +278,11 @@ pub async fn list(
     caller: &Principal,
     options: ListOptions,
 ) -> Result<Vec<TokenView>, OAuthError> {
-    let scope = match reach(caller, false)? {
+    let reach = match reach(caller, false)? {
+        _ if options.own_only => Reach::Own,
+        reach => reach,
+    };
+    let scope = match reach {
         Reach::All => TokenScope {
             all: true,
             ..TokenScope::default()

@@ -73,4 +73,7 @@ pub struct ListOptions {
     pub include_revoked: bool,
     /// Only machine tokens nobody answers for.
     pub orphaned: bool,
+    /// The caller's own tokens only, even for an administrator (the
+    /// account page).
+    pub own_only: bool,
 }

@@ -151,6 +151,24 @@ impl Browser {
         }
     }
 
+    /// Clicks `css` on the page as it is (a radio button, a checkbox, a
+    /// button that runs script), without waiting for another page.
+    pub async fn tick(&self, css: &str) {
+        self.find(css).await.click().await.expect("click");
+    }
+
+    /// Whether the element `css` names carries `class`.
+    pub async fn has_class(&self, css: &str, class: &str) -> bool {
+        let classes = self
+            .find(css)
+            .await
+            .attr("class")
+            .await
+            .expect("class attribute")
+            .unwrap_or_default();
+        classes.split_whitespace().any(|c| c == class)
+    }
+
     pub async fn text(&self, css: &str) -> String {
         self.find(css).await.text().await.expect("text")
     }
