@@ -28,6 +28,7 @@ use crate::oauth::Core;
 use crate::oauth::client_cache::ClientCache;
 use crate::oauth::client_keys::ClientKeys;
 use crate::oauth::service_user_cache::ServiceUserCache;
+use crate::oauth::token_cache::TokenCache;
 use crate::store::{
     AuthorizationStore, BatchWriter, Change, DeviceStore, ReplayStore, RevocationStore, Store,
     StoreError,
@@ -139,6 +140,7 @@ impl Server {
                 .map_err(|e| StartError::Fatal(format!("passwords: {e}")))?,
             user_cache: UserCache::new(config.clients.cache_ttl),
             token_uses: Default::default(),
+            token_cache: TokenCache::new(config.clients.cache_ttl),
             config,
             store,
             keys,
@@ -211,7 +213,15 @@ impl Server {
             tracing::warn!("shutdown timeout reached; closing remaining connections");
         }
         let _ = supervisor.await;
-        state.token_uses.flush(&state).await;
+        // Bounded like the audit flush below: a database that is away must
+        // not keep the process alive.
+        let left = give_up_at.saturating_duration_since(tokio::time::Instant::now());
+        if tokio::time::timeout(left.max(MIN_FLUSH), state.token_uses.flush(&state))
+            .await
+            .is_err()
+        {
+            tracing::warn!("shutdown: token uses of the last interval could not be written");
+        }
         // Bounded: a database that is away must not keep the process alive.
         let left = give_up_at.saturating_duration_since(tokio::time::Instant::now());
         if !state.writer.flush_within(left.max(MIN_FLUSH)).await {

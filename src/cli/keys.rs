@@ -148,6 +148,14 @@ pub async fn run_audit(
         ),
         AuditCommand::Export { since, until } => return export_audit(client, since, until).await,
     };
+    if let Some((_, Some(token))) = filters.iter().find(|(name, _)| *name == "token")
+        && (token.starts_with("tsr_") || token.matches('.').count() == 2)
+    {
+        anyhow::bail!(
+            "audit list --token takes a token's id (from `tessera token list`), not the token \
+             itself; give the credential with TESSERA_TOKEN or --token-file"
+        );
+    }
     let mut query = vec![("limit", limit.to_string())];
     for (name, value) in filters {
         if let Some(value) = value {

@@ -42,6 +42,9 @@ pub enum TokenCommand {
         /// Revoked tokens too.
         #[arg(long)]
         all: bool,
+        /// Only tokens for this environment (prod, staging, dev).
+        #[arg(long)]
+        env: Option<String>,
     },
     /// Show a token.
     Show { id: String },
@@ -99,24 +102,24 @@ fn print_token(token: &Value) {
     println!("kind:         {}", shown(&token["kind"]));
     println!("env:          {}", shown(&token["env"]));
     println!("token:        {}", shown(&token["hint"]));
-    let scope = token["scope"].as_str().unwrap_or_default();
+    let scope = printable(token["scope"].as_str().unwrap_or_default());
     println!(
         "scopes:       {}",
         if scope.is_empty() {
             "(none: identifies its holder only)"
         } else {
-            scope
+            &scope
         }
     );
     println!(
         "owner:        {} ({})",
-        token["owner"]["name"].as_str().unwrap_or("(deleted)"),
+        printable(token["owner"]["name"].as_str().unwrap_or("(deleted)")),
         shown(&token["owner"]["kind"])
     );
     if token["kind"] == "machine" {
         println!(
             "responsible:  {}{}",
-            token["responsible"].as_str().unwrap_or("(none)"),
+            printable(token["responsible"].as_str().unwrap_or("(none)")),
             if token["orphaned"] == true {
                 " [orphaned]"
             } else {
@@ -137,12 +140,12 @@ fn print_token(token: &Value) {
         when(&token["last_used_at"]),
         token["last_used_ip"]
             .as_str()
-            .map(|ip| format!(" from {ip}"))
+            .map(|ip| format!(" from {}", printable(ip)))
             .unwrap_or_default()
     );
     println!("uses:         {}", token["use_count"].as_i64().unwrap_or(0));
     if let Some(next) = token["replaced_by"].as_str() {
-        println!("replaced by:  {next}");
+        println!("replaced by:  {}", printable(next));
     }
 }
 
@@ -193,8 +196,11 @@ pub async fn run(
             }
             print_created(&created, "created");
         }
-        TokenCommand::List { orphaned, all } => {
+        TokenCommand::List { orphaned, all, env } => {
             let mut query = Vec::new();
+            if let Some(env) = env {
+                query.push(("env", env));
+            }
             if orphaned {
                 query.push(("orphaned", "true".to_owned()));
             }
@@ -206,8 +212,8 @@ pub async fn run(
                 return print_json(&list);
             }
             println!(
-                "{:<36} {:<20} {:<7} {:<8} {:<9} {:<20} {:<20} OWNER",
-                "ID", "NAME", "KIND", "ENV", "STATUS", "EXPIRES", "LAST USED"
+                "{:<36} {:<20} {:<26} {:<9} {:<20} {:<20} OWNER",
+                "ID", "NAME", "TOKEN", "STATUS", "EXPIRES", "LAST USED"
             );
             for token in list["tokens"].as_array().into_iter().flatten() {
                 let owner = match token["kind"].as_str() {
@@ -224,11 +230,10 @@ pub async fn run(
                     _ => token["owner"]["name"].as_str().unwrap_or("?").to_owned(),
                 };
                 println!(
-                    "{:<36} {:<20} {:<7} {:<8} {:<9} {:<20} {:<20} {}",
+                    "{:<36} {:<20} {:<26} {:<9} {:<20} {:<20} {}",
                     shown(&token["id"]),
                     shown(&token["name"]),
-                    shown(&token["kind"]),
-                    shown(&token["env"]),
+                    shown(&token["hint"]),
                     shown(&token["status"]),
                     token["expires_at"]
                         .as_i64()

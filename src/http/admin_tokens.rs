@@ -5,7 +5,8 @@
 
 use axum::Json;
 use axum::extract::State;
-use axum::http::StatusCode;
+use axum::http::header::{CACHE_CONTROL, PRAGMA};
+use axum::http::{HeaderName, StatusCode};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
@@ -33,6 +34,9 @@ pub struct TokenQuery {
     /// Revoked tokens too.
     #[param(nullable = false)]
     pub include_revoked: Option<bool>,
+    /// Only tokens for this environment label.
+    #[param(nullable = false, pattern = "^[a-z0-9]{1,16}$")]
+    pub env: Option<String>,
 }
 
 /// Creates a token and shows its value, this once.
@@ -43,10 +47,21 @@ pub(super) async fn create_token(
     Admin(caller): Admin,
     RemoteAddr(remote): RemoteAddr,
     JsonOrEmpty(spec): JsonOrEmpty<TokenSpec>,
-) -> Result<(StatusCode, Json<CreatedToken>), OAuthError> {
+) -> Result<
+    (
+        StatusCode,
+        [(HeaderName, &'static str); 2],
+        Json<CreatedToken>,
+    ),
+    OAuthError,
+> {
     let created = personal_tokens::create(&state, &caller, spec, remote).await?;
-    Ok((StatusCode::CREATED, Json(created)))
+    Ok((StatusCode::CREATED, NO_STORE, Json(created)))
 }
+
+/// The answers that carry a token's value are never stored by a cache
+/// (RFC 9111 §5.2.2.5), as a token response is not (RFC 6749 §5.1).
+const NO_STORE: [(HeaderName, &str); 2] = [(CACHE_CONTROL, "no-store"), (PRAGMA, "no-cache")];
 
 /// The tokens the caller may manage, newest first.
 #[utoipa::path(get, path = "/admin/v1/tokens", tag = "tokens", params(TokenQuery),
@@ -60,6 +75,7 @@ pub(super) async fn list_tokens(
         include_revoked: query.include_revoked.unwrap_or(false),
         orphaned: query.orphaned.unwrap_or(false),
         own_only: false,
+        env: query.env,
     };
     Ok(Json(TokenList {
         tokens: personal_tokens::list(&state, &caller, options).await?,
@@ -130,9 +146,16 @@ pub(super) async fn roll_token(
     RemoteAddr(remote): RemoteAddr,
     Path(id): Path<String>,
     Body(spec): OptionalBody<RollSpec>,
-) -> Result<(StatusCode, Json<CreatedToken>), OAuthError> {
+) -> Result<
+    (
+        StatusCode,
+        [(HeaderName, &'static str); 2],
+        Json<CreatedToken>,
+    ),
+    OAuthError,
+> {
     let rolled = personal_tokens::roll(&state, &caller, &id, spec, remote).await?;
-    Ok((StatusCode::CREATED, Json(rolled)))
+    Ok((StatusCode::CREATED, NO_STORE, Json(rolled)))
 }
 
 /// Gives a machine token another responsible person.

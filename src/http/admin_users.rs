@@ -101,6 +101,8 @@ pub(super) async fn delete_user(
 ) -> Result<StatusCode, OAuthError> {
     let user = users::delete(&state.store, &reference, admin.actor()).await?;
     state.user_cache.invalidate(&user.id);
+    // Their personal tokens were revoked with them.
+    state.token_cache.invalidate_all();
     Ok(StatusCode::NO_CONTENT)
 }
 

@@ -2,6 +2,8 @@
 //! `tsr_…` tokens checked against their stored digest, and a person's JWT
 //! access tokens (RFC 9068) meant for Tessera itself.
 
+use std::sync::Arc;
+
 use serde::Serialize;
 
 use super::api_scopes;
@@ -27,6 +29,10 @@ pub struct Principal {
     /// token: such a token acts as itself in the audit, its owner beside.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub token_kind: Option<ActorKind>,
+    /// When the credential presented expires (a token cannot make one
+    /// that outlives it).
+    #[serde(skip)]
+    pub expires_at: Option<i64>,
 }
 
 impl Principal {
@@ -160,14 +166,20 @@ async fn verify_person(
         .map_err(|e| (e.into(), token_id.clone()))?
         .filter(|u| !u.disabled)
         .ok_or((OAuthError::invalid_token(REJECTED), token_id))?;
+    // A JWT exchanged for a personal access token acts as that token.
+    let (token_id, token_kind) = match claims.token_id {
+        Some(source) => (source, Some(ActorKind::Pat)),
+        None => (claims.jti, None),
+    };
     Ok(Principal {
         id: user.id.clone(),
         name: user.username.clone(),
         kind: ActorKind::Human,
         is_admin: user.admin,
-        token_id: claims.jti,
+        token_id,
         scopes: claims.scope.split_whitespace().map(str::to_owned).collect(),
-        token_kind: None,
+        token_kind,
+        expires_at: Some(claims.exp),
     })
 }
 
@@ -195,7 +207,7 @@ async fn verify(
 /// An opaque token that checked out, with its row.
 pub struct Inspected {
     pub principal: Principal,
-    pub record: AccessTokenRecord,
+    pub record: Arc<AccessTokenRecord>,
 }
 
 /// Why a token whose digest matched is refused: the holder of the token
@@ -226,30 +238,15 @@ pub async fn inspect(
     state: &Core,
     presented: &OpaqueToken,
 ) -> Result<Inspected, (OAuthError, Option<String>)> {
-    let parsed = presented
-        .parse()
-        .map_err(|e| (OAuthError::invalid_token(e.to_string()), None))?;
-    let record = state
-        .store
-        .token_by_lookup(parsed.lookup)
-        .await
-        .map_err(|e| (e.into(), None))?
-        .filter(|r| {
-            r.kind == parsed.kind.as_str()
-                && parsed.env.as_deref().is_none_or(|env| env == r.env)
-                && presented.matches(&state.digest_key, &r.digest)
-        })
+    let record = find(state, presented)
+        .await?
         .ok_or((OAuthError::invalid_token(REJECTED), None))?;
     let token_id = Some(record.id.clone());
     if let Some(refused) = refusal(&record, clock::now()) {
         return Err((refused, token_id));
     }
     let gone = || (OAuthError::invalid_token(OWNER_GONE), token_id.clone());
-    let scopes = record
-        .scopes
-        .split_whitespace()
-        .map(str::to_owned)
-        .collect();
+    let stored = record.scopes.split_whitespace();
     let principal = if record.owner_kind == ActorKind::Human.as_str() {
         let user = state
             .user_cache
@@ -264,8 +261,14 @@ pub async fn inspect(
             kind: ActorKind::Human,
             is_admin: user.admin,
             token_id: record.id.clone(),
-            scopes,
+            // What the person may have now: a former administrator's
+            // token loses the admin scopes.
+            scopes: stored
+                .filter(|s| api_scopes::allowed_for_user(user.admin, s))
+                .map(str::to_owned)
+                .collect(),
             token_kind: Some(ActorKind::Pat),
+            expires_at: record.expires_at,
         }
     } else {
         let user = state
@@ -282,11 +285,44 @@ pub async fn inspect(
             kind: ActorKind::Service,
             is_admin: user.user.is_admin,
             token_id: record.id.clone(),
-            scopes,
+            // What the service user may have now (the bootstrap token's
+            // `admin` is an administrator's API scope).
+            scopes: stored
+                .filter(|s| {
+                    if api_scopes::is_api_scope(s) {
+                        api_scopes::allowed_for_user(user.user.is_admin, s)
+                    } else {
+                        user.user.scopes.iter().any(|own| own == s)
+                    }
+                })
+                .map(str::to_owned)
+                .collect(),
             token_kind: machine.then_some(ActorKind::Machine),
+            expires_at: record.expires_at,
         }
     };
     Ok(Inspected { principal, record })
+}
+
+/// The row of a well-formed opaque token whose digest matches, whatever
+/// its state: what revocation needs (a disabled token is revoked too).
+pub async fn find(
+    state: &Core,
+    presented: &OpaqueToken,
+) -> Result<Option<Arc<AccessTokenRecord>>, (OAuthError, Option<String>)> {
+    let parsed = presented
+        .parse()
+        .map_err(|e| (OAuthError::invalid_token(e.to_string()), None))?;
+    Ok(state
+        .token_cache
+        .get(&state.store, &parsed.lookup)
+        .await
+        .map_err(|e| (e.into(), None))?
+        .filter(|r| {
+            r.kind == parsed.kind.as_str()
+                && parsed.env.as_deref().is_none_or(|env| env == r.env)
+                && presented.matches(&state.digest_key, &r.digest)
+        }))
 }
 
 const OWNER_GONE: &str = "the access token's owner was disabled or deleted";

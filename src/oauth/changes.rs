@@ -17,12 +17,15 @@ impl Core {
             Change::ServiceUser(id) => self.service_user_cache.invalidate(&id),
             Change::AllClients => self.client_cache.invalidate_all(),
             Change::AllServiceUsers => self.service_user_cache.invalidate_all(),
+            Change::Token(lookup) => self.token_cache.invalidate(&lookup),
+            Change::AllTokens => self.token_cache.invalidate_all(),
             Change::Keys => self.keys.reload().await?,
             Change::Trust => self.trust.invalidate_all(),
             Change::Missed => {
                 self.client_cache.invalidate_all();
                 self.service_user_cache.invalidate_all();
                 self.trust.invalidate_all();
+                self.token_cache.invalidate_all();
                 self.keys.reload().await?;
             }
         }

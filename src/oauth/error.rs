@@ -196,6 +196,13 @@ impl From<StoreError> for OAuthError {
         match error {
             StoreError::Unavailable(detail) => OAuthError::unavailable(detail),
             StoreError::NotFound => OAuthError::not_found("no such resource"),
+            StoreError::LimitReached(limit) => OAuthError::new(
+                ErrorCode::Conflict,
+                format!(
+                    "the owner already holds {limit} live tokens, the most allowed \
+                     (personal_tokens.max_active_per_owner): revoke one to free a slot"
+                ),
+            ),
             StoreError::InUse(by) => OAuthError::new(
                 ErrorCode::Conflict,
                 format!("still used by {by}: delete or change that first"),

@@ -25,6 +25,7 @@ pub mod service_users;
 pub mod state;
 pub mod syntax;
 pub mod token;
+pub mod token_cache;
 pub mod token_status;
 pub mod ttl_cache;
 pub mod userinfo;

@@ -43,6 +43,8 @@ pub struct Core {
     pub passwords: Passwords,
     /// Users as token checks read them (at most one second old).
     pub user_cache: UserCache,
+    /// Opaque tokens by lookup prefix (at most a second old).
+    pub token_cache: crate::oauth::token_cache::TokenCache,
     /// Uses of personal and machine tokens not written yet.
     pub token_uses: crate::oauth::personal_tokens::usage::UsageCounter,
 }

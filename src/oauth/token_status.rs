@@ -20,7 +20,7 @@ use crate::audit::{Actor, ActorKind, Event, Outcome};
 use crate::clock;
 use crate::oauth::Core;
 use crate::oauth::personal_tokens::exchange::EXCHANGED_CLIENT_PREFIX;
-use crate::store::{CredentialStore, PersonalTokenStore, RevocationStore};
+use crate::store::{CredentialStore, PERSONAL_KINDS, PersonalTokenStore, RevocationStore};
 use crate::tokens::jwt::verify_own;
 use crate::tokens::opaque::OpaqueToken;
 
@@ -132,7 +132,7 @@ pub(crate) struct OwnClaims {
     workload: Option<Workload>,
     /// Set on a token exchanged for a personal or machine token.
     #[serde(default)]
-    token_id: Option<String>,
+    pub token_id: Option<String>,
 }
 
 /// The trust policy an exchanged token was issued under.
@@ -195,8 +195,8 @@ pub(crate) async fn live_jwt(state: &Core, token: &str) -> Result<Option<OwnClai
     // A token exchanged for a personal or machine token lives only while
     // that token does, enabled.
     if let Some(id) = &claims.token_id {
-        let source = state.store.personal_token(id.clone()).await?;
-        if !source.is_some_and(|s| s.token.is_live(now) && s.token.disabled_at.is_none()) {
+        let source = state.store.token_by_id(id.clone()).await?;
+        if !source.is_some_and(|s| s.is_live(now) && s.disabled_at.is_none()) {
             return Ok(None);
         }
     }
@@ -287,8 +287,9 @@ async fn opaque_introspection(
     Ok(Introspection {
         active: true,
         sub: Some(principal.id.clone()),
-        client_id: Some(principal.id.clone()),
-        scope: Some(principal.scopes.join(" ")),
+        // A personal or machine token is no client's: no `client_id`.
+        client_id: (!personal).then(|| principal.id.clone()),
+        scope: Some(principal.scopes.join(" ")).filter(|s| !s.is_empty()),
         exp: record.expires_at,
         iat: Some(record.created_at),
         token_type: Some("Bearer"),
@@ -375,20 +376,33 @@ pub async fn revoke(
         return revoke_refresh(state, caller, token, remote).await;
     }
     if token.starts_with("tsr_") {
-        // Opaque tokens belong to service users; only an administrator may
-        // revoke them until personal access tokens bring owners of their own.
-        if let Caller::Admin(_) = caller
-            && let Ok(found) = bearer::inspect(state, &OpaqueToken::from_presented(token)).await
-        {
-            state
-                .store
-                .revoke_access_token(found.principal.token_id.clone(), clock::now())
-                .await?;
-            event(found.principal.token_id)
-                .details(json!({ "kind": "opaque" }))
-                .record_via(&state.writer)
-                .await;
+        // Personal, machine and bootstrap tokens are no client's: an
+        // administrator revokes them here, whatever their state (a
+        // disabled token too), and their owners with `tessera token`.
+        let Caller::Admin(admin) = caller else {
+            return Ok(());
+        };
+        let found = match bearer::find(state, &OpaqueToken::from_presented(token)).await {
+            Ok(Some(found)) if found.revoked_at.is_none() => found,
+            Err((error, _)) if error.code == ErrorCode::TemporarilyUnavailable => {
+                return Err(error);
+            }
+            _ => return Ok(()),
+        };
+        if PERSONAL_KINDS.contains(&found.kind.as_str()) {
+            return crate::oauth::personal_tokens::revoke(state, admin, &found.id, remote)
+                .await
+                .map(drop);
         }
+        state
+            .store
+            .revoke_access_token(found.id.clone(), clock::now())
+            .await?;
+        state.token_cache.invalidate(&found.lookup);
+        event(found.id.clone())
+            .details(json!({ "kind": "opaque" }))
+            .record_via(&state.writer)
+            .await;
         return Ok(());
     }
     let Some(set) = state.keys.ring().get() else {

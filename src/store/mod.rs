@@ -82,6 +82,9 @@ pub enum StoreError {
     InUse(String),
     #[error("database error: {0}")]
     Other(String),
+    /// The owner already holds this many live personal or machine tokens.
+    #[error("the owner already holds {0} live tokens")]
+    LimitReached(u32),
 }
 
 impl From<DieselError> for StoreError {

@@ -26,6 +26,10 @@ pub enum Change {
     AllClients,
     /// Every service user: the notification did not name one.
     AllServiceUsers,
+    /// A personal, machine or bootstrap token changed (by lookup prefix).
+    Token(String),
+    /// Every token: the notification did not name one.
+    AllTokens,
     /// A signing key was added or changed.
     Keys,
     /// A trusted issuer or a trust policy was added, changed or removed
@@ -48,6 +52,8 @@ impl Change {
             ("client", None) => Change::AllClients,
             ("service_user", Some(id)) => Change::ServiceUser(id),
             ("service_user", None) => Change::AllServiceUsers,
+            ("token", Some(lookup)) => Change::Token(lookup),
+            ("token", None) => Change::AllTokens,
             ("keys", _) => Change::Keys,
             ("trust", _) => Change::Trust,
             _ => return None,

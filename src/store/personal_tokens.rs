@@ -13,6 +13,11 @@ use super::credentials::AccessTokenRecord;
 use super::schema::{access_tokens, service_users, users};
 use super::{AnyConnection, Refusal, Store, StoreError};
 
+/// The most tokens one listing returns. Each owner holds at most
+/// `personal_tokens.max_active_per_owner` live ones; revoked ones are
+/// listed only on request.
+pub const MAX_LISTED: i64 = 1000;
+
 /// The kinds this module manages (the bootstrap token is not one).
 pub const PERSONAL_KINDS: [&str; 2] = ["pat", "mt"];
 
@@ -49,6 +54,8 @@ pub struct TokenScope {
     pub all: bool,
     pub owners: Vec<String>,
     pub responsible: Option<String>,
+    /// Only tokens for this environment.
+    pub env: Option<String>,
 }
 
 /// One token's uses since they were last written.
@@ -106,6 +113,12 @@ pub trait PersonalTokenStore {
         E: Send + 'static,
         F: FnOnce(TokenListing) -> Result<Changed<T>, E> + Send + 'static;
 
+    /// A personal or machine token's row by id, alone (no names).
+    fn token_by_id(
+        &self,
+        id: String,
+    ) -> impl Future<Output = Result<Option<AccessTokenRecord>, StoreError>> + Send;
+
     /// The ids of the service users `user_id` owns.
     fn service_users_owned_by(
         &self,
@@ -119,12 +132,29 @@ pub trait PersonalTokenStore {
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
 }
 
+/// Why a change's transaction stopped.
+enum Stop<E> {
+    By(E),
+    Limit(u32),
+    Database(diesel::result::Error),
+}
+
+impl<E> From<diesel::result::Error> for Stop<E> {
+    fn from(e: diesel::result::Error) -> Self {
+        Stop::Database(e)
+    }
+}
+
 /// What a change writes.
 pub struct Changed<T> {
     pub token: AccessTokenRecord,
-    pub inserted: Option<AccessTokenRecord>,
+    /// A token to insert beside the change (a roll's new token), with its
+    /// own audit event; the owner's limit applies to it.
+    pub inserted: Option<(AccessTokenRecord, NewAuditRecord)>,
     pub event: NewAuditRecord,
     pub value: T,
+    /// The most live tokens the owner may hold once `inserted` is in.
+    pub limit: u32,
 }
 
 /// Takes the write lock on the owner's row (a no-op update), so that two
@@ -142,12 +172,15 @@ fn lock_owner(conn: &mut AnyConnection, owner_id: &str, owner_kind: &str) -> Que
     Ok(locked == 1)
 }
 
+/// Live tokens of the owner that count towards the limit: not revoked, not
+/// expired, and not in a roll's grace (those are already replaced).
 fn live_count(conn: &mut AnyConnection, owner_id: &str, now: i64) -> QueryResult<i64> {
     use access_tokens::dsl as t;
     t::access_tokens
         .filter(t::owner_id.eq(owner_id))
         .filter(t::kind.eq_any(PERSONAL_KINDS))
         .filter(t::revoked_at.is_null())
+        .filter(t::replaced_by.is_null())
         .filter(t::expires_at.is_null().or(t::expires_at.gt(now)))
         .count()
         .get_result(conn)
@@ -323,11 +356,15 @@ impl PersonalTokenStore for Store {
                         .or(t::responsible_id.eq(responsible)),
                 );
             }
+            if let Some(env) = scope.env {
+                query = query.filter(t::env.eq(env));
+            }
             if !include_revoked {
                 query = query.filter(t::revoked_at.is_null());
             }
             let tokens = query
                 .order((t::created_at.desc(), t::id.desc()))
+                .limit(MAX_LISTED)
                 .load(conn)?;
             with_names(conn, tokens).map_err(StoreError::from)
         })
@@ -357,9 +394,9 @@ impl PersonalTokenStore for Store {
                 .execute(conn)?;
                 let current = match read_one(conn, &id)? {
                     Some(current) if locked == 1 => current,
-                    _ => return Err(Refusal::Database(diesel::result::Error::NotFound)),
+                    _ => return Err(Stop::Database(diesel::result::Error::NotFound)),
                 };
-                let changed = change(current).map_err(Refusal::By)?;
+                let changed = change(current).map_err(Stop::By)?;
                 let token = &changed.token;
                 diesel::update(t::access_tokens.find(&id))
                     .set((
@@ -370,15 +407,42 @@ impl PersonalTokenStore for Store {
                         t::replaced_by.eq(&token.replaced_by),
                     ))
                     .execute(conn)?;
-                if let Some(inserted) = &changed.inserted {
+                append_in(conn, &changed.event)?;
+                if let Some((inserted, created)) = &changed.inserted {
+                    // After the old row's change: a token in its grace no
+                    // longer counts.
+                    if !lock_owner(conn, &inserted.owner_id, &inserted.owner_kind)? {
+                        return Err(Stop::Database(diesel::result::Error::NotFound));
+                    }
+                    let now = inserted.created_at;
+                    if live_count(conn, &inserted.owner_id, now)? >= i64::from(changed.limit) {
+                        return Err(Stop::Limit(changed.limit));
+                    }
                     diesel::insert_into(t::access_tokens)
                         .values(inserted)
                         .execute(conn)?;
+                    append_in(conn, created)?;
                 }
-                append_in(conn, &changed.event)?;
                 Ok(changed.value)
             });
-            Refusal::settle(outcome)
+            match outcome {
+                Ok(value) => Ok(Ok(value)),
+                Err(Stop::By(refusal)) => Ok(Err(refusal)),
+                Err(Stop::Limit(limit)) => Err(StoreError::LimitReached(limit)),
+                Err(Stop::Database(e)) => Err(e.into()),
+            }
+        })
+        .await
+    }
+
+    async fn token_by_id(&self, id: String) -> Result<Option<AccessTokenRecord>, StoreError> {
+        self.run(move |conn| {
+            access_tokens::table
+                .find(id)
+                .select(AccessTokenRecord::as_select())
+                .first(conn)
+                .optional()
+                .map_err(StoreError::from)
         })
         .await
     }
@@ -394,18 +458,30 @@ impl PersonalTokenStore for Store {
         .await
     }
 
-    async fn record_token_uses(&self, uses: Vec<TokenUses>) -> Result<(), StoreError> {
+    async fn record_token_uses(&self, mut uses: Vec<TokenUses>) -> Result<(), StoreError> {
+        // One order on every replica, so that two flushes never wait on
+        // each other's row locks in a cycle.
+        uses.sort_by(|a, b| a.id.cmp(&b.id));
         self.run(move |conn| {
             conn.transaction(|conn| {
                 use access_tokens::dsl as t;
                 for used in &uses {
                     diesel::update(t::access_tokens.find(&used.id))
-                        .set((
-                            t::use_count.eq(t::use_count + used.count),
-                            t::last_used_at.eq(used.last_at),
-                            t::last_used_ip.eq(&used.last_ip),
-                        ))
+                        .set(t::use_count.eq(t::use_count + used.count))
                         .execute(conn)?;
+                    // Another replica may have written a later use already.
+                    diesel::update(
+                        t::access_tokens.find(&used.id).filter(
+                            t::last_used_at
+                                .is_null()
+                                .or(t::last_used_at.le(used.last_at)),
+                        ),
+                    )
+                    .set((
+                        t::last_used_at.eq(used.last_at),
+                        t::last_used_ip.eq(&used.last_ip),
+                    ))
+                    .execute(conn)?;
                 }
                 Ok(())
             })

@@ -25,9 +25,17 @@ on_both_backends!(
     revocation_and_brownout_reach_every_replica_at_once,
     a_roll_never_leaves_both_tokens_refused,
     a_token_is_exchanged_for_a_short_lived_jwt,
+    a_roll_takes_the_rights_creating_would,
+    no_token_makes_a_stronger_or_longer_one,
+    the_limit_holds_under_concurrent_creation,
+    rfc7009_revokes_a_disabled_token,
 );
 
 /// Uses are flushed quickly here, so that tests see them.
+/// A generous bound for the other replica: notifications take
+/// milliseconds (the load benchmark measures them), the cache a second.
+const PROMPTLY_SECS: u64 = 10;
+
 const CONFIG: &str = r#"
 [personal_tokens]
 usage_flush_interval = "200ms"
@@ -865,11 +873,22 @@ async fn others_tokens_are_invisible(backend: Backend) {
 }
 
 /// Two replicas on one database, and a machine token made on the first.
+/// On PostgreSQL their caches keep entries for an hour, so that only the
+/// change notifications can make the second one see a change; on SQLite
+/// (one process per file in production) the second sees it within the
+/// one-second cache.
 async fn two_replicas_and_a_token(backend: Backend, name: &str) -> (TestApp, TestApp, Value) {
-    let first = start(backend.clone()).await;
+    let config = match backend {
+        Backend::Postgres(_) => format!("{CONFIG}[clients]\ncache_ttl = \"1h\"\n"),
+        Backend::Sqlite => CONFIG.to_owned(),
+    };
+    let first = TestApp::builder(backend.clone())
+        .config(&config)
+        .start()
+        .await;
     let second = TestApp::builder(backend)
         .replica_of(&first)
-        .config(CONFIG)
+        .config(&config)
         .start()
         .await;
     let body = json!({"name": name, "env": "dev", "expires": "1h"});
@@ -883,14 +902,27 @@ async fn revocation_and_brownout_reach_every_replica_at_once(backend: Backend) {
     let token = created["token"].as_str().unwrap();
     let id = created["id"].as_str().unwrap();
     assert_eq!(status_of(&second, token).await, 200);
-    // Once the call returns, the other replica refuses it: nothing caches
-    // these tokens.
+    // Once the call returns, the replica that answered refuses it at once;
+    // the other as soon as the notification (or, on SQLite, the
+    // one-second cache) lets it.
+    let soon = |status: u16| {
+        let second = &second;
+        async move {
+            crate::common::eventually(PROMPTLY_SECS, || async {
+                status_of(second, token).await == status
+            })
+            .await
+        }
+    };
     json_of(act(&first, &admin, id, "disable", None).await, 200).await;
-    assert_eq!(status_of(&second, token).await, 403);
+    assert_eq!(status_of(&first, token).await, 403);
+    assert!(soon(403).await, "the other replica browns the token out");
     json_of(act(&first, &admin, id, "enable", None).await, 200).await;
-    assert_eq!(status_of(&second, token).await, 200);
+    assert_eq!(status_of(&first, token).await, 200);
+    assert!(soon(200).await, "the other replica takes it again");
     json_of(act(&first, &admin, id, "revoke", None).await, 200).await;
-    assert_eq!(status_of(&second, token).await, 401);
+    assert_eq!(status_of(&first, token).await, 401);
+    assert!(soon(401).await, "the other replica refuses it");
     assert_eq!(introspect(&second, token).await, json!({"active": false}));
 }
 
@@ -945,11 +977,18 @@ async fn a_roll_never_leaves_both_tokens_refused(backend: Backend) {
     tokio::time::sleep(Duration::from_millis(300)).await;
     let rolled = json_of(act(&first, &admin, &id, "roll", None).await, 201).await;
     let new = rolled["token"].as_str().unwrap().to_owned();
-    // The roll has returned: on both replicas, the new one works and the
-    // old one does not.
+    // The roll has returned: the replica that answered refuses the old
+    // token at once, the other once it hears of the change; the new one
+    // works on both.
+    assert_eq!(status_of(&first, &old).await, 401);
+    assert!(
+        crate::common::eventually(PROMPTLY_SECS, || async {
+            status_of(&second, &old).await == 401
+        })
+        .await
+    );
     for app in [&first, &second] {
         assert_eq!(status_of(app, &new).await, 200);
-        assert_eq!(status_of(app, &old).await, 401);
     }
     tokio::time::sleep(Duration::from_millis(300)).await;
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
@@ -1098,4 +1137,255 @@ async fn a_token_is_exchanged_for_a_short_lived_jwt(backend: Backend) {
         (seen["identity_kind"].as_str(), seen["scope"].as_str()),
         (Some("service"), Some("admin:read"))
     );
+}
+
+async fn a_roll_takes_the_rights_creating_would(backend: Backend) {
+    let app = start(backend).await;
+    let people = People::new(&app).await;
+    let issuer = app.state.config.issuer().to_owned();
+    let carol_id = people.user(&app, "carol", true).await;
+    let carol_admin = people.token(&app, &carol_id, "tokens:self admin", &issuer, "human");
+    let carol_self = people.token(&app, &carol_id, "tokens:self", &issuer, "human");
+    let strong = create(
+        &app,
+        &carol_admin,
+        json!({"name": "admin pat", "env": "dev", "expires": "1d", "scope": "admin"}),
+    )
+    .await;
+    let strong_id = strong["id"].as_str().unwrap().to_owned();
+    // Her everyday token (no admin) cannot roll it into a fresh admin value.
+    fail_with(
+        act(&app, &carol_self, &strong_id, "roll", None).await,
+        400,
+        "invalid_scope",
+    )
+    .await;
+    // Nor can a sibling token with tokens:self.
+    let sibling = create(
+        &app,
+        &carol_admin,
+        json!({"name": "sibling", "env": "dev", "expires": "1d", "scope": "tokens:self"}),
+    )
+    .await;
+    let sibling = sibling["token"].as_str().unwrap();
+    fail_with(
+        act(&app, sibling, &strong_id, "roll", None).await,
+        400,
+        "invalid_scope",
+    )
+    .await;
+    // An administrator may brown out or revoke a person's token, never
+    // roll it (that would hand them a value acting as the person).
+    fail_with(
+        act(&app, &app.admin_token(), &strong_id, "roll", None).await,
+        403,
+        "access_denied",
+    )
+    .await;
+    // A rolled token in its grace cannot be rolled again.
+    let graced = json_of(
+        act(
+            &app,
+            &carol_admin,
+            &strong_id,
+            "roll",
+            Some(json!({"grace": "1h"})),
+        )
+        .await,
+        201,
+    )
+    .await;
+    fail_with(
+        act(&app, &carol_admin, &strong_id, "roll", None).await,
+        409,
+        "conflict",
+    )
+    .await;
+    // The new token's story starts with a creation naming the old one.
+    let new_id = graced["id"].as_str().unwrap();
+    let created = audit(&app, &format!("token={new_id}&action=token.created")).await;
+    assert_eq!(created[0]["details"]["rolled_from"], strong_id.as_str());
+
+    // Carol is no administrator any more: her token loses the admin
+    // scopes everywhere, and rolling it cannot bring them back.
+    let demoted = app
+        .http
+        .patch(app.endpoint("/admin/v1/users/carol"))
+        .bearer_auth(app.admin_token())
+        .json(&json!({"admin": false}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(demoted.status(), 200);
+    let newest = graced["token"].as_str().unwrap();
+    assert!(
+        crate::common::eventually(3, || async {
+            introspect(&app, newest).await.get("scope").is_none()
+        })
+        .await,
+        "a former administrator's token no longer carries admin"
+    );
+    let carol_plain = people.token(&app, &carol_id, "tokens:self", &issuer, "human");
+    fail_with(
+        act(&app, &carol_plain, new_id, "roll", None).await,
+        400,
+        "invalid_scope",
+    )
+    .await;
+}
+
+async fn no_token_makes_a_stronger_or_longer_one(backend: Backend) {
+    let app = start(backend).await;
+    let people = People::new(&app).await;
+    people.user(&app, "bob", false).await;
+    let bot = json_of(
+        app.admin_post(
+            "/admin/v1/service-users",
+            &json!({"name": "bot", "owner": "bob", "scope": "deploy read"}),
+        )
+        .await,
+        201,
+    )
+    .await;
+    let bot_id = bot["id"].as_str().unwrap();
+    // A machine token with tokens:self only, for an hour.
+    let manager = create(
+        &app,
+        &app.admin_token(),
+        json!({"name": "m", "env": "dev", "expires": "1h", "service_user": bot_id, "scope": "tokens:self read"}),
+    )
+    .await;
+    let manager = manager["token"].as_str().unwrap();
+    // It passes on only its own scopes ...
+    fail_with(
+        call(
+            &app,
+            Method::POST,
+            "/admin/v1/tokens",
+            manager,
+            Some(json!({"name": "d", "env": "dev", "expires": "1h", "scope": "deploy"})),
+        )
+        .await,
+        400,
+        "invalid_scope",
+    )
+    .await;
+    create(
+        &app,
+        manager,
+        json!({"name": "r", "env": "dev", "expires": "1h", "scope": "read"}),
+    )
+    .await;
+    // ... and cannot outlive itself.
+    let error = fail_with(
+        call(
+            &app,
+            Method::POST,
+            "/admin/v1/tokens",
+            manager,
+            Some(json!({"name": "long", "env": "dev", "expires": "1d"})),
+        )
+        .await,
+        400,
+        "invalid_request",
+    )
+    .await;
+    assert!(
+        error["error_description"]
+            .as_str()
+            .unwrap()
+            .contains("outlives")
+    );
+    // A service user's max_token_lifetime caps its machine tokens.
+    let capped = app
+        .http
+        .patch(app.endpoint(&format!("/admin/v1/service-users/{bot_id}")))
+        .bearer_auth(app.admin_token())
+        .json(&json!({"max_token_lifetime": 3600}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(capped.status(), 200);
+    let error = fail_with(
+        call(
+            &app,
+            Method::POST,
+            "/admin/v1/tokens",
+            &app.admin_token(),
+            Some(json!({"name": "x", "env": "dev", "expires": "1d", "service_user": bot_id})),
+        )
+        .await,
+        400,
+        "invalid_request",
+    )
+    .await;
+    assert!(
+        error["error_description"]
+            .as_str()
+            .unwrap()
+            .contains("max_token_lifetime")
+    );
+}
+
+/// Twelve creations at once for one owner, half on each replica: exactly
+/// as many succeed as there are free slots.
+async fn the_limit_holds_under_concurrent_creation(backend: Backend) {
+    let (first, second, _) = two_replicas_and_a_token(backend, "taken").await;
+    let admin = first.admin_token();
+    let attempts = (0..12).map(|n| {
+        let app = if n % 2 == 0 { &first } else { &second };
+        let admin = admin.clone();
+        async move {
+            call(
+                app,
+                Method::POST,
+                "/admin/v1/tokens",
+                &admin,
+                Some(json!({"name": format!("c{n}"), "env": "dev", "expires": "1h"})),
+            )
+            .await
+            .status()
+            .as_u16()
+        }
+    });
+    let statuses = futures::future::join_all(attempts).await;
+    let made = statuses.iter().filter(|s| **s == 201).count();
+    let refused = statuses.iter().filter(|s| **s == 409).count();
+    assert_eq!((made, refused), (9, 3), "{statuses:?}");
+}
+
+async fn rfc7009_revokes_a_disabled_token(backend: Backend) {
+    let app = start(backend).await;
+    let created = create(
+        &app,
+        &app.admin_token(),
+        json!({"name": "leaked", "env": "prod", "expires": "1h"}),
+    )
+    .await;
+    let token = created["token"].as_str().unwrap();
+    let id = created["id"].as_str().unwrap();
+    json_of(
+        act(&app, &app.admin_token(), id, "disable", None).await,
+        200,
+    )
+    .await;
+    let revoked = app
+        .http
+        .post(app.endpoint("/oauth/revoke"))
+        .bearer_auth(app.admin_token())
+        .form(&[("token", token)])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(revoked.status(), 200);
+    // Revoked for good: enabling it again is refused.
+    fail_with(
+        act(&app, &app.admin_token(), id, "enable", None).await,
+        409,
+        "conflict",
+    )
+    .await;
+    fail_with(whoami(&app, token).await, 401, "invalid_token").await;
+    let events = audit(&app, &format!("token={id}&action=token.revoked")).await;
+    assert_eq!(events.len(), 1);
 }

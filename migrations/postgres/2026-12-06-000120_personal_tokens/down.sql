@@ -1,3 +1,4 @@
+DROP TRIGGER access_tokens_changed ON access_tokens;
 DROP INDEX audit_events_token_target;
 ALTER TABLE audit_events DROP COLUMN actor_owner;
 DROP INDEX access_tokens_responsible;

@@ -23,3 +23,8 @@ ALTER TABLE audit_events ADD COLUMN actor_owner TEXT;
 CREATE INDEX audit_events_token_target ON audit_events (target, id)
     WHERE action IN ('token.created', 'token.disabled', 'token.enabled', 'token.rolled',
                      'token.revoked', 'token.transferred', 'auth.failed');
+-- Replicas cache opaque tokens by their lookup prefix for a second
+-- (src/oauth/token_cache.rs): every change to one is announced, so that a
+-- disabled or revoked token is refused by every replica at once.
+CREATE TRIGGER access_tokens_changed AFTER INSERT OR UPDATE OR DELETE ON access_tokens
+    FOR EACH ROW EXECUTE FUNCTION tessera_notify_change('token', 'lookup');

@@ -1,7 +1,9 @@
 //! Server-rendered pages (issue 10, items 2 and 11): sign-in, sign-out,
 //! the account page and TOTP enrolment, with one layout, one stylesheet
 //! served by Tessera itself, and an error page. Markup is maud
-//! (compile-time checked, escaped by default); there is no script at all.
+//! (compile-time checked, escaped by default). No page runs a script but
+//! the one that shows a new personal access token once, whose copy button
+//! loads `/assets/copy.js` (its CSP allows this server's scripts only).
 //!
 //! Every page goes through [`render`], which sets the security headers:
 //! a CSP without any script (`default-src 'none'`), `frame-ancestors

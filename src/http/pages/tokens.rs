@@ -43,12 +43,17 @@ fn recent(state: &AppState, session: &SessionInfo) -> bool {
     clock::now().saturating_sub(session.auth_time) <= limit
 }
 
-/// The person as the token operations see them: `tokens:self`, and for
-/// an administrator who signed in recently the admin scopes too (so that
-/// they may put them on a token).
-fn principal(state: &AppState, session: &SessionInfo, user: &UserRecord) -> Principal {
+/// The person as the token operations see them: `tokens:self` (their own
+/// tokens), and, to create a token, for an administrator who signed in
+/// recently the admin scopes too (so that they may put them on it).
+fn principal(
+    state: &AppState,
+    session: &SessionInfo,
+    user: &UserRecord,
+    creating: bool,
+) -> Principal {
     let mut scopes = vec![TOKENS_SELF.to_owned()];
-    if user.admin && recent(state, session) {
+    if creating && user.admin && recent(state, session) {
         scopes.extend(ADMIN_SCOPES.iter().map(|s| (*s).to_owned()));
     }
     Principal {
@@ -59,6 +64,7 @@ fn principal(state: &AppState, session: &SessionInfo, user: &UserRecord) -> Prin
         token_id: session.sid.clone(),
         scopes,
         token_kind: None,
+        expires_at: None,
     }
 }
 
@@ -89,7 +95,7 @@ async fn list_page(
     status: StatusCode,
     message: Option<&str>,
 ) -> Result<Response, PageError> {
-    let caller = principal(state, session, user);
+    let caller = principal(state, session, user, false);
     let tokens = personal_tokens::list(state, &caller, own()).await?;
     let csrf = csrf::issue(state, headers);
     let config = &state.config.personal_tokens;
@@ -180,7 +186,7 @@ fn token_item(csrf: &csrf::Csrf, token: &TokenView, now: i64) -> Markup {
             ("revoke", "Revoke"),
         ],
         "disabled" => &[("enable", "Enable"), ("revoke", "Revoke")],
-        "expired" => &[("roll", "Roll"), ("revoke", "Revoke")],
+        "expired" => &[("revoke", "Revoke")],
         _ => &[],
     };
     html! {
@@ -257,7 +263,7 @@ pub async fn create(
         scope: Some(form.scope.join(" ")),
         service_user: None,
     };
-    let caller = principal(&state, &session, &user);
+    let caller = principal(&state, &session, &user, true);
     match personal_tokens::create(&state, &caller, spec, remote).await {
         Ok(created) => Ok(shown_once(&created, "Your new token")),
         Err(refused) => refused_page(&state, &headers, &session, &user, refused).await,
@@ -360,18 +366,19 @@ pub async fn act(
         Ok(found) => found,
         Err(redirect) => return Ok(redirect),
     };
-    let caller = principal(&state, &session, &user);
+    let caller = principal(&state, &session, &user, false);
     let Some(question) = question(&form.action) else {
         return Err(PageError::bad_request());
     };
+    // This page reaches the person's own tokens only, at both steps.
+    let token = match personal_tokens::show(&state, &caller, &id).await {
+        Ok(token) if token.owner.id == user.id => token,
+        Ok(_) => return Err(OAuthError::not_found("no such token").into()),
+        Err(refused) => {
+            return refused_page(&state, &headers, &session, &user, refused).await;
+        }
+    };
     if form.confirm != "yes" {
-        let token = match personal_tokens::show(&state, &caller, &id).await {
-            Ok(token) if token.owner.id == user.id => token,
-            Ok(_) => return Err(OAuthError::not_found("no such token").into()),
-            Err(refused) => {
-                return refused_page(&state, &headers, &session, &user, refused).await;
-            }
-        };
         return Ok(confirm_page(
             &state,
             &headers,

@@ -101,6 +101,22 @@ struct NewOwner<'a> {
     responsible: Option<String>,
     rights: OwnerRights<'a>,
     name: String,
+    /// A service user's `max_token_lifetime`.
+    cap: Option<std::time::Duration>,
+}
+
+/// The caller, a person, as the owner of their own personal token.
+fn person_owner(caller: &Principal) -> NewOwner<'static> {
+    NewOwner {
+        id: caller.id.clone(),
+        machine: false,
+        responsible: None,
+        rights: OwnerRights::Human {
+            is_admin: caller.is_admin,
+        },
+        name: caller.name.clone(),
+        cap: None,
+    }
 }
 
 async fn service_owner<'a>(
@@ -130,11 +146,12 @@ async fn service_owner<'a>(
             "the service user is disabled: enable it first",
         ));
     }
-    // Its owner answers for it; failing that, the person making it.
-    let responsible = user
-        .owner_id
-        .clone()
-        .or_else(|| is_human(caller).then(|| caller.id.clone()));
+    // Its owner answers for it; without one, nobody does: its tokens are
+    // orphaned from the start.
+    let responsible = user.owner_id.clone();
+    let cap = user
+        .max_token_lifetime
+        .map(|secs| std::time::Duration::from_secs(u64::try_from(secs).unwrap_or(0)));
     *scopes = user.scopes.split_whitespace().map(str::to_owned).collect();
     Ok(NewOwner {
         id: user.id,
@@ -145,6 +162,7 @@ async fn service_owner<'a>(
             scopes,
         },
         name: user.name,
+        cap,
     })
 }
 
@@ -165,23 +183,16 @@ pub async fn create(
     let mut service_scopes = Vec::new();
     let owner = match (&spec.service_user, is_human(caller)) {
         (Some(id), _) => service_owner(core, caller, id, &mut service_scopes).await?,
-        (None, true) => NewOwner {
-            id: caller.id.clone(),
-            machine: false,
-            responsible: None,
-            rights: OwnerRights::Human {
-                is_admin: caller.is_admin,
-            },
-            name: caller.name.clone(),
-        },
+        (None, true) => person_owner(caller),
         (None, false) => {
             let id = caller.id.clone();
             service_owner(core, caller, &id, &mut service_scopes).await?
         }
     };
-    let lifetime = policy::lifetime(config, &spec.expires, &spec.env, owner.machine)?;
-    let scopes = policy::scopes(spec.scope.as_deref(), &owner.rights, caller)?;
     let now = clock::now();
+    let lifetime = policy::lifetime(config, &spec.expires, &spec.env, owner.machine)?;
+    let lifetime = policy::within_caps(lifetime, owner.cap, caller, now)?;
+    let scopes = policy::scopes(spec.scope.as_deref(), &owner.rights, caller)?;
     let lifetime_secs = lifetime.map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
     let kind = if owner.machine {
         TokenKind::Machine
@@ -278,13 +289,16 @@ pub async fn list(
     caller: &Principal,
     options: ListOptions,
 ) -> Result<Vec<TokenView>, OAuthError> {
-    let reach = match reach(caller, false)? {
-        _ if options.own_only => Reach::Own,
-        reach => reach,
-    };
+    let reach = reach(caller, false)?;
     let scope = match reach {
+        _ if options.own_only => TokenScope {
+            owners: vec![caller.id.clone()],
+            env: options.env.clone(),
+            ..TokenScope::default()
+        },
         Reach::All => TokenScope {
             all: true,
+            env: options.env.clone(),
             ..TokenScope::default()
         },
         Reach::Own => {
@@ -296,6 +310,7 @@ pub async fn list(
                 all: false,
                 owners,
                 responsible: is_human(caller).then(|| caller.id.clone()),
+                env: options.env.clone(),
             }
         }
     };
@@ -315,6 +330,15 @@ pub async fn show(core: &Core, caller: &Principal, id: &str) -> Result<TokenView
     Ok(TokenView::new(&listing, clock::now()))
 }
 
+/// What a change's `apply` returns: the event's details, a token to
+/// insert with its own event, the owner's limit, and a value.
+type Applied<T> = (
+    serde_json::Value,
+    Option<(AccessTokenRecord, crate::store::NewAuditRecord)>,
+    u32,
+    T,
+);
+
 /// One state change, audited as `action`: `apply` edits the row or
 /// refuses. The row is re-read under its lock; if its owner changed since
 /// the caller's rights were checked, the change is refused.
@@ -328,14 +352,10 @@ async fn change<T, F>(
 ) -> Result<(TokenView, T), OAuthError>
 where
     T: Send + 'static,
-    F: FnOnce(
-            &mut AccessTokenRecord,
-            i64,
-        ) -> Result<(serde_json::Value, Option<AccessTokenRecord>, T), OAuthError>
-        + Send
-        + 'static,
+    F: FnOnce(&mut AccessTokenRecord, i64) -> Result<Applied<T>, OAuthError> + Send + 'static,
 {
     let checked = find(core, caller, id, true).await?;
+    let lookup = checked.token.lookup.clone();
     let actor = caller.actor();
     let outcome = core
         .store
@@ -349,7 +369,7 @@ where
                 ));
             }
             let now = clock::now();
-            let (details, inserted, value) = apply(&mut current.token, now)?;
+            let (details, inserted, limit, value) = apply(&mut current.token, now)?;
             let event = Event::new(actor, action, Outcome::Success)
                 .target(current.token.id.clone())
                 .remote(remote)
@@ -360,9 +380,12 @@ where
                 inserted,
                 event,
                 value,
+                limit,
             })
         })
         .await;
+    // Whatever happened, this replica reads the token afresh from now on.
+    core.token_cache.invalidate(&lookup);
     let value = outcome.map_err(|e| match e {
         crate::store::StoreError::NotFound => not_found(),
         other => other.into(),
@@ -396,7 +419,7 @@ pub async fn disable(
     change(core, caller, id, "token.disabled", remote, |token, now| {
         refuse_revoked(token)?;
         token.disabled_at.get_or_insert(now);
-        Ok((json!({ "env": token.env }), None, ()))
+        Ok((json!({ "env": token.env }), None, 0, ()))
     })
     .await
     .map(|(view, ())| view)
@@ -411,7 +434,7 @@ pub async fn enable(
     change(core, caller, id, "token.enabled", remote, |token, _| {
         refuse_revoked(token)?;
         token.disabled_at = None;
-        Ok((json!({ "env": token.env }), None, ()))
+        Ok((json!({ "env": token.env }), None, 0, ()))
     })
     .await
     .map(|(view, ())| view)
@@ -430,7 +453,7 @@ pub async fn revoke(
     }
     change(core, caller, id, "token.revoked", remote, |token, now| {
         token.revoked_at.get_or_insert(now);
-        Ok((json!({ "env": token.env }), None, ()))
+        Ok((json!({ "env": token.env }), None, 0, ()))
     })
     .await
     .map(|(view, ())| view)
@@ -438,7 +461,12 @@ pub async fn revoke(
 
 /// A new token with the same name, owner, environment, scopes and
 /// lifetime (counted from now), and the old one revoked in the same
-/// transaction, or, with a grace, expiring when the grace ends.
+/// transaction, or, with a grace, expiring when the grace ends. Rolling
+/// hands out a new value, so it takes the rights creating that token
+/// would: a person's token only its owner rolls; a machine token its
+/// service user, that user's owner or an administrator. Today's policy
+/// applies: its caps, the owner's rights, the caller's own scopes and the
+/// limit (a token in its grace does not count).
 pub async fn roll(
     core: &Core,
     caller: &Principal,
@@ -449,29 +477,59 @@ pub async fn roll(
     let grace = spec.grace.as_deref().map(policy::grace).transpose()?;
     let checked = find(core, caller, id, true).await?;
     let old = &checked.token;
-    let kind = if old.kind == TokenKind::Machine.as_str() {
+    let machine = old.kind == TokenKind::Machine.as_str();
+    let mut service_scopes = Vec::new();
+    let owner = if machine {
+        service_owner(core, caller, &old.owner_id, &mut service_scopes)
+            .await
+            .map_err(|_| not_found())?
+    } else if old.owner_id == caller.id && is_human(caller) {
+        person_owner(caller)
+    } else {
+        return Err(OAuthError::new(
+            ErrorCode::AccessDenied,
+            "only its owner rolls a personal access token (it would get the new value); \
+             disable or revoke it instead",
+        ));
+    };
+    let config = &core.config.personal_tokens;
+    let now = clock::now();
+    let lifetime = policy::rolled_lifetime(config, old.lifetime_secs, &old.env, machine)?;
+    let lifetime = policy::within_caps(lifetime, owner.cap, caller, now)?;
+    let scopes = policy::scopes(Some(&old.scopes), &owner.rights, caller)?;
+    let kind = if machine {
         TokenKind::Machine
     } else {
         TokenKind::Pat
     };
-    let (token, fresh) = new_token(core, kind, &old.env, clock::now(), old.lifetime_secs);
+    let lifetime_secs = lifetime.map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
+    let (token, fresh) = new_token(core, kind, &old.env, now, lifetime_secs);
     let new_id = fresh.id.clone();
-    let (_, ()) = change(core, caller, id, "token.rolled", remote, move |old, now| {
+    let limit = config.max_active_per_owner;
+    let actor = caller.actor();
+    let event_remote = remote.clone();
+    let rolled = move |old: &mut AccessTokenRecord, now: i64| -> Result<Applied<()>, OAuthError> {
         refuse_revoked(old)?;
-        if old.disabled_at.is_some() {
-            return Err(OAuthError::new(
-                ErrorCode::Conflict,
-                "the token is disabled: enable it before rolling it",
-            ));
+        let refusal = if old.disabled_at.is_some() {
+            Some("the token is disabled: enable it before rolling it")
+        } else if !old.is_live(now) {
+            Some("the token expired: create a new one")
+        } else if old.replaced_by.is_some() {
+            Some("the token was rolled already: roll its replacement")
+        } else {
+            None
+        };
+        if let Some(refusal) = refusal {
+            return Err(OAuthError::new(ErrorCode::Conflict, refusal));
         }
         let fresh = AccessTokenRecord {
             owner_id: old.owner_id.clone(),
             owner_kind: old.owner_kind.clone(),
             name: old.name.clone(),
-            scopes: old.scopes.clone(),
+            scopes,
             responsible_id: old.responsible_id.clone(),
             created_at: now,
-            expires_at: old.lifetime_secs.map(|s| now.saturating_add(s)),
+            expires_at: lifetime_secs.map(|s| now.saturating_add(s)),
             ..fresh
         };
         match grace {
@@ -482,14 +540,28 @@ pub async fn roll(
             }
         }
         old.replaced_by = Some(fresh.id.clone());
+        // The new token's own story starts with where it came from.
+        let created = Event::new(actor, "token.created", Outcome::Success)
+            .target(fresh.id.clone())
+            .remote(remote.clone())
+            .details(json!({
+                "kind": fresh.kind,
+                "name": fresh.name,
+                "env": fresh.env,
+                "owner_id": fresh.owner_id,
+                "scope": fresh.scopes,
+                "expires_at": fresh.expires_at,
+                "rolled_from": old.id,
+            }))
+            .into_record(clock::now_ms());
         let details = json!({
             "replaced_by": fresh.id,
             "grace_secs": grace.map(|g| g.as_secs()),
             "env": old.env,
         });
-        Ok((details, Some(fresh), ()))
-    })
-    .await?;
+        Ok((details, Some((fresh, created)), limit, ()))
+    };
+    change(core, caller, id, "token.rolled", event_remote, rolled).await?;
     let listing = core
         .store
         .personal_token(new_id)
@@ -540,6 +612,7 @@ pub async fn transfer(
             Ok((
                 json!({ "from": from, "to": to.id, "to_username": to.username }),
                 None,
+                0,
                 (),
             ))
         },

@@ -67,13 +67,15 @@ pub struct TransferSpec {
 }
 
 /// Which tokens a listing shows.
-#[derive(Debug, Default, Clone, Copy)]
+#[derive(Debug, Default, Clone)]
 pub struct ListOptions {
     /// Revoked tokens too.
     pub include_revoked: bool,
     /// Only machine tokens nobody answers for.
     pub orphaned: bool,
-    /// The caller's own tokens only, even for an administrator (the
-    /// account page).
+    /// The tokens the caller owns, even for an administrator (the account
+    /// page).
     pub own_only: bool,
+    /// Only tokens for this environment.
+    pub env: Option<String>,
 }

@@ -116,7 +116,15 @@ pub fn scopes(
                 format!("the token's owner may not have the scope {}", named(scope)),
             ));
         }
-        if api_scopes::is_api_scope(scope) && !caller_admin && !caller.has_scope(scope) {
+        // A token acting for its owner passes on none but its own scopes;
+        // a person (or the bootstrap administrator) none of the API
+        // scopes their token lacks, unless it carries `admin`.
+        let beyond_caller = if caller.token_kind.is_some() {
+            !caller.has_scope(scope)
+        } else {
+            api_scopes::is_api_scope(scope) && !caller_admin && !caller.has_scope(scope)
+        };
+        if beyond_caller {
             return Err(OAuthError::new(
                 ErrorCode::InvalidScope,
                 format!(
@@ -131,6 +139,57 @@ pub fn scopes(
         }
     }
     Ok(granted.join(" "))
+}
+
+/// `lifetime` within the owner's own cap (a service user's
+/// `max_token_lifetime`) and, when the caller is itself a personal or
+/// machine token, within that token's expiry: a token cannot make one
+/// that outlives it.
+pub fn within_caps(
+    lifetime: Option<Duration>,
+    owner_cap: Option<Duration>,
+    caller: &Principal,
+    now: i64,
+) -> Result<Option<Duration>, OAuthError> {
+    if let Some(cap) = owner_cap
+        && lifetime.is_none_or(|l| l > cap)
+    {
+        return Err(OAuthError::invalid_request(format!(
+            "the service user's tokens live at most {} (its max_token_lifetime)",
+            humantime::format_duration(cap)
+        )));
+    }
+    if caller.token_kind.is_some()
+        && let Some(exp) = caller.expires_at
+        && lifetime.is_none_or(|l| now.saturating_add(l.as_secs() as i64) > exp)
+    {
+        return Err(OAuthError::invalid_request(
+            "a token cannot make one that outlives it: choose a shorter lifetime",
+        ));
+    }
+    Ok(lifetime)
+}
+
+/// The lifetime a roll gives the new token: the old one's duration,
+/// under today's policy (a cap lowered since is applied; `never` only
+/// while it is allowed).
+pub fn rolled_lifetime(
+    config: &PersonalTokensConfig,
+    old_secs: Option<i64>,
+    env: &str,
+    machine: bool,
+) -> Result<Option<Duration>, OAuthError> {
+    match old_secs {
+        None if machine && config.allow_non_expiring_machine_tokens => Ok(None),
+        None => Err(OAuthError::new(
+            ErrorCode::Conflict,
+            "the token never expires, which the policy no longer allows: create a new one",
+        )),
+        Some(secs) => {
+            let secs = u64::try_from(secs).unwrap_or(0);
+            Ok(Some(Duration::from_secs(secs).min(config.max_for(env))))
+        }
+    }
 }
 
 /// The grace a roll gives the old token: a duration from 1 s to 24 h.
