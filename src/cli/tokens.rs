@@ -278,10 +278,18 @@ pub async fn run(
             );
         }
         TokenCommand::Roll { id, grace } => {
+            let grace_seconds = grace
+                .as_deref()
+                .map(|g| {
+                    humantime::parse_duration(g)
+                        .map(|d| d.as_secs())
+                        .map_err(|_| anyhow::anyhow!("--grace takes a duration such as 15m"))
+                })
+                .transpose()?;
             let created: Value = client
                 .post(
                     &format!("{}/roll", token_path(&id)?),
-                    &json!({ "grace": grace }),
+                    &json!({ "grace_seconds": grace_seconds }),
                 )
                 .await?;
             if json_out {

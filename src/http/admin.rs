@@ -343,6 +343,7 @@ pub fn routes() -> axum::Router<AppState> {
             let mut document = (*spec).clone();
             let max_lifetime = state.config.tokens.max_lifetime.as_secs();
             super::admin_openapi::refine(&mut document, max_lifetime);
+            super::admin_openapi::refine_tokens(&mut document, &state.config.personal_tokens);
             async move { Json(document) }
         }),
     )
@@ -449,7 +450,7 @@ pub struct AuditQuery {
     pub actor_kind: Option<ActorKind>,
     /// A personal or machine token's id: its lifecycle, its uses (it is
     /// the actor) and uses refused after expiry, revocation or disabling.
-    #[param(nullable = false, max_length = 256)]
+    #[param(nullable = false, max_length = 64, pattern = "^[A-Za-z0-9-]{1,64}$")]
     pub token: Option<String>,
     #[param(nullable = false)]
     pub outcome: Option<AuditOutcome>,
@@ -506,6 +507,11 @@ async fn list_audit(
     Admin(_): Admin,
     Query(query): Query<AuditQuery>,
 ) -> Result<Json<AuditPage>, OAuthError> {
+    if query.token.as_deref().is_some_and(|t| {
+        t.is_empty() || t.len() > 64 || !t.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+    }) {
+        return Err(OAuthError::invalid_request("token must be a token id"));
+    }
     let limit = query.limit.unwrap_or(DEFAULT_AUDIT_PAGE);
     if !(1..=MAX_AUDIT_PAGE).contains(&limit) {
         return Err(OAuthError::invalid_request(

@@ -302,3 +302,27 @@ fn add_links(paths: &mut Value) {
         })),
     });
 }
+
+/// The token operations' bodies as this server's configuration has them:
+/// the environments and expiry choices it takes, the API scopes a token
+/// may carry, a name with a visible character, a username.
+pub fn refine_tokens(doc: &mut Value, config: &crate::config::PersonalTokensConfig) {
+    let schemas = &mut doc["components"]["schemas"];
+    let mut expires: Vec<&str> = config.expiry_choices.iter().map(String::as_str).collect();
+    if config.allow_non_expiring_machine_tokens {
+        expires.push("never");
+    }
+    let scope = "(admin|admin:read|audit:read|tokens:self)";
+    let properties = &mut schemas["TokenSpec"]["properties"];
+    properties["name"] =
+        serde_json::to_value(crate::oauth::client::name_schema()).unwrap_or_default();
+    properties["env"] = json!({"type": "string", "enum": config.environments});
+    properties["expires"] = json!({"type": "string", "enum": expires});
+    properties["scope"] = json!({
+        "type": ["string", "null"],
+        "description": "Space-separated; Tessera's API scopes (a machine token may also carry its service user's own).",
+        "pattern": format!("^ *({scope}( +{scope})*)? *$"),
+    });
+    schemas["TransferSpec"]["properties"]["owner"] =
+        json!({"type": "string", "pattern": "^[A-Za-z0-9._@-]{1,64}$"});
+}

@@ -10,7 +10,7 @@ use axum::http::{HeaderName, StatusCode};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
-use super::admin::{Body, OptionalBody};
+use super::admin::Body;
 use super::extract::{Admin, JsonOrEmpty, Path, Query, RemoteAddr};
 use crate::oauth::OAuthError;
 use crate::oauth::error::ErrorBody;
@@ -41,7 +41,7 @@ pub struct TokenQuery {
 
 /// Creates a token and shows its value, this once.
 #[utoipa::path(post, path = "/admin/v1/tokens", tag = "tokens", request_body = TokenSpec,
-    responses((status = 201, body = CreatedToken), (status = 400, body = ErrorBody), (status = 409, body = ErrorBody), (status = 413, body = ErrorBody)))]
+    responses((status = 201, body = CreatedToken), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 413, body = ErrorBody)))]
 pub(super) async fn create_token(
     State(state): State<AppState>,
     Admin(caller): Admin,
@@ -71,6 +71,15 @@ pub(super) async fn list_tokens(
     Admin(caller): Admin,
     Query(query): Query<TokenQuery>,
 ) -> Result<Json<TokenList>, OAuthError> {
+    if query
+        .env
+        .as_deref()
+        .is_some_and(|env| !crate::tokens::opaque::is_env_label(env))
+    {
+        return Err(OAuthError::invalid_request(
+            "env must be 1 to 16 lowercase letters and digits",
+        ));
+    }
     let options = ListOptions {
         include_revoked: query.include_revoked.unwrap_or(false),
         orphaned: query.orphaned.unwrap_or(false),
@@ -138,14 +147,14 @@ pub(super) async fn revoke_token(
 /// lifetime (from now); the old one is revoked in the same transaction,
 /// or with `grace` lives that much longer.
 #[utoipa::path(post, path = "/admin/v1/tokens/{id}/roll", tag = "tokens", params(("id" = String, Path)),
-    request_body(content = RollSpec, content_type = "application/json", description = "Optional"),
+    request_body = RollSpec,
     responses((status = 201, body = CreatedToken), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
 pub(super) async fn roll_token(
     State(state): State<AppState>,
     Admin(caller): Admin,
     RemoteAddr(remote): RemoteAddr,
     Path(id): Path<String>,
-    Body(spec): OptionalBody<RollSpec>,
+    Body(spec): Body<RollSpec>,
 ) -> Result<
     (
         StatusCode,

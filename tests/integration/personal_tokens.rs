@@ -87,7 +87,7 @@ async fn act(
         Method::POST,
         &format!("/admin/v1/tokens/{id}/{what}"),
         bearer,
-        body,
+        Some(body.unwrap_or_else(|| json!({}))),
     )
     .await
 }
@@ -1004,7 +1004,7 @@ async fn a_roll_never_leaves_both_tokens_refused(backend: Backend) {
             &admin,
             &new_id,
             "roll",
-            Some(json!({"grace": "2s"})),
+            Some(json!({"grace_seconds": 2})),
         )
         .await,
         201,
@@ -1189,7 +1189,7 @@ async fn a_roll_takes_the_rights_creating_would(backend: Backend) {
             &carol_admin,
             &strong_id,
             "roll",
-            Some(json!({"grace": "1h"})),
+            Some(json!({"grace_seconds": 3600})),
         )
         .await,
         201,
@@ -1315,8 +1315,8 @@ async fn no_token_makes_a_stronger_or_longer_one(backend: Backend) {
             Some(json!({"name": "x", "env": "dev", "expires": "1d", "service_user": bot_id})),
         )
         .await,
-        400,
-        "invalid_request",
+        409,
+        "conflict",
     )
     .await;
     assert!(

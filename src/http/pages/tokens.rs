@@ -392,10 +392,19 @@ pub async fn act(
         "enable" => personal_tokens::enable(&state, &caller, &id, remote).await,
         "revoke" => personal_tokens::revoke(&state, &caller, &id, remote).await,
         _ => {
-            let grace = Some(form.grace).filter(|g| !g.is_empty());
-            return match personal_tokens::roll(&state, &caller, &id, RollSpec { grace }, remote)
-                .await
-            {
+            let grace_seconds = match form.grace.trim() {
+                "" => None,
+                text => match humantime::parse_duration(text) {
+                    Ok(grace) => Some(grace.as_secs()),
+                    Err(_) => {
+                        let refused =
+                            OAuthError::invalid_request("the grace must be a duration such as 15m");
+                        return refused_page(&state, &headers, &session, &user, refused).await;
+                    }
+                },
+            };
+            let spec = RollSpec { grace_seconds };
+            return match personal_tokens::roll(&state, &caller, &id, spec, remote).await {
                 Ok(rolled) => Ok(shown_once(&rolled, "Your rolled token")),
                 Err(refused) => refused_page(&state, &headers, &session, &user, refused).await,
             };

@@ -125,7 +125,7 @@ async fn service_owner<'a>(
     id: &str,
     scopes: &'a mut Vec<String>,
 ) -> Result<NewOwner<'a>, OAuthError> {
-    let missing = || OAuthError::invalid_request(format!("no service user {}", named(id)));
+    let missing = || OAuthError::not_found(format!("no service user {}", named(id)));
     if !crate::oauth::syntax::is_identifier(id) {
         return Err(missing());
     }
@@ -474,7 +474,7 @@ pub async fn roll(
     spec: RollSpec,
     remote: Option<String>,
 ) -> Result<CreatedToken, OAuthError> {
-    let grace = spec.grace.as_deref().map(policy::grace).transpose()?;
+    let grace = spec.grace_seconds.map(policy::grace).transpose()?;
     let checked = find(core, caller, id, true).await?;
     let old = &checked.token;
     let machine = old.kind == TokenKind::Machine.as_str();
@@ -585,12 +585,13 @@ pub async fn transfer(
         .await
         .map_err(|e| match e.code {
             ErrorCode::NotFound => {
-                OAuthError::invalid_request(format!("owner: no user {}", named(&spec.owner)))
+                OAuthError::not_found(format!("owner: no user {}", named(&spec.owner)))
             }
             _ => e,
         })?;
     if to.disabled {
-        return Err(OAuthError::invalid_request(
+        return Err(OAuthError::new(
+            ErrorCode::Conflict,
             "owner: that user is disabled and cannot answer for a token",
         ));
     }

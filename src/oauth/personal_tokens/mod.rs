@@ -52,10 +52,11 @@ pub struct TokenSpec {
 #[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RollSpec {
-    /// How long the old token keeps working (`15m`); none: it is revoked
-    /// in the same transaction that creates the new one.
-    #[serde(default)]
-    pub grace: Option<String>,
+    /// Seconds the old token keeps working (1 to 86400); none: it is
+    /// revoked in the same transaction that creates the new one.
+    #[serde(default, deserialize_with = "crate::oauth::client::whole_number")]
+    #[schema(minimum = 1, maximum = 86400)]
+    pub grace_seconds: Option<u64>,
 }
 
 /// What `POST /admin/v1/tokens/{id}/transfer` takes.

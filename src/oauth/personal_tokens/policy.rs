@@ -154,10 +154,15 @@ pub fn within_caps(
     if let Some(cap) = owner_cap
         && lifetime.is_none_or(|l| l > cap)
     {
-        return Err(OAuthError::invalid_request(format!(
-            "the service user's tokens live at most {} (its max_token_lifetime)",
-            humantime::format_duration(cap)
-        )));
+        // The service user's own setting refuses it: a conflict with its
+        // state, not a malformed request.
+        return Err(OAuthError::new(
+            ErrorCode::Conflict,
+            format!(
+                "the service user's tokens live at most {} (its max_token_lifetime)",
+                humantime::format_duration(cap)
+            ),
+        ));
     }
     if caller.token_kind.is_some()
         && let Some(exp) = caller.expires_at
@@ -192,13 +197,15 @@ pub fn rolled_lifetime(
     }
 }
 
-/// The grace a roll gives the old token: a duration from 1 s to 24 h.
-pub fn grace(text: &str) -> Result<Duration, OAuthError> {
-    match humantime::parse_duration(text) {
-        Ok(d) if d >= Duration::from_secs(1) && d <= MAX_GRACE => Ok(d),
-        _ => Err(OAuthError::invalid_request(
-            "grace must be a duration from 1s to 24h, such as 15m",
-        )),
+/// The grace a roll gives the old token: 1 s to 24 h.
+pub fn grace(seconds: u64) -> Result<Duration, OAuthError> {
+    let grace = Duration::from_secs(seconds);
+    if grace >= Duration::from_secs(1) && grace <= MAX_GRACE {
+        Ok(grace)
+    } else {
+        Err(OAuthError::invalid_request(
+            "grace_seconds must be from 1 to 86400 (24 hours)",
+        ))
     }
 }
 
@@ -244,8 +251,8 @@ mod tests {
 
     #[test]
     fn grace_is_bounded() {
-        assert_eq!(grace("15m").unwrap(), Duration::from_secs(900));
-        for bad in ["0s", "25h", "soon", ""] {
+        assert_eq!(grace(900).unwrap(), Duration::from_secs(900));
+        for bad in [0, 86401] {
             assert!(grace(bad).is_err(), "{bad}");
         }
     }
