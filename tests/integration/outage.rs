@@ -67,6 +67,15 @@ async fn postgres_goes_away_and_returns() {
         eventually(10, || async { !ready(&app).await }).await,
         "readiness follows the database"
     );
+    // The administrator's token row is cached for at most a second
+    // (`token_cache`); once that is gone, the check needs the database.
+    assert!(
+        eventually(10, || async {
+            app.admin_get("/admin/v1/whoami").await.status() == 503
+        })
+        .await,
+        "token checks follow the database once the cached row is stale"
+    );
     fail_with(
         app.admin_get("/admin/v1/whoami").await,
         503,
