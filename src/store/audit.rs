@@ -27,6 +27,23 @@ pub struct NewAuditRecord {
 }
 
 impl NewAuditRecord {
+    /// The event with `members` added to its details (a JSON object; a
+    /// row whose details are not one starts from an empty object).
+    pub(crate) fn with_details(
+        mut self,
+        members: impl IntoIterator<Item = (&'static str, serde_json::Value)>,
+    ) -> NewAuditRecord {
+        let mut details = serde_json::from_str::<serde_json::Value>(&self.details)
+            .ok()
+            .filter(serde_json::Value::is_object)
+            .unwrap_or_else(|| serde_json::json!({}));
+        for (name, value) in members {
+            details[name] = value;
+        }
+        self.details = details.to_string();
+        self
+    }
+
     /// The row as printable ASCII (every other character escaped), each
     /// value bounded, its details kept as an escaped string: what the
     /// writer stores when the database refused the row as it was.

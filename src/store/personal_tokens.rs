@@ -251,7 +251,7 @@ pub(crate) fn owner_leaves_in(
     user_id: &str,
     deleted: bool,
     now: i64,
-    mut event: NewAuditRecord,
+    event: NewAuditRecord,
 ) -> QueryResult<NewAuditRecord> {
     use access_tokens::dsl as t;
     let live = t::revoked_at
@@ -285,14 +285,10 @@ pub(crate) fn owner_leaves_in(
             .set(t::responsible_id.eq(None::<String>))
             .execute(conn)?;
     }
-    let mut details = serde_json::from_str::<serde_json::Value>(&event.details)
-        .ok()
-        .filter(serde_json::Value::is_object)
-        .unwrap_or_else(|| serde_json::json!({}));
-    details["stopped_personal_tokens"] = personal.into();
-    details["orphaned_machine_tokens"] = orphaned.into();
-    event.details = details.to_string();
-    Ok(event)
+    Ok(event.with_details([
+        ("stopped_personal_tokens", personal.into()),
+        ("orphaned_machine_tokens", orphaned.into()),
+    ]))
 }
 
 fn read_one(conn: &mut AnyConnection, id: &str) -> QueryResult<Option<TokenListing>> {

@@ -293,14 +293,10 @@ pub struct Ended {
 impl Ended {
     /// `event` with `ended_sessions` and `revoked_refresh_tokens` added to
     /// its details (a JSON object).
-    pub(crate) fn recorded_in(self, mut event: NewAuditRecord) -> NewAuditRecord {
-        let mut details = serde_json::from_str::<serde_json::Value>(&event.details)
-            .ok()
-            .filter(serde_json::Value::is_object)
-            .unwrap_or_else(|| serde_json::json!({}));
-        details["ended_sessions"] = self.sessions.into();
-        details["revoked_refresh_tokens"] = self.refresh_tokens.into();
-        event.details = details.to_string();
-        event
+    pub(crate) fn recorded_in(self, event: NewAuditRecord) -> NewAuditRecord {
+        event.with_details([
+            ("ended_sessions", self.sessions.into()),
+            ("revoked_refresh_tokens", self.refresh_tokens.into()),
+        ])
     }
 }
