@@ -139,6 +139,7 @@ fn admin_token(
         use_count: 0,
         replaced_by: None,
         last_four: String::new(),
+        max_uses: None,
     };
     (token, record)
 }

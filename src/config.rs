@@ -31,6 +31,58 @@ pub struct Config {
     pub login: LoginConfig,
     pub device: DeviceConfig,
     pub personal_tokens: PersonalTokensConfig,
+    pub agents: AgentsConfig,
+}
+
+/// Agents (issue 13): bootstrap tokens, registered keys and their tokens.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AgentsConfig {
+    /// A bootstrap token's lifetime when `--expires` is not given.
+    #[serde(with = "humantime_serde")]
+    pub bootstrap_default_lifetime: Duration,
+    /// The longest a bootstrap token may live.
+    #[serde(with = "humantime_serde")]
+    pub bootstrap_max_lifetime: Duration,
+    /// The most registrations one bootstrap token may allow.
+    pub bootstrap_max_uses: u32,
+    /// How long a registered key (and the registration access token that
+    /// can replace it) lives; the agent rotates before then.
+    #[serde(with = "humantime_serde")]
+    pub key_lifetime: Duration,
+    /// How long a rotated-out key keeps working.
+    #[serde(with = "humantime_serde")]
+    pub key_overlap: Duration,
+    /// An agent's access tokens live this long (within its service user's
+    /// cap and `tokens.max_lifetime`).
+    #[serde(with = "humantime_serde")]
+    pub access_token_lifetime: Duration,
+    /// Whether agents may register P-256 (ES256) keys beside Ed25519.
+    pub allow_p256: bool,
+}
+
+impl AgentsConfig {
+    fn validate(&self) -> Result<(), ConfigError> {
+        let positive = [
+            self.bootstrap_default_lifetime,
+            self.bootstrap_max_lifetime,
+            self.key_lifetime,
+            self.access_token_lifetime,
+        ];
+        if positive.iter().any(Duration::is_zero)
+            || self.bootstrap_default_lifetime > self.bootstrap_max_lifetime
+            || self.bootstrap_max_uses == 0
+            || self.key_overlap >= self.key_lifetime
+        {
+            return Err(ConfigError::Invalid(
+                "agents: lifetimes must be positive, bootstrap_default_lifetime at most \
+                 bootstrap_max_lifetime, bootstrap_max_uses at least 1 and key_overlap \
+                 shorter than key_lifetime"
+                    .into(),
+            ));
+        }
+        Ok(())
+    }
 }
 
 /// argon2id parameters for human passwords (RFC 9106 §3.1). Hashes made
@@ -442,6 +494,7 @@ impl Config {
             ));
         }
         self.personal_tokens.validate()?;
+        self.agents.validate()?;
         if self.tokens.access_token_lifetime > self.tokens.max_lifetime {
             return Err(ConfigError::Invalid(
                 "tokens.access_token_lifetime must not exceed tokens.max_lifetime".into(),

@@ -140,6 +140,7 @@ impl Server {
                 .map_err(|e| StartError::Fatal(format!("passwords: {e}")))?,
             user_cache: UserCache::new(config.clients.cache_ttl),
             token_uses: Default::default(),
+            agent_token_times: Default::default(),
             token_cache: TokenCache::new(config.clients.cache_ttl),
             config,
             store,

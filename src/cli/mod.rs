@@ -2,6 +2,8 @@
 //! database directly; every other command talks to a running server's
 //! admin API over HTTP, as `hydra`'s CLI does.
 
+mod agent_run;
+mod agents;
 mod client;
 mod clients;
 mod keys;
@@ -160,6 +162,14 @@ pub enum Command {
         #[command(subcommand)]
         command: trust::TrustCommand,
     },
+    /// Agents: bootstrap tokens, registered agents, the kill switch, and
+    /// `agent run`, the agent itself.
+    Agent {
+        #[command(flatten)]
+        admin: AdminArgs,
+        #[command(subcommand)]
+        command: agents::AgentCommand,
+    },
     /// Personal access tokens and machine tokens.
     Token {
         #[command(flatten)]
@@ -299,6 +309,18 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Trust { admin, command } => {
             let admin = admin.or(&before);
             trust::run(&AdminClient::connect(&admin).await?, command, admin.json).await
+        }
+        Command::Agent {
+            admin,
+            command: agents::AgentCommand::Run(args),
+        } => {
+            let admin = admin.or(&before);
+            let url = client::base_url(admin.url.as_ref())?;
+            agent_run::run(url, admin.insecure, args).await
+        }
+        Command::Agent { admin, command } => {
+            let admin = admin.or(&before);
+            agents::run(&AdminClient::connect(&admin).await?, command, admin.json).await
         }
         Command::Token { admin, command } => {
             let admin = admin.or(&before);

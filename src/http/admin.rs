@@ -19,6 +19,7 @@ use utoipa::{IntoParams, Modify, OpenApi, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
+use super::admin_agents as agents;
 use super::admin_clients;
 use super::admin_mfa;
 use super::admin_service_users as svc;
@@ -179,6 +180,12 @@ fn api() -> OpenApiRouter<AppState> {
         .routes(routes!(tokens::revoke_token))
         .routes(routes!(tokens::roll_token))
         .routes(routes!(tokens::transfer_token))
+        .routes(routes!(agents::create_bootstrap, agents::list_bootstraps))
+        .routes(routes!(agents::revoke_bootstrap))
+        .routes(routes!(agents::list_agents))
+        .routes(routes!(agents::get_agent, agents::delete_agent))
+        .routes(routes!(agents::disable_agent))
+        .routes(routes!(agents::enable_agent))
 }
 
 /// `If-Match` (RFC 9110 §13.1.1), for safe read-modify-write of a resource.

@@ -190,7 +190,7 @@ impl FromRequestParts<AppState> for Admin {
     }
 }
 
-fn bearer_token(parts: &Parts) -> Result<OpaqueToken, OAuthError> {
+pub(super) fn bearer_token(parts: &Parts) -> Result<OpaqueToken, OAuthError> {
     let header = parts.headers.get(AUTHORIZATION).ok_or_else(|| {
         OAuthError::credentials_required(ErrorCode::InvalidToken, "a bearer token is required")
     })?;

@@ -2,6 +2,7 @@
 //! extract, call the core, and render; they hold no protocol logic.
 
 mod admin;
+mod admin_agents;
 mod admin_clients;
 mod admin_mfa;
 mod admin_openapi;
@@ -21,6 +22,7 @@ mod health;
 pub mod listener;
 mod nul_guard;
 pub mod pages;
+mod register;
 mod timeouts;
 mod token;
 mod token_status;
@@ -52,6 +54,7 @@ pub fn router(state: AppState) -> Router {
         .merge(admin::routes().layer(middleware::from_fn(nul_guard::refuse_nul)))
         .merge(token::routes())
         .merge(token_status::routes())
+        .merge(register::routes().layer(middleware::from_fn(nul_guard::refuse_nul)))
         .merge(pages::routes())
         .merge(authorize::routes())
         .merge(device::routes())

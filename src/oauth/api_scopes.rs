@@ -58,9 +58,17 @@ pub const AUDIT_PATH: &str = "/admin/v1/audit";
 /// caller's own tokens (the operations check whose a token is).
 pub const TOKENS_PATH: &str = "/admin/v1/tokens";
 
-/// Whether `path` (a route template) is one of the token operations.
+/// Agents and their bootstrap tokens: `tokens:self` reaches these too, for
+/// the agents of the service users the caller owns.
+pub const AGENTS_PATH: &str = "/admin/v1/agents";
+
+/// Whether `path` (a route template) is one of the token or agent
+/// operations.
 pub fn is_tokens_path(path: &str) -> bool {
-    path == TOKENS_PATH || path.starts_with("/admin/v1/tokens/")
+    path == TOKENS_PATH
+        || path.starts_with("/admin/v1/tokens/")
+        || path == AGENTS_PATH
+        || path.starts_with("/admin/v1/agents/")
 }
 
 /// Whether a token whose holder `is_admin` and that carries `scopes` may

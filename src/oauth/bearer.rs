@@ -238,8 +238,11 @@ pub async fn inspect(
     state: &Core,
     presented: &OpaqueToken,
 ) -> Result<Inspected, (OAuthError, Option<String>)> {
+    // An agent bootstrap token is good for registration only (RFC 7591
+    // §3), never as a bearer token of the API.
     let record = find(state, presented)
         .await?
+        .filter(|r| r.kind != TokenKind::AgentBootstrap.as_str())
         .ok_or((OAuthError::invalid_token(REJECTED), None))?;
     let token_id = Some(record.id.clone());
     if let Some(refused) = refusal(&record, clock::now()) {

@@ -168,6 +168,10 @@ pub struct Client {
     pub first_party: bool,
     pub id_token_signed_response_alg: Alg,
     pub require_pkce: bool,
+    /// An agent's service user: the client's tokens are that user's
+    /// (`sub`), with the agent as `client_id`. Set from the `agents` row.
+    #[serde(skip)]
+    pub agent_of: Option<String>,
 }
 
 impl Client {
@@ -299,6 +303,7 @@ impl From<ClientRecord> for Client {
             id_token_signed_response_alg: Alg::parse(&r.id_token_alg).unwrap_or(Alg::RS256),
             // Fail safe: a public client always uses PKCE.
             require_pkce: r.require_pkce || !r.confidential,
+            agent_of: None,
         }
     }
 }
@@ -539,6 +544,7 @@ impl Client {
             first_party: false,
             id_token_signed_response_alg: Alg::RS256,
             require_pkce: true,
+            agent_of: None,
         }
     }
 }

@@ -9,7 +9,7 @@ use jsonwebtoken::jwk::JwkSet;
 
 use super::client::Client;
 use super::ttl_cache::TtlCache;
-use crate::store::{ClientStore, Store, StoreError};
+use crate::store::{AgentStore, ClientStore, Store, StoreError};
 
 /// A client and its secrets' digests with their expiry (Unix seconds).
 #[derive(Debug)]
@@ -34,6 +34,10 @@ impl ClientCache {
     ) -> Result<Option<Arc<CachedClient>>, StoreError> {
         self.0
             .get(id, || async {
+                if super::agents::is_agent_id(id) {
+                    let agent = store.agent(id.to_owned()).await?;
+                    return Ok(agent.map(|(client, agent)| super::agents::cached(client, agent)));
+                }
                 let fetched = store.client_with_secrets(id.to_owned()).await?;
                 Ok(fetched.map(|(record, secrets)| {
                     let client = Client::from(record);

@@ -56,6 +56,9 @@ pub struct ProviderMetadata {
     pub end_session_endpoint: String,
     /// RFC 8628 §4.
     pub device_authorization_endpoint: String,
+    /// RFC 8414 §2, RFC 7591 §3: agents register here with a bootstrap
+    /// token (there is no open registration).
+    pub registration_endpoint: String,
     pub response_modes_supported: Vec<&'static str>,
     pub code_challenge_methods_supported: Vec<&'static str>,
     /// RFC 9207 §3: `iss` is on every authorization response.
@@ -139,6 +142,8 @@ pub fn oauth_authorization_server(config: &Config) -> ProviderMetadata {
         end_session_endpoint: config.endpoint(END_SESSION_PATH),
         device_authorization_endpoint: config
             .endpoint(crate::oauth::device::DEVICE_AUTHORIZATION_PATH),
+        registration_endpoint: config
+            .endpoint(crate::oauth::agents::registration::REGISTRATION_PATH),
         response_modes_supported: vec!["query"],
         code_challenge_methods_supported: vec!["S256"],
         authorization_response_iss_parameter_supported: true,

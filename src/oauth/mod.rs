@@ -6,6 +6,7 @@ pub mod assertion;
 pub mod authorize;
 pub mod bearer;
 mod changes;
+pub mod agents;
 pub mod client;
 pub mod client_auth;
 pub mod client_cache;

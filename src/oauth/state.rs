@@ -47,4 +47,6 @@ pub struct Core {
     pub token_cache: crate::oauth::token_cache::TokenCache,
     /// Uses of personal and machine tokens not written yet.
     pub token_uses: crate::oauth::personal_tokens::usage::UsageCounter,
+    /// When this replica last wrote each agent's last token time.
+    pub agent_token_times: crate::oauth::agents::grant::LastTokenTimes,
 }

@@ -124,7 +124,7 @@ pub struct NewSecret {
 /// Takes the client's row lock (PostgreSQL) or the write lock (SQLite) as
 /// the transaction's first statement, so that what it reads next cannot be
 /// changed by another writer before it commits.
-fn lock_client(conn: &mut AnyConnection, id: &str) -> Result<(), diesel::result::Error> {
+pub(super) fn lock_client(conn: &mut AnyConnection, id: &str) -> Result<(), diesel::result::Error> {
     let locked = diesel::update(clients::table.find(id))
         .set(clients::updated_at.eq(clients::updated_at))
         .execute(conn)?;

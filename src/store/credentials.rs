@@ -61,6 +61,9 @@ pub struct AccessTokenRecord {
     pub replaced_by: Option<String>,
     /// The last four characters of the token, for lists.
     pub last_four: String,
+    /// An agent bootstrap token's registrations allowed (`use_count` counts
+    /// them); `None` for other kinds.
+    pub max_uses: Option<i64>,
 }
 
 impl AccessTokenRecord {

@@ -7,6 +7,7 @@
 //! `CredentialStore`, `AuditStore`, `InstanceStore`) and plain records; no
 //! backend branch exists outside this module.
 
+mod agents;
 mod assertions;
 mod audit;
 mod authorization;
@@ -35,6 +36,9 @@ use std::time::Duration;
 
 use diesel::result::{DatabaseErrorKind, Error as DieselError};
 
+pub use agents::{
+    AgentChange, AgentRecord, AgentStore, AgentWithClient, BOOTSTRAP_KIND, BootstrapRefused,
+};
 pub use assertions::ReplayStore;
 pub use audit::{AuditFilter, AuditRecord, AuditStore, NewAuditRecord};
 pub use authorization::{

@@ -59,6 +59,23 @@ diesel::table! {
         use_count -> BigInt,
         replaced_by -> Nullable<Text>,
         last_four -> Text,
+        max_uses -> Nullable<BigInt>,
+    }
+}
+
+diesel::table! {
+    agents (client_id) {
+        client_id -> Text,
+        service_user_id -> Text,
+        bootstrap_id -> Nullable<Text>,
+        registered_ip -> Nullable<Text>,
+        key_expires_at -> BigInt,
+        previous_jwks -> Nullable<Text>,
+        previous_key_expires_at -> Nullable<BigInt>,
+        registration_digest -> Binary,
+        rotated_at -> Nullable<BigInt>,
+        last_token_at -> Nullable<BigInt>,
+        created_at -> BigInt,
     }
 }
 
@@ -234,6 +251,7 @@ diesel::table! {
 }
 
 diesel::joinable!(client_secrets -> clients (client_id));
+diesel::joinable!(agents -> clients (client_id));
 diesel::joinable!(trust_policies -> trusted_issuers (issuer));
 
 diesel::allow_tables_to_appear_in_same_query!(
@@ -244,6 +262,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     audit_events,
     clients,
     client_secrets,
+    agents,
     used_assertion_ids,
     service_user_keys,
     revoked_tokens,

@@ -6,7 +6,7 @@ use diesel::prelude::*;
 
 use super::audit::{NewAuditRecord, append_in};
 use super::credentials::ServiceUserRecord;
-use super::schema::{access_tokens, service_user_keys, service_users};
+use super::schema::{access_tokens, agents, clients, service_user_keys, service_users};
 use super::trust::policy_naming_service_user;
 use super::{Refusal, Store, StoreError};
 
@@ -142,6 +142,12 @@ impl ServiceUserStore for Store {
                     return Err(format!("trust policy `{name}`").into());
                 }
                 diesel::delete(access_tokens::table.filter(access_tokens::owner_id.eq(&id)))
+                    .execute(conn)?;
+                // Its agents are clients that act only for it: they go too.
+                let agent_clients = agents::table
+                    .filter(agents::service_user_id.eq(&id))
+                    .select(agents::client_id);
+                diesel::delete(clients::table.filter(clients::id.eq_any(agent_clients)))
                     .execute(conn)?;
                 match diesel::delete(service_users::table.find(&id)).execute(conn) {
                     Ok(0) => return Err(diesel::result::Error::NotFound.into()),

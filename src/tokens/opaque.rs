@@ -2,9 +2,9 @@
 //! and machine tokens `tsr_<kind>_<env>_<body><checksum>`.
 //!
 //! - `kind` tells a human or a secret scanner what leaked (`pat`, `mt`,
-//!   `rt`, `bt`).
-//! - `env` (personal and machine tokens only) is the environment label the
-//!   token was made for, 1 to 16 lowercase letters and digits: `prod` in a
+//!   `rt`, `bt`, `ab` agent bootstrap, `ra` registration access).
+//! - `env` (personal and machine tokens; optional on agent bootstrap
+//!   tokens) is the environment label the token was made for, 1 to 16 lowercase letters and digits: `prod` in a
 //!   leaked token's prefix tells the finder how bad the leak is.
 //! - `body` is 43 base62 characters: 256 bits from the OS.
 //! - `checksum` is CRC32 of everything before it, 6 base62 characters, so
@@ -49,6 +49,10 @@ pub enum TokenKind {
     Bootstrap,
     /// OAuth client secret.
     ClientSecret,
+    /// An agent's bootstrap token: RFC 7591 §3's initial access token.
+    AgentBootstrap,
+    /// RFC 7592 §3: an agent's registration access token.
+    RegistrationAccess,
 }
 
 impl TokenKind {
@@ -59,6 +63,8 @@ impl TokenKind {
             TokenKind::Refresh => "rt",
             TokenKind::Bootstrap => "bt",
             TokenKind::ClientSecret => "cs",
+            TokenKind::AgentBootstrap => "ab",
+            TokenKind::RegistrationAccess => "ra",
         }
     }
 
@@ -68,6 +74,8 @@ impl TokenKind {
             TokenKind::Machine,
             TokenKind::Refresh,
             TokenKind::Bootstrap,
+            TokenKind::AgentBootstrap,
+            TokenKind::RegistrationAccess,
         ]
         .into_iter()
         .find(|kind| kind.as_str() == text)
@@ -76,6 +84,11 @@ impl TokenKind {
     /// Personal and machine tokens carry an environment label.
     pub fn has_env(self) -> bool {
         matches!(self, TokenKind::Pat | TokenKind::Machine)
+    }
+
+    /// An agent bootstrap token may carry an environment label.
+    fn may_have_env(self) -> bool {
+        self.has_env() || self == TokenKind::AgentBootstrap
     }
 }
 
@@ -115,7 +128,7 @@ impl OpaqueToken {
 
     /// A new personal or machine token for `env` (an [`is_env_label`]).
     pub fn generate_for_env(kind: TokenKind, env: &str) -> Self {
-        debug_assert!(kind.has_env() && is_env_label(env));
+        debug_assert!(kind.may_have_env() && is_env_label(env));
         Self::finish(format!("{PREFIX}{}_{env}_", kind.as_str()))
     }
 
@@ -143,7 +156,8 @@ impl OpaqueToken {
             .ok_or(TokenFormatError::NotTessera)?;
         let (kind, tail) = rest.split_once('_').ok_or(TokenFormatError::NotTessera)?;
         let kind = TokenKind::parse(kind).ok_or(TokenFormatError::NotTessera)?;
-        let (env, tail) = if kind.has_env() {
+        let labelled = kind.has_env() || (kind.may_have_env() && tail.contains('_'));
+        let (env, tail) = if labelled {
             let (env, tail) = tail.split_once('_').ok_or(TokenFormatError::NotTessera)?;
             if !is_env_label(env) {
                 return Err(TokenFormatError::NotTessera);
@@ -189,6 +203,9 @@ impl OpaqueToken {
 /// token from a lookalike offline: CRC32 (IEEE) of everything before the
 /// last six characters, as six base62 digits, most significant first.
 pub const SCANNER_PATTERN: &str = r"\btsr_(pat|mt)_[a-z0-9]{1,16}_[A-Za-z0-9]{49}\b";
+
+/// The same for agent bootstrap tokens, whose label is optional.
+pub const BOOTSTRAP_SCANNER_PATTERN: &str = r"\btsr_ab_([a-z0-9]{1,16}_)?[A-Za-z0-9]{49}\b";
 
 fn checksum(text: &str) -> String {
     let mut value = crc32fast::hash(text.as_bytes()) as u64;
@@ -265,6 +282,26 @@ mod tests {
             assert!(pattern.is_match(token.expose()), "{}", kind.as_str());
         }
         assert!(!pattern.is_match("tsr_pat_Prod_abc"));
+    }
+
+    #[test]
+    fn agent_bootstrap_tokens_may_carry_an_environment() {
+        let pattern = regex::Regex::new(BOOTSTRAP_SCANNER_PATTERN).unwrap();
+        let plain = OpaqueToken::generate(TokenKind::AgentBootstrap);
+        assert!(plain.expose().starts_with("tsr_ab_"));
+        assert_eq!(plain.parse().unwrap().env, None);
+        let labelled = OpaqueToken::generate_for_env(TokenKind::AgentBootstrap, "prod");
+        assert!(labelled.expose().starts_with("tsr_ab_prod_"));
+        let parsed = labelled.parse().unwrap();
+        assert_eq!(parsed.kind, TokenKind::AgentBootstrap);
+        assert_eq!(parsed.env.as_deref(), Some("prod"));
+        assert!(pattern.is_match(plain.expose()) && pattern.is_match(labelled.expose()));
+        // A registration access token has no label.
+        let registration = OpaqueToken::generate(TokenKind::RegistrationAccess);
+        assert_eq!(
+            registration.parse().unwrap().kind,
+            TokenKind::RegistrationAccess
+        );
     }
 
     #[test]

@@ -17,6 +17,10 @@ pub async fn grant(
     context: RequestContext,
 ) -> Result<TokenResponse, OAuthError> {
     let client = super::client_for(state, request, &context, GrantType::ClientCredentials).await?;
+    if let Some(service_user) = client.agent_of.clone() {
+        return crate::oauth::agents::grant::grant(state, &client, &service_user, request, context)
+            .await;
+    }
     let scopes = client.grant_scopes(request.get("scope"))?;
     let audience = client.grant_audience(&request.targets())?;
     super::issue(

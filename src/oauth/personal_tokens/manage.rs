@@ -22,7 +22,7 @@ use crate::tokens::opaque::{OpaqueToken, TokenKind};
 
 /// How far the caller's rights reach.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Reach {
+pub(crate) enum Reach {
     /// An administrator's token with `admin` (or `admin:read`, to read).
     All,
     /// `tokens:self`: the caller's own tokens, and the machine tokens of
@@ -30,7 +30,7 @@ enum Reach {
     Own,
 }
 
-fn reach(caller: &Principal, write: bool) -> Result<Reach, OAuthError> {
+pub(crate) fn reach(caller: &Principal, write: bool) -> Result<Reach, OAuthError> {
     if caller.is_admin && (caller.has_scope(ADMIN) || (!write && caller.has_scope(ADMIN_READ))) {
         Ok(Reach::All)
     } else if caller.has_scope(TOKENS_SELF) {
@@ -47,7 +47,7 @@ fn not_found() -> OAuthError {
     OAuthError::not_found("no such token")
 }
 
-fn is_human(caller: &Principal) -> bool {
+pub(crate) fn is_human(caller: &Principal) -> bool {
     caller.kind == ActorKind::Human
 }
 
@@ -248,14 +248,19 @@ pub async fn create(
 }
 
 /// A fresh token of `kind` and its row, owned by nobody yet.
-fn new_token(
+pub(crate) fn new_token(
     core: &Core,
     kind: TokenKind,
     env: &str,
     now: i64,
     lifetime_secs: Option<i64>,
 ) -> (OpaqueToken, AccessTokenRecord) {
-    let token = OpaqueToken::generate_for_env(kind, env);
+    // Only an agent bootstrap token may go without a label.
+    let token = if env.is_empty() {
+        OpaqueToken::generate(kind)
+    } else {
+        OpaqueToken::generate_for_env(kind, env)
+    };
     let parsed = token.parse().expect("a generated token parses");
     let value = token.expose();
     let record = AccessTokenRecord {
@@ -279,6 +284,7 @@ fn new_token(
         use_count: 0,
         replaced_by: None,
         last_four: value[value.len() - 4..].to_owned(),
+        max_uses: None,
     };
     (token, record)
 }

@@ -13,7 +13,7 @@
 //!   ([`usage`]).
 
 pub mod exchange;
-mod manage;
+pub(crate) mod manage;
 mod policy;
 pub mod usage;
 mod view;

@@ -1,0 +1,2 @@
+DROP TABLE agents;
+ALTER TABLE access_tokens DROP COLUMN max_uses;

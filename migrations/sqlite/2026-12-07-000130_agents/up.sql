@@ -1,0 +1,26 @@
+-- Agents (issue 13): workloads that register their own Ed25519 key with a
+-- short-lived bootstrap token (`tsr_ab_`, a row of access_tokens) and live
+-- on 15-minute tokens. `max_uses`: how many registrations a bootstrap token
+-- allows; `use_count` counts them, raised only while below it, so two
+-- replicas racing for a single-use token cannot both win.
+ALTER TABLE access_tokens ADD COLUMN max_uses BIGINT;
+
+-- An agent is a client (private_key_jwt, client_credentials) acting for a
+-- service user. Its key expires; a rotation keeps the previous key until
+-- `previous_key_expires_at` (the overlap). The registration access token
+-- (RFC 7592) is stored as a keyed digest and replaced on every use.
+CREATE TABLE agents (
+    client_id TEXT PRIMARY KEY NOT NULL REFERENCES clients (id) ON DELETE CASCADE,
+    service_user_id TEXT NOT NULL REFERENCES service_users (id),
+    bootstrap_id TEXT,
+    registered_ip TEXT,
+    key_expires_at BIGINT NOT NULL,
+    previous_jwks TEXT,
+    previous_key_expires_at BIGINT,
+    registration_digest BLOB NOT NULL,
+    rotated_at BIGINT,
+    last_token_at BIGINT,
+    created_at BIGINT NOT NULL
+);
+CREATE INDEX agents_service_user ON agents (service_user_id);
+

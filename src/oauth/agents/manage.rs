@@ -1,0 +1,148 @@
+//! The kill switch: list agents, disable, enable and delete them. A
+//! disabled or deleted agent's next token request is `invalid_client` and
+//! its outstanding tokens introspect inactive, on every replica at once
+//! (its client row changes, and PostgreSQL announces the change).
+
+use serde_json::json;
+
+use super::AgentView;
+use super::bootstrap::{reach_all, service_user_for};
+use super::is_agent_id;
+use crate::audit::{Event, Outcome};
+use crate::clock;
+use crate::oauth::bearer::Principal;
+use crate::oauth::{Core, OAuthError, syntax};
+use crate::store::{AgentChange, AgentStore, StoreError};
+
+fn not_found() -> OAuthError {
+    OAuthError::not_found("no such agent")
+}
+
+pub async fn list(
+    core: &Core,
+    caller: &Principal,
+    service_user: Option<&str>,
+) -> Result<Vec<AgentView>, OAuthError> {
+    let owner = match service_user {
+        Some(id) => Some(service_user_for(core, caller, id, false).await?.id),
+        None if reach_all(caller)? => None,
+        None => {
+            return Err(OAuthError::invalid_request(
+                "name the service user (--service-user): only an administrator lists all",
+            ));
+        }
+    };
+    Ok(core
+        .store
+        .list_agents(owner)
+        .await?
+        .into_iter()
+        .map(AgentView::new)
+        .collect())
+}
+
+/// The agent `client_id`, if the caller may see (or, `write`, change) it.
+async fn reachable(
+    core: &Core,
+    caller: &Principal,
+    client_id: &str,
+    write: bool,
+) -> Result<AgentView, OAuthError> {
+    if !is_agent_id(client_id) || !syntax::is_identifier(client_id) {
+        return Err(not_found());
+    }
+    let rows = core
+        .store
+        .agent(client_id.to_owned())
+        .await?
+        .ok_or_else(not_found)?;
+    service_user_for(core, caller, &rows.1.service_user_id, write)
+        .await
+        .map_err(|_| not_found())?;
+    Ok(AgentView::new(rows))
+}
+
+pub async fn show(
+    core: &Core,
+    caller: &Principal,
+    client_id: &str,
+) -> Result<AgentView, OAuthError> {
+    reachable(core, caller, client_id, false).await
+}
+
+/// Turns the agent off (`enabled` false) or on again.
+pub async fn set_enabled(
+    core: &Core,
+    caller: &Principal,
+    client_id: &str,
+    enabled: bool,
+    remote: Option<String>,
+) -> Result<AgentView, OAuthError> {
+    reachable(core, caller, client_id, true).await?;
+    let actor = caller.actor();
+    let action = if enabled {
+        "agent.enabled"
+    } else {
+        "agent.disabled"
+    };
+    let changed = core
+        .store
+        .change_agent(client_id.to_owned(), move |(mut client, agent)| {
+            let event = Event::new(actor, action, Outcome::Success)
+                .target(client.id.clone())
+                .client(client.id.clone())
+                .remote(remote)
+                .details(json!({ "service_user": agent.service_user_id }))
+                .into_record(clock::now_ms());
+            client.enabled = enabled;
+            client.updated_at = clock::now();
+            let rows = (client, agent);
+            Ok::<_, OAuthError>(AgentChange {
+                value: rows.clone(),
+                rows: Some(rows),
+                event,
+            })
+        })
+        .await;
+    core.client_cache.invalidate(client_id);
+    match changed {
+        Ok(Ok(rows)) => Ok(AgentView::new(rows)),
+        Ok(Err(error)) => Err(error),
+        Err(StoreError::NotFound) => Err(not_found()),
+        Err(other) => Err(other.into()),
+    }
+}
+
+/// Deletes the agent and its client: its key, registration access token
+/// and tokens stop at once.
+pub async fn delete(
+    core: &Core,
+    caller: &Principal,
+    client_id: &str,
+    remote: Option<String>,
+) -> Result<(), OAuthError> {
+    reachable(core, caller, client_id, true).await?;
+    let actor = caller.actor();
+    let deleted = core
+        .store
+        .change_agent(client_id.to_owned(), move |(client, agent)| {
+            let event = Event::new(actor, "agent.deleted", Outcome::Success)
+                .target(client.id.clone())
+                .client(client.id.clone())
+                .remote(remote)
+                .details(json!({ "service_user": agent.service_user_id }))
+                .into_record(clock::now_ms());
+            Ok::<_, OAuthError>(AgentChange {
+                rows: None,
+                event,
+                value: (),
+            })
+        })
+        .await;
+    core.client_cache.invalidate(client_id);
+    match deleted {
+        Ok(outcome) => outcome,
+        Err(StoreError::NotFound) => Err(not_found()),
+        Err(other) => Err(other.into()),
+    }
+}

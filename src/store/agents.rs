@@ -1,0 +1,389 @@
+//! Agents (issue 13): bootstrap tokens (`ab` rows of `access_tokens`) and
+//! the clients workloads register with them, each bound to a service user
+//! by a row of `agents`.
+
+use std::future::Future;
+
+use diesel::prelude::*;
+
+use super::audit::{NewAuditRecord, append_in};
+use super::clients::lock_client;
+use super::credentials::AccessTokenRecord;
+use super::schema::{access_tokens, agents, clients, service_users};
+use super::{ClientRecord, Refusal, Store, StoreError};
+
+/// The `access_tokens.kind` of an agent bootstrap token.
+pub const BOOTSTRAP_KIND: &str = "ab";
+
+/// The most rows one listing returns.
+pub const MAX_LISTED: i64 = 1000;
+
+#[derive(Clone, Queryable, Selectable, Insertable, AsChangeset)]
+#[diesel(table_name = agents, treat_none_as_null = true)]
+pub struct AgentRecord {
+    pub client_id: String,
+    pub service_user_id: String,
+    /// The bootstrap token the agent registered with.
+    pub bootstrap_id: Option<String>,
+    pub registered_ip: Option<String>,
+    pub key_expires_at: i64,
+    /// The key a rotation replaced, usable until `previous_key_expires_at`.
+    pub previous_jwks: Option<String>,
+    pub previous_key_expires_at: Option<i64>,
+    /// Keyed digest of the current registration access token.
+    pub registration_digest: Vec<u8>,
+    pub rotated_at: Option<i64>,
+    pub last_token_at: Option<i64>,
+    pub created_at: i64,
+}
+
+impl std::fmt::Debug for AgentRecord {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AgentRecord")
+            .field("client_id", &self.client_id)
+            .field("service_user_id", &self.service_user_id)
+            .field("key_expires_at", &self.key_expires_at)
+            .finish_non_exhaustive()
+    }
+}
+
+/// An agent and the client it is.
+pub type AgentWithClient = (ClientRecord, AgentRecord);
+
+/// Why a bootstrap token did not register an agent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BootstrapRefused {
+    Unknown,
+    Revoked,
+    Expired,
+    UsedUp,
+    /// Its service user is disabled or gone.
+    ServiceUserUnavailable,
+}
+
+pub trait AgentStore {
+    /// Inserts a bootstrap token and its audit event, if its service user
+    /// exists (`NotFound` otherwise).
+    fn create_bootstrap(
+        &self,
+        token: AccessTokenRecord,
+        event: NewAuditRecord,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    fn bootstrap(
+        &self,
+        id: String,
+    ) -> impl Future<Output = Result<Option<AccessTokenRecord>, StoreError>> + Send;
+
+    /// Newest first; revoked ones only with `include_revoked`.
+    fn list_bootstraps(
+        &self,
+        service_user_id: Option<String>,
+        include_revoked: bool,
+    ) -> impl Future<Output = Result<Vec<AccessTokenRecord>, StoreError>> + Send;
+
+    /// Revokes a live bootstrap token; `NotFound` if there is none.
+    fn revoke_bootstrap(
+        &self,
+        id: String,
+        now: i64,
+        event: NewAuditRecord,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Takes one use of the bootstrap token and stores the agent, its
+    /// client and `events`, all in one transaction. The use is taken by a
+    /// conditional update (below `max_uses`, live), so of two replicas
+    /// racing for the last use exactly one wins.
+    fn register_agent(
+        &self,
+        bootstrap_id: String,
+        now: i64,
+        agent: AgentWithClient,
+        events: Vec<NewAuditRecord>,
+    ) -> impl Future<Output = Result<Result<(), BootstrapRefused>, StoreError>> + Send;
+
+    fn agent(
+        &self,
+        client_id: String,
+    ) -> impl Future<Output = Result<Option<AgentWithClient>, StoreError>> + Send;
+
+    /// Newest first, with their clients.
+    fn list_agents(
+        &self,
+        service_user_id: Option<String>,
+    ) -> impl Future<Output = Result<Vec<AgentWithClient>, StoreError>> + Send;
+
+    /// Locks the agent's client, lets `change` decide the new rows and the
+    /// audit event, and writes them in one transaction. `change` returning
+    /// `None` for the rows deletes the agent (and its client).
+    /// `Ok(Err(_))`: `change` refused and nothing was written; `NotFound`
+    /// if there is no such agent.
+    fn change_agent<T, E, F>(
+        &self,
+        client_id: String,
+        change: F,
+    ) -> impl Future<Output = Result<Result<T, E>, StoreError>> + Send
+    where
+        T: Send + 'static,
+        E: Send + 'static,
+        F: FnOnce(AgentWithClient) -> Result<AgentChange<T>, E> + Send + 'static;
+
+    /// Records when the agent last got a token (best effort bookkeeping).
+    fn touch_agent(
+        &self,
+        client_id: String,
+        at: i64,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+}
+
+/// What [`AgentStore::change_agent`] writes.
+pub struct AgentChange<T> {
+    /// The new rows; `None` deletes the agent and its client.
+    pub rows: Option<AgentWithClient>,
+    pub event: NewAuditRecord,
+    pub value: T,
+}
+
+fn read_agent(conn: &mut super::AnyConnection, id: &str) -> QueryResult<Option<AgentWithClient>> {
+    clients::table
+        .inner_join(agents::table)
+        .filter(clients::id.eq(id))
+        .select((ClientRecord::as_select(), AgentRecord::as_select()))
+        .first(conn)
+        .optional()
+}
+
+/// Why the bootstrap token `id` cannot be used at `now`.
+fn refusal(conn: &mut super::AnyConnection, id: &str, now: i64) -> QueryResult<BootstrapRefused> {
+    let Some(token) = access_tokens::table
+        .find(id)
+        .filter(access_tokens::kind.eq(BOOTSTRAP_KIND))
+        .select(AccessTokenRecord::as_select())
+        .first(conn)
+        .optional()?
+    else {
+        return Ok(BootstrapRefused::Unknown);
+    };
+    Ok(if token.revoked_at.is_some() {
+        BootstrapRefused::Revoked
+    } else if token.expires_at.is_none_or(|at| at <= now) {
+        BootstrapRefused::Expired
+    } else {
+        BootstrapRefused::UsedUp
+    })
+}
+
+impl AgentStore for Store {
+    async fn create_bootstrap(
+        &self,
+        token: AccessTokenRecord,
+        event: NewAuditRecord,
+    ) -> Result<(), StoreError> {
+        self.run(move |conn| {
+            conn.transaction(|conn| {
+                let exists = service_users::table
+                    .find(&token.owner_id)
+                    .select(service_users::id)
+                    .first::<String>(conn)
+                    .optional()?;
+                if exists.is_none() {
+                    return Err(diesel::result::Error::NotFound);
+                }
+                diesel::insert_into(access_tokens::table)
+                    .values(&token)
+                    .execute(conn)?;
+                append_in(conn, &event)
+            })
+            .map_err(StoreError::from)
+        })
+        .await
+    }
+
+    async fn bootstrap(&self, id: String) -> Result<Option<AccessTokenRecord>, StoreError> {
+        self.run(move |conn| {
+            access_tokens::table
+                .find(id)
+                .filter(access_tokens::kind.eq(BOOTSTRAP_KIND))
+                .select(AccessTokenRecord::as_select())
+                .first(conn)
+                .optional()
+                .map_err(StoreError::from)
+        })
+        .await
+    }
+
+    async fn list_bootstraps(
+        &self,
+        service_user_id: Option<String>,
+        include_revoked: bool,
+    ) -> Result<Vec<AccessTokenRecord>, StoreError> {
+        self.run(move |conn| {
+            use access_tokens::dsl as t;
+            let mut query = t::access_tokens
+                .filter(t::kind.eq(BOOTSTRAP_KIND))
+                .select(AccessTokenRecord::as_select())
+                .into_boxed();
+            if let Some(owner) = service_user_id {
+                query = query.filter(t::owner_id.eq(owner));
+            }
+            if !include_revoked {
+                query = query.filter(t::revoked_at.is_null());
+            }
+            query
+                .order((t::created_at.desc(), t::id.desc()))
+                .limit(MAX_LISTED)
+                .load(conn)
+                .map_err(StoreError::from)
+        })
+        .await
+    }
+
+    async fn revoke_bootstrap(
+        &self,
+        id: String,
+        now: i64,
+        event: NewAuditRecord,
+    ) -> Result<(), StoreError> {
+        self.run(move |conn| {
+            conn.transaction(|conn| {
+                use access_tokens::dsl as t;
+                let revoked = diesel::update(
+                    t::access_tokens
+                        .find(&id)
+                        .filter(t::kind.eq(BOOTSTRAP_KIND))
+                        .filter(t::revoked_at.is_null()),
+                )
+                .set(t::revoked_at.eq(now))
+                .execute(conn)?;
+                if revoked == 0 {
+                    return Err(diesel::result::Error::NotFound);
+                }
+                append_in(conn, &event)
+            })
+            .map_err(StoreError::from)
+        })
+        .await
+    }
+
+    async fn register_agent(
+        &self,
+        bootstrap_id: String,
+        now: i64,
+        (client, agent): AgentWithClient,
+        events: Vec<NewAuditRecord>,
+    ) -> Result<Result<(), BootstrapRefused>, StoreError> {
+        self.run(move |conn| {
+            let outcome = conn.transaction(|conn| {
+                use access_tokens::dsl as t;
+                let taken = diesel::update(
+                    t::access_tokens
+                        .find(&bootstrap_id)
+                        .filter(t::kind.eq(BOOTSTRAP_KIND))
+                        .filter(t::revoked_at.is_null())
+                        .filter(t::expires_at.gt(now))
+                        .filter(t::max_uses.gt(t::use_count.nullable())),
+                )
+                .set((t::use_count.eq(t::use_count + 1), t::last_used_at.eq(now)))
+                .execute(conn)?;
+                if taken == 0 {
+                    return Err(Refusal::By(refusal(conn, &bootstrap_id, now)?));
+                }
+                let enabled = service_users::table
+                    .find(&agent.service_user_id)
+                    .select(service_users::enabled)
+                    .first::<bool>(conn)
+                    .optional()?;
+                if enabled != Some(true) {
+                    return Err(Refusal::By(BootstrapRefused::ServiceUserUnavailable));
+                }
+                diesel::insert_into(clients::table)
+                    .values(&client)
+                    .execute(conn)?;
+                diesel::insert_into(agents::table)
+                    .values(&agent)
+                    .execute(conn)?;
+                for event in &events {
+                    append_in(conn, event)?;
+                }
+                Ok(())
+            });
+            Refusal::settle(outcome)
+        })
+        .await
+    }
+
+    async fn agent(&self, client_id: String) -> Result<Option<AgentWithClient>, StoreError> {
+        self.run(move |conn| read_agent(conn, &client_id).map_err(StoreError::from))
+            .await
+    }
+
+    async fn list_agents(
+        &self,
+        service_user_id: Option<String>,
+    ) -> Result<Vec<AgentWithClient>, StoreError> {
+        self.run(move |conn| {
+            let mut query = clients::table
+                .inner_join(agents::table)
+                .select((ClientRecord::as_select(), AgentRecord::as_select()))
+                .into_boxed();
+            if let Some(owner) = service_user_id {
+                query = query.filter(agents::service_user_id.eq(owner));
+            }
+            query
+                .order((agents::created_at.desc(), agents::client_id.desc()))
+                .limit(MAX_LISTED)
+                .load(conn)
+                .map_err(StoreError::from)
+        })
+        .await
+    }
+
+    async fn change_agent<T, E, F>(
+        &self,
+        client_id: String,
+        change: F,
+    ) -> Result<Result<T, E>, StoreError>
+    where
+        T: Send + 'static,
+        E: Send + 'static,
+        F: FnOnce(AgentWithClient) -> Result<AgentChange<T>, E> + Send + 'static,
+    {
+        self.run(move |conn| {
+            let outcome = conn.transaction(|conn| {
+                lock_client(conn, &client_id)?;
+                let current =
+                    read_agent(conn, &client_id)?.ok_or(diesel::result::Error::NotFound)?;
+                let changed = change(current).map_err(Refusal::By)?;
+                match changed.rows {
+                    Some((client, agent)) => {
+                        diesel::update(clients::table.find(&client_id))
+                            .set(&client)
+                            .execute(conn)?;
+                        diesel::update(agents::table.find(&client_id))
+                            .set(&agent)
+                            .execute(conn)?;
+                    }
+                    None => {
+                        diesel::delete(agents::table.find(&client_id)).execute(conn)?;
+                        diesel::delete(clients::table.find(&client_id)).execute(conn)?;
+                    }
+                }
+                append_in(conn, &changed.event)?;
+                Ok(changed.value)
+            });
+            Refusal::settle(outcome)
+        })
+        .await
+    }
+
+    async fn touch_agent(&self, client_id: String, at: i64) -> Result<(), StoreError> {
+        self.run(move |conn| {
+            diesel::update(agents::table.find(client_id))
+                .set(agents::last_token_at.eq(at))
+                .execute(conn)
+                .map(drop)
+                .map_err(StoreError::from)
+        })
+        .await
+    }
+}
