@@ -351,6 +351,7 @@ pub fn routes() -> axum::Router<AppState> {
             let max_lifetime = state.config.tokens.max_lifetime.as_secs();
             super::admin_openapi::refine(&mut document, max_lifetime);
             super::admin_openapi::refine_tokens(&mut document, &state.config.personal_tokens);
+            super::admin_openapi::refine_agents(&mut document, &state.config);
             async move { Json(document) }
         }),
     )

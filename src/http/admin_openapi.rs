@@ -326,3 +326,19 @@ pub fn refine_tokens(doc: &mut Value, config: &crate::config::PersonalTokensConf
     schemas["TransferSpec"]["properties"]["owner"] =
         json!({"type": "string", "pattern": "^[A-Za-z0-9._@-]{1,64}$"});
 }
+
+/// The bootstrap token rules the server enforces (`oauth::agents::
+/// bootstrap`): environments and the most uses from the configuration.
+pub fn refine_agents(doc: &mut Value, config: &crate::config::Config) {
+    let properties = &mut doc["components"]["schemas"]["BootstrapSpec"]["properties"];
+    properties["env"] = json!({
+        "type": ["string", "null"],
+        "enum": config.personal_tokens.environments.iter().map(String::as_str)
+            .chain([""]).map(Value::from).chain([Value::Null]).collect::<Vec<_>>(),
+    });
+    properties["uses"] = json!({
+        "type": ["integer", "null"],
+        "minimum": 1,
+        "maximum": config.agents.bootstrap_max_uses,
+    });
+}

@@ -32,6 +32,9 @@ pub struct AgentRecord {
     pub previous_key_expires_at: Option<i64>,
     /// Keyed digest of the current registration access token.
     pub registration_digest: Vec<u8>,
+    /// The token the last configuration call used: it may repeat that
+    /// call's rotation (the answer was lost) during the overlap, no more.
+    pub previous_registration_digest: Option<Vec<u8>>,
     pub rotated_at: Option<i64>,
     pub last_token_at: Option<i64>,
     pub created_at: i64,

@@ -73,6 +73,7 @@ diesel::table! {
         previous_jwks -> Nullable<Text>,
         previous_key_expires_at -> Nullable<BigInt>,
         registration_digest -> Binary,
+        previous_registration_digest -> Nullable<Binary>,
         rotated_at -> Nullable<BigInt>,
         last_token_at -> Nullable<BigInt>,
         created_at -> BigInt,

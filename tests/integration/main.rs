@@ -6,6 +6,7 @@ mod common;
 
 mod admin;
 mod admin_token;
+mod agent_run;
 mod agents;
 mod architecture;
 mod audit;

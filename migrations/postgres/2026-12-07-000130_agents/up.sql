@@ -18,6 +18,10 @@ CREATE TABLE agents (
     previous_jwks TEXT,
     previous_key_expires_at BIGINT,
     registration_digest BYTEA NOT NULL,
+    -- The token the last configuration call used: good for one thing only,
+    -- repeating that call's key rotation while the old key's overlap lasts,
+    -- so that an agent whose answer was lost can ask again.
+    previous_registration_digest BYTEA,
     rotated_at BIGINT,
     last_token_at BIGINT,
     created_at BIGINT NOT NULL

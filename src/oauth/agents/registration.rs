@@ -212,6 +212,7 @@ pub async fn register(
         previous_jwks: None,
         previous_key_expires_at: None,
         registration_digest: token.digest(&core.digest_key),
+        previous_registration_digest: None,
         rotated_at: None,
         last_token_at: None,
         created_at: now,
@@ -366,7 +367,28 @@ async fn configure(
     let outcome = core
         .store
         .change_agent(client_id.to_owned(), move |(client, agent)| {
-            check_token(&digest_key, &presented_token, &client, &agent, now)?;
+            let rotating_to = match &operation {
+                Operation::Update(requested) => Some(&requested.jwks),
+                _ => None,
+            };
+            let how = check_token(
+                &digest_key,
+                &presented_token,
+                (&client, &agent),
+                rotating_to,
+                now,
+            )?;
+            // The token just used may repeat this call (its answer may be
+            // lost); a repeat leaves the one before in that place.
+            let previous = match how {
+                Presented::Current => Some(agent.registration_digest.clone()),
+                Presented::Repeat => agent.previous_registration_digest.clone(),
+            };
+            let agent = AgentRecord {
+                registration_digest: next_digest,
+                previous_registration_digest: previous,
+                ..agent
+            };
             let actor = Actor::service(agent.service_user_id.clone());
             let id = client.id.clone();
             let event = |action: &'static str, details: Value| {
@@ -384,10 +406,6 @@ async fn configure(
                     value: None,
                 }),
                 Operation::Read => {
-                    let agent = AgentRecord {
-                        registration_digest: next_digest,
-                        ..agent
-                    };
                     let rows = (client, agent);
                     Ok(AgentChange {
                         event: event("agent.registration_read", json!({})),
@@ -397,7 +415,7 @@ async fn configure(
                 }
                 Operation::Update(requested) => {
                     let scopes = within(&requested, &service_user_scopes.unwrap_or_default())?;
-                    let rows = updated(client, agent, *requested, scopes, next_digest, &config, now);
+                    let rows = updated(client, agent, *requested, scopes, &config, now);
                     let rotated = rows.1.rotated_at == Some(now);
                     let action = if rotated { "agent.key_rotated" } else { "agent.updated" };
                     let details = json!({
@@ -451,27 +469,50 @@ async fn agent_service_user_scopes(
         .unwrap_or_default())
 }
 
-/// The registration access token must be the current one, its key not
-/// expired, and the agent enabled.
+/// How a configuration call's registration access token checked out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Presented {
+    /// The current token.
+    Current,
+    /// The token the last call used, for that call again: a rotation to
+    /// the key that is current now, while the old key's overlap lasts.
+    Repeat,
+}
+
+/// The registration access token must be the current one (or, to repeat
+/// the last rotation, the one before), its key not expired, and the agent
+/// enabled. `rotating_to`: the key an update sends.
 fn check_token(
     digest_key: &hmac::Key,
     presented: &OpaqueToken,
-    client: &crate::store::ClientRecord,
-    agent: &AgentRecord,
+    (client, agent): (&crate::store::ClientRecord, &AgentRecord),
+    rotating_to: Option<&Value>,
     now: i64,
-) -> Result<(), OAuthError> {
-    let matches = presented
-        .digest(digest_key)
-        .ct_eq(&agent.registration_digest)
-        .unwrap_u8()
-        == 1;
-    if !matches || agent.key_expires_at <= now {
+) -> Result<Presented, OAuthError> {
+    let digest = presented.digest(digest_key);
+    let is = |stored: &[u8]| digest.ct_eq(stored).unwrap_u8() == 1;
+    let current_key: Value = client
+        .jwks
+        .as_deref()
+        .and_then(|j| serde_json::from_str(j).ok())
+        .unwrap_or(Value::Null);
+    let repeat = agent.previous_registration_digest.as_deref().is_some_and(is)
+        && agent.previous_key_expires_at.is_some_and(|at| at > now)
+        && rotating_to.is_some_and(|key| metadata::same_key(&current_key, key));
+    let presented = if is(&agent.registration_digest) {
+        Presented::Current
+    } else if repeat {
+        Presented::Repeat
+    } else {
+        return Err(OAuthError::invalid_token(STALE));
+    };
+    if agent.key_expires_at <= now {
         return Err(OAuthError::invalid_token(STALE));
     }
     if !client.enabled {
         return Err(OAuthError::invalid_token("the agent is disabled"));
     }
-    Ok(())
+    Ok(presented)
 }
 
 /// The rows after an update: the new name and scopes, and when the key
@@ -482,7 +523,6 @@ fn updated(
     agent: AgentRecord,
     requested: AgentMetadata,
     scopes: Vec<String>,
-    registration_digest: Vec<u8>,
     config: &crate::config::AgentsConfig,
     now: i64,
 ) -> AgentWithClient {
@@ -494,10 +534,7 @@ fn updated(
     client.name = requested.name;
     client.scopes = scopes.join(" ");
     client.updated_at = now;
-    let mut agent = AgentRecord {
-        registration_digest,
-        ..agent
-    };
+    let mut agent = agent;
     if !metadata::same_key(&current, &requested.jwks) {
         agent.previous_key_expires_at = Some(
             now.saturating_add(secs(config.key_overlap))
