@@ -11,7 +11,7 @@
 //! each (default 10), and prints the median req/s, p50, p99 and the errors,
 //! as the peer's harness in ../shared/bench does. Needs `wrk` (Debian
 //! package `wrk`).
-//! `BENCH_ONLY=basic,pkjwt,jwt-bearer,exchange,introspection,pat,login,code,poll` picks scenarios (all by
+//! `BENCH_ONLY=basic,pkjwt,agent,jwt-bearer,exchange,introspection,pat,login,code,poll` picks scenarios (all by
 //! default), for profiling one at a time; the server's pid is printed, and
 //! `BENCH_BINARY` runs another build of `tessera`.
 
@@ -26,6 +26,8 @@ use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde_json::{Value, json};
 use tessera::keys::{Alg, KeyMaterial};
 
+#[path = "load/agents.rs"]
+mod agents;
 #[path = "load/device.rs"]
 mod device;
 #[path = "load/people.rs"]
@@ -336,7 +338,7 @@ fn wrk(
     script: &str,
     env: impl Fn(usize) -> Vec<(&'static str, String)>,
     plan: &Plan,
-) -> Option<f64> {
+) -> Option<Measured> {
     if !selected(key) {
         return None;
     }
@@ -367,7 +369,17 @@ fn wrk(
             each(|r| r.p99_ms, 2)
         );
     }
-    Some(med(|r| r.rps))
+    Some(Measured {
+        rps: med(|r| r.rps),
+        errors: results.iter().map(|r| r.errors).sum(),
+    })
+}
+
+/// A scenario's median rate and its errors over all runs.
+#[derive(Clone, Copy)]
+struct Measured {
+    rps: f64,
+    errors: u64,
 }
 
 fn wrk_once(
@@ -467,6 +479,7 @@ fn run(label: &str, database_url: Option<&str>, plan: &Plan) {
             ("BENCH_LINES", files[run].display().to_string()),
         ]
     };
+    let mut pkjwt = None;
     if selected("pkjwt") {
         let files = assertion_files(&server, "pkjwt", plan, ASSERTIONS_PER_SECOND, |i, now| {
             let claims = json!({"iss": setup.pkjwt_id, "sub": setup.pkjwt_id, "aud": endpoint,
@@ -476,7 +489,7 @@ fn run(label: &str, database_url: Option<&str>, plan: &Plan) {
                 signed(&setup.pkjwt_key, Some("bench"), &claims)
             )
         });
-        wrk(
+        pkjwt = wrk(
             "pkjwt",
             "client_credentials + private_key_jwt",
             &server,
@@ -484,6 +497,35 @@ fn run(label: &str, database_url: Option<&str>, plan: &Plan) {
             |run| lines(&files, run),
             plan,
         );
+    }
+    // Agents (issue 13): EdDSA assertions, at least the ES256 rate.
+    if selected("agent") {
+        let agent = agents::setup(&server, &setup.user_id);
+        let files = assertion_files(&server, "agent", plan, ASSERTIONS_PER_SECOND, |i, now| {
+            let claims = json!({"iss": agent.client_id, "sub": agent.client_id, "aud": issuer,
+                                "exp": now + 280, "jti": format!("ag-{i}")});
+            format!(
+                "grant_type=client_credentials&client_assertion_type=urn%3Aietf%3Aparams%3Aoauth%3Aclient-assertion-type%3Ajwt-bearer&client_assertion={}",
+                signed_with(Algorithm::EdDSA, &agent.key, Some(&agent.kid), &claims)
+            )
+        });
+        let measured = wrk(
+            "agent",
+            "agent token: client_credentials + EdDSA pk_jwt",
+            &server,
+            "lines.lua",
+            |run| lines(&files, run),
+            plan,
+        );
+        if let (Some(agent), Some(es256)) = (measured, pkjwt) {
+            let ratio = agent.rps / es256.rps;
+            let met = ratio >= 1.0 && agent.errors == 0;
+            println!(
+                "  agent (EdDSA) / private_key_jwt (ES256): {ratio:.2}×, {} errors (target ≥ 1×, none): {}",
+                agent.errors,
+                if met { "MET" } else { "MISSED" }
+            );
+        }
     }
     if selected("jwt-bearer") {
         let files = assertion_files(
@@ -583,7 +625,7 @@ fn run(label: &str, database_url: Option<&str>, plan: &Plan) {
             plan,
         );
         if let (Some(pat), Some(basic)) = (introspected, basic) {
-            let ratio = pat / basic;
+            let ratio = pat.rps / basic.rps;
             println!(
                 "  PAT introspection / client_credentials: {ratio:.2}× (target ≥ 1.5×): {}",
                 if ratio >= 1.5 { "MET" } else { "MISSED" }

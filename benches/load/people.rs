@@ -219,7 +219,8 @@ pub fn logins(server: &Server, plan: &Plan) {
             connections: LOGIN_CONNECTIONS,
             ..*plan
         },
-    );
+    )
+    .map(|measured| measured.rps);
     if let Some(rps) = rps {
         println!(
             "  {:<46} argon2id {:.1} ms a hash; limit {limit:.1}/s on {} cores; logins at {:.0}% of it",
@@ -352,7 +353,8 @@ pub fn redemptions(server: &Server, people: &People, plan: &Plan) {
             ]
         },
         &plan,
-    );
+    )
+    .map(|measured| measured.rps);
     if let Some(rps) = rps {
         println!(
             "  {:<46} RS256 {rs_micros:.0} µs + ES256 {es_micros:.0} µs; limit {limit:.0}/s on {} cores; redemptions at {:.0}% of it",
