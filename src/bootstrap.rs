@@ -140,6 +140,7 @@ fn admin_token(
         replaced_by: None,
         last_four: String::new(),
         max_uses: None,
+        expiry_audited_at: None,
     };
     (token, record)
 }

@@ -304,7 +304,10 @@ async fn supervise(state: AppState, fatal: mpsc::Sender<String>, mut stop: watch
     loop {
         tokio::select! {
             _ = stop.changed() => return,
-            _ = usage_flush.tick() => state.token_uses.flush(&state).await,
+            _ = usage_flush.tick() => {
+                state.token_uses.flush(&state).await;
+                crate::oauth::agents::bootstrap::record_expiries(&state).await;
+            }
             _ = ping.tick() => {
                 match state.store.ping().await {
                     Ok(()) if !database_up => {

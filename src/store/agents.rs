@@ -131,6 +131,19 @@ pub trait AgentStore {
         E: Send + 'static,
         F: FnOnce(AgentWithClient) -> Result<AgentChange<T>, E> + Send + 'static;
 
+    /// Marks up to `limit` bootstrap tokens that expired by `now` (and were
+    /// not revoked) as audited, appending `event(token)` for each one this
+    /// call marked: of two replicas sweeping at once, each token's event is
+    /// written once. Returns how many were marked.
+    fn record_bootstrap_expiries<F>(
+        &self,
+        now: i64,
+        limit: i64,
+        event: F,
+    ) -> impl Future<Output = Result<usize, StoreError>> + Send
+    where
+        F: Fn(&AccessTokenRecord) -> NewAuditRecord + Send + 'static;
+
     /// Records when the agent last got a token (best effort bookkeeping).
     fn touch_agent(
         &self,
@@ -375,6 +388,47 @@ impl AgentStore for Store {
                 Ok(changed.value)
             });
             Refusal::settle(outcome)
+        })
+        .await
+    }
+
+    async fn record_bootstrap_expiries<F>(
+        &self,
+        now: i64,
+        limit: i64,
+        event: F,
+    ) -> Result<usize, StoreError>
+    where
+        F: Fn(&AccessTokenRecord) -> NewAuditRecord + Send + 'static,
+    {
+        self.run(move |conn| {
+            conn.transaction(|conn| {
+                use access_tokens::dsl as t;
+                let expired: Vec<AccessTokenRecord> = t::access_tokens
+                    .filter(t::kind.eq(BOOTSTRAP_KIND))
+                    .filter(t::expiry_audited_at.is_null())
+                    .filter(t::revoked_at.is_null())
+                    .filter(t::expires_at.le(now))
+                    .select(AccessTokenRecord::as_select())
+                    .limit(limit)
+                    .load(conn)?;
+                let mut marked = 0;
+                for token in &expired {
+                    let claimed = diesel::update(
+                        t::access_tokens
+                            .find(&token.id)
+                            .filter(t::expiry_audited_at.is_null()),
+                    )
+                    .set(t::expiry_audited_at.eq(now))
+                    .execute(conn)?;
+                    if claimed == 1 {
+                        append_in(conn, &event(token))?;
+                        marked += 1;
+                    }
+                }
+                Ok::<_, diesel::result::Error>(marked)
+            })
+            .map_err(StoreError::from)
         })
         .await
     }

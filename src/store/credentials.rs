@@ -64,6 +64,8 @@ pub struct AccessTokenRecord {
     /// An agent bootstrap token's registrations allowed (`use_count` counts
     /// them); `None` for other kinds.
     pub max_uses: Option<i64>,
+    /// When an agent bootstrap token's expiry was audited.
+    pub expiry_audited_at: Option<i64>,
 }
 
 impl AccessTokenRecord {

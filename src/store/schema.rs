@@ -60,6 +60,7 @@ diesel::table! {
         replaced_by -> Nullable<Text>,
         last_four -> Text,
         max_uses -> Nullable<BigInt>,
+        expiry_audited_at -> Nullable<BigInt>,
     }
 }
 

@@ -430,7 +430,11 @@ async fn registration_is_rfc7591_for_a_client_library(backend: Backend) {
 }
 
 async fn bootstrap_tokens_are_refused_when_spent_expired_revoked_or_tampered(backend: Backend) {
-    let app = TestApp::start(backend).await;
+    // Expiries are audited with the usage flush: quickly here.
+    let app = TestApp::builder(backend)
+        .config("[personal_tokens]\nusage_flush_interval = \"200ms\"\n")
+        .start()
+        .await;
     let user = service_user(&app, "refused-agent", "read").await;
     let key = TestKey::eddsa("k");
     let body = metadata(&key, json!({}));
@@ -469,6 +473,17 @@ async fn bootstrap_tokens_are_refused_when_spent_expired_revoked_or_tampered(bac
             .as_str()
             .unwrap()
             .contains("expired")
+    );
+    // The expiry is audited once, by the sweep, with the uses left.
+    let short_id = short["id"].as_str().unwrap().to_owned();
+    assert!(
+        eventually(10, || async {
+            let events = crate::users::audit(&app, "agent.bootstrap_expired").await;
+            events
+                .iter()
+                .any(|e| e["target"] == short_id.as_str() && e["details"]["uses_left"] == 1)
+        })
+        .await
     );
 
     // Revoked.
@@ -751,6 +766,24 @@ async fn disabling_the_service_user_stops_its_agents(backend: Backend) {
     let access = json_of(on_second(&key).await, 200).await;
     let access = access["access_token"].as_str().unwrap().to_owned();
     assert_eq!(introspect(&second, &access).await["active"], true);
+    // Disabling the agent on one replica stops it on the other.
+    let disable = format!("/admin/v1/agents/{}/disable", agent.client_id);
+    json_of(first.admin_post(&disable, &json!({})).await, 200).await;
+    assert!(
+        eventually(5, || async {
+            introspect(&second, &access).await["active"] == false
+        })
+        .await
+    );
+    fail_with(on_second(&key).await, 401, "invalid_client").await;
+    let enable = format!("/admin/v1/agents/{}/enable", agent.client_id);
+    json_of(first.admin_post(&enable, &json!({})).await, 200).await;
+    assert!(
+        eventually(5, || async {
+            introspect(&second, &access).await["active"] == true
+        })
+        .await
+    );
     let response = first
         .http
         .patch(first.endpoint(&format!("/admin/v1/service-users/{user}")))

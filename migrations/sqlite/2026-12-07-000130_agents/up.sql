@@ -4,6 +4,11 @@
 -- allows; `use_count` counts them, raised only while below it, so two
 -- replicas racing for a single-use token cannot both win.
 ALTER TABLE access_tokens ADD COLUMN max_uses BIGINT;
+-- When a bootstrap token's expiry was audited (`agent.bootstrap_expired`,
+-- written once by whichever replica gets there first).
+ALTER TABLE access_tokens ADD COLUMN expiry_audited_at BIGINT;
+CREATE INDEX access_tokens_bootstrap_expiry ON access_tokens (expires_at)
+    WHERE kind = 'ab' AND expiry_audited_at IS NULL AND revoked_at IS NULL;
 
 -- An agent is a client (private_key_jwt, client_credentials) acting for a
 -- service user. Its key expires; a rotation keeps the previous key until

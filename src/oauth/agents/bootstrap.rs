@@ -10,7 +10,7 @@ use serde_json::json;
 use utoipa::ToSchema;
 
 use super::may_manage;
-use crate::audit::{Event, Outcome};
+use crate::audit::{Actor, Event, Outcome};
 use crate::clock;
 use crate::oauth::bearer::Principal;
 use crate::oauth::error::named;
@@ -308,4 +308,30 @@ pub async fn revoke(
     }
     core.token_cache.invalidate(&record.lookup);
     Ok(())
+}
+
+/// Bootstrap tokens recorded as expired per sweep, at most.
+const EXPIRIES_PER_SWEEP: i64 = 500;
+
+/// Audits the bootstrap tokens that expired since the last sweep
+/// (`agent.bootstrap_expired`, with how many uses were left): run with the
+/// usage flush, once a minute by default.
+pub async fn record_expiries(core: &Core) {
+    let now = clock::now();
+    let recorded = core
+        .store
+        .record_bootstrap_expiries(now, EXPIRIES_PER_SWEEP, move |token| {
+            Event::new(Actor::system(), "agent.bootstrap_expired", Outcome::Success)
+                .target(token.id.clone())
+                .details(json!({
+                    "service_user": token.owner_id,
+                    "expires_at": token.expires_at,
+                    "uses_left": (token.max_uses.unwrap_or(0) - token.use_count).max(0),
+                }))
+                .into_record(clock::now_ms())
+        })
+        .await;
+    if let Err(e) = recorded {
+        tracing::debug!(error = %e, "bootstrap token expiries not recorded yet");
+    }
 }

@@ -285,6 +285,7 @@ pub(crate) fn new_token(
         replaced_by: None,
         last_four: value[value.len() - 4..].to_owned(),
         max_uses: None,
+        expiry_audited_at: None,
     };
     (token, record)
 }
