@@ -56,7 +56,7 @@ const NO_STORE: [(HeaderName, &str); 2] = [(CACHE_CONTROL, "no-store"), (PRAGMA,
 /// Creates a bootstrap token (`tsr_ab_…`) and shows its value, this once.
 #[utoipa::path(post, path = "/admin/v1/agents/bootstrap-tokens", tag = "agents",
     request_body = BootstrapSpec,
-    responses((status = 201, body = CreatedBootstrap), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 413, body = ErrorBody)))]
+    responses((status = 201, body = CreatedBootstrap), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 413, body = ErrorBody)))]
 pub(super) async fn create_bootstrap(
     State(state): State<AppState>,
     Admin(caller): Admin,

@@ -5,8 +5,8 @@
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{FromRequestParts, State};
-use axum::http::StatusCode;
 use axum::http::request::Parts;
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::{Json, Router};
@@ -14,6 +14,7 @@ use axum::{Json, Router};
 use super::extract::{Path, RemoteAddr, bearer_token, body_rejection};
 use super::token::render;
 use crate::oauth::OAuthError;
+use crate::oauth::agents::configuration::{self, Call, KEY_PROOF_HEADER};
 use crate::oauth::agents::registration::{self, REGISTRATION_PATH};
 use crate::server::AppState;
 use crate::tokens::opaque::OpaqueToken;
@@ -59,14 +60,26 @@ async fn register(
     )
 }
 
+/// The repeated rotation's proof of possession, if the request has one.
+fn key_proof(headers: &HeaderMap) -> Option<&str> {
+    headers.get(KEY_PROOF_HEADER)?.to_str().ok()
+}
+
 async fn read(
     State(state): State<AppState>,
     RemoteAddr(remote): RemoteAddr,
     Path(client_id): Path<String>,
     Bearer(token): Bearer,
+    headers: HeaderMap,
 ) -> Response {
+    let call = Call {
+        client_id: &client_id,
+        token: &token,
+        key_proof: key_proof(&headers),
+        remote,
+    };
     render(
-        registration::read(&state, &client_id, &token, remote)
+        configuration::read(&state, call)
             .await
             .map(|info| Json(info).into_response()),
     )
@@ -77,11 +90,18 @@ async fn update(
     RemoteAddr(remote): RemoteAddr,
     Path(client_id): Path<String>,
     Bearer(token): Bearer,
+    headers: HeaderMap,
     bytes: Result<Bytes, BytesRejection>,
 ) -> Response {
+    let call = Call {
+        client_id: &client_id,
+        token: &token,
+        key_proof: key_proof(&headers),
+        remote,
+    };
     let updated = async {
         let bytes = body(bytes)?;
-        registration::update(&state, &client_id, &token, &bytes, remote).await
+        configuration::update(&state, call, &bytes).await
     };
     render(updated.await.map(|info| Json(info).into_response()))
 }
@@ -91,9 +111,16 @@ async fn delete(
     RemoteAddr(remote): RemoteAddr,
     Path(client_id): Path<String>,
     Bearer(token): Bearer,
+    headers: HeaderMap,
 ) -> Response {
+    let call = Call {
+        client_id: &client_id,
+        token: &token,
+        key_proof: key_proof(&headers),
+        remote,
+    };
     render(
-        registration::delete(&state, &client_id, &token, remote)
+        configuration::delete(&state, call)
             .await
             .map(|()| StatusCode::NO_CONTENT.into_response()),
     )

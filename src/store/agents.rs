@@ -94,7 +94,8 @@ pub trait AgentStore {
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
 
     /// Takes one use of the bootstrap token and stores the agent, its
-    /// client and `events`, all in one transaction. The use is taken by a
+    /// client, `registered` and `used` (with the `uses_left` the
+    /// transaction leaves), all in one transaction. The use is taken by a
     /// conditional update (below `max_uses`, live), so of two replicas
     /// racing for the last use exactly one wins.
     fn register_agent(
@@ -102,7 +103,8 @@ pub trait AgentStore {
         bootstrap_id: String,
         now: i64,
         agent: AgentWithClient,
-        events: Vec<NewAuditRecord>,
+        registered: NewAuditRecord,
+        used: NewAuditRecord,
     ) -> impl Future<Output = Result<Result<(), BootstrapRefused>, StoreError>> + Send;
 
     fn agent(
@@ -286,7 +288,8 @@ impl AgentStore for Store {
         bootstrap_id: String,
         now: i64,
         (client, agent): AgentWithClient,
-        events: Vec<NewAuditRecord>,
+        registered: NewAuditRecord,
+        used: NewAuditRecord,
     ) -> Result<Result<(), BootstrapRefused>, StoreError> {
         self.run(move |conn| {
             let outcome = conn.transaction(|conn| {
@@ -318,9 +321,13 @@ impl AgentStore for Store {
                 diesel::insert_into(agents::table)
                     .values(&agent)
                     .execute(conn)?;
-                for event in &events {
-                    append_in(conn, event)?;
-                }
+                let (count, max): (i64, Option<i64>) = t::access_tokens
+                    .find(&bootstrap_id)
+                    .select((t::use_count, t::max_uses))
+                    .first(conn)?;
+                let left = (max.unwrap_or(0) - count).max(0);
+                append_in(conn, &registered)?;
+                append_in(conn, &used.with_details([("uses_left", left.into())]))?;
                 Ok(())
             });
             Refusal::settle(outcome)

@@ -5,6 +5,8 @@
 
 use std::time::Duration;
 
+use base64::Engine;
+
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use reqwest::Method;
 use serde_json::{Value, json};
@@ -626,6 +628,27 @@ async fn only_ed25519_keys_within_the_service_users_scopes(backend: Backend) {
     let assertion = ed.sign(&claims(&app, &agent.client_id));
     json_of(present(&app, &assertion).await, 200).await;
     fail_with(present(&app, &assertion).await, 401, "invalid_client").await;
+    // A small-order key would let anyone sign as the agent: refused.
+    let mut identity = [0u8; 32];
+    identity[0] = 1;
+    let weak = json!({ "keys": [{ "kty": "OKP", "crv": "Ed25519",
+        "x": base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(identity) }] });
+    let refused = register(&app, boot, &json!({ "jwks": weak })).await;
+    fail_with(refused, 400, "invalid_client_metadata").await;
+
+    // Disabling an agent revokes the bootstrap token it registered with:
+    // a restarted container cannot register again with it.
+    let path = format!("/admin/v1/agents/{}/disable", agent.client_id);
+    json_of(app.admin_post(&path, &json!({})).await, 200).await;
+    let again = register(&app, boot, &metadata(&TestKey::eddsa("again"), json!({}))).await;
+    let again = fail_with(again, 401, "invalid_token").await;
+    assert!(
+        again["error_description"]
+            .as_str()
+            .unwrap()
+            .contains("revoked"),
+        "{again}"
+    );
 }
 
 async fn the_old_key_stops_after_the_overlap_and_a_stale_registration_token_at_once(
@@ -655,14 +678,32 @@ async fn the_old_key_stops_after_the_overlap_and_a_stale_registration_token_at_o
     )
     .await;
     // The token just used may repeat that very rotation (an agent whose
-    // answer was lost asks again), for nothing else: not another key, not
-    // a read.
+    // answer was lost asks again), and only for whoever holds the new key:
+    // a copy of the old token and of the request is not enough.
     let old = &agent.registration_token;
-    let repeated = json_of(
+    fail_with(
         configure(&app, Method::PUT, &agent.uri, old, Some(&body)).await,
-        200,
+        401,
+        "invalid_token",
     )
     .await;
+    let proof = |key: &TestKey| {
+        let now = tessera::clock::now();
+        key.sign(
+            &json!({ "iss": agent.client_id, "sub": agent.client_id, "aud": agent.uri,
+            "iat": now, "exp": now + 60, "jti": uuid::Uuid::new_v4().to_string() }),
+        )
+    };
+    let repeat = |proof: String| {
+        app.http
+            .put(&agent.uri)
+            .bearer_auth(old)
+            .header("Tessera-Key-Proof", proof)
+            .json(&body)
+            .send()
+    };
+    fail_with(repeat(proof(&first)).await.unwrap(), 401, "invalid_token").await;
+    let repeated = json_of(repeat(proof(&second)).await.unwrap(), 200).await;
     assert_eq!(repeated["key_expires_at"], rotated["key_expires_at"]);
     let mut another_key = metadata(&TestKey::eddsa("third"), json!({}));
     another_key["client_id"] = json!(agent.client_id);
@@ -856,6 +897,31 @@ async fn owners_manage_their_agents_and_nobody_elses(backend: Backend) {
         "not_found",
     )
     .await;
+    // A personal access token cannot make one: the agents would get the
+    // service user's scopes, which the token never carries.
+    let pat = json_of(
+        call(
+            &app,
+            Method::POST,
+            "/admin/v1/tokens",
+            &owner,
+            Some(json!({ "name": "automation", "env": "dev", "expires": "1d",
+                          "scope": "tokens:self" })),
+        )
+        .await,
+        201,
+    )
+    .await;
+    let pat = pat["token"].as_str().unwrap();
+    let refused = call(
+        &app,
+        Method::POST,
+        path,
+        pat,
+        Some(json!({ "service_user": user })),
+    )
+    .await;
+    fail_with(refused, 403, "insufficient_scope").await;
     // Only an administrator lists every service user's agents.
     fail_with(
         call(&app, Method::GET, "/admin/v1/agents", &owner, None).await,

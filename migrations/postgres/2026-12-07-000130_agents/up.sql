@@ -33,6 +33,10 @@ CREATE TABLE agents (
 );
 CREATE INDEX agents_service_user ON agents (service_user_id);
 
--- Replicas cache an agent with its client: a change is announced as one.
-CREATE TRIGGER agents_changed AFTER INSERT OR UPDATE OR DELETE ON agents
+-- Replicas cache an agent with its client: a change of what the token
+-- endpoint reads is announced as one (not the last token time, written
+-- once a minute, nor the registration token's digest).
+CREATE TRIGGER agents_changed
+    AFTER INSERT OR DELETE OR UPDATE OF service_user_id, key_expires_at, previous_jwks,
+        previous_key_expires_at ON agents
     FOR EACH ROW EXECUTE FUNCTION tessera_notify_change('client', 'client_id');

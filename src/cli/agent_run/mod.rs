@@ -19,7 +19,7 @@ mod retry;
 mod sink;
 
 use key::AgentKey;
-use retry::{Backoff, Call, Failure, Retry, retrying, send_json};
+use retry::{Backoff, Call, Failure, Kind, Retry, retrying, send_json};
 use sink::{check_sink_writable, write_sink};
 
 use super::client::{printable, refuse_cleartext};
@@ -37,6 +37,12 @@ const LONGEST_DELAY: i64 = u32::MAX as i64;
 /// The longest the agent sleeps before looking at the wall clock again, so
 /// that a suspended machine or a stepped clock does not make it late.
 const LONGEST_NAP: Duration = Duration::from_secs(30);
+/// How long after a rotation a refused token request is tried again with
+/// the replaced key.
+const JUST_ROTATED: Duration = Duration::from_secs(30);
+/// The header that proves a repeated rotation comes from the new key's
+/// holder (the server's `configuration::KEY_PROOF_HEADER`).
+const KEY_PROOF_HEADER: &str = "tessera-key-proof";
 /// What the agent registers for: the only grant and the only method it uses.
 const GRANT_TYPES: [&str; 1] = ["client_credentials"];
 const AUTH_METHOD: &str = "private_key_jwt";
@@ -151,6 +157,10 @@ struct Agent {
     rotation: Option<Task>,
     /// The key a failed rotation sent, sent again by the next attempt.
     next_key: Option<AgentKey>,
+    /// The key the last rotation replaced, and when: right after a
+    /// rotation a replica that has not heard of it yet may still know only
+    /// that key (the server accepts it through the overlap).
+    replaced: Option<(AgentKey, SystemTime)>,
 }
 
 /// A recurring piece of work: when it is next due, and its backoff. Token
@@ -238,6 +248,7 @@ impl Agent {
             metadata: asked,
             rotation: rotation_delay(unix_now(), registration.key_expires_at).map(Task::due_in),
             next_key: None,
+            replaced: None,
             registration,
             sink: args.token_sink.clone(),
             refresh: Task::due_in(Duration::ZERO),
@@ -271,7 +282,30 @@ impl Agent {
     /// RFC 7523 §2.2: a client_credentials token, written to the sink.
     /// Returns when the next one is due.
     async fn refresh_token(&self) -> Result<Duration, Failure> {
-        let assertion = self.key.assertion(
+        let token = match self.token_signed_by(&self.key).await {
+            Err(failure) if failure.kind == Kind::Disabled => {
+                // Just rotated: a replica may not have the new key yet.
+                match self.recently_replaced() {
+                    Some(old) => self.token_signed_by(old).await?,
+                    None => return Err(failure),
+                }
+            }
+            other => other?,
+        };
+        write_sink(&self.sink, token.access_token.expose()).map_err(Failure::final_)?;
+        tracing::info!(expires_in = token.expires_in, "token refreshed");
+        Ok(refresh_delay(token.expires_in))
+    }
+
+    /// The key a rotation replaced less than `JUST_ROTATED` ago.
+    fn recently_replaced(&self) -> Option<&AgentKey> {
+        let (key, at) = self.replaced.as_ref()?;
+        let age = SystemTime::now().duration_since(*at).unwrap_or_default();
+        (age < JUST_ROTATED).then_some(key)
+    }
+
+    async fn token_signed_by(&self, key: &AgentKey) -> Result<TokenResponse, Failure> {
+        let assertion = key.assertion(
             &self.registration.client_id,
             &self.endpoints.issuer,
             unix_now(),
@@ -285,10 +319,7 @@ impl Agent {
             form.push(("scope", scope));
         }
         let request = self.http.post(self.endpoints.token_endpoint.clone());
-        let token: TokenResponse = send_json(Call::Token, request.form(&form)).await?;
-        write_sink(&self.sink, token.access_token.expose()).map_err(Failure::final_)?;
-        tracing::info!(expires_in = token.expires_in, "token refreshed");
-        Ok(refresh_delay(token.expires_in))
+        send_json(Call::Token, request.form(&form)).await
     }
 
     /// RFC 7592 §2.2: replaces the registered key with a new one, used from
@@ -298,16 +329,19 @@ impl Agent {
         // A retry sends the same key with the same registration access
         // token: if the first attempt reached the server and only its
         // answer was lost, the server takes the repeat (and only that).
-        let key = match self.next_key.take() {
-            Some(key) => key,
-            None => AgentKey::generate().map_err(Failure::final_)?,
+        let (key, repeat) = match self.next_key.take() {
+            Some(key) => (key, true),
+            None => (AgentKey::generate().map_err(Failure::final_)?, false),
         };
         let body = self.metadata.body(&key, Some(&self.registration.client_id));
-        let request = self
-            .http
-            .put(self.registration.registration_client_uri.clone());
+        let uri = &self.registration.registration_client_uri;
         let token = self.registration.registration_access_token.expose();
-        let request = request.bearer_auth(token).json(&body);
+        let mut request = self.http.put(uri.clone()).bearer_auth(token).json(&body);
+        if repeat {
+            // The server takes a repeat only from whoever holds the key.
+            let proof = key.assertion(&self.registration.client_id, uri.as_str(), unix_now());
+            request = request.header(KEY_PROOF_HEADER, proof.expose());
+        }
         let registration: Registration = match send_json(Call::Rotate, request).await {
             Ok(registration) => registration,
             Err(failure) => {
@@ -316,7 +350,8 @@ impl Agent {
             }
         };
         self.registration = registration;
-        self.key = key;
+        let replaced = std::mem::replace(&mut self.key, key);
+        self.replaced = Some((replaced, SystemTime::now()));
         tracing::info!(
             kid = %self.key.kid,
             key_expires_at = %format_unix(self.registration.key_expires_at),

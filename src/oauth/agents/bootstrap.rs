@@ -172,6 +172,18 @@ pub async fn create(
     remote: Option<String>,
 ) -> Result<CreatedBootstrap, OAuthError> {
     let user = service_user_for(core, caller, &spec.service_user, true).await?;
+    // The agents a bootstrap token registers get the service user's
+    // scopes, which a personal or machine token never carries, and live
+    // on: such a token would make something stronger and longer-lived
+    // than itself. A person signed in (`tessera login`) or an
+    // administrator's `admin` token may.
+    if caller.token_kind.is_some() && !reach_all(caller)? {
+        return Err(OAuthError::insufficient_scope(
+            crate::oauth::api_scopes::ADMIN,
+            "a personal or machine token cannot create bootstrap tokens: sign in with \
+             `tessera login` to make one for a service user you own",
+        ));
+    }
     if !user.enabled {
         return Err(OAuthError::new(
             ErrorCode::Conflict,
@@ -179,6 +191,14 @@ pub async fn create(
         ));
     }
     let lifetime = lifetime(core, spec.expires.as_deref())?;
+    // Nor does a bootstrap token outlive the token that made it.
+    if let (Some(_), Some(ends)) = (caller.token_kind, caller.expires_at)
+        && clock::now().saturating_add(lifetime) > ends
+    {
+        return Err(OAuthError::invalid_request(
+            "the bootstrap token would outlive the token you made it with: choose a shorter --expires",
+        ));
+    }
     let max_uses = core.config.agents.bootstrap_max_uses;
     let uses = spec.uses.unwrap_or(1);
     if !(1..=max_uses).contains(&uses) {

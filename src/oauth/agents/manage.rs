@@ -70,7 +70,46 @@ pub async fn show(
     reachable(core, caller, client_id, false).await
 }
 
-/// Turns the agent off (`enabled` false) or on again.
+/// Revokes the bootstrap token an agent registered with, before the agent
+/// is disabled or deleted: a stopped agent whose container restarts (as a
+/// Kubernetes sidecar does) must not register again with it. Agents that
+/// registered with it before keep running.
+async fn revoke_origin(
+    core: &Core,
+    caller: &Principal,
+    agent: &AgentView,
+    why: &'static str,
+    remote: Option<String>,
+) -> Result<(), OAuthError> {
+    let Some(id) = &agent.bootstrap_id else {
+        return Ok(());
+    };
+    let Some(token) = core.store.bootstrap(id.clone()).await? else {
+        return Ok(());
+    };
+    if token.revoked_at.is_some() {
+        return Ok(());
+    }
+    let event = Event::new(caller.actor(), "agent.bootstrap_revoked", Outcome::Success)
+        .target(id.clone())
+        .client(agent.client_id.clone())
+        .remote(remote)
+        .details(json!({ "service_user": token.owner_id, "because": why }))
+        .into_record(clock::now_ms());
+    match core
+        .store
+        .revoke_bootstrap(id.clone(), clock::now(), event)
+        .await
+    {
+        Ok(()) | Err(StoreError::NotFound) => {}
+        Err(other) => return Err(other.into()),
+    }
+    core.token_cache.invalidate(&token.lookup);
+    Ok(())
+}
+
+/// Turns the agent off (`enabled` false), revoking its bootstrap token of
+/// origin, or on again.
 pub async fn set_enabled(
     core: &Core,
     caller: &Principal,
@@ -78,7 +117,10 @@ pub async fn set_enabled(
     enabled: bool,
     remote: Option<String>,
 ) -> Result<AgentView, OAuthError> {
-    reachable(core, caller, client_id, true).await?;
+    let agent = reachable(core, caller, client_id, true).await?;
+    if !enabled {
+        revoke_origin(core, caller, &agent, "agent disabled", remote.clone()).await?;
+    }
     let actor = caller.actor();
     let action = if enabled {
         "agent.enabled"
@@ -114,14 +156,15 @@ pub async fn set_enabled(
 }
 
 /// Deletes the agent and its client: its key, registration access token
-/// and tokens stop at once.
+/// and tokens stop at once, and its bootstrap token of origin is revoked.
 pub async fn delete(
     core: &Core,
     caller: &Principal,
     client_id: &str,
     remote: Option<String>,
 ) -> Result<(), OAuthError> {
-    reachable(core, caller, client_id, true).await?;
+    let agent = reachable(core, caller, client_id, true).await?;
+    revoke_origin(core, caller, &agent, "agent deleted", remote.clone()).await?;
     let actor = caller.actor();
     let deleted = core
         .store

@@ -166,6 +166,12 @@ fn public_key_set(jwks: &Value, allow_p256: bool) -> Result<Value, OAuthError> {
             "jwks must hold the public key only, never private or secret parts",
         ));
     }
+    if ["use", "alg", "kid"]
+        .iter()
+        .any(|m| key.get(*m).is_some_and(|v| !v.is_string()))
+    {
+        return Err(invalid("the key's use, alg and kid must be strings"));
+    }
     if member("use").is_some_and(|u| u != "sig") {
         return Err(invalid("the key's use must be sig"));
     }
@@ -177,7 +183,11 @@ fn public_key_set(jwks: &Value, allow_p256: bool) -> Result<Value, OAuthError> {
     };
     let (alg, mut public) = match (member("kty"), member("crv")) {
         (Some("OKP"), Some("Ed25519")) => {
-            coordinate("x")?;
+            if !is_strong_ed25519(&coordinate("x")?) {
+                return Err(invalid(
+                    "the key is not a usable Ed25519 public key (a small-order or non-canonical point)",
+                ));
+            }
             (
                 "EdDSA",
                 json!({ "kty": "OKP", "crv": "Ed25519", "x": member("x") }),
@@ -217,10 +227,37 @@ fn public_key_set(jwks: &Value, allow_p256: bool) -> Result<Value, OAuthError> {
     Ok(json!({ "keys": [public] }))
 }
 
-/// RFC 7638 §3: SHA-256 over the required members in lexicographic order
-/// (`public` is built with exactly those, in that order).
+/// Whether `x` encodes an Ed25519 point of large order, canonically. A
+/// small-order point (the identity, say) would let a signature made
+/// without any private key verify (RFC 8032 §5.1.7 does not exclude them).
+fn is_strong_ed25519(x: &[u8]) -> bool {
+    let Ok(bytes) = <[u8; 32]>::try_from(x) else {
+        return false;
+    };
+    let compressed = curve25519_dalek::edwards::CompressedEdwardsY(bytes);
+    compressed
+        .decompress()
+        .is_some_and(|point| !point.is_small_order() && point.compress() == compressed)
+}
+
+/// RFC 7638 §3: SHA-256 over the required members in lexicographic order.
 fn thumbprint(public: &Value) -> String {
-    let canonical = serde_json::to_string(public).expect("a JSON value serialises");
+    // Written out, not left to the map's order: the members in
+    // lexicographic order, no white space (§3.3).
+    let member = |name: &str| public.get(name).and_then(Value::as_str).unwrap_or_default();
+    let canonical = match member("kty") {
+        "EC" => format!(
+            r#"{{"crv":"{}","kty":"EC","x":"{}","y":"{}"}}"#,
+            member("crv"),
+            member("x"),
+            member("y")
+        ),
+        _ => format!(
+            r#"{{"crv":"{}","kty":"OKP","x":"{}"}}"#,
+            member("crv"),
+            member("x")
+        ),
+    };
     let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, canonical.as_bytes());
     URL_SAFE_NO_PAD.encode(digest.as_ref())
 }
@@ -244,7 +281,10 @@ mod tests {
     use super::*;
 
     fn ed25519() -> Value {
-        json!({ "kty": "OKP", "crv": "Ed25519", "x": URL_SAFE_NO_PAD.encode([7u8; 32]) })
+        use aws_lc_rs::signature::{Ed25519KeyPair, KeyPair};
+        let pair = Ed25519KeyPair::generate().unwrap();
+        let x = URL_SAFE_NO_PAD.encode(pair.public_key().as_ref());
+        json!({ "kty": "OKP", "crv": "Ed25519", "x": x })
     }
 
     fn metadata(jwks: Value) -> RequestedMetadata {
@@ -288,6 +328,37 @@ mod tests {
             assert_eq!(error.code, ErrorCode::InvalidClientMetadata, "{jwks}");
         }
         assert!(check(&metadata(json!({ "keys": [p256] })), true).is_ok());
+    }
+
+    #[test]
+    fn small_order_and_non_canonical_points_are_refused() {
+        let mut identity = [0u8; 32];
+        identity[0] = 1;
+        // (0, -1), of order 2.
+        let mut order_two = [0xffu8; 32];
+        order_two[0] = 0xec;
+        order_two[31] = 0x7f;
+        // y = p + 1 encodes the identity, non-canonically.
+        let mut non_canonical = [0xffu8; 32];
+        non_canonical[0] = 0xee;
+        non_canonical[31] = 0x7f;
+        for weak in [identity, order_two, [0u8; 32], non_canonical] {
+            let key = json!({ "kty": "OKP", "crv": "Ed25519", "x": URL_SAFE_NO_PAD.encode(weak) });
+            let error = check(&metadata(json!({ "keys": [key] })), false).unwrap_err();
+            assert_eq!(error.code, ErrorCode::InvalidClientMetadata);
+        }
+        // (aws-lc verifies R = identity, S = 0 against the identity key
+        // for any message: seen here with aws-lc-rs 1.x.)
+    }
+
+    #[test]
+    fn thumbprint_matches_rfc_8037_appendix_a3() {
+        let key = json!({ "crv": "Ed25519", "kty": "OKP",
+            "x": "11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo" });
+        assert_eq!(
+            thumbprint(&key),
+            "kPrK_qmxVWaYVA9wwBF6Iuo3vVzz7TxHCTwXBygrS4k"
+        );
     }
 
     #[test]

@@ -17,6 +17,7 @@
 //!    and its outstanding tokens on every replica ([`manage`]).
 
 pub mod bootstrap;
+pub mod configuration;
 pub mod grant;
 pub mod manage;
 mod metadata;
@@ -71,9 +72,10 @@ pub(crate) fn cached(record: ClientRecord, agent: AgentRecord) -> (CachedClient,
             expiries.push(expires);
         }
     }
-    let until = expiries.into_iter().min().map(|at| {
+    // A key that lives past what `Instant` can hold needs no early end.
+    let until = expiries.into_iter().min().and_then(|at| {
         let left = u64::try_from(at.saturating_sub(now)).unwrap_or(0);
-        Instant::now() + Duration::from_secs(left)
+        Instant::now().checked_add(Duration::from_secs(left))
     });
     let mut client = Client::from(record);
     client.agent_of = Some(agent.service_user_id);
