@@ -8,7 +8,8 @@ use serde_json::{Value, json};
 
 use super::AdminClient;
 use super::client::printable;
-use super::keys::{print_json, text};
+use super::keys::print_json;
+use super::tokens::{shown, when};
 
 #[derive(Debug, Subcommand)]
 pub enum AgentCommand {
@@ -89,16 +90,6 @@ fn agent_path(client_id: &str) -> anyhow::Result<String> {
         "/admin/v1/agents/{}",
         segment(client_id, "an agent's client id")?
     ))
-}
-
-fn shown(value: &Value) -> String {
-    printable(text(value))
-}
-
-fn when(value: &Value) -> String {
-    value
-        .as_i64()
-        .map_or_else(|| "-".to_owned(), crate::clock::rfc3339)
 }
 
 fn print_agent(agent: &Value) {

@@ -86,11 +86,11 @@ fn token_path(id: &str) -> anyhow::Result<String> {
 
 /// A value from the server, with control characters replaced: a name
 /// someone else chose must not steer the terminal.
-fn shown(value: &Value) -> String {
+pub(super) fn shown(value: &Value) -> String {
     printable(text(value))
 }
 
-fn when(value: &Value) -> String {
+pub(super) fn when(value: &Value) -> String {
     value
         .as_i64()
         .map_or_else(|| "-".to_owned(), crate::clock::rfc3339)

@@ -5,8 +5,8 @@
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{FromRequestParts, State};
+use axum::http::StatusCode;
 use axum::http::request::Parts;
-use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::{Json, Router};
@@ -60,68 +60,70 @@ async fn register(
     )
 }
 
-/// The repeated rotation's proof of possession, if the request has one.
-fn key_proof(headers: &HeaderMap) -> Option<&str> {
-    headers.get(KEY_PROOF_HEADER)?.to_str().ok()
+/// What every configuration call carries: the client it names, its
+/// registration access token, a repeated rotation's proof of possession,
+/// and where it comes from.
+struct Configuring {
+    client_id: String,
+    token: OpaqueToken,
+    key_proof: Option<String>,
+    remote: Option<String>,
 }
 
-async fn read(
-    State(state): State<AppState>,
-    RemoteAddr(remote): RemoteAddr,
-    Path(client_id): Path<String>,
-    Bearer(token): Bearer,
-    headers: HeaderMap,
-) -> Response {
-    let call = Call {
-        client_id: &client_id,
-        token: &token,
-        key_proof: key_proof(&headers),
-        remote,
-    };
-    render(
-        configuration::read(&state, call)
+impl FromRequestParts<AppState> for Configuring {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Response> {
+        let Path(client_id) = Path::<String>::from_request_parts(parts, state)
             .await
-            .map(|info| Json(info).into_response()),
-    )
+            .map_err(|e| render(Err(e)))?;
+        let Bearer(token) = Bearer::from_request_parts(parts, state).await?;
+        let RemoteAddr(remote) = RemoteAddr::from_request_parts(parts, state)
+            .await
+            .unwrap_or(RemoteAddr(None));
+        let key_proof = parts
+            .headers
+            .get(KEY_PROOF_HEADER)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        Ok(Configuring {
+            client_id,
+            token,
+            key_proof,
+            remote,
+        })
+    }
+}
+
+impl Configuring {
+    fn call(&self) -> Call<'_> {
+        Call {
+            client_id: &self.client_id,
+            token: &self.token,
+            key_proof: self.key_proof.as_deref(),
+            remote: self.remote.clone(),
+        }
+    }
+}
+
+async fn read(State(state): State<AppState>, configuring: Configuring) -> Response {
+    let read = configuration::read(&state, configuring.call()).await;
+    render(read.map(|info| Json(info).into_response()))
 }
 
 async fn update(
     State(state): State<AppState>,
-    RemoteAddr(remote): RemoteAddr,
-    Path(client_id): Path<String>,
-    Bearer(token): Bearer,
-    headers: HeaderMap,
+    configuring: Configuring,
     bytes: Result<Bytes, BytesRejection>,
 ) -> Response {
-    let call = Call {
-        client_id: &client_id,
-        token: &token,
-        key_proof: key_proof(&headers),
-        remote,
-    };
     let updated = async {
         let bytes = body(bytes)?;
-        configuration::update(&state, call, &bytes).await
+        configuration::update(&state, configuring.call(), &bytes).await
     };
     render(updated.await.map(|info| Json(info).into_response()))
 }
 
-async fn delete(
-    State(state): State<AppState>,
-    RemoteAddr(remote): RemoteAddr,
-    Path(client_id): Path<String>,
-    Bearer(token): Bearer,
-    headers: HeaderMap,
-) -> Response {
-    let call = Call {
-        client_id: &client_id,
-        token: &token,
-        key_proof: key_proof(&headers),
-        remote,
-    };
-    render(
-        configuration::delete(&state, call)
-            .await
-            .map(|()| StatusCode::NO_CONTENT.into_response()),
-    )
+async fn delete(State(state): State<AppState>, configuring: Configuring) -> Response {
+    let deleted = configuration::delete(&state, configuring.call()).await;
+    render(deleted.map(|()| StatusCode::NO_CONTENT.into_response()))
 }

@@ -1,12 +1,12 @@
 //! The protocol core. Nothing here knows about HTTP: handlers in `http/`
 //! parse a request, call one function here, and render what it returns.
 
+pub mod agents;
 pub mod api_scopes;
 pub mod assertion;
 pub mod authorize;
 pub mod bearer;
 mod changes;
-pub mod agents;
 pub mod client;
 pub mod client_auth;
 pub mod client_cache;

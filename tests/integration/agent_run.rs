@@ -41,18 +41,7 @@ async fn audit_has(app: &TestApp, action: &str) -> bool {
 }
 
 async fn active(app: &TestApp, token: &str) -> bool {
-    let answer: Value = app
-        .http
-        .post(app.endpoint("/oauth/introspect"))
-        .bearer_auth(app.admin_token())
-        .form(&[("token", token)])
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    answer["active"] == true
+    crate::agents::introspect(app, token).await["active"] == true
 }
 
 async fn the_reference_agent_lives_rotates_and_stops(backend: Backend) {

@@ -112,7 +112,7 @@ async fn token(app: &TestApp, client_id: &str, key: &TestKey) -> reqwest::Respon
     present(app, &key.sign(&claims(app, client_id))).await
 }
 
-async fn introspect(app: &TestApp, token: &str) -> Value {
+pub async fn introspect(app: &TestApp, token: &str) -> Value {
     let response = app
         .http
         .post(app.endpoint("/oauth/introspect"))
