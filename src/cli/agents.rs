@@ -24,6 +24,9 @@ pub enum AgentCommand {
         /// Only this service user's agents.
         #[arg(long)]
         service_user: Option<String>,
+        /// Agents whose key expired unrotated too.
+        #[arg(long)]
+        all: bool,
     },
     /// Show an agent.
     Show { client_id: String },
@@ -96,14 +99,7 @@ fn print_agent(agent: &Value) {
     println!("client id:     {}", shown(&agent["client_id"]));
     println!("name:          {}", shown(&agent["name"]));
     println!("service user:  {}", shown(&agent["service_user"]));
-    println!(
-        "status:        {}",
-        if agent["enabled"] == true {
-            "enabled"
-        } else {
-            "disabled"
-        }
-    );
+    println!("status:        {}", shown(&agent["state"]));
     println!("scopes:        {}", shown(&agent["scope"]));
     println!("key expires:   {}", when(&agent["key_expires_at"]));
     if agent["previous_key_expires_at"].is_i64() {
@@ -133,11 +129,14 @@ pub async fn run(
     };
     match command {
         AgentCommand::Bootstrap { command } => bootstrap(client, command, json_out).await,
-        AgentCommand::List { service_user } => {
-            let query: Vec<(&str, String)> = service_user
+        AgentCommand::List { service_user, all } => {
+            let mut query: Vec<(&str, String)> = service_user
                 .into_iter()
                 .map(|s| ("service_user", s))
                 .collect();
+            if all {
+                query.push(("include_expired", "true".to_owned()));
+            }
             let list: Value = client.get("/admin/v1/agents", &query).await?;
             printed(&list, print_agents)
         }
@@ -187,11 +186,7 @@ fn print_agents(list: &Value) {
             shown(&agent["client_id"]),
             shown(&agent["name"]),
             shown(&agent["service_user"]),
-            if agent["enabled"] == true {
-                "enabled"
-            } else {
-                "disabled"
-            },
+            shown(&agent["state"]),
             when(&agent["key_expires_at"]),
             when(&agent["last_token_at"]),
             shown(&agent["bootstrap_id"]),

@@ -35,6 +35,9 @@ pub struct AgentQuery {
     /// administrator).
     #[param(nullable = false, pattern = "^[!-~]{1,128}$")]
     pub service_user: Option<String>,
+    /// Agents whose key expired unrotated too (they cannot come back).
+    #[param(nullable = false)]
+    pub include_expired: Option<bool>,
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -119,7 +122,13 @@ pub(super) async fn list_agents(
     Query(query): Query<AgentQuery>,
 ) -> Result<Json<AgentList>, OAuthError> {
     Ok(Json(AgentList {
-        agents: manage::list(&state, &caller, query.service_user.as_deref()).await?,
+        agents: manage::list(
+            &state,
+            &caller,
+            query.service_user.as_deref(),
+            query.include_expired.unwrap_or(false),
+        )
+        .await?,
     }))
 }
 

@@ -112,10 +112,14 @@ pub trait AgentStore {
         client_id: String,
     ) -> impl Future<Output = Result<Option<AgentWithClient>, StoreError>> + Send;
 
-    /// Newest first, with their clients.
+    /// Newest first, with their clients. Without `live_at`, every agent;
+    /// with it, only those whose key still works then: an agent whose key
+    /// expired unrotated (a restarted container's old self) can never
+    /// come back, and would crowd the live ones out of the listing.
     fn list_agents(
         &self,
         service_user_id: Option<String>,
+        live_at: Option<i64>,
     ) -> impl Future<Output = Result<Vec<AgentWithClient>, StoreError>> + Send;
 
     /// Locks the agent's client, lets `change` decide the new rows and the
@@ -343,6 +347,7 @@ impl AgentStore for Store {
     async fn list_agents(
         &self,
         service_user_id: Option<String>,
+        live_at: Option<i64>,
     ) -> Result<Vec<AgentWithClient>, StoreError> {
         self.run(move |conn| {
             let mut query = clients::table
@@ -351,6 +356,9 @@ impl AgentStore for Store {
                 .into_boxed();
             if let Some(owner) = service_user_id {
                 query = query.filter(agents::service_user_id.eq(owner));
+            }
+            if let Some(now) = live_at {
+                query = query.filter(agents::key_expires_at.gt(now));
             }
             query
                 .order((agents::created_at.desc(), agents::client_id.desc()))

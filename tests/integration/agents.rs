@@ -762,6 +762,17 @@ async fn the_old_key_stops_after_the_overlap_and_a_stale_registration_token_at_o
         "invalid_token",
     )
     .await;
+    // An agent whose key expired unrotated cannot come back: listings
+    // leave it out unless asked.
+    let listed = |extra: &'static str| {
+        let path = format!("/admin/v1/agents?service_user={user}{extra}");
+        let app = &app;
+        async move { json_of(app.admin_get(&path).await, 200).await }
+    };
+    assert_eq!(listed("").await["agents"], json!([]));
+    let all = listed("&include_expired=true").await;
+    assert_eq!(all["agents"][0]["client_id"], agent.client_id.as_str());
+    assert_eq!(all["agents"][0]["state"], "expired");
 }
 
 async fn a_single_use_bootstrap_token_registers_once_across_replicas(backend: Backend) {

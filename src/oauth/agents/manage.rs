@@ -18,10 +18,13 @@ fn not_found() -> OAuthError {
     OAuthError::not_found("no such agent")
 }
 
+/// The agents of one service user, or of all for an administrator; those
+/// whose key expired unrotated only with `include_expired`.
 pub async fn list(
     core: &Core,
     caller: &Principal,
     service_user: Option<&str>,
+    include_expired: bool,
 ) -> Result<Vec<AgentView>, OAuthError> {
     let owner = match service_user {
         Some(id) => Some(service_user_for(core, caller, id, false).await?.id),
@@ -34,7 +37,7 @@ pub async fn list(
     };
     Ok(core
         .store
-        .list_agents(owner)
+        .list_agents(owner, (!include_expired).then(clock::now))
         .await?
         .into_iter()
         .map(AgentView::new)

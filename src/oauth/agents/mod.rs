@@ -103,6 +103,9 @@ pub(crate) fn may_manage(
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct AgentView {
     pub client_id: String,
+    /// `active`, `disabled`, or `expired` (its key expired unrotated: the
+    /// agent cannot come back; a restarted one registers anew).
+    pub state: &'static str,
     /// The `client_name` it registered with (a pod name, say).
     pub name: String,
     pub service_user: String,
@@ -124,7 +127,15 @@ pub struct AgentView {
 impl AgentView {
     pub fn new((client, agent): (ClientRecord, AgentRecord)) -> Self {
         let now = clock::now();
+        let state = if agent.key_expires_at <= now {
+            "expired"
+        } else if !client.enabled {
+            "disabled"
+        } else {
+            "active"
+        };
         AgentView {
+            state,
             client_id: client.id,
             name: client.name,
             service_user: agent.service_user_id,
