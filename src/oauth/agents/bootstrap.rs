@@ -177,7 +177,9 @@ pub async fn create(
     // on: such a token would make something stronger and longer-lived
     // than itself. A person signed in (`tessera login`) or an
     // administrator's `admin` token may.
-    if caller.token_kind.is_some() && !reach_all(caller)? {
+    // (`admin`, not `admin:read`: a read-only administrator token may not.)
+    let admin = caller.is_admin && caller.has_scope(crate::oauth::api_scopes::ADMIN);
+    if caller.token_kind.is_some() && !admin {
         return Err(OAuthError::insufficient_scope(
             crate::oauth::api_scopes::ADMIN,
             "a personal or machine token cannot create bootstrap tokens: sign in with \
