@@ -267,15 +267,7 @@ pub async fn list(
     service_user: Option<&str>,
     include_revoked: bool,
 ) -> Result<Vec<BootstrapView>, OAuthError> {
-    let owner = match service_user {
-        Some(id) => Some(service_user_for(core, caller, id, false).await?.id),
-        None if reach_all(caller)? => None,
-        None => {
-            return Err(OAuthError::invalid_request(
-                "name the service user (--service-user): only an administrator lists all",
-            ));
-        }
-    };
+    let owner = listed_owner(core, caller, service_user).await?;
     let now = clock::now();
     Ok(core
         .store
@@ -286,7 +278,24 @@ pub async fn list(
         .collect())
 }
 
-pub(crate) fn reach_all(caller: &Principal) -> Result<bool, OAuthError> {
+/// Whose agents or bootstrap tokens a listing covers: the service user
+/// named (if the caller may read its agents), or, for an administrator
+/// naming none, everyone's (`None`).
+pub(crate) async fn listed_owner(
+    core: &Core,
+    caller: &Principal,
+    service_user: Option<&str>,
+) -> Result<Option<String>, OAuthError> {
+    match service_user {
+        Some(id) => Ok(Some(service_user_for(core, caller, id, false).await?.id)),
+        None if reach_all(caller)? => Ok(None),
+        None => Err(OAuthError::invalid_request(
+            "name the service user (--service-user): only an administrator lists all",
+        )),
+    }
+}
+
+fn reach_all(caller: &Principal) -> Result<bool, OAuthError> {
     use crate::oauth::personal_tokens::manage::{Reach, reach};
     Ok(reach(caller, false)? == Reach::All)
 }

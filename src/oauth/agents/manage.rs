@@ -6,7 +6,7 @@
 use serde_json::json;
 
 use super::AgentView;
-use super::bootstrap::{reach_all, service_user_for};
+use super::bootstrap::{listed_owner, service_user_for};
 use super::is_agent_id;
 use crate::audit::{Event, Outcome};
 use crate::clock;
@@ -26,15 +26,7 @@ pub async fn list(
     service_user: Option<&str>,
     include_expired: bool,
 ) -> Result<Vec<AgentView>, OAuthError> {
-    let owner = match service_user {
-        Some(id) => Some(service_user_for(core, caller, id, false).await?.id),
-        None if reach_all(caller)? => None,
-        None => {
-            return Err(OAuthError::invalid_request(
-                "name the service user (--service-user): only an administrator lists all",
-            ));
-        }
-    };
+    let owner = listed_owner(core, caller, service_user).await?;
     Ok(core
         .store
         .list_agents(owner, (!include_expired).then(clock::now))
