@@ -23,6 +23,7 @@ use jsonwebtoken::jwk::JwkSet;
 use serde::Deserialize;
 
 use super::issuers::may_fetch_keys_from;
+use crate::keys::public::without_weak_keys;
 use crate::outbound::{self, KeySetState};
 
 /// At most one refetch per issuer for an unknown `kid` in this time
@@ -188,7 +189,8 @@ impl IssuerKeys {
         }
         let keys: JwkSet = outbound::get_json(&self.http, &discovery.jwks_uri)
             .await
-            .map_err(|e| format!("jwks: {e}"))?;
+            .map_err(|e| format!("jwks: {e}"))
+            .map(without_weak_keys)?;
         if keys.keys.is_empty() {
             return Err("jwks: the key set is empty".into());
         }

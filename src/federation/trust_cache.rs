@@ -12,6 +12,7 @@ use jsonwebtoken::jwk::JwkSet;
 
 use super::model::TrustedIssuer;
 use super::policy::CompiledPolicy;
+use crate::keys::public::without_weak_keys;
 use crate::oauth::ttl_cache::TtlCache;
 use crate::store::{Store, StoreError};
 
@@ -46,6 +47,7 @@ impl TrustCache {
                     .jwks
                     .clone()
                     .and_then(|jwks| serde_json::from_value::<JwkSet>(jwks).ok())
+                    .map(without_weak_keys)
                     .map(Arc::new);
                 // A stored policy that no longer compiles (stored by an
                 // older version) matches nothing; it is logged, not fatal.

@@ -4,6 +4,7 @@
 use aws_lc_rs::rsa::{PublicKey as RsaPublicKey, PublicKeyComponents};
 use base64::Engine;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, JwkSet};
 use serde_json::{Value, json};
 
 use super::material::KeyError;
@@ -118,4 +119,59 @@ fn common_members_well_typed(key: &serde_json::Value) -> bool {
         })
     });
     text && lists
+}
+
+/// Whether `x` encodes an Ed25519 point of large order, canonically. A
+/// small-order point (the identity, say) lets a signature made without any
+/// private key verify: RFC 8032 §5.1.7 does not exclude such keys, and the
+/// verifier used does not either.
+pub fn is_strong_ed25519(x: &[u8]) -> bool {
+    let Ok(bytes) = <[u8; 32]>::try_from(x) else {
+        return false;
+    };
+    let compressed = curve25519_dalek::edwards::CompressedEdwardsY(bytes);
+    compressed
+        .decompress()
+        .is_some_and(|point| !point.is_small_order() && point.compress() == compressed)
+}
+
+/// The key set without Ed25519 keys any signature would verify with (see
+/// [`is_strong_ed25519`]). Applied wherever a set is loaded to verify with
+/// (registered, fetched or configured), once per load, not per request.
+pub fn without_weak_keys(mut set: JwkSet) -> JwkSet {
+    set.keys.retain(|jwk| match &jwk.algorithm {
+        AlgorithmParameters::OctetKeyPair(okp) if okp.curve == EllipticCurve::Ed25519 => {
+            URL_SAFE_NO_PAD
+                .decode(&okp.x)
+                .is_ok_and(|x| is_strong_ed25519(&x))
+        }
+        _ => true,
+    });
+    set
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn weak_ed25519_keys_are_left_out_of_a_set() {
+        let mut identity = [0u8; 32];
+        identity[0] = 1;
+        let strong = "11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo";
+        let set: JwkSet = serde_json::from_value(json!({"keys": [
+            {"kty": "OKP", "crv": "Ed25519", "kid": "weak", "x": URL_SAFE_NO_PAD.encode(identity)},
+            {"kty": "OKP", "crv": "Ed25519", "kid": "strong", "x": strong},
+            {"kty": "EC", "crv": "P-256", "kid": "ec",
+             "x": "f83OJ3D2xF1Bg8vub9tLe1gHMzV76e8Tus9uPHvRVEU",
+             "y": "x_FEzRu9m36HLN_tue659LNpXW6pCyStikYjKIWI5a0"},
+        ]}))
+        .unwrap();
+        let kids: Vec<_> = without_weak_keys(set)
+            .keys
+            .into_iter()
+            .filter_map(|k| k.common.key_id)
+            .collect();
+        assert_eq!(kids, ["strong", "ec"]);
+    }
 }

@@ -9,6 +9,7 @@ use jsonwebtoken::jwk::JwkSet;
 
 use super::client::Client;
 use super::ttl_cache::TtlCache;
+use crate::keys::public::without_weak_keys;
 use crate::store::{AgentStore, ClientStore, Store, StoreError};
 
 /// A client and its secrets' digests with their expiry (Unix seconds).
@@ -45,6 +46,7 @@ impl ClientCache {
                         .jwks
                         .as_ref()
                         .and_then(|j| serde_json::from_value::<JwkSet>(j.clone()).ok())
+                        .map(without_weak_keys)
                         .map(Arc::new);
                     let cached = CachedClient {
                         client,

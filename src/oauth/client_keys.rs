@@ -17,6 +17,7 @@ use jsonwebtoken::jwk::JwkSet;
 
 use super::OAuthError;
 use super::client::Client;
+use crate::keys::public::without_weak_keys;
 use crate::outbound::KeySetState;
 
 /// What is known about one `jwks_uri`.
@@ -142,6 +143,8 @@ impl ClientKeys {
 
     /// Reads the key set, stopping as soon as it passes the size cap.
     async fn fetch(&self, uri: &str) -> Result<JwkSet, String> {
-        crate::outbound::get_json(&self.http, uri).await
+        crate::outbound::get_json(&self.http, uri)
+            .await
+            .map(without_weak_keys)
     }
 }

@@ -11,6 +11,7 @@ use jsonwebtoken::jwk::{Jwk, JwkSet};
 use super::service_users::ServiceUser;
 use super::ttl_cache::TtlCache;
 use crate::clock;
+use crate::keys::public::without_weak_keys;
 use crate::store::{ServiceUserStore, Store, StoreError};
 
 #[derive(Debug)]
@@ -55,7 +56,7 @@ impl ServiceUserCache {
                     .collect();
                 let cached = CachedServiceUser {
                     user: ServiceUser::from(user),
-                    jwks: JwkSet { keys },
+                    jwks: without_weak_keys(JwkSet { keys }),
                 };
                 Ok(Some((cached, until)))
             })

@@ -23,6 +23,7 @@ on_both_backends!(
     bootstrap_tokens_are_refused_when_spent_expired_revoked_or_tampered,
     only_ed25519_keys_within_the_service_users_scopes,
     the_old_key_stops_after_the_overlap_and_a_stale_registration_token_at_once,
+    a_rotation_retried_while_its_first_attempt_runs_is_taken,
     a_single_use_bootstrap_token_registers_once_across_replicas,
     disabling_the_service_user_stops_its_agents,
     owners_manage_their_agents_and_nobody_elses,
@@ -773,6 +774,64 @@ async fn the_old_key_stops_after_the_overlap_and_a_stale_registration_token_at_o
     let all = listed("&include_expired=true").await;
     assert_eq!(all["agents"][0]["client_id"], agent.client_id.as_str());
     assert_eq!(all["agents"][0]["state"], "expired");
+}
+
+/// An agent retries a rotation whose answer is late while the first
+/// attempt is still running (same token, same new key, its own proof).
+/// Whichever commits second finds the token already rotated and is taken
+/// as the repeat: neither attempt fails, and the later answer's token is
+/// the one that lives.
+async fn a_rotation_retried_while_its_first_attempt_runs_is_taken(backend: Backend) {
+    let app = TestApp::start(backend).await;
+    let user = service_user(&app, "retrying-agent", "read").await;
+    let boot = bootstrap(&app, json!({ "service_user": user })).await;
+    let first = TestKey::eddsa("first");
+    let agent = registered(&app, boot["token"].as_str().unwrap(), &first, json!({})).await;
+    let proof = |key: &TestKey| {
+        let now = tessera::clock::now();
+        key.sign(
+            &json!({ "iss": agent.client_id, "sub": agent.client_id, "aud": agent.uri,
+            "iat": now, "exp": now + 60, "jti": uuid::Uuid::new_v4().to_string() }),
+        )
+    };
+    let put = |token: &str, body: &Value, proof: String| {
+        app.http
+            .put(&agent.uri)
+            .bearer_auth(token)
+            .header("Tessera-Key-Proof", proof)
+            .json(body)
+            .send()
+    };
+    let mut current = agent.registration_token.clone();
+    for round in 0..4 {
+        let key = TestKey::eddsa(&format!("key-{round}"));
+        let mut body = metadata(&key, json!({}));
+        body["client_id"] = json!(agent.client_id);
+        // A proof by another key than the one sent is refused, and
+        // changes nothing.
+        let forged = put(&current, &body, proof(&first)).await.unwrap();
+        fail_with(forged, 401, "invalid_token").await;
+        let (one, two) = tokio::join!(
+            put(&current, &body, proof(&key)),
+            put(&current, &body, proof(&key))
+        );
+        let one = json_of(one.unwrap(), 200).await;
+        let two = json_of(two.unwrap(), 200).await;
+        let mut live = Vec::new();
+        for answer in [&one, &two] {
+            let token = answer["registration_access_token"].as_str().unwrap();
+            let read = configure(&app, Method::GET, &agent.uri, token, None).await;
+            if read.status() == 200 {
+                live.push(json_of(read, 200).await);
+            }
+        }
+        assert_eq!(live.len(), 1, "round {round}: one answer's token lives");
+        current = live[0]["registration_access_token"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        json_of(token(&app, &agent.client_id, &key).await, 200).await;
+    }
 }
 
 async fn a_single_use_bootstrap_token_registers_once_across_replicas(backend: Backend) {

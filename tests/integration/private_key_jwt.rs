@@ -20,6 +20,7 @@ on_both_backends!(
     a_jti_race_with_different_exps_is_won_once,
     used_jtis_survive_migrations_down_and_up,
     jwks_uri_is_cached_and_refetched_on_unknown_kid,
+    a_small_order_ed25519_key_verifies_nothing,
 );
 
 pub fn claims(app: &TestApp, client_id: &str) -> Value {
@@ -268,6 +269,35 @@ async fn refused_assertions(backend: Backend) {
         .await
         .unwrap();
     refuse(present(&app, &key.sign(&claims(&app, &id))).await).await;
+}
+
+/// RFC 8032 does not exclude small-order public keys, and the verifier
+/// accepts the signature R = identity, S = 0 under the identity key for
+/// any message: a client registered with that key must not let anyone
+/// sign in as it.
+async fn a_small_order_ed25519_key_verifies_nothing(backend: Backend) {
+    use base64::Engine;
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let app = TestApp::start(backend).await;
+    let mut identity = [0u8; 32];
+    identity[0] = 1;
+    let x = URL_SAFE_NO_PAD.encode(identity);
+    let (id, _) = register(
+        &app,
+        json!({"name": "weak", "token_endpoint_auth_method": "private_key_jwt", "scope": "deploy",
+               "jwks": {"keys": [{"kty": "OKP", "crv": "Ed25519", "kid": "weak", "x": x}]}}),
+    )
+    .await;
+    let header = json!({"alg": "EdDSA", "typ": "JWT", "kid": "weak"});
+    let mut signature = identity.to_vec();
+    signature.extend([0u8; 32]);
+    let forged = format!(
+        "{}.{}.{}",
+        URL_SAFE_NO_PAD.encode(header.to_string()),
+        URL_SAFE_NO_PAD.encode(claims(&app, &id).to_string()),
+        URL_SAFE_NO_PAD.encode(&signature),
+    );
+    fail_with(present(&app, &forged).await, 401, "invalid_client").await;
 }
 
 /// RFC 7523 §3 item 7 under concurrency: one assertion sent many times at

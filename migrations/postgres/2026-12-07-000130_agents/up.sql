@@ -34,8 +34,9 @@ CREATE TABLE agents (
 CREATE INDEX agents_service_user ON agents (service_user_id);
 
 -- Replicas cache an agent with its client: a change of what the token
--- endpoint reads is announced as one (not the last token time, written
--- once a minute, nor the registration token's digest).
+-- endpoint reads is announced as one, but not the last token time, written
+-- once a minute. (A configuration call rewrites the whole row, so it is
+-- announced whatever it changed: rare, and harmless.)
 CREATE TRIGGER agents_changed
     AFTER INSERT OR DELETE OR UPDATE OF service_user_id, key_expires_at, previous_jwks,
         previous_key_expires_at ON agents

@@ -6,7 +6,7 @@
 //! access token live in memory only, and the agent opens no listening port.
 
 use std::path::{Path, PathBuf};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, anyhow, bail};
 use serde::Deserialize;
@@ -159,13 +159,16 @@ struct Agent {
     next_key: Option<AgentKey>,
     /// The key the last rotation replaced, and when: right after a
     /// rotation a replica that has not heard of it yet may still know only
-    /// that key (the server accepts it through the overlap).
-    replaced: Option<(AgentKey, SystemTime)>,
+    /// that key (the server accepts it through the overlap). Dropped (and
+    /// wiped) once `JUST_ROTATED` has passed.
+    replaced: Option<(AgentKey, Instant)>,
 }
 
 /// A recurring piece of work: when it is next due, and its backoff. Token
 /// refresh and key rotation each have one, so that a failing rotation
 /// does not hold the next token back, nor a failing refresh the rotation.
+/// Wall-clock time, not `Instant`: the deadlines are the server's (a key's
+/// expiry), and a monotonic clock stands still while the host sleeps.
 struct Task {
     due: SystemTime,
     retry: Retry,
@@ -260,6 +263,13 @@ impl Agent {
     /// would delay is still valid, while a key that expires is lost.
     async fn keep_fresh(&mut self) -> anyhow::Result<()> {
         loop {
+            if self
+                .replaced
+                .as_ref()
+                .is_some_and(|(_, at)| at.elapsed() >= JUST_ROTATED)
+            {
+                self.replaced = None;
+            }
             if self.rotation.as_ref().is_some_and(Task::is_due) {
                 let outcome = self.rotate_key().await;
                 if let Some(rotation) = &mut self.rotation {
@@ -300,8 +310,7 @@ impl Agent {
     /// The key a rotation replaced less than `JUST_ROTATED` ago.
     fn recently_replaced(&self) -> Option<&AgentKey> {
         let (key, at) = self.replaced.as_ref()?;
-        let age = SystemTime::now().duration_since(*at).unwrap_or_default();
-        (age < JUST_ROTATED).then_some(key)
+        (at.elapsed() < JUST_ROTATED).then_some(key)
     }
 
     async fn token_signed_by(&self, key: &AgentKey) -> Result<TokenResponse, Failure> {
@@ -351,7 +360,7 @@ impl Agent {
         };
         self.registration = registration;
         let replaced = std::mem::replace(&mut self.key, key);
-        self.replaced = Some((replaced, SystemTime::now()));
+        self.replaced = Some((replaced, Instant::now()));
         tracing::info!(
             kid = %self.key.kid,
             key_expires_at = %format_unix(self.registration.key_expires_at),

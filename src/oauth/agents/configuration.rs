@@ -14,7 +14,9 @@
 //! it proves it holds the new key's private half: a `Tessera-Key-Proof`
 //! header with a JWT signed by it (`iss` = `sub` = the client id, `aud` =
 //! the registration's URI, a single-use `jti`, at most five minutes). A
-//! copy of the old token and of the request is not enough.
+//! copy of the old token and of the request is not enough. The proof is
+//! checked against the key the request sends, before the lock, so a
+//! repeat whose first attempt commits while it waits is still taken.
 
 use std::time::Duration;
 
@@ -133,6 +135,7 @@ fn check_token(
     presented: &OpaqueToken,
     (client, agent): (&ClientRecord, &AgentRecord),
     rotating_to: Option<&Value>,
+    key_proven: bool,
     now: i64,
 ) -> Result<Presented, OAuthError> {
     let digest = presented.digest(digest_key);
@@ -145,8 +148,12 @@ fn check_token(
         && rotating_to.is_some_and(|key| metadata::same_key(&current_keys(client), key));
     let how = if is(&agent.registration_digest) {
         Presented::Current
-    } else if repeat {
+    } else if repeat && key_proven {
         Presented::Repeat
+    } else if repeat {
+        return Err(OAuthError::invalid_token(
+            "repeating a rotation needs a Tessera-Key-Proof signed with the new key",
+        ));
     } else {
         return Err(OAuthError::invalid_token(STALE));
     };
@@ -159,26 +166,20 @@ fn check_token(
     Ok(how)
 }
 
-/// A repeated rotation's proof that the caller holds the new key.
+/// A rotation's proof that the caller holds the private half of `key`,
+/// the key it sends: a JWT signed with it, for this registration, used once.
 async fn check_key_proof(
     core: &Core,
-    client: &ClientRecord,
-    proof: Option<&str>,
+    client_id: &str,
+    key: &Value,
+    proof: &str,
 ) -> Result<(), OAuthError> {
-    let refused = || {
-        OAuthError::invalid_token(
-            "repeating a rotation needs a Tessera-Key-Proof signed with the new key",
-        )
-    };
-    let proof = proof.ok_or_else(refused)?;
-    let keys: JwkSet = client
-        .jwks
-        .as_deref()
-        .and_then(|j| serde_json::from_str(j).ok())
-        .ok_or_else(refused)?;
-    let audiences = [client_uri(core, &client.id)];
+    let refused =
+        || OAuthError::invalid_token("the Tessera-Key-Proof is not a valid proof for the key sent");
+    let keys: JwkSet = serde_json::from_value(key.clone()).map_err(|_| refused())?;
+    let audiences = [client_uri(core, client_id)];
     let expect = Expectations {
-        subject: &client.id,
+        subject: client_id,
         audiences: &audiences,
         max_lifetime: KEY_PROOF_LIFETIME,
         max_age: None,
@@ -189,13 +190,13 @@ async fn check_key_proof(
     assertion::consume_once(&core.writer, proof, &claims, &expect).await
 }
 
-/// Checks the call without locking anything; returns how the token
-/// checked out and the service user's current scopes.
+/// Checks the call without locking anything; returns whether the caller
+/// proved it holds the key it sends, and the service user's current scopes.
 async fn precheck(
     core: &Core,
     call: &Call<'_>,
     operation: &Operation,
-) -> Result<(Presented, Vec<String>), OAuthError> {
+) -> Result<(bool, Vec<String>), OAuthError> {
     let stale = || OAuthError::invalid_token(STALE);
     let registration = call
         .token
@@ -209,16 +210,22 @@ async fn precheck(
         .agent(call.client_id.to_owned())
         .await?
         .ok_or_else(stale)?;
-    let now = clock::now();
-    let how = check_token(
+    // The token first (taking a proof as offered): a stranger's proof
+    // costs no signature check.
+    let proof = call.key_proof.zip(operation.rotating_to());
+    check_token(
         &core.digest_key,
         call.token,
         (&rows.0, &rows.1),
         operation.rotating_to(),
-        now,
+        proof.is_some(),
+        clock::now(),
     )?;
-    if how == Presented::Repeat {
-        check_key_proof(core, &rows.0, call.key_proof).await?;
+    // A proof is checked whenever one comes with a key, not only when the
+    // token is the one before: the first attempt of a repeated rotation
+    // may commit between this check and the lock.
+    if let Some((proof, key)) = proof {
+        check_key_proof(core, call.client_id, key, proof).await?;
     }
     // Disabling the service user stops its agents managing themselves too.
     let user = core
@@ -230,7 +237,7 @@ async fn precheck(
             OAuthError::invalid_token("the agent's service user is disabled or deleted")
                 .with_status(403)
         })?;
-    Ok((how, user.user.scopes.clone()))
+    Ok((proof.is_some(), user.user.scopes.clone()))
 }
 
 async fn configure(
@@ -238,7 +245,7 @@ async fn configure(
     call: Call<'_>,
     operation: Operation,
 ) -> Result<Option<ClientInformation>, OAuthError> {
-    let (how, scopes) = match precheck(core, &call, &operation).await {
+    let (key_proven, scopes) = match precheck(core, &call, &operation).await {
         Ok(checked) => checked,
         Err(error) => {
             if error.code == ErrorCode::InvalidToken {
@@ -258,7 +265,7 @@ async fn configure(
     let change = Change {
         digest_key: core.digest_key.clone(),
         presented: call.token.clone(),
-        proven: how,
+        key_proven,
         next_digest: next.digest(&core.digest_key),
         scopes,
         config: core.config.agents.clone(),
@@ -285,8 +292,9 @@ async fn configure(
 struct Change {
     digest_key: hmac::Key,
     presented: OpaqueToken,
-    /// How the token checked out before the lock (a repeat was proven).
-    proven: Presented,
+    /// Whether the caller proved it holds the key it sends: only then may
+    /// the token be the one before (a repeat).
+    key_proven: bool,
     next_digest: Vec<u8>,
     /// The service user's current scopes: an update stays within them.
     scopes: Vec<String>,
@@ -306,12 +314,9 @@ impl Change {
             &self.presented,
             (&client, &agent),
             operation.rotating_to(),
+            self.key_proven,
             self.now,
         )?;
-        // A repeat is taken only if it was proven before the lock.
-        if how != self.proven {
-            return Err(OAuthError::invalid_token(STALE));
-        }
         // The token used may repeat this call (its answer may be lost); a
         // repeat leaves the one before in that place.
         let previous = match how {

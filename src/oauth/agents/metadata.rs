@@ -183,7 +183,7 @@ fn public_key_set(jwks: &Value, allow_p256: bool) -> Result<Value, OAuthError> {
     };
     let (alg, mut public) = match (member("kty"), member("crv")) {
         (Some("OKP"), Some("Ed25519")) => {
-            if !is_strong_ed25519(&coordinate("x")?) {
+            if !crate::keys::public::is_strong_ed25519(&coordinate("x")?) {
                 return Err(invalid(
                     "the key is not a usable Ed25519 public key (a small-order or non-canonical point)",
                 ));
@@ -225,19 +225,6 @@ fn public_key_set(jwks: &Value, allow_p256: bool) -> Result<Value, OAuthError> {
     fields.insert("use".into(), "sig".into());
     fields.insert("alg".into(), alg.into());
     Ok(json!({ "keys": [public] }))
-}
-
-/// Whether `x` encodes an Ed25519 point of large order, canonically. A
-/// small-order point (the identity, say) would let a signature made
-/// without any private key verify (RFC 8032 §5.1.7 does not exclude them).
-fn is_strong_ed25519(x: &[u8]) -> bool {
-    let Ok(bytes) = <[u8; 32]>::try_from(x) else {
-        return false;
-    };
-    let compressed = curve25519_dalek::edwards::CompressedEdwardsY(bytes);
-    compressed
-        .decompress()
-        .is_some_and(|point| !point.is_small_order() && point.compress() == compressed)
 }
 
 /// RFC 7638 §3: SHA-256 over the required members in lexicographic order.

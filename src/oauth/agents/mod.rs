@@ -36,6 +36,7 @@ use super::client::Client;
 use super::client_cache::CachedClient;
 use super::personal_tokens::manage::{Reach, is_human, reach};
 use crate::clock;
+use crate::keys::public::without_weak_keys;
 use crate::store::{AgentRecord, ClientRecord, ServiceUserRecord};
 
 /// Every agent's `client_id` starts with this; no other client's can (an
@@ -82,7 +83,7 @@ pub(crate) fn cached(record: ClientRecord, agent: AgentRecord) -> (CachedClient,
     let cached = CachedClient {
         client,
         secrets: Vec::new(),
-        jwks: Some(Arc::new(JwkSet { keys })),
+        jwks: Some(Arc::new(without_weak_keys(JwkSet { keys }))),
     };
     (cached, until)
 }
