@@ -11,7 +11,7 @@
 //! each (default 10), and prints the median req/s, p50, p99 and the errors,
 //! as the peer's harness in ../shared/bench does. Needs `wrk` (Debian
 //! package `wrk`).
-//! `BENCH_ONLY=basic,pkjwt,agent,jwt-bearer,exchange,introspection,pat,login,code,poll` picks scenarios (all by
+//! `BENCH_ONLY=basic,pkjwt,agent,jwt-bearer,exchange,introspection,pat,login,code,poll,revoke` picks scenarios (all by
 //! default), for profiling one at a time; the server's pid is printed, and
 //! `BENCH_BINARY` runs another build of `tessera`.
 
@@ -32,6 +32,8 @@ mod agents;
 mod device;
 #[path = "load/people.rs"]
 mod people;
+#[path = "load/revocation.rs"]
+mod revocation;
 
 const CONNECTIONS: u32 = 64;
 /// Assertions prepared per second of run: above any rate reached here.
@@ -63,10 +65,13 @@ fn free_port() -> u16 {
         .port()
 }
 
-fn start(database_url: Option<&str>) -> Server {
+/// Starts a server; with `replica_of`, a second replica of that one (the
+/// same database, issuer and master key).
+fn start(database_url: Option<&str>, replica_of: Option<&Server>) -> Server {
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
     let base = format!("http://127.0.0.1:{port}");
+    let issuer = replica_of.map_or(base.clone(), |first| first.base.clone());
     // BENCH_BINARY: another build of tessera, e.g. one with frame pointers
     // for `perf record -g`.
     let binary = std::env::var("BENCH_BINARY")
@@ -78,7 +83,7 @@ fn start(database_url: Option<&str>) -> Server {
         .current_dir(dir.path())
         .arg("serve")
         .env("TESSERA_SERVER__LISTEN", format!("127.0.0.1:{port}"))
-        .env("TESSERA_SERVER__ISSUER", &base)
+        .env("TESSERA_SERVER__ISSUER", &issuer)
         .env("TESSERA_LOG", "warn")
         // Every bench client shares 127.0.0.1: the per-address login
         // bucket is still counted and refunded, but 16 logins in flight
@@ -94,6 +99,13 @@ fn start(database_url: Option<&str>) -> Server {
         .stderr(Stdio::inherit());
     if let Some(url) = database_url {
         command.env("TESSERA_DATABASE__URL", url);
+    }
+    if let Some(first) = replica_of {
+        let key = std::fs::read_to_string(first.dir.path().join("keys/master.key"));
+        command.env(
+            "TESSERA_MASTER_KEY",
+            key.expect("the first replica's master key").trim(),
+        );
     }
     let child = command.spawn().expect("start tessera");
     eprintln!("tessera pid {}", child.id());
@@ -436,7 +448,7 @@ struct Plan {
 }
 
 fn run(label: &str, database_url: Option<&str>, plan: &Plan) {
-    let server = start(database_url);
+    let server = start(database_url, None);
     let setup = setup(&server);
     let token = sample_token(&server, &setup);
     let issuer = server.base.clone();
@@ -646,6 +658,11 @@ fn run(label: &str, database_url: Option<&str>, plan: &Plan) {
     // interval.
     if selected("poll") {
         device::polling(&server);
+    }
+    // Issue 12: a token revoked or disabled on one replica, refused by the
+    // other (two replicas need the shared database).
+    if let (Some(url), true) = (database_url, selected("revoke")) {
+        revocation::across_replicas(&server, url);
     }
 }
 

@@ -388,62 +388,88 @@ fn check_one_redemption(server: &Server, people: &People) {
 /// asking for `tokens:self` (its access token is meant for Tessera's API),
 /// and `POST /admin/v1/tokens` with that access token.
 pub fn personal_token(server: &Server) -> String {
-    let console = admin(
-        server,
-        "/admin/v1/clients",
-        json!({"name": "Bench console", "public": true, "first_party": true,
-               "token_endpoint_auth_method": "none",
-               "grant_types": ["authorization_code"],
-               "redirect_uris": [REDIRECT_URI], "scope": "openid tokens:self"}),
-    );
-    let client_id = console["client_id"].as_str().unwrap();
-    let http = signed_in_browser(server);
-    let authorized = http
-        .get(format!(
-            "{}/oauth/authorize?response_type=code&client_id={client_id}&redirect_uri={}&scope=openid+tokens%3Aself&state=s&code_challenge={}&code_challenge_method=S256",
-            server.base,
-            urlencode(REDIRECT_URI),
-            challenge()
-        ))
-        .send()
-        .unwrap();
-    let location = authorized
-        .headers()
-        .get("location")
-        .and_then(|l| l.to_str().ok())
-        .unwrap_or_default()
-        .to_owned();
-    let code = url::Url::parse(&location)
-        .ok()
-        .and_then(|u| {
-            u.query_pairs()
-                .find(|(k, _)| k == "code")
-                .map(|(_, v)| v.into_owned())
-        })
-        .unwrap_or_else(|| panic!("authorize answered {} {location}", authorized.status()));
-    let tokens: Value = http
-        .post(format!("{}/oauth/token", server.base))
-        .form(&[
-            ("grant_type", "authorization_code"),
-            ("code", code.as_str()),
-            ("redirect_uri", REDIRECT_URI),
-            ("client_id", client_id),
-            ("code_verifier", VERIFIER),
-        ])
-        .send()
-        .unwrap()
-        .json()
-        .unwrap();
-    let access = tokens["access_token"].as_str().expect("an access token");
-    let created: Value = http
-        .post(format!("{}/admin/v1/tokens", server.base))
-        .bearer_auth(access)
-        .json(&json!({"name": "bench", "env": "prod", "expires": "7d", "scope": "tokens:self"}))
-        .send()
-        .unwrap()
-        .json()
-        .unwrap();
-    let token = created["token"].as_str().expect("a personal access token");
-    assert!(token.starts_with("tsr_pat_prod_"), "{created}");
-    token.to_owned()
+    let made = TokenMaker::new(server).make("bench");
+    made["token"].as_str().unwrap().to_owned()
+}
+
+/// Makes personal access tokens of the bench user with the access token
+/// of one sign-in (which may also revoke or disable them).
+pub struct TokenMaker {
+    http: reqwest::blocking::Client,
+    base: String,
+    pub access: String,
+}
+
+impl TokenMaker {
+    /// Signs in as a person does for [`personal_token`].
+    pub fn new(server: &Server) -> TokenMaker {
+        let console = admin(
+            server,
+            "/admin/v1/clients",
+            json!({"name": "Bench console", "public": true, "first_party": true,
+                   "token_endpoint_auth_method": "none",
+                   "grant_types": ["authorization_code"],
+                   "redirect_uris": [REDIRECT_URI], "scope": "openid tokens:self"}),
+        );
+        let client_id = console["client_id"].as_str().unwrap();
+        let http = signed_in_browser(server);
+        let authorized = http
+            .get(format!(
+                "{}/oauth/authorize?response_type=code&client_id={client_id}&redirect_uri={}&scope=openid+tokens%3Aself&state=s&code_challenge={}&code_challenge_method=S256",
+                server.base,
+                urlencode(REDIRECT_URI),
+                challenge()
+            ))
+            .send()
+            .unwrap();
+        let location = authorized
+            .headers()
+            .get("location")
+            .and_then(|l| l.to_str().ok())
+            .unwrap_or_default()
+            .to_owned();
+        let code = url::Url::parse(&location)
+            .ok()
+            .and_then(|u| {
+                u.query_pairs()
+                    .find(|(k, _)| k == "code")
+                    .map(|(_, v)| v.into_owned())
+            })
+            .unwrap_or_else(|| panic!("authorize answered {} {location}", authorized.status()));
+        let tokens: Value = http
+            .post(format!("{}/oauth/token", server.base))
+            .form(&[
+                ("grant_type", "authorization_code"),
+                ("code", code.as_str()),
+                ("redirect_uri", REDIRECT_URI),
+                ("client_id", client_id),
+                ("code_verifier", VERIFIER),
+            ])
+            .send()
+            .unwrap()
+            .json()
+            .unwrap();
+        let access = tokens["access_token"].as_str().expect("an access token");
+        TokenMaker {
+            http,
+            base: server.base.clone(),
+            access: access.to_owned(),
+        }
+    }
+
+    /// A 7-day prod token: the creation's answer (`id`, `token`, ...).
+    pub fn make(&self, name: &str) -> Value {
+        let created: Value = self
+            .http
+            .post(format!("{}/admin/v1/tokens", self.base))
+            .bearer_auth(&self.access)
+            .json(&json!({"name": name, "env": "prod", "expires": "7d", "scope": "tokens:self"}))
+            .send()
+            .unwrap()
+            .json()
+            .unwrap();
+        let token = created["token"].as_str().expect("a personal access token");
+        assert!(token.starts_with("tsr_pat_prod_"), "{created}");
+        created
+    }
 }

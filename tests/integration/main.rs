@@ -45,6 +45,7 @@ mod test_issuer;
 mod token_status;
 mod tokens_browser;
 mod tokens_cli;
+mod tokens_page;
 mod trust_admin;
 mod trust_cli;
 mod users;

@@ -3,7 +3,9 @@
 //! expires, last used and status; tokens close to expiry are marked. A new
 //! token's value is shown once, with a copy button and a warning. Disable,
 //! enable, roll and revoke each ask for confirmation on a page of their
-//! own (a second POST), so no stray click changes a token.
+//! own (a second POST), so no stray click changes a token. The creation
+//! form is good once: sent again (a reload of the page that showed the
+//! value, a double click), it makes no second token.
 //!
 //! The page acts as the person through `oauth::personal_tokens`, the same
 //! code the admin API runs; its own tokens only, even for an
@@ -36,6 +38,44 @@ const HERE: &str = "/account/tokens";
 const EXPIRING_SECS: i64 = 3 * 86400;
 /// The API scopes an administrator may put on a token here.
 const ADMIN_SCOPES: [&str; 3] = [ADMIN_READ, AUDIT_READ, ADMIN];
+/// How long a creation form may be sent after it was shown.
+const FORM_LIFETIME: i64 = 12 * 3600;
+const FORM_SENT: &str = "This form was already sent (or is more than 12 hours old), so no \
+     token was made now. A token it made is in the list below; its value was shown once. \
+     To make another, fill in the form again.";
+
+/// A creation form's single-use value: when it was shown, and a random
+/// part.
+fn form_once() -> String {
+    format!("{}.{}", clock::now(), crate::random::random_base62(22))
+}
+
+/// Whether this is the first time the creation form holding `once` is
+/// sent, and it is fresh. Recorded in the store of used assertion ids, so
+/// a repeat is caught on whichever replica it reaches.
+async fn first_sending(state: &AppState, once: &str) -> Result<bool, PageError> {
+    let now = clock::now();
+    let fresh = once.split_once('.').is_some_and(|(at, random)| {
+        let at = at.parse::<i64>().unwrap_or(i64::MIN);
+        random.len() == 22
+            && random.bytes().all(|b| b.is_ascii_alphanumeric())
+            && at <= now.saturating_add(60)
+            && now.saturating_sub(at) <= FORM_LIFETIME
+    });
+    if !fresh {
+        return Ok(false);
+    }
+    let mut digest = aws_lc_rs::digest::Context::new(&aws_lc_rs::digest::SHA256);
+    digest.update(b"tessera token form\0");
+    digest.update(once.as_bytes());
+    let key = crate::keys::hex(digest.finish().as_ref());
+    let until = now.saturating_add(FORM_LIFETIME + 120);
+    Ok(state
+        .writer
+        .consume(key, until)
+        .await
+        .map_err(OAuthError::from)?)
+}
 
 /// Whether the sign-in is recent enough to hand out the admin scopes.
 fn recent(state: &AppState, session: &SessionInfo) -> bool {
@@ -100,6 +140,24 @@ async fn list_page(
     let csrf = csrf::issue(state, headers);
     let config = &state.config.personal_tokens;
     let now = clock::now();
+    // Only what `max_lifetime` allows; an environment's own cap is named
+    // beside it.
+    let expiries: Vec<&String> = config
+        .expiry_choices
+        .iter()
+        .filter(|c| config.choice(c).is_some_and(|d| d <= config.max_lifetime))
+        .collect();
+    let default_expiry = expiries
+        .iter()
+        .find(|c| c.as_str() == "7d")
+        .or(expiries.first())
+        .copied();
+    let env_cap = |env: &str| {
+        config
+            .env_max_lifetime
+            .get(env)
+            .filter(|_| config.max_for(env) < config.max_lifetime)
+    };
     let page = layout(
         "Personal access tokens",
         html! {
@@ -123,6 +181,7 @@ async fn list_page(
             h2 { "New token" }
             form #create method="post" action=(HERE) {
                 (csrf.field())
+                input type="hidden" name="once" value=(form_once());
                 div.field {
                     label for="name" { "Name" }
                     p.hint { "What it is for, such as “deploy script”." }
@@ -134,15 +193,16 @@ async fn list_page(
                         label.choice {
                             input type="radio" name="env" value=(env) id={ "env-" (env) } required;
                             " " (env)
+                            @if let Some(cap) = env_cap(env) { " (at most " (cap) ")" }
                         }
                     }
                 }
                 fieldset.field {
                     legend { "Expires after" }
-                    @for (i, choice) in config.expiry_choices.iter().enumerate() {
+                    @for choice in &expiries {
                         label.choice {
                             input type="radio" name="expires" value=(choice) id={ "expires-" (choice) }
-                                checked[choice == "7d" || (i == 0 && !config.expiry_choices.iter().any(|c| c == "7d"))];
+                                checked[Some(*choice) == default_expiry];
                             " " (choice)
                         }
                     }
@@ -231,6 +291,9 @@ pub struct CreateForm {
     env: String,
     #[serde(default)]
     expires: String,
+    /// The form's single-use value ([`form_once`]).
+    #[serde(default)]
+    once: String,
     /// Checkboxes: the field repeats, so the form is read as pairs.
     #[serde(default)]
     scope: Vec<String>,
@@ -263,6 +326,10 @@ pub async fn create(
         scope: Some(form.scope.join(" ")),
         service_user: None,
     };
+    if !first_sending(&state, &form.once).await? {
+        let status = StatusCode::CONFLICT;
+        return list_page(&state, &headers, &session, &user, status, Some(FORM_SENT)).await;
+    }
     let caller = principal(&state, &session, &user, true);
     match personal_tokens::create(&state, &caller, spec, remote).await {
         Ok(created) => Ok(shown_once(&created, "Your new token")),
@@ -276,6 +343,7 @@ fn create_form(pairs: Vec<(String, String)>) -> Result<CreateForm, PageError> {
         name: String::new(),
         env: String::new(),
         expires: String::new(),
+        once: String::new(),
         scope: Vec::new(),
     };
     for (key, value) in pairs {
@@ -287,6 +355,7 @@ fn create_form(pairs: Vec<(String, String)>) -> Result<CreateForm, PageError> {
             "name" => form.name = value,
             "env" => form.env = value,
             "expires" => form.expires = value,
+            "once" => form.once = value,
             "scope" if form.scope.len() < 16 => form.scope.push(value),
             _ => return Err(PageError::bad_request()),
         }
