@@ -46,6 +46,8 @@ pub struct AgentsConfig {
     pub bootstrap_max_lifetime: Duration,
     /// The most registrations one bootstrap token may allow.
     pub bootstrap_max_uses: u32,
+    /// Usable bootstrap tokens one service user may hold at once.
+    pub max_live_bootstrap_tokens: u32,
     /// How long a registered key (and the registration access token that
     /// can replace it) lives; the agent rotates before then.
     #[serde(with = "humantime_serde")]
@@ -59,6 +61,11 @@ pub struct AgentsConfig {
     pub access_token_lifetime: Duration,
     /// Whether agents may register P-256 (ES256) keys beside Ed25519.
     pub allow_p256: bool,
+    /// How long an agent whose key expired unrotated (it can never work
+    /// again: a restarted container's earlier self) is kept for
+    /// `tessera agent list --all`, before it is deleted.
+    #[serde(with = "humantime_serde")]
+    pub keep_expired_agents: Duration,
 }
 
 impl AgentsConfig {
@@ -72,12 +79,13 @@ impl AgentsConfig {
         if positive.iter().any(Duration::is_zero)
             || self.bootstrap_default_lifetime > self.bootstrap_max_lifetime
             || self.bootstrap_max_uses == 0
+            || self.max_live_bootstrap_tokens == 0
             || self.key_overlap >= self.key_lifetime
         {
             return Err(ConfigError::Invalid(
                 "agents: lifetimes must be positive, bootstrap_default_lifetime at most \
-                 bootstrap_max_lifetime, bootstrap_max_uses at least 1 and key_overlap \
-                 shorter than key_lifetime"
+                 bootstrap_max_lifetime, bootstrap_max_uses and max_live_bootstrap_tokens \
+                 at least 1 and key_overlap shorter than key_lifetime"
                     .into(),
             ));
         }

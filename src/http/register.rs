@@ -24,8 +24,19 @@ pub fn routes() -> Router<AppState> {
         .route(REGISTRATION_PATH, post(register))
         .route(
             &format!("{REGISTRATION_PATH}/{{client_id}}"),
-            axum::routing::get(read).put(update).delete(delete),
+            axum::routing::get(read)
+                .head(head)
+                .put(update)
+                .delete(delete),
         )
+}
+
+/// `HEAD` is not `GET` here: a read replaces the registration access
+/// token, and a `HEAD` answer would drop the new one (RFC 9110 §9.3.2 wants
+/// `HEAD` safe).
+async fn head() -> Response {
+    let allow = [(axum::http::header::ALLOW, "GET, PUT, DELETE")];
+    (StatusCode::METHOD_NOT_ALLOWED, allow).into_response()
 }
 
 /// The `Authorization: Bearer` token (RFC 6750 §2.1).

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use aws_lc_rs::digest;
 use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, Jwk, JwkSet};
-use jsonwebtoken::{Algorithm, DecodingKey, Validation, decode, decode_header};
+use jsonwebtoken::{Algorithm, DecodingKey, Header, Validation, decode, decode_header};
 use serde::Deserialize;
 
 use super::discovery::TOKEN_PATH;
@@ -110,13 +110,31 @@ fn pinned_algorithm(jwk: &Jwk) -> Option<Algorithm> {
     }
 }
 
-/// The key named by `kid`, or the only key when the token names none.
-fn select_key<'a>(keys: &'a JwkSet, kid: Option<&str>) -> Option<&'a Jwk> {
-    match kid {
-        Some(kid) => keys.find(kid),
-        None if keys.keys.len() == 1 => keys.keys.first(),
-        None => None,
+/// At most this many keys are tried for a token that names no `kid`.
+const MAX_KEYS_WITHOUT_KID: usize = 4;
+
+/// The key named by `kid`. A token that names none (RFC 7523 does not ask
+/// for one) is tried against the set's keys of its algorithm, at most
+/// [`MAX_KEYS_WITHOUT_KID`]: an agent's set holds its current and its
+/// previous key through a rotation's overlap. `None` when nothing fits.
+fn select_key<'a>(keys: &'a JwkSet, token: &str, header: &Header) -> Option<&'a Jwk> {
+    if let Some(kid) = header.kid.as_deref() {
+        return keys.find(kid);
     }
+    if keys.keys.len() == 1 {
+        return keys.keys.first();
+    }
+    let (message, signature) = token.rsplit_once('.')?;
+    keys.keys
+        .iter()
+        .filter(|jwk| pinned_algorithm(jwk) == Some(header.alg))
+        .take(MAX_KEYS_WITHOUT_KID)
+        .find(|jwk| {
+            DecodingKey::from_jwk(jwk).is_ok_and(|key| {
+                jsonwebtoken::crypto::verify(signature, message.as_bytes(), &key, header.alg)
+                    .unwrap_or(false)
+            })
+        })
 }
 
 /// Checks everything but single use, and returns the claims.
@@ -133,7 +151,7 @@ pub fn verify(
             "the assertion names critical header extensions (crit) this server does not support",
         ));
     }
-    let jwk = match select_key(keys, header.kid.as_deref()) {
+    let jwk = match select_key(keys, token, &header) {
         Some(jwk) => jwk,
         None => return Err(AssertionError::UnknownKey),
     };

@@ -106,6 +106,7 @@ pub async fn update<S: ClientStore>(
     actor: Actor,
     if_match: Option<String>,
 ) -> Result<Client, OAuthError> {
+    not_an_agent(id)?;
     let change = move |record| {
         let current = Client::from(record);
         etag::check(if_match.as_deref(), &etag::of(&current))?;
@@ -124,6 +125,20 @@ pub async fn update<S: ClientStore>(
         Ok((change, client))
     };
     changed(store.change_client(id.to_owned(), change).await, id)
+}
+
+/// An agent's client keeps the agent's rules (its key expires and rotates,
+/// its scopes follow its service user, disabling it revokes its bootstrap
+/// token): it is changed through `/admin/v1/agents` and its own RFC 7592
+/// registration, not as a client.
+fn not_an_agent(id: &str) -> Result<(), OAuthError> {
+    if crate::oauth::agents::is_agent_id(id) {
+        return Err(OAuthError::new(
+            ErrorCode::Conflict,
+            "this client is an agent: manage it with /admin/v1/agents (tessera agent)",
+        ));
+    }
+    Ok(())
 }
 
 /// A store change's outcome as the admin API reports it.
@@ -146,6 +161,7 @@ pub async fn delete<S: ClientStore>(
     actor: Actor,
     if_match: Option<String>,
 ) -> Result<(), OAuthError> {
+    not_an_agent(id)?;
     let event = Event::new(actor, "client.deleted", Outcome::Success)
         .target(id.to_owned())
         .client(id.to_owned())
@@ -172,6 +188,7 @@ pub async fn rotate_secret<S: ClientStore>(
     actor: Actor,
     if_match: Option<String>,
 ) -> Result<OpaqueToken, OAuthError> {
+    not_an_agent(id)?;
     let now = clock::now();
     let (secret, record) = new_secret(digest_key, id, now);
     let event = Event::new(actor, "client.secret_rotated", Outcome::Success)

@@ -66,10 +66,13 @@ pub enum BootstrapRefused {
 
 pub trait AgentStore {
     /// Inserts a bootstrap token and its audit event, if its service user
-    /// exists (`NotFound` otherwise).
+    /// exists (`NotFound` otherwise) and holds fewer than `limit` usable
+    /// bootstrap tokens (`LimitReached` otherwise; the service user's row
+    /// is locked first, so two creations take turns).
     fn create_bootstrap(
         &self,
         token: AccessTokenRecord,
+        limit: u32,
         event: NewAuditRecord,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
 
@@ -150,6 +153,18 @@ pub trait AgentStore {
     where
         F: Fn(&AccessTokenRecord) -> NewAuditRecord + Send + 'static;
 
+    /// Deletes up to `limit` agents (with their clients) whose key, and
+    /// previous key, expired by `expired_by`: they can never work again.
+    /// Appends `event(client, agent)` for each. Returns how many went.
+    fn purge_expired_agents<F>(
+        &self,
+        expired_by: i64,
+        limit: i64,
+        event: F,
+    ) -> impl Future<Output = Result<usize, StoreError>> + Send
+    where
+        F: Fn(&ClientRecord, &AgentRecord) -> NewAuditRecord + Send + 'static;
+
     /// Records when the agent last got a token (best effort bookkeeping).
     fn touch_agent(
         &self,
@@ -199,26 +214,42 @@ impl AgentStore for Store {
     async fn create_bootstrap(
         &self,
         token: AccessTokenRecord,
+        limit: u32,
         event: NewAuditRecord,
     ) -> Result<(), StoreError> {
-        self.run(move |conn| {
-            conn.transaction(|conn| {
-                let exists = service_users::table
-                    .find(&token.owner_id)
-                    .select(service_users::id)
-                    .first::<String>(conn)
-                    .optional()?;
-                if exists.is_none() {
-                    return Err(diesel::result::Error::NotFound);
-                }
-                diesel::insert_into(access_tokens::table)
-                    .values(&token)
-                    .execute(conn)?;
-                append_in(conn, &event)
+        let outcome = self
+            .run(move |conn| {
+                let outcome = conn.transaction(|conn| {
+                    if !super::personal_tokens::lock_owner(conn, &token.owner_id, "service")? {
+                        return Err(Refusal::Database(diesel::result::Error::NotFound));
+                    }
+                    use access_tokens::dsl as t;
+                    let now = token.created_at;
+                    let usable: i64 = t::access_tokens
+                        .filter(t::kind.eq(BOOTSTRAP_KIND))
+                        .filter(t::owner_id.eq(&token.owner_id))
+                        .filter(t::revoked_at.is_null())
+                        .filter(t::expires_at.gt(now))
+                        .filter(
+                            t::max_uses
+                                .is_null()
+                                .or(t::use_count.nullable().lt(t::max_uses)),
+                        )
+                        .count()
+                        .get_result(conn)?;
+                    if usable >= i64::from(limit) {
+                        return Err(Refusal::By(limit));
+                    }
+                    diesel::insert_into(access_tokens::table)
+                        .values(&token)
+                        .execute(conn)?;
+                    append_in(conn, &event)?;
+                    Ok(())
+                });
+                Refusal::settle(outcome)
             })
-            .map_err(StoreError::from)
-        })
-        .await
+            .await?;
+        outcome.map_err(StoreError::LimitReached)
     }
 
     async fn bootstrap(&self, id: String) -> Result<Option<AccessTokenRecord>, StoreError> {
@@ -442,6 +473,44 @@ impl AgentStore for Store {
                     }
                 }
                 Ok::<_, diesel::result::Error>(marked)
+            })
+            .map_err(StoreError::from)
+        })
+        .await
+    }
+
+    async fn purge_expired_agents<F>(
+        &self,
+        expired_by: i64,
+        limit: i64,
+        event: F,
+    ) -> Result<usize, StoreError>
+    where
+        F: Fn(&ClientRecord, &AgentRecord) -> NewAuditRecord + Send + 'static,
+    {
+        self.run(move |conn| {
+            conn.transaction(|conn| {
+                let dead: Vec<AgentWithClient> = clients::table
+                    .inner_join(agents::table)
+                    .filter(agents::key_expires_at.le(expired_by))
+                    .filter(
+                        agents::previous_key_expires_at
+                            .is_null()
+                            .or(agents::previous_key_expires_at.le(expired_by)),
+                    )
+                    .select((ClientRecord::as_select(), AgentRecord::as_select()))
+                    .limit(limit)
+                    .load(conn)?;
+                let mut purged = 0;
+                for (client, agent) in &dead {
+                    // Another replica's sweep may have taken it first.
+                    let deleted = diesel::delete(clients::table.find(&client.id)).execute(conn)?;
+                    if deleted == 1 {
+                        append_in(conn, &event(client, agent))?;
+                        purged += 1;
+                    }
+                }
+                Ok::<_, diesel::result::Error>(purged)
             })
             .map_err(StoreError::from)
         })

@@ -159,7 +159,11 @@ pub struct Changed<T> {
 
 /// Takes the write lock on the owner's row (a no-op update), so that two
 /// creations for one owner take turns; `false` if the owner is absent.
-fn lock_owner(conn: &mut AnyConnection, owner_id: &str, owner_kind: &str) -> QueryResult<bool> {
+pub(super) fn lock_owner(
+    conn: &mut AnyConnection,
+    owner_id: &str,
+    owner_kind: &str,
+) -> QueryResult<bool> {
     let locked = if owner_kind == "human" {
         diesel::update(users::table.find(owner_id))
             .set(users::username.eq(users::username))

@@ -24,6 +24,8 @@ on_both_backends!(
     only_ed25519_keys_within_the_service_users_scopes,
     the_old_key_stops_after_the_overlap_and_a_stale_registration_token_at_once,
     a_rotation_retried_while_its_first_attempt_runs_is_taken,
+    an_agent_manages_itself_within_its_rules,
+    bootstrap_tokens_are_capped_and_dead_agents_purged,
     a_single_use_bootstrap_token_registers_once_across_replicas,
     disabling_the_service_user_stops_its_agents,
     owners_manage_their_agents_and_nobody_elses,
@@ -834,6 +836,195 @@ async fn a_rotation_retried_while_its_first_attempt_runs_is_taken(backend: Backe
     }
 }
 
+/// RFC 7592 from the agent's side, within the rules that keep its key
+/// short-lived: no key reusing the old one's `kid`, `HEAD` is not a read
+/// (a read replaces the token), a disabled agent may not manage itself
+/// (403), a token without `kid` works through the overlap with either
+/// key, and `DELETE` ends it.
+async fn an_agent_manages_itself_within_its_rules(backend: Backend) {
+    let app = TestApp::start(backend).await;
+    let user = service_user(&app, "self-managing-agent", "read").await;
+    let boot = bootstrap(&app, json!({ "service_user": user })).await;
+    let first = TestKey::eddsa("first");
+    let agent = registered(&app, boot["token"].as_str().unwrap(), &first, json!({})).await;
+    let mut current = agent.registration_token.clone();
+    let body = |key: &TestKey| {
+        let mut body = metadata(key, json!({}));
+        body["client_id"] = json!(agent.client_id);
+        body
+    };
+
+    // HEAD answers 405 and burns nothing.
+    let head = app
+        .http
+        .head(&agent.uri)
+        .bearer_auth(&current)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(head.status(), 405);
+    let read = json_of(
+        configure(&app, Method::GET, &agent.uri, &current, None).await,
+        200,
+    )
+    .await;
+    current = read["registration_access_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+
+    // A new key under the old key's kid is refused: through the overlap a
+    // token's kid could not tell the two apart.
+    let same_kid = TestKey::eddsa("first");
+    let refused = configure(
+        &app,
+        Method::PUT,
+        &agent.uri,
+        &current,
+        Some(&body(&same_kid)),
+    )
+    .await;
+    fail_with(refused, 400, "invalid_client_metadata").await;
+    // The same key again is no rotation: its expiry stays.
+    let kept = configure(&app, Method::PUT, &agent.uri, &current, Some(&body(&first))).await;
+    let kept = json_of(kept, 200).await;
+    assert_eq!(kept["key_expires_at"], agent.answer["key_expires_at"]);
+    current = kept["registration_access_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+
+    // Rotated: through the overlap a token without kid works signed by
+    // either key; one by a stranger's key does not.
+    let second = TestKey::eddsa("second");
+    let rotated = configure(
+        &app,
+        Method::PUT,
+        &agent.uri,
+        &current,
+        Some(&body(&second)),
+    )
+    .await;
+    let rotated = json_of(rotated, 200).await;
+    current = rotated["registration_access_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    for key in [&first, &second] {
+        let assertion = key.sign_without_kid(&claims(&app, &agent.client_id));
+        json_of(present(&app, &assertion).await, 200).await;
+    }
+    let stranger = TestKey::eddsa("stranger").sign_without_kid(&claims(&app, &agent.client_id));
+    fail_with(present(&app, &stranger).await, 401, "invalid_client").await;
+
+    // Disabled, it may not manage itself; enabled again, it may.
+    let admin_path = format!("/admin/v1/agents/{}", agent.client_id);
+    json_of(
+        app.admin_post(&format!("{admin_path}/disable"), &json!({}))
+            .await,
+        200,
+    )
+    .await;
+    let disabled = configure(&app, Method::GET, &agent.uri, &current, None).await;
+    fail_with(disabled, 403, "invalid_token").await;
+    json_of(
+        app.admin_post(&format!("{admin_path}/enable"), &json!({}))
+            .await,
+        200,
+    )
+    .await;
+    let read = json_of(
+        configure(&app, Method::GET, &agent.uri, &current, None).await,
+        200,
+    )
+    .await;
+    current = read["registration_access_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+
+    // Its client is no ordinary client: the clients API does not change it.
+    let client_path = app.endpoint(&format!("/admin/v1/clients/{}", agent.client_id));
+    let admin = app.admin_token();
+    let patched = app
+        .http
+        .patch(&client_path)
+        .bearer_auth(&admin)
+        .json(&json!({"enabled": true}))
+        .send()
+        .await
+        .unwrap();
+    fail_with(patched, 409, "conflict").await;
+    let removed = app
+        .http
+        .delete(&client_path)
+        .bearer_auth(&admin)
+        .send()
+        .await
+        .unwrap();
+    fail_with(removed, 409, "conflict").await;
+
+    // DELETE ends it: the token, the registration and the key.
+    let deleted = configure(&app, Method::DELETE, &agent.uri, &current, None).await;
+    assert_eq!(deleted.status(), 204);
+    let after = configure(&app, Method::GET, &agent.uri, &current, None).await;
+    fail_with(after, 401, "invalid_token").await;
+    fail_with(
+        token(&app, &agent.client_id, &second).await,
+        401,
+        "invalid_client",
+    )
+    .await;
+}
+
+/// A service user holds at most `agents.max_live_bootstrap_tokens` usable
+/// bootstrap tokens; an agent whose key expired unrotated is deleted
+/// after `agents.keep_expired_agents`.
+async fn bootstrap_tokens_are_capped_and_dead_agents_purged(backend: Backend) {
+    let app = TestApp::builder(backend)
+        .config(
+            "[agents]\nmax_live_bootstrap_tokens = 2\nkey_lifetime = \"2s\"\nkey_overlap = \"1s\"\n\
+             keep_expired_agents = \"1s\"\n[personal_tokens]\nusage_flush_interval = \"200ms\"\n",
+        )
+        .start()
+        .await;
+    let user = service_user(&app, "capped-agent", "read").await;
+    let first = bootstrap(&app, json!({ "service_user": user })).await;
+    bootstrap(&app, json!({ "service_user": user })).await;
+    let path = "/admin/v1/agents/bootstrap-tokens";
+    let body = json!({ "service_user": user });
+    let over = app.admin_post(path, &body).await;
+    fail_with(over, 409, "conflict").await;
+    // A used-up one frees its place.
+    let agent = registered(
+        &app,
+        first["token"].as_str().unwrap(),
+        &TestKey::eddsa("k"),
+        json!({}),
+    )
+    .await;
+    json_of(app.admin_post(path, &body).await, 201).await;
+
+    // Its key expires unrotated; a second later it is gone.
+    let listed = format!("/admin/v1/agents?service_user={user}&include_expired=true");
+    let purged = eventually(10, || async {
+        let all = json_of(app.admin_get(&listed).await, 200).await;
+        all["agents"].as_array().unwrap().is_empty()
+    })
+    .await;
+    assert!(purged, "the expired agent is deleted");
+    let audit = json_of(
+        app.admin_get("/admin/v1/audit?action=agent.purged").await,
+        200,
+    )
+    .await;
+    assert_eq!(
+        audit["events"][0]["target"],
+        agent.client_id.as_str(),
+        "{audit}"
+    );
+}
+
 async fn a_single_use_bootstrap_token_registers_once_across_replicas(backend: Backend) {
     let first = TestApp::start(backend.clone()).await;
     let second = TestApp::builder(backend).replica_of(&first).start().await;
@@ -992,6 +1183,36 @@ async fn owners_manage_their_agents_and_nobody_elses(backend: Backend) {
     )
     .await;
     fail_with(refused, 403, "insufficient_scope").await;
+    // The owner stops and deletes an agent; a personal access token may
+    // stop it, never bring it back (a leaked one would revive a killed,
+    // compromised agent).
+    let agent = registered(
+        &app,
+        made["token"].as_str().unwrap(),
+        &TestKey::eddsa("o"),
+        json!({}),
+    )
+    .await;
+    let agent_path = format!("/admin/v1/agents/{}", agent.client_id);
+    let act = |token: &str, action: &str| {
+        let path = format!("{agent_path}/{action}");
+        let token = token.to_owned();
+        let app = &app;
+        async move { call(app, Method::POST, &path, &token, Some(json!({}))).await }
+    };
+    json_of(act(pat, "disable").await, 200).await;
+    fail_with(act(pat, "enable").await, 403, "insufficient_scope").await;
+    fail_with(act(&stranger, "enable").await, 404, "not_found").await;
+    let enabled = json_of(act(&owner, "enable").await, 200).await;
+    assert_eq!(enabled["state"], "active");
+    let deleted = call(&app, Method::DELETE, &agent_path, &owner, None).await;
+    assert!(deleted.status().is_success(), "{}", deleted.status());
+    fail_with(
+        call(&app, Method::GET, &agent_path, &owner, None).await,
+        404,
+        "not_found",
+    )
+    .await;
     // Only an administrator lists every service user's agents.
     fail_with(
         call(&app, Method::GET, "/admin/v1/agents", &owner, None).await,

@@ -165,6 +165,24 @@ fn lifetime(core: &Core, expires: Option<&str>) -> Result<i64, OAuthError> {
     Ok(i64::try_from(chosen.as_secs()).unwrap_or(i64::MAX))
 }
 
+/// Agents get the service user's scopes, which a personal or machine
+/// token never carries, and live on: a bootstrap token made, or an agent
+/// enabled again, with such a token would be stronger and longer-lived than
+/// the token itself (a leaked one could bring back an agent that was
+/// stopped). A person signed in (`tessera login`) or an administrator's
+/// `admin` token may (`admin`, not `admin:read`).
+pub(super) fn may_empower_agents(caller: &Principal) -> Result<(), OAuthError> {
+    let admin = caller.is_admin && caller.has_scope(crate::oauth::api_scopes::ADMIN);
+    if caller.token_kind.is_some() && !admin {
+        return Err(OAuthError::insufficient_scope(
+            crate::oauth::api_scopes::ADMIN,
+            "a personal or machine token cannot create bootstrap tokens or enable agents: \
+             sign in with `tessera login` to do it for a service user you own",
+        ));
+    }
+    Ok(())
+}
+
 pub async fn create(
     core: &Core,
     caller: &Principal,
@@ -172,20 +190,7 @@ pub async fn create(
     remote: Option<String>,
 ) -> Result<CreatedBootstrap, OAuthError> {
     let user = service_user_for(core, caller, &spec.service_user, true).await?;
-    // The agents a bootstrap token registers get the service user's
-    // scopes, which a personal or machine token never carries, and live
-    // on: such a token would make something stronger and longer-lived
-    // than itself. A person signed in (`tessera login`) or an
-    // administrator's `admin` token may.
-    // (`admin`, not `admin:read`: a read-only administrator token may not.)
-    let admin = caller.is_admin && caller.has_scope(crate::oauth::api_scopes::ADMIN);
-    if caller.token_kind.is_some() && !admin {
-        return Err(OAuthError::insufficient_scope(
-            crate::oauth::api_scopes::ADMIN,
-            "a personal or machine token cannot create bootstrap tokens: sign in with \
-             `tessera login` to make one for a service user you own",
-        ));
-    }
+    may_empower_agents(caller)?;
     if !user.enabled {
         return Err(OAuthError::new(
             ErrorCode::Conflict,
@@ -242,11 +247,19 @@ pub async fn create(
             "expires_at": record.expires_at,
         }))
         .into_record(clock::now_ms());
+    let limit = core.config.agents.max_live_bootstrap_tokens;
     core.store
-        .create_bootstrap(record.clone(), event)
+        .create_bootstrap(record.clone(), limit, event)
         .await
         .map_err(|e| match e {
             StoreError::NotFound => OAuthError::not_found("the service user was deleted"),
+            StoreError::LimitReached(limit) => OAuthError::new(
+                ErrorCode::Conflict,
+                format!(
+                    "the service user already holds {limit} usable bootstrap tokens \
+                     (agents.max_live_bootstrap_tokens): revoke one first"
+                ),
+            ),
             other => other.into(),
         })?;
     Ok(CreatedBootstrap {
@@ -364,5 +377,31 @@ pub async fn record_expiries(core: &Core) {
         .await;
     if let Err(e) = recorded {
         tracing::debug!(error = %e, "bootstrap token expiries not recorded yet");
+    }
+    purge_expired_agents(core).await;
+}
+
+/// Deletes agents whose key expired unrotated more than
+/// `agents.keep_expired_agents` ago (`agent.purged`): they can never work
+/// again, and every restart of a container leaves one behind.
+async fn purge_expired_agents(core: &Core) {
+    let keep = i64::try_from(core.config.agents.keep_expired_agents.as_secs()).unwrap_or(i64::MAX);
+    let expired_by = clock::now().saturating_sub(keep);
+    let purged = core
+        .store
+        .purge_expired_agents(expired_by, EXPIRIES_PER_SWEEP, |client, agent| {
+            Event::new(Actor::system(), "agent.purged", Outcome::Success)
+                .target(client.id.clone())
+                .client(client.id.clone())
+                .details(json!({
+                    "service_user": agent.service_user_id,
+                    "key_expired_at": agent.key_expires_at,
+                }))
+                .into_record(clock::now_ms())
+        })
+        .await;
+    // What a cache still holds of them is refused anyway: their keys expired.
+    if let Err(e) = purged {
+        tracing::debug!(error = %e, "expired agents not purged yet");
     }
 }

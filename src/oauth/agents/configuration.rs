@@ -249,7 +249,9 @@ async fn configure(
         Ok(checked) => checked,
         Err(error) => {
             if error.code == ErrorCode::InvalidToken {
-                let target = Some(call.client_id.to_owned()).filter(|id| is_agent_id(id));
+                // Only an id that could be an agent's reaches the audit.
+                let target = Some(call.client_id.to_owned())
+                    .filter(|id| is_agent_id(id) && syntax::is_identifier(id));
                 audit_refusal(core, &error, target, call.remote.clone()).await;
             }
             return Err(error);
@@ -358,7 +360,15 @@ impl Change {
             Operation::Update(requested) => {
                 let requested = *requested?;
                 let scopes = within(&requested, &self.scopes)?;
-                let rotated = !metadata::same_key(&current_keys(&client), &requested.jwks);
+                let current = current_keys(&client);
+                let rotated = !metadata::same_key(&current, &requested.jwks);
+                // Through the overlap both keys verify: a token's `kid`
+                // must tell them apart.
+                if rotated && metadata::key_id(&current) == metadata::key_id(&requested.jwks) {
+                    return Err(invalid(
+                        "the new key needs a kid of its own: the old key works on through the overlap",
+                    ));
+                }
                 let action = if rotated {
                     "agent.key_rotated"
                 } else {
@@ -368,7 +378,7 @@ impl Change {
                 let event = event(
                     action,
                     json!({
-                        "kid": key_id(&current_keys(&rows.0)),
+                        "kid": metadata::key_id(&current_keys(&rows.0)),
                         "key_expires_at": rows.1.key_expires_at,
                         "previous_key_expires_at": rows.1.previous_key_expires_at,
                         "repeated": how == Presented::Repeat,
@@ -382,10 +392,6 @@ impl Change {
             }
         }
     }
-}
-
-fn key_id(jwks: &Value) -> Option<String> {
-    Some(jwks.get("keys")?.get(0)?.get("kid")?.as_str()?.to_owned())
 }
 
 /// The rows after an update: the new name and scopes, and when the key

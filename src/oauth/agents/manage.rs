@@ -113,6 +113,9 @@ pub async fn set_enabled(
     remote: Option<String>,
 ) -> Result<AgentView, OAuthError> {
     let agent = reachable(core, caller, client_id, true).await?;
+    if enabled {
+        super::bootstrap::may_empower_agents(caller)?;
+    }
     if !enabled {
         revoke_origin(core, caller, &agent, "agent disabled", remote.clone()).await?;
     }

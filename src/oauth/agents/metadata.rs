@@ -249,18 +249,20 @@ fn thumbprint(public: &Value) -> String {
     URL_SAFE_NO_PAD.encode(digest.as_ref())
 }
 
-/// Whether two key sets hold the same key (a rotation changes it).
+fn first_key(set: &Value) -> Option<&Value> {
+    set.get("keys")?.get(0)
+}
+
+/// Whether two key sets hold the same key (a rotation changes it): the
+/// same public key, whatever `kid` each names it by.
 pub fn same_key(a: &Value, b: &Value) -> bool {
-    let key = |set: &Value| {
-        set.get("keys").and_then(|k| k.get(0)).map(|k| {
-            (
-                k.get("x").cloned(),
-                k.get("y").cloned(),
-                k.get("kid").cloned(),
-            )
-        })
-    };
+    let key = |set: &Value| first_key(set).map(|k| (k.get("x").cloned(), k.get("y").cloned()));
     key(a) == key(b)
+}
+
+/// The `kid` of a set's key.
+pub fn key_id(set: &Value) -> Option<&str> {
+    first_key(set)?.get("kid")?.as_str()
 }
 
 #[cfg(test)]

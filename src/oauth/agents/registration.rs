@@ -121,7 +121,7 @@ async fn bootstrap_row(
         .is_ok_and(|p| p.kind == TokenKind::AgentBootstrap);
     if !is_bootstrap {
         return Err((
-            OAuthError::invalid_token("registration needs an agent bootstrap token (tsr_ab_…)"),
+            OAuthError::invalid_token("registration needs an agent bootstrap token (tsr_ab_...)"),
             None,
         ));
     }
@@ -226,7 +226,7 @@ pub async fn register(
             "name": client.name,
             "service_user": agent.service_user_id,
             "bootstrap_id": bootstrap.id,
-            "kid": key_id(&requested.jwks),
+            "kid": metadata::key_id(&requested.jwks),
             "key_expires_at": agent.key_expires_at,
         }))
         .into_record(clock::now_ms());
@@ -252,10 +252,6 @@ pub async fn register(
 
 pub(super) fn secs(duration: std::time::Duration) -> i64 {
     i64::try_from(duration.as_secs()).unwrap_or(i64::MAX)
-}
-
-fn key_id(jwks: &Value) -> Option<&str> {
-    jwks.get("keys")?.get(0)?.get("kid")?.as_str()
 }
 
 /// The scopes an agent registers for: those it asked for, each one its

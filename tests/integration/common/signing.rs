@@ -85,6 +85,11 @@ impl TestKey {
         jsonwebtoken::encode(&header, claims, &self.encoding).unwrap()
     }
 
+    /// Signed without a `kid` (RFC 7523 does not ask for one).
+    pub fn sign_without_kid(&self, claims: &Value) -> String {
+        jsonwebtoken::encode(&Header::new(self.alg), claims, &self.encoding).unwrap()
+    }
+
     /// The HS256 attack: the public key used as an HMAC secret.
     pub fn sign_hs256_with_public_key(&self, claims: &Value) -> String {
         let mut header = Header::new(Algorithm::HS256);
