@@ -607,7 +607,7 @@ fn run(label: &str, database_url: Option<&str>, plan: &Plan) {
     // Personal access tokens (issue 12): introspected by a resource
     // server, and used on the admin API; the first against 1.5× the
     // client_credentials rate of this run.
-    let people = ["pat", "login", "code"]
+    let people = ["pat", "login", "code", "revoke"]
         .into_iter()
         .any(selected)
         .then(|| people::setup(&server));
