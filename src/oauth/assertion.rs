@@ -110,8 +110,10 @@ fn pinned_algorithm(jwk: &Jwk) -> Option<Algorithm> {
     }
 }
 
-/// At most this many keys are tried for a token that names no `kid`.
-const MAX_KEYS_WITHOUT_KID: usize = 4;
+/// At most this many keys are tried for a token that names no `kid`:
+/// enough for an agent's current and previous key, and few, since a stranger
+/// can send junk without a `kid` too.
+const MAX_KEYS_WITHOUT_KID: usize = 2;
 
 /// The key named by `kid`. A token that names none (RFC 7523 does not ask
 /// for one) is tried against the set's keys of its algorithm, at most

@@ -230,11 +230,7 @@ impl AgentStore for Store {
                         .filter(t::owner_id.eq(&token.owner_id))
                         .filter(t::revoked_at.is_null())
                         .filter(t::expires_at.gt(now))
-                        .filter(
-                            t::max_uses
-                                .is_null()
-                                .or(t::use_count.nullable().lt(t::max_uses)),
-                        )
+                        .filter(t::max_uses.gt(t::use_count.nullable()))
                         .count()
                         .get_result(conn)?;
                     if usable >= i64::from(limit) {
@@ -499,6 +495,9 @@ impl AgentStore for Store {
                             .or(agents::previous_key_expires_at.le(expired_by)),
                     )
                     .select((ClientRecord::as_select(), AgentRecord::as_select()))
+                    // One order on every replica: two sweeps at once wait
+                    // for each other instead of deadlocking.
+                    .order(agents::client_id.asc())
                     .limit(limit)
                     .load(conn)?;
                 let mut purged = 0;

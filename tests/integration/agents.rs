@@ -885,6 +885,18 @@ async fn an_agent_manages_itself_within_its_rules(backend: Backend) {
     )
     .await;
     fail_with(refused, 400, "invalid_client_metadata").await;
+    // Nor may the same key change its kid: tokens signed under the new one
+    // would find no key.
+    let renamed = first.with_kid("renamed");
+    let refused = configure(
+        &app,
+        Method::PUT,
+        &agent.uri,
+        &current,
+        Some(&body(&renamed)),
+    )
+    .await;
+    fail_with(refused, 400, "invalid_client_metadata").await;
     // The same key again is no rotation: its expiry stays.
     let kept = configure(&app, Method::PUT, &agent.uri, &current, Some(&body(&first))).await;
     let kept = json_of(kept, 200).await;

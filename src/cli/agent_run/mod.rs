@@ -284,7 +284,12 @@ impl Agent {
             } else {
                 let due = self.rotation.as_ref().map_or(self.refresh.due, |r| r.due);
                 let wait = due.min(self.refresh.due).duration_since(SystemTime::now());
-                tokio::time::sleep(wait.unwrap_or_default().min(LONGEST_NAP)).await;
+                // Awake when the replaced key is due to go, too.
+                let replaced_left = self.replaced.as_ref().map_or(LONGEST_NAP, |(_, at)| {
+                    JUST_ROTATED.saturating_sub(at.elapsed())
+                });
+                let nap = wait.unwrap_or_default().min(LONGEST_NAP).min(replaced_left);
+                tokio::time::sleep(nap).await;
             }
         }
     }

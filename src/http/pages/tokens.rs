@@ -40,9 +40,9 @@ const EXPIRING_SECS: i64 = 3 * 86400;
 const ADMIN_SCOPES: [&str; 3] = [ADMIN_READ, AUDIT_READ, ADMIN];
 /// How long a creation form may be sent after it was shown.
 const FORM_LIFETIME: i64 = 12 * 3600;
-const FORM_SENT: &str = "This form was already sent (or is more than 12 hours old), so no \
-     token was made now. A token it made is in the list below; its value was shown once. \
-     To make another, fill in the form again.";
+const FORM_SENT: &str = "This form was already sent, or is more than 12 hours old, so \
+     nothing was made now. If it made a token then, that token is in the list below (its \
+     value was shown once). To make another, fill in the form again.";
 
 /// A creation form's single-use value: when it was shown, and a random
 /// part.

@@ -150,11 +150,8 @@ fn check_token(
         Presented::Current
     } else if repeat && key_proven {
         Presented::Repeat
-    } else if repeat {
-        return Err(OAuthError::invalid_token(
-            "repeating a rotation needs a Tessera-Key-Proof signed with the new key",
-        ));
     } else {
+        // Without a proof, the token before is as stale as any other.
         return Err(OAuthError::invalid_token(STALE));
     };
     if agent.key_expires_at <= now {
@@ -364,9 +361,15 @@ impl Change {
                 let rotated = !metadata::same_key(&current, &requested.jwks);
                 // Through the overlap both keys verify: a token's `kid`
                 // must tell them apart.
-                if rotated && metadata::key_id(&current) == metadata::key_id(&requested.jwks) {
+                let same_kid = metadata::key_id(&current) == metadata::key_id(&requested.jwks);
+                if rotated && same_kid {
                     return Err(invalid(
                         "the new key needs a kid of its own: the old key works on through the overlap",
+                    ));
+                }
+                if !rotated && !same_kid {
+                    return Err(invalid(
+                        "a key keeps its kid: send the registered key as it is, or a new key",
                     ));
                 }
                 let action = if rotated {
