@@ -847,142 +847,95 @@ async fn an_agent_manages_itself_within_its_rules(backend: Backend) {
     let boot = bootstrap(&app, json!({ "service_user": user })).await;
     let first = TestKey::eddsa("first");
     let agent = registered(&app, boot["token"].as_str().unwrap(), &first, json!({})).await;
-    let mut current = agent.registration_token.clone();
-    let body = |key: &TestKey| {
-        let mut body = metadata(key, json!({}));
-        body["client_id"] = json!(agent.client_id);
-        body
+    let (app, agent) = (&app, &agent);
+    let call = |method: Method, token: String, key: Option<&TestKey>| {
+        let body = key.map(|key| {
+            let mut body = metadata(key, json!({}));
+            body["client_id"] = json!(agent.client_id);
+            body
+        });
+        async move { configure(app, method, &agent.uri, &token, body.as_ref()).await }
+    };
+    // A successful call's answer carries the next registration token.
+    let next = |answer: &Value| {
+        answer["registration_access_token"]
+            .as_str()
+            .unwrap()
+            .to_owned()
     };
 
     // HEAD answers 405 and burns nothing.
+    let first_token = agent.registration_token.clone();
     let head = app
         .http
         .head(&agent.uri)
-        .bearer_auth(&current)
+        .bearer_auth(&first_token)
         .send()
-        .await
-        .unwrap();
-    assert_eq!(head.status(), 405);
-    let read = json_of(
-        configure(&app, Method::GET, &agent.uri, &current, None).await,
-        200,
-    )
-    .await;
-    current = read["registration_access_token"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+        .await;
+    assert_eq!(head.unwrap().status(), 405);
+    let current = next(&json_of(call(Method::GET, first_token, None).await, 200).await);
 
     // A new key under the old key's kid is refused: through the overlap a
-    // token's kid could not tell the two apart.
-    let same_kid = TestKey::eddsa("first");
-    let refused = configure(
-        &app,
-        Method::PUT,
-        &agent.uri,
-        &current,
-        Some(&body(&same_kid)),
-    )
-    .await;
-    fail_with(refused, 400, "invalid_client_metadata").await;
-    // Nor may the same key change its kid: tokens signed under the new one
-    // would find no key.
-    let renamed = first.with_kid("renamed");
-    let refused = configure(
-        &app,
-        Method::PUT,
-        &agent.uri,
-        &current,
-        Some(&body(&renamed)),
-    )
-    .await;
-    fail_with(refused, 400, "invalid_client_metadata").await;
+    // token's kid could not tell the two apart. Nor may the same key
+    // change its kid: tokens signed under the new one would find no key.
+    for key in [TestKey::eddsa("first"), first.with_kid("renamed")] {
+        let refused = call(Method::PUT, current.clone(), Some(&key)).await;
+        fail_with(refused, 400, "invalid_client_metadata").await;
+    }
     // The same key again is no rotation: its expiry stays.
-    let kept = configure(&app, Method::PUT, &agent.uri, &current, Some(&body(&first))).await;
-    let kept = json_of(kept, 200).await;
+    let kept = json_of(call(Method::PUT, current, Some(&first)).await, 200).await;
     assert_eq!(kept["key_expires_at"], agent.answer["key_expires_at"]);
-    current = kept["registration_access_token"]
-        .as_str()
-        .unwrap()
-        .to_owned();
 
     // Rotated: through the overlap a token without kid works signed by
     // either key; one by a stranger's key does not.
     let second = TestKey::eddsa("second");
-    let rotated = configure(
-        &app,
-        Method::PUT,
-        &agent.uri,
-        &current,
-        Some(&body(&second)),
-    )
-    .await;
-    let rotated = json_of(rotated, 200).await;
-    current = rotated["registration_access_token"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let rotated = json_of(call(Method::PUT, next(&kept), Some(&second)).await, 200).await;
     for key in [&first, &second] {
-        let assertion = key.sign_without_kid(&claims(&app, &agent.client_id));
-        json_of(present(&app, &assertion).await, 200).await;
+        let assertion = key.sign_without_kid(&claims(app, &agent.client_id));
+        json_of(present(app, &assertion).await, 200).await;
     }
-    let stranger = TestKey::eddsa("stranger").sign_without_kid(&claims(&app, &agent.client_id));
-    fail_with(present(&app, &stranger).await, 401, "invalid_client").await;
+    let stranger = TestKey::eddsa("stranger").sign_without_kid(&claims(app, &agent.client_id));
+    fail_with(present(app, &stranger).await, 401, "invalid_client").await;
 
     // Disabled, it may not manage itself; enabled again, it may.
     let admin_path = format!("/admin/v1/agents/{}", agent.client_id);
-    json_of(
-        app.admin_post(&format!("{admin_path}/disable"), &json!({}))
-            .await,
-        200,
-    )
-    .await;
-    let disabled = configure(&app, Method::GET, &agent.uri, &current, None).await;
+    let switch = |to: &'static str| {
+        let path = format!("{admin_path}/{to}");
+        async move { json_of(app.admin_post(&path, &json!({})).await, 200).await }
+    };
+    switch("disable").await;
+    let disabled = call(Method::GET, next(&rotated), None).await;
     fail_with(disabled, 403, "invalid_token").await;
-    json_of(
-        app.admin_post(&format!("{admin_path}/enable"), &json!({}))
-            .await,
-        200,
-    )
-    .await;
-    let read = json_of(
-        configure(&app, Method::GET, &agent.uri, &current, None).await,
-        200,
-    )
-    .await;
-    current = read["registration_access_token"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    switch("enable").await;
+    let read = json_of(call(Method::GET, next(&rotated), None).await, 200).await;
 
     // Its client is no ordinary client: the clients API does not change it.
     let client_path = app.endpoint(&format!("/admin/v1/clients/{}", agent.client_id));
     let admin = app.admin_token();
-    let patched = app
-        .http
-        .patch(&client_path)
-        .bearer_auth(&admin)
-        .json(&json!({"enabled": true}))
-        .send()
-        .await
-        .unwrap();
-    fail_with(patched, 409, "conflict").await;
-    let removed = app
+    let patch = app.http.patch(&client_path).json(&json!({"enabled": true}));
+    fail_with(
+        patch.bearer_auth(&admin).send().await.unwrap(),
+        409,
+        "conflict",
+    )
+    .await;
+    let delete = app
         .http
         .delete(&client_path)
         .bearer_auth(&admin)
         .send()
-        .await
-        .unwrap();
-    fail_with(removed, 409, "conflict").await;
+        .await;
+    fail_with(delete.unwrap(), 409, "conflict").await;
 
     // DELETE ends it: the token, the registration and the key.
-    let deleted = configure(&app, Method::DELETE, &agent.uri, &current, None).await;
-    assert_eq!(deleted.status(), 204);
-    let after = configure(&app, Method::GET, &agent.uri, &current, None).await;
-    fail_with(after, 401, "invalid_token").await;
+    let current = next(&read);
+    assert_eq!(
+        call(Method::DELETE, current.clone(), None).await.status(),
+        204
+    );
+    fail_with(call(Method::GET, current, None).await, 401, "invalid_token").await;
     fail_with(
-        token(&app, &agent.client_id, &second).await,
+        token(app, &agent.client_id, &second).await,
         401,
         "invalid_client",
     )
