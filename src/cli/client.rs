@@ -173,13 +173,11 @@ impl AdminClient {
             .await
             .context("the server's answer was cut short")?;
         if !status.is_success() {
-            let error: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
-            match (error["error"].as_str(), error["error_description"].as_str()) {
-                (Some(code), Some(description)) => bail!(
-                    "{} ({}, HTTP {status})",
-                    printable(description),
-                    printable(code)
-                ),
+            match ErrorBody::parse(&body) {
+                Some(ErrorBody {
+                    code,
+                    description: Some(description),
+                }) => bail!("{description} ({code}, HTTP {status})"),
                 _ => bail!("the server answered HTTP {status}"),
             }
         }
@@ -210,6 +208,33 @@ pub(crate) fn refuse_cleartext(base: &Url, insecure: bool) -> anyhow::Result<()>
 
 /// Text from the server made safe to print: control characters (a
 /// terminal's escape sequences) become `?`, and it is cut at 300.
+/// An RFC 6749 §5.2 error body, made printable.
+pub(crate) struct ErrorBody {
+    pub code: String,
+    pub description: Option<String>,
+}
+
+impl ErrorBody {
+    /// `None` when the body is not an OAuth error.
+    pub(crate) fn parse(body: &[u8]) -> Option<ErrorBody> {
+        let error: serde_json::Value = serde_json::from_slice(body).ok()?;
+        Some(ErrorBody {
+            code: printable(error["error"].as_str()?),
+            description: error["error_description"].as_str().map(printable),
+        })
+    }
+}
+
+/// `description (code)`, or the code alone.
+impl std::fmt::Display for ErrorBody {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.description {
+            Some(description) => write!(f, "{description} ({})", self.code),
+            None => f.write_str(&self.code),
+        }
+    }
+}
+
 pub(crate) fn printable(text: &str) -> String {
     text.chars()
         .take(300)

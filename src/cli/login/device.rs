@@ -15,7 +15,7 @@ use oauth2::{Scope, StandardDeviceAuthorizationResponse};
 use url::Url;
 
 use super::oauth::{self, Client, Tokens};
-use crate::cli::client::{printable, root_cause};
+use crate::cli::client::{ErrorBody, printable, root_cause};
 
 const DEVICE_GRANT: &str = "urn:ietf:params:oauth:grant-type:device_code";
 
@@ -165,19 +165,15 @@ async fn poll_once(
             Err(e) => Polled::Failed(format!("the server's token answer is not OAuth JSON: {e}")),
         };
     }
-    let error: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
-    match error["error"].as_str() {
+    let error = ErrorBody::parse(&body);
+    match error.as_ref().map(|e| e.code.as_str()) {
         Some("authorization_pending") => Polled::Pending,
         Some("slow_down") => Polled::SlowDown,
         Some("access_denied") => Polled::Denied,
         Some("expired_token") => Polled::Expired,
         Some("temporarily_unavailable") => Polled::Unavailable,
         _ if status.is_server_error() || status.as_u16() == 429 => Polled::Unavailable,
-        Some(code) => Polled::Failed(format!(
-            "{} ({})",
-            printable(error["error_description"].as_str().unwrap_or("")),
-            printable(code)
-        )),
+        Some(_) => Polled::Failed(error.map(|e| e.to_string()).unwrap_or_default()),
         None => Polled::Failed(format!("the server answered HTTP {status}")),
     }
 }

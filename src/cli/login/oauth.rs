@@ -193,13 +193,9 @@ pub async fn revoke(http: &reqwest::Client, login: &Login) -> anyhow::Result<()>
         return Ok(());
     }
     let status = response.status();
-    let error: serde_json::Value = response.json().await.unwrap_or_default();
-    match (error["error"].as_str(), error["error_description"].as_str()) {
-        (Some(code), Some(description)) => bail!(
-            "the revocation failed: {} ({})",
-            printable(description),
-            printable(code)
-        ),
+    let body = response.bytes().await.unwrap_or_default();
+    match ErrorBody::parse(&body) {
+        Some(error) if error.description.is_some() => bail!("the revocation failed: {error}"),
         _ => bail!("the revocation failed: HTTP {status}"),
     }
 }
@@ -226,4 +222,4 @@ pub fn grant_is_dead(
         if *response.error() == oauth2::basic::BasicErrorResponseType::InvalidGrant)
 }
 
-use crate::cli::client::{printable, root_cause};
+use crate::cli::client::{ErrorBody, printable, root_cause};
