@@ -8,7 +8,7 @@ use diesel::prelude::*;
 
 use super::audit::{NewAuditRecord, append_in};
 use super::clients::lock_client;
-use super::credentials::AccessTokenRecord;
+use super::credentials::{AccessTokenRecord, insert_token};
 use super::schema::{access_tokens, agents, clients, service_users};
 use super::{ClientRecord, Refusal, Store, StoreError};
 
@@ -236,10 +236,7 @@ impl AgentStore for Store {
                     if usable >= i64::from(limit) {
                         return Err(Refusal::By(limit));
                     }
-                    diesel::insert_into(access_tokens::table)
-                        .values(&token)
-                        .execute(conn)?;
-                    append_in(conn, &event)?;
+                    insert_token(conn, &token, &event)?;
                     Ok(())
                 });
                 Refusal::settle(outcome)

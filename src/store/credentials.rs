@@ -68,6 +68,19 @@ pub struct AccessTokenRecord {
     pub expiry_audited_at: Option<i64>,
 }
 
+/// Inserts a token row and the audit event that records its making, in
+/// the caller's transaction.
+pub(super) fn insert_token(
+    conn: &mut super::AnyConnection,
+    token: &AccessTokenRecord,
+    event: &super::audit::NewAuditRecord,
+) -> QueryResult<()> {
+    diesel::insert_into(access_tokens::table)
+        .values(token)
+        .execute(conn)?;
+    super::audit::append_in(conn, event)
+}
+
 impl AccessTokenRecord {
     /// Whether the token is accepted at `now` as far as its own row says:
     /// not revoked, not expired (a disabled token is live but refused).

@@ -4,8 +4,8 @@ use std::future::Future;
 
 use diesel::prelude::*;
 
-use super::audit::{NewAuditRecord, append_in};
-use super::credentials::{AccessTokenRecord, ServiceUserRecord};
+use super::audit::NewAuditRecord;
+use super::credentials::{AccessTokenRecord, ServiceUserRecord, insert_token};
 use super::schema::{access_tokens, instance, service_users};
 use super::{Store, StoreError};
 
@@ -71,10 +71,7 @@ impl InstanceStore for Store {
                 diesel::insert_into(service_users::table)
                     .values(&admin)
                     .execute(conn)?;
-                diesel::insert_into(access_tokens::table)
-                    .values(&token)
-                    .execute(conn)?;
-                append_in(conn, &event)
+                insert_token(conn, &token, &event)
             })
             .map_err(StoreError::from)
         })
@@ -98,10 +95,7 @@ impl InstanceStore for Store {
                 )
                 .set(t::revoked_at.eq(now))
                 .execute(conn)?;
-                diesel::insert_into(access_tokens::table)
-                    .values(&token)
-                    .execute(conn)?;
-                append_in(conn, &event)
+                insert_token(conn, &token, &event)
             })
             .map_err(StoreError::from)
         })

@@ -9,7 +9,7 @@ use std::future::Future;
 use diesel::prelude::*;
 
 use super::audit::{NewAuditRecord, append_in};
-use super::credentials::AccessTokenRecord;
+use super::credentials::{AccessTokenRecord, insert_token};
 use super::schema::{access_tokens, service_users, users};
 use super::{AnyConnection, Refusal, Store, StoreError};
 
@@ -321,10 +321,7 @@ impl PersonalTokenStore for Store {
                 if live_count(conn, &token.owner_id, now)? >= i64::from(limit) {
                     return Err(Refusal::By(LimitReached { limit }));
                 }
-                diesel::insert_into(access_tokens::table)
-                    .values(&token)
-                    .execute(conn)?;
-                append_in(conn, &event)?;
+                insert_token(conn, &token, &event)?;
                 Ok(())
             });
             Refusal::settle(outcome)

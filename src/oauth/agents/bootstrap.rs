@@ -385,7 +385,7 @@ pub async fn record_expiries(core: &Core) {
 /// `agents.keep_expired_agents` ago (`agent.purged`): they can never work
 /// again, and every restart of a container leaves one behind.
 async fn purge_expired_agents(core: &Core) {
-    let keep = i64::try_from(core.config.agents.keep_expired_agents.as_secs()).unwrap_or(i64::MAX);
+    let keep = super::registration::secs(core.config.agents.keep_expired_agents);
     let expired_by = clock::now().saturating_sub(keep);
     let purged = core
         .store

@@ -115,8 +115,7 @@ pub async fn set_enabled(
     let agent = reachable(core, caller, client_id, true).await?;
     if enabled {
         super::bootstrap::may_empower_agents(caller)?;
-    }
-    if !enabled {
+    } else {
         revoke_origin(core, caller, &agent, "agent disabled", remote.clone()).await?;
     }
     let actor = caller.actor();
