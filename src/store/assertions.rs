@@ -9,35 +9,29 @@
 use std::collections::HashSet;
 use std::future::Future;
 
+use diesel::SqliteConnection;
 use diesel::prelude::*;
-
-use diesel::sql_types::{BigInt, Text};
 
 use super::schema::used_assertion_ids;
 use super::{AnyConnection, Store, StoreError};
 
-/// An insert that reports a duplicate as 0 rows instead of an error, so one
-/// replay does not abort the batch's transaction (PostgreSQL would).
-fn insert_if_absent(conn: &mut AnyConnection, key: &str, expires_at: i64) -> QueryResult<usize> {
-    let sql = match conn {
-        AnyConnection::Postgresql(_) => {
-            "INSERT INTO used_assertion_ids (jti_key, expires_at) VALUES ($1, $2) ON CONFLICT DO NOTHING"
-        }
-        AnyConnection::Sqlite(_) => {
-            "INSERT OR IGNORE INTO used_assertion_ids (jti_key, expires_at) VALUES (?, ?)"
-        }
-    };
-    diesel::sql_query(sql)
-        .bind::<Text, _>(key)
-        .bind::<BigInt, _>(expires_at)
+/// SQLite's single-row insert that reports a duplicate as 0 rows instead
+/// of an error. Built with the DSL, so the connection prepares it once and
+/// reuses it (diesel never caches a `sql_query`).
+fn insert_if_absent(conn: &mut SqliteConnection, key: &str, expires_at: i64) -> QueryResult<usize> {
+    diesel::insert_or_ignore_into(used_assertion_ids::table)
+        .values(UsedId {
+            expires_at,
+            jti_key: key,
+        })
         .execute(conn)
 }
 
 #[derive(Insertable)]
 #[diesel(table_name = used_assertion_ids)]
-struct UsedId<'a> {
-    expires_at: i64,
-    jti_key: &'a str,
+pub(crate) struct UsedId<'a> {
+    pub expires_at: i64,
+    pub jti_key: &'a str,
 }
 
 /// Records many identifiers inside the caller's transaction; for each,
@@ -52,15 +46,36 @@ pub(crate) fn insert_all(
     conn: &mut AnyConnection,
     batch: &[(String, i64)],
 ) -> QueryResult<Vec<bool>> {
-    let AnyConnection::Postgresql(pg) = conn else {
-        return batch
-            .iter()
-            .map(|(key, exp)| insert_if_absent(conn, key, *exp).map(|rows| rows == 1))
-            .collect();
+    let pg = match conn {
+        AnyConnection::Postgresql(pg) => pg,
+        AnyConnection::Sqlite(lite) => {
+            return batch
+                .iter()
+                .map(|(key, exp)| insert_if_absent(lite, key, *exp).map(|rows| rows == 1))
+                .collect();
+        }
     };
+    let (rows, firsts) = first_of_each(batch);
+    let mut inserted = HashSet::new();
+    for chunk in rows.chunks(500) {
+        let stored: Vec<String> = diesel::insert_into(used_assertion_ids::table)
+            .values(chunk)
+            .on_conflict_do_nothing()
+            .returning(used_assertion_ids::jti_key)
+            .get_results(pg)?;
+        inserted.extend(stored);
+    }
+    Ok(verdicts(batch, &firsts, &inserted))
+}
+
+/// The batch's rows without repeats, sorted by key, and for each entry
+/// whether it is the first of its key: the same id twice in one batch,
+/// whatever its expiry, is new only the first time. Sorted, so two
+/// replicas' batches lock shared keys in one order (no deadlock).
+pub(crate) fn first_of_each(batch: &[(String, i64)]) -> (Vec<UsedId<'_>>, Vec<bool>) {
     let mut seen = HashSet::new();
     let mut rows = Vec::new();
-    let firsts: Vec<bool> = batch
+    let firsts = batch
         .iter()
         .map(|(key, exp)| {
             let first = seen.insert(key.as_str());
@@ -73,20 +88,22 @@ pub(crate) fn insert_all(
             first
         })
         .collect();
-    let mut inserted = HashSet::new();
-    for chunk in rows.chunks(500) {
-        let stored: Vec<String> = diesel::insert_into(used_assertion_ids::table)
-            .values(chunk)
-            .on_conflict_do_nothing()
-            .returning(used_assertion_ids::jti_key)
-            .get_results(pg)?;
-        inserted.extend(stored);
-    }
-    Ok(batch
+    rows.sort_unstable_by_key(|row| row.jti_key);
+    (rows, firsts)
+}
+
+/// Each entry's verdict: new when it was the first of its key and its row
+/// went in (`inserted` holds the keys the database took).
+pub(crate) fn verdicts(
+    batch: &[(String, i64)],
+    firsts: &[bool],
+    inserted: &HashSet<String>,
+) -> Vec<bool> {
+    batch
         .iter()
         .zip(firsts)
-        .map(|((key, _), first)| first && inserted.contains(key))
-        .collect())
+        .map(|((key, _), first)| *first && inserted.contains(key))
+        .collect()
 }
 
 pub trait ReplayStore {

@@ -42,7 +42,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 
 use super::connection::PooledConn;
-use super::{NewAuditRecord, Store, StoreError, assertions, audit};
+use super::{NewAuditRecord, Store, StoreError, assertions, audit, writer_round};
 use crate::config::AuditConfig;
 use crate::metrics::AuditCounters;
 
@@ -337,11 +337,7 @@ impl Writer {
             return;
         }
         let audits = std::mem::take(&mut self.audits);
-        let outcome = self.transaction(|conn| {
-            let fresh = assertions::insert_all(conn, &keys)?;
-            audit::append_all(conn, &audits)?;
-            Ok(fresh)
-        });
+        let outcome = self.on_connection(|conn| writer_round::store(conn, &keys, &audits));
         self.audits = audits;
         let audits_stored = match outcome {
             Ok(fresh) => {
@@ -482,12 +478,21 @@ impl Writer {
         &mut self,
         work: impl FnOnce(&mut super::AnyConnection) -> diesel::QueryResult<T>,
     ) -> Result<T, StoreError> {
+        self.on_connection(|conn| conn.transaction(work))
+    }
+
+    /// Runs `work` on the writer's connection, as it is: `work` brings its
+    /// own transaction.
+    fn on_connection<T>(
+        &mut self,
+        work: impl FnOnce(&mut super::AnyConnection) -> diesel::QueryResult<T>,
+    ) -> Result<T, StoreError> {
         let _turn = self.store.sqlite_turn()?;
         let conn = match self.conn.as_mut() {
             Some(conn) => conn,
             None => self.conn.insert(self.store.checkout()?),
         };
-        let result = conn.connection.transaction(work).map_err(StoreError::from);
+        let result = work(&mut conn.connection).map_err(StoreError::from);
         if matches!(result, Err(StoreError::Unavailable(_))) {
             // Dropped rather than returned: the pool must not reuse it.
             conn.broken = true;

@@ -30,6 +30,7 @@ mod sessions;
 mod sqlite_turn;
 mod trust;
 mod users;
+mod writer_round;
 
 use std::sync::Arc;
 use std::time::Duration;

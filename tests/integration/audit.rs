@@ -14,6 +14,7 @@ use crate::common::{Backend, TestApp, TestDb, eventually, fail_with};
 use crate::on_both_backends;
 
 on_both_backends!(
+    a_round_keeps_its_events_in_order_and_its_replays_apart,
     a_row_the_database_refuses_does_not_stop_the_writer,
     nul_client_id_at_the_token_endpoint_leaves_the_log_working,
     a_full_audit_queue_refuses_issuance_and_readiness,
@@ -64,6 +65,46 @@ async fn metric(app: &TestApp, name: &str) -> Option<String> {
     text.lines()
         .find(|l| l.starts_with(name))
         .map(|l| l.rsplit(' ').next().unwrap().to_owned())
+}
+
+/// The writer on its own: audit events and single-use keys queued
+/// together, which the writer stores in one round (on PostgreSQL, one
+/// statement). Every event is stored, in the order it was queued, also
+/// when PostgreSQL refuses one of them (NUL) and the round is stored the
+/// slow way; of two uses of one key only the first is new, and a key used
+/// in an earlier round is a replay whatever its expiry.
+async fn a_round_keeps_its_events_in_order_and_its_replays_apart(backend: Backend) {
+    let app = TestApp::start(backend).await;
+    let now = tessera::clock::now_ms();
+    let writer = &app.state.writer;
+    let expires = tessera::clock::now() + 300;
+    assert!(writer.consume("used-before".into(), expires).await.unwrap());
+    let queued: Vec<String> = (0..20).map(|i| format!("event-{i:02}")).collect();
+    for target in &queued {
+        let mut event = record("test.round", target, now);
+        if target == "event-10" {
+            event.client_id = Some("nul\0here".into());
+        }
+        writer.append_audit(event).await.unwrap();
+    }
+    let verdicts = futures::future::join_all([
+        writer.consume("fresh-a".into(), expires),
+        writer.consume("fresh-b".into(), expires),
+        writer.consume("fresh-a".into(), expires + 1),
+        writer.consume("used-before".into(), expires + 60),
+    ])
+    .await;
+    let verdicts: Vec<bool> = verdicts.into_iter().map(Result::unwrap).collect();
+    assert_eq!(verdicts, [true, true, false, false]);
+    assert!(!writer.consume("fresh-b".into(), expires).await.unwrap());
+    assert!(writer.flush_within(PATIENCE).await, "the round is stored");
+    let mut stored = targets(&audit_page(&app, "action=test.round").await);
+    stored.reverse();
+    assert_eq!(
+        stored, queued,
+        "newest first, so reversed: the queue's order"
+    );
+    app.stop().await.unwrap();
 }
 
 /// The writer on its own: a row with NUL (PostgreSQL refuses it in `text`)

@@ -1,0 +1,108 @@
+//! One round of the batch writer (`batch_writer.rs`): the round's
+//! single-use ids and its audit events, committed together or not at all.
+
+use diesel::connection::{AnsiTransactionManager, TransactionManager};
+use diesel::prelude::*;
+use diesel::sql_types::{Array, BigInt, Nullable, Text};
+
+use super::{AnyConnection, NewAuditRecord, assertions, audit};
+
+/// Stores the round; for each id, whether it was new (`false`: a replay).
+///
+/// SQLite, in process, runs one transaction of cached single-row
+/// statements. PostgreSQL gets one statement, which is its own
+/// transaction: a round trip per round instead of one each for `BEGIN`,
+/// the ids, every few audit rows and `COMMIT` (PostgreSQL's work for those
+/// round trips shares the machine's cores with the server's).
+pub(crate) fn store(
+    conn: &mut AnyConnection,
+    ids: &[(String, i64)],
+    events: &[NewAuditRecord],
+) -> QueryResult<Vec<bool>> {
+    if let AnyConnection::Postgresql(pg) = conn
+        && events.len() <= MAX_EVENTS_IN_ONE_STATEMENT
+        && outside_any_transaction(pg)
+    {
+        return store_in_one_statement(pg, ids, events);
+    }
+    conn.transaction(|conn| {
+        let fresh = assertions::insert_all(conn, ids)?;
+        audit::append_all(conn, events)?;
+        Ok(fresh)
+    })
+}
+
+/// A round with more events (a flush after an outage collects the whole
+/// queue) goes in statements of at most 64 rows inside a transaction, so
+/// no single message or statement grows with the backlog.
+const MAX_EVENTS_IN_ONE_STATEMENT: usize = 1_024;
+
+/// A statement is its own transaction only outside one. A connection whose
+/// transaction state diesel no longer knows takes the transaction path,
+/// which refuses it, rather than reporting rows that may never commit.
+fn outside_any_transaction(pg: &mut PgConnection) -> bool {
+    matches!(
+        AnsiTransactionManager::transaction_manager_status_mut(pg).transaction_depth(),
+        Ok(None)
+    )
+}
+
+/// The audit rows go in through a data-modifying `WITH`, which runs to
+/// completion whether or not the outer statement reads it; arrays and
+/// `unnest` take any number of rows in twelve parameters (PostgreSQL still
+/// parses the statement each round: diesel does not cache a `sql_query`).
+/// Events keep their order, and so their ids' order, by `WITH ORDINALITY`;
+/// keys go in sorted, so two replicas' rounds lock them in one order and
+/// cannot deadlock.
+const ROUND: &str = "\
+WITH audit AS (
+    INSERT INTO audit_events (occurred_at_ms, actor_id, actor_kind, action, target,
+                              client_id, remote_addr, outcome, details, actor_owner)
+    SELECT occurred_at_ms, actor_id, actor_kind, action, target,
+           client_id, remote_addr, outcome, details, actor_owner
+    FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[], $5::text[],
+                $6::text[], $7::text[], $8::text[], $9::text[], $10::text[])
+         WITH ORDINALITY AS e(occurred_at_ms, actor_id, actor_kind, action, target,
+                              client_id, remote_addr, outcome, details, actor_owner, n)
+    ORDER BY n
+)
+INSERT INTO used_assertion_ids (jti_key, expires_at)
+SELECT jti_key, expires_at FROM unnest($11::text[], $12::bigint[]) AS u(jti_key, expires_at)
+ORDER BY jti_key
+ON CONFLICT DO NOTHING
+RETURNING jti_key";
+
+#[derive(QueryableByName)]
+struct Stored {
+    #[diesel(sql_type = Text)]
+    jti_key: String,
+}
+
+fn store_in_one_statement(
+    pg: &mut PgConnection,
+    ids: &[(String, i64)],
+    events: &[NewAuditRecord],
+) -> QueryResult<Vec<bool>> {
+    let (rows, firsts) = assertions::first_of_each(ids);
+    let column = |pick: fn(&NewAuditRecord) -> Option<&str>| -> Vec<Option<&str>> {
+        events.iter().map(pick).collect()
+    };
+    let required =
+        |pick: fn(&NewAuditRecord) -> &str| -> Vec<&str> { events.iter().map(pick).collect() };
+    let stored: Vec<Stored> = diesel::sql_query(ROUND)
+        .bind::<Array<BigInt>, _>(events.iter().map(|e| e.occurred_at_ms).collect::<Vec<_>>())
+        .bind::<Array<Nullable<Text>>, _>(column(|e| e.actor_id.as_deref()))
+        .bind::<Array<Text>, _>(required(|e| &e.actor_kind))
+        .bind::<Array<Text>, _>(required(|e| &e.action))
+        .bind::<Array<Nullable<Text>>, _>(column(|e| e.target.as_deref()))
+        .bind::<Array<Nullable<Text>>, _>(column(|e| e.client_id.as_deref()))
+        .bind::<Array<Nullable<Text>>, _>(column(|e| e.remote_addr.as_deref()))
+        .bind::<Array<Text>, _>(required(|e| &e.outcome))
+        .bind::<Array<Text>, _>(required(|e| &e.details))
+        .bind::<Array<Nullable<Text>>, _>(column(|e| e.actor_owner.as_deref()))
+        .bind::<Array<Text>, _>(rows.iter().map(|r| r.jti_key).collect::<Vec<_>>())
+        .bind::<Array<BigInt>, _>(rows.iter().map(|r| r.expires_at).collect::<Vec<_>>())
+        .load(pg)?;
+    let inserted = stored.into_iter().map(|s| s.jti_key).collect();
+    Ok(assertions::verdicts(ids, &firsts, &inserted))
+}
