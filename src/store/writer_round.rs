@@ -78,28 +78,73 @@ struct Stored {
     jti_key: String,
 }
 
+/// The round's audit events as one array per column. Built by destructuring
+/// every field, so a column added to [`NewAuditRecord`] (which its
+/// `Insertable` derive would store on every other path) cannot be left out
+/// of [`ROUND`] without a compile error here.
+#[derive(Default)]
+struct AuditColumns<'a> {
+    occurred_at_ms: Vec<i64>,
+    actor_id: Vec<Option<&'a str>>,
+    actor_kind: Vec<&'a str>,
+    action: Vec<&'a str>,
+    target: Vec<Option<&'a str>>,
+    client_id: Vec<Option<&'a str>>,
+    remote_addr: Vec<Option<&'a str>>,
+    outcome: Vec<&'a str>,
+    details: Vec<&'a str>,
+    actor_owner: Vec<Option<&'a str>>,
+}
+
+impl<'a> AuditColumns<'a> {
+    fn of(events: &'a [NewAuditRecord]) -> Self {
+        let mut columns = AuditColumns::default();
+        for NewAuditRecord {
+            occurred_at_ms,
+            actor_id,
+            actor_kind,
+            action,
+            target,
+            client_id,
+            remote_addr,
+            outcome,
+            details,
+            actor_owner,
+        } in events
+        {
+            columns.occurred_at_ms.push(*occurred_at_ms);
+            columns.actor_id.push(actor_id.as_deref());
+            columns.actor_kind.push(actor_kind);
+            columns.action.push(action);
+            columns.target.push(target.as_deref());
+            columns.client_id.push(client_id.as_deref());
+            columns.remote_addr.push(remote_addr.as_deref());
+            columns.outcome.push(outcome);
+            columns.details.push(details);
+            columns.actor_owner.push(actor_owner.as_deref());
+        }
+        columns
+    }
+}
+
 fn store_in_one_statement(
     pg: &mut PgConnection,
     ids: &[(String, i64)],
     events: &[NewAuditRecord],
 ) -> QueryResult<Vec<bool>> {
     let (rows, firsts) = assertions::first_of_each(ids);
-    let column = |pick: fn(&NewAuditRecord) -> Option<&str>| -> Vec<Option<&str>> {
-        events.iter().map(pick).collect()
-    };
-    let required =
-        |pick: fn(&NewAuditRecord) -> &str| -> Vec<&str> { events.iter().map(pick).collect() };
+    let e = AuditColumns::of(events);
     let stored: Vec<Stored> = diesel::sql_query(ROUND)
-        .bind::<Array<BigInt>, _>(events.iter().map(|e| e.occurred_at_ms).collect::<Vec<_>>())
-        .bind::<Array<Nullable<Text>>, _>(column(|e| e.actor_id.as_deref()))
-        .bind::<Array<Text>, _>(required(|e| &e.actor_kind))
-        .bind::<Array<Text>, _>(required(|e| &e.action))
-        .bind::<Array<Nullable<Text>>, _>(column(|e| e.target.as_deref()))
-        .bind::<Array<Nullable<Text>>, _>(column(|e| e.client_id.as_deref()))
-        .bind::<Array<Nullable<Text>>, _>(column(|e| e.remote_addr.as_deref()))
-        .bind::<Array<Text>, _>(required(|e| &e.outcome))
-        .bind::<Array<Text>, _>(required(|e| &e.details))
-        .bind::<Array<Nullable<Text>>, _>(column(|e| e.actor_owner.as_deref()))
+        .bind::<Array<BigInt>, _>(e.occurred_at_ms)
+        .bind::<Array<Nullable<Text>>, _>(e.actor_id)
+        .bind::<Array<Text>, _>(e.actor_kind)
+        .bind::<Array<Text>, _>(e.action)
+        .bind::<Array<Nullable<Text>>, _>(e.target)
+        .bind::<Array<Nullable<Text>>, _>(e.client_id)
+        .bind::<Array<Nullable<Text>>, _>(e.remote_addr)
+        .bind::<Array<Text>, _>(e.outcome)
+        .bind::<Array<Text>, _>(e.details)
+        .bind::<Array<Nullable<Text>>, _>(e.actor_owner)
         .bind::<Array<Text>, _>(rows.iter().map(|r| r.jti_key).collect::<Vec<_>>())
         .bind::<Array<BigInt>, _>(rows.iter().map(|r| r.expires_at).collect::<Vec<_>>())
         .load(pg)?;
