@@ -493,6 +493,7 @@ impl Writer {
             None => self.conn.insert(self.store.checkout()?),
         };
         let result = work(&mut conn.connection).map_err(StoreError::from);
+        self.store.committed();
         if matches!(result, Err(StoreError::Unavailable(_))) {
             // Dropped rather than returned: the pool must not reuse it.
             conn.broken = true;

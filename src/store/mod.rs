@@ -12,6 +12,7 @@ mod assertions;
 mod audit;
 mod authorization;
 mod batch_writer;
+mod checkpointer;
 mod clients;
 mod connection;
 mod credentials;
@@ -165,6 +166,9 @@ pub struct Store {
     /// SQLite only: one database call at a time in this process
     /// (`sqlite_turn.rs` says why).
     sqlite_turn: Option<Arc<SqliteTurn>>,
+    /// SQLite only: WAL checkpoints off the writers' path
+    /// (`checkpointer.rs` says why).
+    checkpoints: Option<checkpointer::Checkpoints>,
 }
 
 impl std::fmt::Debug for Store {
@@ -193,10 +197,19 @@ impl Store {
             .error_handler(Box::new(r2d2::NopErrorHandler))
             .build_unchecked(Manager::new(url.clone()));
         let sqlite_turn = matches!(url, DatabaseUrl::Sqlite(_)).then(Default::default);
+        let checkpoints = match &url {
+            DatabaseUrl::Sqlite(path) => {
+                Some(checkpointer::Checkpoints::spawn(path.clone()).map_err(|e| {
+                    StoreError::Other(format!("cannot start the checkpoint thread: {e}"))
+                })?)
+            }
+            DatabaseUrl::Postgres(_) => None,
+        };
         Ok(Store {
             pool,
             url,
             sqlite_turn,
+            checkpoints,
         })
     }
 
@@ -219,10 +232,19 @@ impl Store {
             if matches!(result, Err(StoreError::Unavailable(_))) {
                 conn.broken = true;
             }
+            store.committed();
             result
         })
         .await
         .map_err(|e| StoreError::Other(format!("database task failed: {e}")))?
+    }
+
+    /// On SQLite, says that a call may have committed: its pages are
+    /// copied from the WAL in the background (`checkpointer.rs`).
+    pub(crate) fn committed(&self) {
+        if let Some(checkpoints) = &self.checkpoints {
+            checkpoints.poke();
+        }
     }
 
     /// On SQLite, this process's turn at the database (`sqlite_turn.rs`):

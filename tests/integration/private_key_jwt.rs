@@ -47,10 +47,11 @@ pub async fn present(app: &TestApp, assertion: &str) -> reqwest::Response {
         .unwrap()
 }
 
-/// Migration 5 moved used `jti`s to a table keyed by expiry first, and
-/// migration 20 back to one keyed by the replay key alone. Both directions
-/// of both carry the rows in use: an assertion accepted before the table
-/// was rebuilt is still refused after it, on both backends.
+/// Migration 5 moved used `jti`s to a table keyed by expiry first,
+/// migration 20 back to one keyed by the replay key alone, and (SQLite
+/// only) migration 140 to a rowid table with that key unique. Both
+/// directions of each carry the rows in use: an assertion accepted before
+/// the table was rebuilt is still refused after it, on both backends.
 async fn used_jtis_survive_migrations_down_and_up(backend: Backend) {
     use diesel::connection::SimpleConnection;
     use diesel::{Connection, PgConnection, SqliteConnection};
@@ -92,6 +93,12 @@ async fn used_jtis_survive_migrations_down_and_up(backend: Backend) {
         reverted.iter().any(|v| v == "20261201000020"),
         "{reverted:?}"
     );
+    if matches!(backend, Backend::Sqlite) {
+        assert!(
+            reverted.iter().any(|v| v == "20261208000140"),
+            "{reverted:?}"
+        );
+    }
 
     let app = restart.start().await;
     refused_as_replay(present(&app, &used).await).await;
