@@ -480,6 +480,7 @@ pub async fn exchange(
             alg: client.map_or(crate::keys::Alg::ES256, |c| c.access_token_alg),
             delegation: Some(&delegation),
             source_token: None,
+            named: None,
         },
         remote,
     )

@@ -10,7 +10,7 @@ use diesel::prelude::*;
 use super::schema::{authorization_codes, consents, refresh_tokens};
 use super::{AnyConnection, Store, StoreError};
 
-#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
+#[derive(Debug, Clone, Queryable, QueryableByName, Selectable, Insertable)]
 #[diesel(table_name = authorization_codes)]
 pub struct CodeRecord {
     /// Hex of the keyed digest of the code.
@@ -74,11 +74,26 @@ impl std::fmt::Debug for RefreshTokenRecord {
     }
 }
 
+/// The access token a redemption will mint, named before the code is
+/// claimed: the claim and the name commit together, so whatever comes
+/// after (a second use, a logout, a disabled user) finds the token to
+/// revoke without a second transaction.
+#[derive(Debug, Clone)]
+pub struct CodeAccess {
+    pub jti: String,
+    pub exp: i64,
+}
+
 /// What redeeming a code found.
 #[derive(Debug)]
 pub enum Redemption {
-    /// The code exists and was unused; it is now marked used.
+    /// The code exists and was unused; it is now marked used, names the
+    /// access token to mint, and its browser session is still alive.
     Fresh(CodeRecord),
+    /// The code was unused, but the browser session it came from has
+    /// ended (a logout, a new password, a disabled user): it is now marked
+    /// used and must give nothing.
+    SessionEnded,
     /// The code was used before: the tokens issued from it are now revoked
     /// (RFC 6749 §4.1.2).
     Reused(CodeRecord),
@@ -114,16 +129,19 @@ pub trait AuthorizationStore {
     /// (kept that long so that a late second use is still recognised).
     fn create_code(&self, code: CodeRecord) -> impl Future<Output = Result<(), StoreError>> + Send;
 
-    /// Marks the code used, once. A second use revokes what the first
-    /// issued.
+    /// Marks the code used, once, naming the access token it gives, and
+    /// checks that its session is alive, in one transaction (one statement
+    /// on PostgreSQL). A second use revokes what the first issued.
     fn redeem_code(
         &self,
         digest: String,
+        access: CodeAccess,
         now: i64,
     ) -> impl Future<Output = Result<Redemption, StoreError>> + Send;
 
-    /// Names the tokens issued from a redeemed code, and stores the first
-    /// refresh token of its family, in one transaction. [`Finish::Reused`]
+    /// For a redemption that also gives a refresh token: names the tokens
+    /// issued from a redeemed code, and stores the first refresh token of
+    /// its family, in one transaction. [`Finish::Reused`]
     /// when the code was used again meanwhile (RFC 6749 §4.1.2),
     /// [`Finish::SessionEnded`] when its session ended meanwhile: the tokens
     /// are then revoked in the same transaction and must not be handed out.
@@ -382,6 +400,46 @@ pub(crate) fn revoke_grants_in(
     Ok(revoked)
 }
 
+/// PostgreSQL's fresh-code claim: marks the code used and names its access
+/// token, and locks its session `FOR KEY SHARE` ([`session_alive_in`]), in
+/// one statement. `None` when nothing was claimed (unknown or used).
+fn claim_in_one_statement(
+    conn: &mut AnyConnection,
+    digest: &str,
+    access: &CodeAccess,
+    now: i64,
+) -> QueryResult<Option<Redemption>> {
+    use diesel::sql_types::{BigInt, Bool, Text};
+    #[derive(QueryableByName)]
+    struct Claimed {
+        #[diesel(embed)]
+        record: CodeRecord,
+        #[diesel(sql_type = Bool)]
+        alive: bool,
+    }
+    let claimed: Option<Claimed> = diesel::sql_query(
+        "WITH claimed AS ( \
+             UPDATE authorization_codes \
+                SET used_at = $2, access_jti = $3, access_exp = $4 \
+              WHERE digest = $1 AND used_at IS NULL \
+          RETURNING *) \
+         SELECT claimed.*, EXISTS ( \
+             SELECT 1 FROM sessions WHERE sessions.id = claimed.session_id FOR KEY SHARE \
+         ) AS alive \
+         FROM claimed",
+    )
+    .bind::<Text, _>(digest)
+    .bind::<BigInt, _>(now)
+    .bind::<Text, _>(&access.jti)
+    .bind::<BigInt, _>(access.exp)
+    .get_result(conn)
+    .optional()?;
+    Ok(claimed.map(|c| match c.alive {
+        true => Redemption::Fresh(c.record),
+        false => Redemption::SessionEnded,
+    }))
+}
+
 impl AuthorizationStore for Store {
     async fn create_code(&self, code: CodeRecord) -> Result<(), StoreError> {
         self.run(move |conn| {
@@ -394,25 +452,21 @@ impl AuthorizationStore for Store {
         .await
     }
 
-    async fn redeem_code(&self, digest: String, now: i64) -> Result<Redemption, StoreError> {
+    async fn redeem_code(
+        &self,
+        digest: String,
+        access: CodeAccess,
+        now: i64,
+    ) -> Result<Redemption, StoreError> {
         self.run(move |conn| {
             use authorization_codes::dsl as c;
-            // The usual case, a fresh code, in one statement on PostgreSQL
-            // (one round trip instead of four). What it does not claim
-            // takes the transaction below, which tells unknown from reused.
-            if let AnyConnection::Postgresql(pg) = conn {
-                let claimed = diesel::update(
-                    c::authorization_codes
-                        .find(&digest)
-                        .filter(c::used_at.is_null()),
-                )
-                .set(c::used_at.eq(now))
-                .returning(CodeRecord::as_returning())
-                .get_result(pg)
-                .optional()?;
-                if let Some(record) = claimed {
-                    return Ok(Redemption::Fresh(record));
-                }
+            // The usual case, a fresh code, in one statement on PostgreSQL:
+            // one round trip and one commit. What it does not claim takes
+            // the transaction below, which tells unknown from reused.
+            if let AnyConnection::Postgresql(_) = conn
+                && let Some(claimed) = claim_in_one_statement(conn, &digest, &access, now)?
+            {
+                return Ok(claimed);
             }
             conn.transaction::<_, diesel::result::Error, _>(|conn| {
                 let claimed = diesel::update(
@@ -420,7 +474,11 @@ impl AuthorizationStore for Store {
                         .find(&digest)
                         .filter(c::used_at.is_null()),
                 )
-                .set(c::used_at.eq(now))
+                .set((
+                    c::used_at.eq(now),
+                    c::access_jti.eq(&access.jti),
+                    c::access_exp.eq(access.exp),
+                ))
                 .execute(conn)?;
                 let Some(record) = c::authorization_codes
                     .find(&digest)
@@ -431,7 +489,10 @@ impl AuthorizationStore for Store {
                     return Ok(Redemption::Unknown);
                 };
                 if claimed == 1 {
-                    return Ok(Redemption::Fresh(record));
+                    return Ok(match session_alive_in(conn, &record.session_id)? {
+                        true => Redemption::Fresh(record),
+                        false => Redemption::SessionEnded,
+                    });
                 }
                 // Mark the reuse first: this waits for a `finish_code` in
                 // flight (row lock), and one still to come sees the mark and

@@ -44,8 +44,8 @@ pub use agents::{
 pub use assertions::ReplayStore;
 pub use audit::{AuditFilter, AuditRecord, AuditStore, NewAuditRecord};
 pub use authorization::{
-    AuthorizationStore, CodeRecord, Finish, REVOKED_KEPT_SECS, Redemption, RefreshTokenRecord,
-    Rotation,
+    AuthorizationStore, CodeAccess, CodeRecord, Finish, REVOKED_KEPT_SECS, Redemption,
+    RefreshTokenRecord, Rotation,
 };
 pub use batch_writer::BatchWriter;
 pub use clients::{ClientChange, ClientRecord, ClientSecretRecord, ClientStore, NewSecret};

@@ -73,6 +73,17 @@ pub struct AccessTokenRequest<'a> {
     /// For a token exchanged for a personal or machine token: that
     /// token's id (`token_id`), which must stay live for this one to.
     pub source_token: Option<&'a str>,
+    /// The `jti` and `exp` to use, when they were chosen (and stored, so
+    /// the token can be revoked) before it is signed; `lifetime` is then
+    /// ignored. A new `jti` and `now + lifetime` otherwise.
+    pub named: Option<Named<'a>>,
+}
+
+/// An access token's `jti` and `exp`, chosen before it is signed.
+#[derive(Debug, Clone, Copy)]
+pub struct Named<'a> {
+    pub jti: &'a str,
+    pub exp: i64,
 }
 
 /// Who acts for the subject of an exchanged token (RFC 8693 §4.1), and the
@@ -83,16 +94,23 @@ pub struct Delegation {
     pub workload: serde_json::Value,
 }
 
+/// A new access token `jti`. uuid's `fast-rng`: a thread-local CSPRNG
+/// seeded by the OS, not a `getrandom` system call per token (1.4% of the
+/// endpoint's CPU).
+pub fn new_jti() -> String {
+    uuid::Uuid::new_v4().simple().to_string()
+}
+
 /// Signs an access token with the active key for the requested algorithm.
 /// RFC 9068 §2.1: `typ` is `at+jwt`.
 pub fn mint(ring: &KeyRing, request: &AccessTokenRequest<'_>) -> Result<Issued, SignError> {
     let set = ring.get().ok_or(SignError::NoActiveKey)?;
     let now = clock::now();
     let key = set.signer(request.alg, now).ok_or(SignError::NoActiveKey)?;
-    // uuid's `fast-rng`: a thread-local CSPRNG seeded by the OS, not a
-    // `getrandom` system call per token (1.4% of the endpoint's CPU).
-    let jti = uuid::Uuid::new_v4().simple().to_string();
-    let exp = now + request.lifetime.as_secs() as i64;
+    let (jti, exp) = match request.named {
+        Some(named) => (named.jti.to_owned(), named.exp),
+        None => (new_jti(), now + request.lifetime.as_secs() as i64),
+    };
     let scope = request.scopes.join(" ");
     let claims = AccessClaims {
         iss: request.issuer,
@@ -112,7 +130,7 @@ pub fn mint(ring: &KeyRing, request: &AccessTokenRequest<'_>) -> Result<Issued, 
     Ok(Issued {
         token: Secret::new(token),
         jti,
-        expires_in: request.lifetime.as_secs(),
+        expires_in: exp.saturating_sub(now).max(0) as u64,
         exp,
     })
 }

@@ -1333,9 +1333,11 @@ fn refresh_row(id: &str, family: &str, now: i64) -> tessera::store::RefreshToken
     }
 }
 
-/// RFC 6749 §4.1.2: a second use that lands after the code is claimed but
-/// before its tokens are named (the first exchange still minting) must
-/// still revoke them: the late `finish_code` revokes and refuses.
+/// RFC 6749 §4.1.2: a second use revokes what the first gave. The claim
+/// names the access token, so a reuse right after it revokes that token
+/// while the first exchange is still minting it; a refresh token stored
+/// after the reuse by the late `finish_code` is revoked and refused too.
+/// A code whose session ended before its claim gives nothing.
 async fn a_reuse_before_the_tokens_are_named_revokes_them(backend: Backend) {
     use tessera::store::{AuthorizationStore, Finish, Redemption, RevocationStore, SessionStore};
     let app = TestApp::start(backend).await;
@@ -1343,14 +1345,28 @@ async fn a_reuse_before_the_tokens_are_named_revokes_them(backend: Backend) {
     let now = tessera::clock::now();
     open_session(store, "s", now).await;
     store.create_code(code_row("d1", now)).await.unwrap();
+    let first = named_access(now);
     assert!(matches!(
-        store.redeem_code("d1".into(), now).await.unwrap(),
+        store
+            .redeem_code("d1".into(), first.clone(), now)
+            .await
+            .unwrap(),
         Redemption::Fresh(_)
     ));
+    assert!(!store.is_revoked(first.jti.clone()).await.unwrap());
+    let second = named_access(now);
     assert!(matches!(
-        store.redeem_code("d1".into(), now).await.unwrap(),
+        store
+            .redeem_code("d1".into(), second.clone(), now)
+            .await
+            .unwrap(),
         Redemption::Reused(_)
     ));
+    assert!(
+        store.is_revoked(first.jti).await.unwrap(),
+        "the token named at the claim is revoked by the reuse"
+    );
+    assert!(!store.is_revoked(second.jti).await.unwrap());
     let finish = store
         .finish_code(
             "d1".into(),
@@ -1373,7 +1389,10 @@ async fn a_reuse_before_the_tokens_are_named_revokes_them(backend: Backend) {
     // Without a reuse, the tokens live; a later reuse revokes them.
     store.create_code(code_row("d2", now)).await.unwrap();
     assert!(matches!(
-        store.redeem_code("d2".into(), now).await.unwrap(),
+        store
+            .redeem_code("d2".into(), named_access(now), now)
+            .await
+            .unwrap(),
         Redemption::Fresh(_)
     ));
     let finish = store
@@ -1389,7 +1408,10 @@ async fn a_reuse_before_the_tokens_are_named_revokes_them(backend: Backend) {
     assert_eq!(finish, Finish::Issued);
     assert!(!store.is_revoked("jti-r2".into()).await.unwrap());
     assert!(matches!(
-        store.redeem_code("d2".into(), now).await.unwrap(),
+        store
+            .redeem_code("d2".into(), named_access(now), now)
+            .await
+            .unwrap(),
         Redemption::Reused(_)
     ));
     assert!(store.is_revoked("jti-r2".into()).await.unwrap());
@@ -1401,7 +1423,10 @@ async fn a_reuse_before_the_tokens_are_named_revokes_them(backend: Backend) {
     code.session_id = "s3".into();
     store.create_code(code).await.unwrap();
     assert!(matches!(
-        store.redeem_code("d3".into(), now).await.unwrap(),
+        store
+            .redeem_code("d3".into(), named_access(now), now)
+            .await
+            .unwrap(),
         Redemption::Fresh(_)
     ));
     store.delete_session("s3".into()).await.unwrap();
@@ -1415,6 +1440,35 @@ async fn a_reuse_before_the_tokens_are_named_revokes_them(backend: Backend) {
     assert!(store.is_revoked("jti-r3".into()).await.unwrap());
     let row = store.refresh_by_lookup("lookup-r3".into()).await.unwrap();
     assert!(row.expect("stored").revoked_at.is_some());
+    // A code whose session ended before the claim: marked used, nothing
+    // given, and a second use is still told apart as a reuse.
+    open_session(store, "s4", now).await;
+    let mut code = code_row("d4", now);
+    code.session_id = "s4".into();
+    store.create_code(code).await.unwrap();
+    store.delete_session("s4".into()).await.unwrap();
+    assert!(matches!(
+        store
+            .redeem_code("d4".into(), named_access(now), now)
+            .await
+            .unwrap(),
+        Redemption::SessionEnded
+    ));
+    assert!(matches!(
+        store
+            .redeem_code("d4".into(), named_access(now), now)
+            .await
+            .unwrap(),
+        Redemption::Reused(_)
+    ));
+}
+
+/// A new access token name for a code claim, living five minutes.
+fn named_access(now: i64) -> tessera::store::CodeAccess {
+    tessera::store::CodeAccess {
+        jti: tessera::tokens::access::new_jti(),
+        exp: now + 300,
+    }
 }
 
 /// A browser session `id` for the user `u` of [`code_row`].
@@ -1444,7 +1498,10 @@ async fn stored_family(
     use tessera::store::{AuthorizationStore, Finish, Redemption};
     let digest = format!("d-{id}");
     store.create_code(code_row(&digest, at)).await.unwrap();
-    let redeemed = store.redeem_code(digest.clone(), at).await.unwrap();
+    let redeemed = store
+        .redeem_code(digest.clone(), named_access(at), at)
+        .await
+        .unwrap();
     assert!(matches!(redeemed, Redemption::Fresh(_)));
     let mut row = refresh_row(id, &format!("f-{id}"), at);
     tweak(&mut row);
@@ -1553,7 +1610,10 @@ async fn concurrent_first_consents_and_revocations_do_not_fail(backend: Backend)
         let store = &app.state.store;
         let digest = format!("dd{round}");
         store.create_code(code_row(&digest, now)).await.unwrap();
-        store.redeem_code(digest.clone(), now).await.unwrap();
+        store
+            .redeem_code(digest.clone(), named_access(now), now)
+            .await
+            .unwrap();
         store
             .finish_code(
                 digest,
@@ -1742,7 +1802,10 @@ async fn old_codes_are_purged(backend: Backend) {
         ("long-ago-live-access", true),
         ("long-ago-dead-access", false),
     ] {
-        let used = store.redeem_code(digest.into(), now).await.unwrap();
+        let used = store
+            .redeem_code(digest.into(), named_access(now), now)
+            .await
+            .unwrap();
         let found = !matches!(used, tessera::store::Redemption::Unknown);
         assert_eq!(found, kept, "{digest}");
     }

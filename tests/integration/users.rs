@@ -606,6 +606,7 @@ impl People {
                 alg: Alg::ES256,
                 delegation: None,
                 source_token: None,
+                named: None,
             },
         )
         .unwrap()

@@ -104,6 +104,7 @@ pub async fn grant(
             alg: client.access_token_alg,
             delegation: None,
             source_token: None,
+            named: None,
         },
         actor,
         context.remote,

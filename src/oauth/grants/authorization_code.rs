@@ -15,7 +15,8 @@ use crate::oauth::authorize::code_digest;
 use crate::oauth::client::GrantType;
 use crate::oauth::token::{RequestContext, TokenRequest, TokenResponse};
 use crate::oauth::{Core, OAuthError, pkce};
-use crate::store::{AuthorizationStore, Finish, Redemption};
+use crate::store::{AuthorizationStore, CodeAccess, Finish, Redemption};
+use crate::tokens::access::{self, Named};
 
 pub const GRANT_TYPE: &str = "authorization_code";
 
@@ -28,8 +29,21 @@ pub async fn grant(
     let code = request.require("code")?;
     let digest = code_digest(state, code);
     let now = clock::now();
-    let record = match state.store.redeem_code(digest.clone(), now).await? {
+    // The access token is named as the code is claimed, in the same
+    // transaction: a second use, a logout or a disabled user after that
+    // finds it and revokes it. Without a refresh token, that is the
+    // redemption's only write.
+    let named = CodeAccess {
+        jti: access::new_jti(),
+        exp: now.saturating_add(human::access_lifetime(state, &client).as_secs() as i64),
+    };
+    let redemption = state
+        .store
+        .redeem_code(digest.clone(), named.clone(), now)
+        .await?;
+    let record = match redemption {
         Redemption::Unknown => return Err(invalid_grant("the code is unknown")),
+        Redemption::SessionEnded => return Err(session_ended()),
         Redemption::Reused(record) => {
             Event::new(
                 Actor {
@@ -88,6 +102,10 @@ pub async fn grant(
             amr: &amr,
             sid: Some(&record.session_id),
             nonce: record.nonce.as_deref(),
+            named: Some(Named {
+                jti: &named.jti,
+                exp: named.exp,
+            }),
         },
         context.remote,
     )
@@ -110,16 +128,18 @@ pub async fn grant(
             now,
         )
     });
-    let (token, row) = refresh.unzip();
-    let refresh_expires_at = row.as_ref().map(|r| r.idle_expires_at);
+    let Some((token, row)) = refresh else {
+        return Ok(response);
+    };
+    // The refresh token is stored, and its family named on the code, in a
+    // second transaction that sees a reuse or a logout since the claim.
+    let refresh_expires_at = row.idle_expires_at;
     let finish = state
         .store
-        .finish_code(digest, access.jti.clone(), access.exp, row, now)
+        .finish_code(digest, access.jti.clone(), access.exp, Some(row), now)
         .await?;
     if finish == Finish::SessionEnded {
-        // The user signed out, was disabled or got a new password after
-        // this code was issued: what it would have given is revoked.
-        return Err(invalid_grant("the sign-in this code came from has ended"));
+        return Err(session_ended());
     }
     if finish == Finish::Reused {
         // RFC 6749 §4.1.2: the code was used again while these tokens were
@@ -144,8 +164,12 @@ pub async fn grant(
             "the code was used again meanwhile; the tokens issued from it are revoked",
         ));
     }
-    if let (Some(token), Some(expires_at)) = (token, refresh_expires_at) {
-        human::hand_out(&mut response, &token, expires_at, now);
-    }
+    human::hand_out(&mut response, &token, refresh_expires_at, now);
     Ok(response)
+}
+
+/// The user signed out, was disabled or got a new password after the code
+/// was issued: it gives nothing, and what it would have given is revoked.
+fn session_ended() -> OAuthError {
+    invalid_grant("the sign-in this code came from has ended")
 }

@@ -124,6 +124,7 @@ async fn issue(
             amr: &amr,
             sid: None,
             nonce: None,
+            named: None,
         },
         remote,
     )

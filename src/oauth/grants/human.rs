@@ -8,7 +8,7 @@ use crate::oauth::client::{Client, GrantType};
 use crate::oauth::token::TokenResponse;
 use crate::oauth::{Core, ErrorCode, OAuthError, api_scopes};
 use crate::store::{RefreshTokenRecord, UserRecord};
-use crate::tokens::access::AccessTokenRequest;
+use crate::tokens::access::{AccessTokenRequest, Named};
 use crate::tokens::id_token::{self, IdTokenRequest};
 use crate::tokens::opaque::{OpaqueToken, TokenKind};
 
@@ -22,6 +22,9 @@ pub struct HumanGrant<'a> {
     pub amr: &'a [String],
     pub sid: Option<&'a str>,
     pub nonce: Option<&'a str>,
+    /// The access token's `jti` and `exp`, when the grant stored them
+    /// before minting (a redeemed code names its token as it is claimed).
+    pub named: Option<Named<'a>>,
 }
 
 pub fn invalid_grant(description: &'static str) -> OAuthError {
@@ -61,10 +64,7 @@ pub async fn tokens(
     {
         audience.push(issuer.to_owned());
     }
-    let lifetime = client.lifetime(
-        state.config.tokens.access_token_lifetime,
-        state.config.tokens.max_lifetime,
-    );
+    let lifetime = access_lifetime(state, client);
     let actor = Actor {
         id: Some(grant.user.id.clone()),
         kind: ActorKind::Human,
@@ -84,6 +84,7 @@ pub async fn tokens(
             alg: client.access_token_alg,
             delegation: None,
             source_token: None,
+            named: grant.named,
         },
         actor,
         remote,
@@ -110,6 +111,14 @@ pub async fn tokens(
         response.id_token = Some(crate::secret::Secret::new(id_token));
     }
     Ok((response, access))
+}
+
+/// How long the client's access tokens live.
+pub fn access_lifetime(state: &Core, client: &Client) -> std::time::Duration {
+    client.lifetime(
+        state.config.tokens.access_token_lifetime,
+        state.config.tokens.max_lifetime,
+    )
 }
 
 /// Whether a grant with these scopes gets a refresh token: `offline_access`

@@ -125,6 +125,7 @@ pub async fn grant(
                 .map_or(crate::keys::Alg::ES256, |c| c.access_token_alg),
             delegation: None,
             source_token: None,
+            named: None,
         },
         context.remote,
     )

@@ -120,6 +120,7 @@ pub async fn grant(
             amr: &amr,
             sid: record.session_id.as_deref(),
             nonce: None,
+            named: None,
         },
         context.remote.clone(),
     )

@@ -110,6 +110,7 @@ pub async fn exchange(
             alg: client.map_or(crate::keys::Alg::ES256, |c| c.access_token_alg),
             delegation: None,
             source_token: Some(&record.id),
+            named: None,
         },
         principal.actor(),
         remote,
