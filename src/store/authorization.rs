@@ -7,7 +7,7 @@ use std::future::Future;
 
 use diesel::prelude::*;
 
-use super::schema::{authorization_codes, consents, refresh_tokens};
+use super::schema::{authorization_codes, consents, refresh_tokens, sessions};
 use super::{AnyConnection, Store, StoreError};
 
 #[derive(Debug, Clone, Queryable, QueryableByName, Selectable, Insertable)]
@@ -285,19 +285,14 @@ fn revoke_family_in(
 /// new password (which delete it first) waits for the tokens named here and
 /// then revokes them; on SQLite writers take turns anyway.
 fn session_alive_in(conn: &mut AnyConnection, id: &str) -> QueryResult<bool> {
-    use diesel::sql_types::Text;
-    #[derive(QueryableByName)]
-    struct Found {
-        #[diesel(sql_type = diesel::sql_types::Integer)]
-        #[allow(dead_code)]
-        one: i32,
-    }
-    let sql = match conn {
-        AnyConnection::Postgresql(_) => "SELECT 1 AS one FROM sessions WHERE id = $1 FOR KEY SHARE",
-        AnyConnection::Sqlite(_) => "SELECT 1 AS one FROM sessions WHERE id = ?",
+    // The query builder's statements are prepared once per connection; a
+    // raw `sql_query` would be parsed again on every redemption.
+    let session = sessions::table.find(id).select(sessions::id);
+    let found = match conn {
+        AnyConnection::Postgresql(pg) => session.for_key_share().first::<String>(pg),
+        AnyConnection::Sqlite(sqlite) => session.first::<String>(sqlite),
     };
-    let found: Vec<Found> = diesel::sql_query(sql).bind::<Text, _>(id).load(conn)?;
-    Ok(!found.is_empty())
+    Ok(found.optional()?.is_some())
 }
 
 /// How long revoked refresh tokens are kept: a revoked token presented
