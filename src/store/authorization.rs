@@ -139,9 +139,9 @@ pub trait AuthorizationStore {
         now: i64,
     ) -> impl Future<Output = Result<Redemption, StoreError>> + Send;
 
-    /// For a redemption that also gives a refresh token: names the tokens
-    /// issued from a redeemed code, and stores the first refresh token of
-    /// its family, in one transaction. [`Finish::Reused`]
+    /// For a redemption that also gives a refresh token: names its family
+    /// on the redeemed code (the access token was named by the claim), and
+    /// stores the family's first refresh token, in one transaction. [`Finish::Reused`]
     /// when the code was used again meanwhile (RFC 6749 §4.1.2),
     /// [`Finish::SessionEnded`] when its session ended meanwhile: the tokens
     /// are then revoked in the same transaction and must not be handed out.
@@ -396,43 +396,34 @@ pub(crate) fn revoke_grants_in(
 }
 
 /// PostgreSQL's fresh-code claim: marks the code used and names its access
-/// token, and locks its session `FOR KEY SHARE` ([`session_alive_in`]), in
-/// one statement. `None` when nothing was claimed (unknown or used).
+/// token in one statement, if its session is alive. The session is locked
+/// `FOR KEY SHARE` ([`session_alive_in`]) while the statement qualifies
+/// the code, before the code row is locked: the same order as a logout or
+/// a new password (session first, then codes), so the two cannot deadlock.
+/// `None` when nothing was claimed (unknown, used, or its session ended:
+/// the transaction in `redeem_code` tells which).
 fn claim_in_one_statement(
     conn: &mut AnyConnection,
     digest: &str,
     access: &CodeAccess,
     now: i64,
-) -> QueryResult<Option<Redemption>> {
-    use diesel::sql_types::{BigInt, Bool, Text};
-    #[derive(QueryableByName)]
-    struct Claimed {
-        #[diesel(embed)]
-        record: CodeRecord,
-        #[diesel(sql_type = Bool)]
-        alive: bool,
-    }
-    let claimed: Option<Claimed> = diesel::sql_query(
-        "WITH claimed AS ( \
-             UPDATE authorization_codes \
-                SET used_at = $2, access_jti = $3, access_exp = $4 \
-              WHERE digest = $1 AND used_at IS NULL \
-          RETURNING *) \
-         SELECT claimed.*, EXISTS ( \
-             SELECT 1 FROM sessions WHERE sessions.id = claimed.session_id FOR KEY SHARE \
-         ) AS alive \
-         FROM claimed",
+) -> QueryResult<Option<CodeRecord>> {
+    use diesel::sql_types::{BigInt, Text};
+    diesel::sql_query(
+        "UPDATE authorization_codes \
+            SET used_at = $2, access_jti = $3, access_exp = $4 \
+          WHERE digest = $1 AND used_at IS NULL \
+            AND EXISTS (SELECT 1 FROM sessions \
+                         WHERE sessions.id = authorization_codes.session_id \
+                           FOR KEY SHARE) \
+      RETURNING *",
     )
     .bind::<Text, _>(digest)
     .bind::<BigInt, _>(now)
     .bind::<Text, _>(&access.jti)
     .bind::<BigInt, _>(access.exp)
     .get_result(conn)
-    .optional()?;
-    Ok(claimed.map(|c| match c.alive {
-        true => Redemption::Fresh(c.record),
-        false => Redemption::SessionEnded,
-    }))
+    .optional()
 }
 
 impl AuthorizationStore for Store {
@@ -459,9 +450,9 @@ impl AuthorizationStore for Store {
             // one round trip and one commit. What it does not claim takes
             // the transaction below, which tells unknown from reused.
             if let AnyConnection::Postgresql(_) = conn
-                && let Some(claimed) = claim_in_one_statement(conn, &digest, &access, now)?
+                && let Some(record) = claim_in_one_statement(conn, &digest, &access, now)?
             {
-                return Ok(claimed);
+                return Ok(Redemption::Fresh(record));
             }
             conn.transaction::<_, diesel::result::Error, _>(|conn| {
                 let claimed = diesel::update(

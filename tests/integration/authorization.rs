@@ -38,7 +38,7 @@ on_both_backends!(
     rotations_racing_a_new_password_leave_nothing_alive,
     api_scopes_only_for_administrators,
     cli_registers_browser_clients,
-    a_reuse_before_the_tokens_are_named_revokes_them,
+    a_reuse_after_the_claim_revokes_what_it_named,
     dead_refresh_families_are_purged,
     concurrent_first_consents_and_revocations_do_not_fail,
     codes_and_refresh_tokens_are_single_use_across_replicas,
@@ -1338,7 +1338,7 @@ fn refresh_row(id: &str, family: &str, now: i64) -> tessera::store::RefreshToken
 /// while the first exchange is still minting it; a refresh token stored
 /// after the reuse by the late `finish_code` is revoked and refused too.
 /// A code whose session ended before its claim gives nothing.
-async fn a_reuse_before_the_tokens_are_named_revokes_them(backend: Backend) {
+async fn a_reuse_after_the_claim_revokes_what_it_named(backend: Backend) {
     use tessera::store::{AuthorizationStore, Finish, Redemption, RevocationStore, SessionStore};
     let app = TestApp::start(backend).await;
     let store = &app.state.store;
@@ -1639,8 +1639,9 @@ async fn concurrent_first_consents_and_revocations_do_not_fail(backend: Backend)
 /// rotations of one refresh token: at most one of each gets tokens, the
 /// rest are `invalid_grant`, and the reuse revokes what the winner got
 /// (RFC 6749 §4.1.2, RFC 9700 §4.14.2), on whichever replica it is asked.
-/// None may win: a reuse that lands between a redemption's claim and its
-/// tokens being named revokes them before they are handed out.
+/// None may win: a reuse that lands right after a redemption's claim
+/// revokes the access token the claim named (and a refresh token stored
+/// after it), even if that redemption still hands it out.
 async fn codes_and_refresh_tokens_are_single_use_across_replicas(backend: Backend) {
     let first = TestApp::start(backend.clone()).await;
     let second = TestApp::builder(backend).replica_of(&first).start().await;

@@ -32,7 +32,8 @@ pub async fn grant(
     // The access token is named as the code is claimed, in the same
     // transaction: a second use, a logout or a disabled user after that
     // finds it and revokes it. Without a refresh token, that is the
-    // redemption's only write.
+    // redemption's only transaction (the audit event goes to the batch
+    // writer).
     let named = CodeAccess {
         jti: access::new_jti(),
         exp: now.saturating_add(human::access_lifetime(state, &client).as_secs() as i64),
