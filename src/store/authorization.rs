@@ -141,8 +141,8 @@ pub trait AuthorizationStore {
 
     /// For a redemption that also gives a refresh token: names its family
     /// on the redeemed code (the access token was named by the claim), and
-    /// stores the family's first refresh token, in one transaction. [`Finish::Reused`]
-    /// when the code was used again meanwhile (RFC 6749 §4.1.2),
+    /// stores the family's first refresh token, in one transaction.
+    /// [`Finish::Reused`] when the code was used again meanwhile (RFC 6749 §4.1.2),
     /// [`Finish::SessionEnded`] when its session ended meanwhile: the tokens
     /// are then revoked in the same transaction and must not be handed out.
     fn finish_code(
@@ -150,7 +150,7 @@ pub trait AuthorizationStore {
         digest: String,
         access_jti: String,
         access_exp: i64,
-        refresh: Option<RefreshTokenRecord>,
+        refresh: RefreshTokenRecord,
         now: i64,
     ) -> impl Future<Output = Result<Finish, StoreError>> + Send;
 
@@ -508,7 +508,7 @@ impl AuthorizationStore for Store {
         digest: String,
         access_jti: String,
         access_exp: i64,
-        refresh: Option<RefreshTokenRecord>,
+        refresh: RefreshTokenRecord,
         now: i64,
     ) -> Result<Finish, StoreError> {
         self.run(move |conn| {
@@ -520,7 +520,7 @@ impl AuthorizationStore for Store {
                 let named = diesel::update(c::authorization_codes.find(&digest)).set((
                     c::access_jti.eq(&access_jti),
                     c::access_exp.eq(access_exp),
-                    c::refresh_family.eq(refresh.as_ref().map(|r| r.family_id.clone())),
+                    c::refresh_family.eq(&refresh.family_id),
                 ));
                 let row = match conn {
                     // One round trip fewer on PostgreSQL.
@@ -548,15 +548,13 @@ impl AuthorizationStore for Store {
                     Finish::Issued
                 };
                 let revoked = outcome != Finish::Issued;
-                if let Some(refresh) = &refresh {
-                    let mut refresh = refresh.clone();
-                    if revoked {
-                        refresh.revoked_at = Some(now);
-                    }
-                    diesel::insert_into(refresh_tokens::table)
-                        .values(&refresh)
-                        .execute(conn)?;
+                let mut refresh = refresh.clone();
+                if revoked {
+                    refresh.revoked_at = Some(now);
                 }
+                diesel::insert_into(refresh_tokens::table)
+                    .values(&refresh)
+                    .execute(conn)?;
                 if revoked {
                     revoke_jtis_in(conn, vec![(access_jti.clone(), access_exp)])?;
                 }

@@ -1372,7 +1372,7 @@ async fn a_reuse_after_the_claim_revokes_what_it_named(backend: Backend) {
             "d1".into(),
             "jti-r1".into(),
             now + 300,
-            Some(refresh_row("r1", "f1", now)),
+            refresh_row("r1", "f1", now),
             now,
         )
         .await
@@ -1400,7 +1400,7 @@ async fn a_reuse_after_the_claim_revokes_what_it_named(backend: Backend) {
             "d2".into(),
             "jti-r2".into(),
             now + 300,
-            Some(refresh_row("r2", "f2", now)),
+            refresh_row("r2", "f2", now),
             now,
         )
         .await
@@ -1433,7 +1433,7 @@ async fn a_reuse_after_the_claim_revokes_what_it_named(backend: Backend) {
     let mut row = refresh_row("r3", "f3", now);
     row.session_id = Some("s3".into());
     let finish = store
-        .finish_code("d3".into(), "jti-r3".into(), now + 300, Some(row), now)
+        .finish_code("d3".into(), "jti-r3".into(), now + 300, row, now)
         .await
         .unwrap();
     assert_eq!(finish, Finish::SessionEnded);
@@ -1506,9 +1506,7 @@ async fn stored_family(
     let mut row = refresh_row(id, &format!("f-{id}"), at);
     tweak(&mut row);
     let jti = format!("jti-code-{id}");
-    let finish = store
-        .finish_code(digest, jti, at + 300, Some(row), at)
-        .await;
+    let finish = store.finish_code(digest, jti, at + 300, row, at).await;
     assert_eq!(finish.unwrap(), Finish::Issued);
 }
 
@@ -1619,7 +1617,7 @@ async fn concurrent_first_consents_and_revocations_do_not_fail(backend: Backend)
                 digest,
                 format!("jti-a{round}"),
                 now + 300,
-                Some(refresh_row(&format!("a{round}"), &family, now)),
+                refresh_row(&format!("a{round}"), &family, now),
                 now,
             )
             .await

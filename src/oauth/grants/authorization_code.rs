@@ -137,7 +137,7 @@ pub async fn grant(
     let refresh_expires_at = row.idle_expires_at;
     let finish = state
         .store
-        .finish_code(digest, access.jti.clone(), access.exp, Some(row), now)
+        .finish_code(digest, access.jti.clone(), access.exp, row, now)
         .await?;
     if finish == Finish::SessionEnded {
         return Err(session_ended());
