@@ -186,7 +186,7 @@ fn read_agent(conn: &mut super::AnyConnection, id: &str) -> QueryResult<Option<A
         .inner_join(agents::table)
         .filter(clients::id.eq(id))
         .select((ClientRecord::as_select(), AgentRecord::as_select()))
-        .first(conn)
+        .get_result(conn)
         .optional()
 }
 
@@ -196,7 +196,7 @@ fn refusal(conn: &mut super::AnyConnection, id: &str, now: i64) -> QueryResult<B
         .find(id)
         .filter(access_tokens::kind.eq(BOOTSTRAP_KIND))
         .select(AccessTokenRecord::as_select())
-        .first(conn)
+        .get_result(conn)
         .optional()?
     else {
         return Ok(BootstrapRefused::Unknown);
@@ -251,7 +251,7 @@ impl AgentStore for Store {
                 .find(id)
                 .filter(access_tokens::kind.eq(BOOTSTRAP_KIND))
                 .select(AccessTokenRecord::as_select())
-                .first(conn)
+                .get_result(conn)
                 .optional()
                 .map_err(StoreError::from)
         })
@@ -338,7 +338,7 @@ impl AgentStore for Store {
                 let enabled = service_users::table
                     .find(&agent.service_user_id)
                     .select(service_users::enabled)
-                    .first::<bool>(conn)
+                    .get_result::<bool>(conn)
                     .optional()?;
                 if enabled != Some(true) {
                     return Err(Refusal::By(BootstrapRefused::ServiceUserUnavailable));
@@ -352,7 +352,7 @@ impl AgentStore for Store {
                 let (count, max): (i64, Option<i64>) = t::access_tokens
                     .find(&bootstrap_id)
                     .select((t::use_count, t::max_uses))
-                    .first(conn)?;
+                    .get_result(conn)?;
                 let left = (max.unwrap_or(0) - count).max(0);
                 append_in(conn, &registered)?;
                 append_in(conn, &used.with_details([("uses_left", left.into())]))?;

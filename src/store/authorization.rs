@@ -7,10 +7,11 @@ use std::future::Future;
 
 use diesel::prelude::*;
 
+use super::prepared::Prepared;
 use super::schema::{authorization_codes, consents, refresh_tokens, sessions};
 use super::{AnyConnection, Store, StoreError};
 
-#[derive(Debug, Clone, Queryable, QueryableByName, Selectable, Insertable)]
+#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
 #[diesel(table_name = authorization_codes)]
 pub struct CodeRecord {
     /// Hex of the keyed digest of the code.
@@ -289,8 +290,8 @@ fn session_alive_in(conn: &mut AnyConnection, id: &str) -> QueryResult<bool> {
     // raw `sql_query` would be parsed again on every redemption.
     let session = sessions::table.find(id).select(sessions::id);
     let found = match conn {
-        AnyConnection::Postgresql(pg) => session.for_key_share().first::<String>(pg),
-        AnyConnection::Sqlite(sqlite) => session.first::<String>(sqlite),
+        AnyConnection::Postgresql(pg) => session.for_key_share().get_result::<String>(pg),
+        AnyConnection::Sqlite(sqlite) => session.get_result::<String>(sqlite),
     };
     Ok(found.optional()?.is_some())
 }
@@ -395,34 +396,55 @@ pub(crate) fn revoke_grants_in(
     Ok(revoked)
 }
 
-/// PostgreSQL's fresh-code claim: marks the code used and names its access
-/// token in one statement, if its session is alive. The session is locked
+/// The fresh-code claim: marks the code used and names its access token
+/// in one statement, if its session is alive: one round trip and, outside
+/// a transaction, one commit. On PostgreSQL the session is locked
 /// `FOR KEY SHARE` ([`session_alive_in`]) while the statement qualifies
 /// the code, before the code row is locked: the same order as a logout or
 /// a new password (session first, then codes), so the two cannot deadlock.
-/// `None` when nothing was claimed (unknown, used, or its session ended:
-/// the transaction in `redeem_code` tells which).
+/// On SQLite the statement holds the one write lock throughout. Each
+/// connection prepares it once ([`Prepared`]). `None` when nothing was
+/// claimed (unknown, used, or its session ended: the transaction in
+/// `redeem_code` tells which).
+///
+/// (Without the session's lock a claim racing a logout would still be
+/// caught by the code rows' locks, but only through the code's
+/// `expires_at`, which the logout sets by its own clock: a replica whose
+/// clock is behind would hand out tokens nothing revokes. Dropping the
+/// lock measured no faster on 2026-12-05.)
 fn claim_in_one_statement(
     conn: &mut AnyConnection,
     digest: &str,
     access: &CodeAccess,
     now: i64,
 ) -> QueryResult<Option<CodeRecord>> {
-    use diesel::sql_types::{BigInt, Text};
-    diesel::sql_query(
-        "UPDATE authorization_codes \
-            SET used_at = $2, access_jti = $3, access_exp = $4 \
-          WHERE digest = $1 AND used_at IS NULL \
-            AND EXISTS (SELECT 1 FROM sessions \
-                         WHERE sessions.id = authorization_codes.session_id \
-                           FOR KEY SHARE) \
-      RETURNING *",
-    )
-    .bind::<Text, _>(digest)
-    .bind::<BigInt, _>(now)
-    .bind::<Text, _>(&access.jti)
-    .bind::<BigInt, _>(access.exp)
-    .get_result(conn)
+    use authorization_codes::dsl as c;
+    use diesel::dsl::exists;
+    let fresh = c::authorization_codes
+        .find(digest)
+        .filter(c::used_at.is_null());
+    let live = sessions::table
+        .filter(sessions::id.eq(c::session_id))
+        .select(sessions::id);
+    let claim = (
+        c::used_at.eq(now),
+        c::access_jti.eq(&access.jti),
+        c::access_exp.eq(access.exp),
+    );
+    match conn {
+        AnyConnection::Postgresql(pg) => Prepared(
+            diesel::update(fresh.filter(exists(live.for_key_share())))
+                .set(claim)
+                .returning(CodeRecord::as_returning()),
+        )
+        .get_result(pg),
+        AnyConnection::Sqlite(sqlite) => Prepared(
+            diesel::update(fresh.filter(exists(live)))
+                .set(claim)
+                .returning(CodeRecord::as_returning()),
+        )
+        .get_result(sqlite),
+    }
     .optional()
 }
 
@@ -446,12 +468,10 @@ impl AuthorizationStore for Store {
     ) -> Result<Redemption, StoreError> {
         self.run(move |conn| {
             use authorization_codes::dsl as c;
-            // The usual case, a fresh code, in one statement on PostgreSQL:
-            // one round trip and one commit. What it does not claim takes
-            // the transaction below, which tells unknown from reused.
-            if let AnyConnection::Postgresql(_) = conn
-                && let Some(record) = claim_in_one_statement(conn, &digest, &access, now)?
-            {
+            // The usual case, a fresh code, in one statement. What it does
+            // not claim takes the transaction below, which tells unknown
+            // from reused.
+            if let Some(record) = claim_in_one_statement(conn, &digest, &access, now)? {
                 return Ok(Redemption::Fresh(record));
             }
             conn.transaction::<_, diesel::result::Error, _>(|conn| {
@@ -469,7 +489,7 @@ impl AuthorizationStore for Store {
                 let Some(record) = c::authorization_codes
                     .find(&digest)
                     .select(CodeRecord::as_select())
-                    .first(conn)
+                    .get_result(conn)
                     .optional()?
                 else {
                     return Ok(Redemption::Unknown);
@@ -489,7 +509,7 @@ impl AuthorizationStore for Store {
                 let record = c::authorization_codes
                     .find(&digest)
                     .select(CodeRecord::as_select())
-                    .first(conn)?;
+                    .get_result(conn)?;
                 if let (Some(jti), Some(exp)) = (&record.access_jti, record.access_exp) {
                     revoke_jtis_in(conn, vec![(jti.clone(), exp)])?;
                 }
@@ -533,7 +553,7 @@ impl AuthorizationStore for Store {
                         c::authorization_codes
                             .find(&digest)
                             .select((c::reused_at, c::session_id))
-                            .first::<(Option<i64>, String)>(conn)
+                            .get_result::<(Option<i64>, String)>(conn)
                             .optional()?
                     }
                 };
@@ -574,7 +594,7 @@ impl AuthorizationStore for Store {
             let scopes = consents::table
                 .find((user_id, client_id))
                 .select(consents::scopes)
-                .first::<String>(conn)
+                .get_result::<String>(conn)
                 .optional()?;
             Ok(scopes.map(|s| s.split_whitespace().map(str::to_owned).collect()))
         })
@@ -619,7 +639,7 @@ impl AuthorizationStore for Store {
                 let mut all: Vec<String> = consents::table
                     .find(key.clone())
                     .select(consents::scopes)
-                    .first::<String>(conn)?
+                    .get_result::<String>(conn)?
                     .split_whitespace()
                     .map(str::to_owned)
                     .collect();
@@ -647,7 +667,7 @@ impl AuthorizationStore for Store {
             refresh_tokens::table
                 .filter(refresh_tokens::lookup.eq(lookup))
                 .select(RefreshTokenRecord::as_select())
-                .first(conn)
+                .get_result(conn)
                 .optional()
                 .map_err(StoreError::from)
         })
@@ -676,7 +696,7 @@ impl AuthorizationStore for Store {
                     let revoked = r::refresh_tokens
                         .find(&old_id)
                         .select(r::revoked_at)
-                        .first::<Option<i64>>(conn)
+                        .get_result::<Option<i64>>(conn)
                         .optional()?
                         .flatten()
                         .is_some();

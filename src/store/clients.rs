@@ -188,7 +188,7 @@ impl ClientStore for Store {
             clients::table
                 .find(id)
                 .select(ClientRecord::as_select())
-                .first(conn)
+                .get_result(conn)
                 .optional()
                 .map_err(StoreError::from)
         })
@@ -222,7 +222,7 @@ impl ClientStore for Store {
                 let current = clients::table
                     .find(&id)
                     .select(ClientRecord::as_select())
-                    .first(conn)?;
+                    .get_result(conn)?;
                 let (change, value) = change(current).map_err(Refusal::By)?;
                 diesel::update(clients::table.find(&id))
                     .set(&change.client)
@@ -254,7 +254,7 @@ impl ClientStore for Store {
                 let current = clients::table
                     .find(&id)
                     .select(ClientRecord::as_select())
-                    .first(conn)?;
+                    .get_result(conn)?;
                 precondition(current).map_err(Refusal::By)?;
                 diesel::delete(client_secrets::table.filter(client_secrets::client_id.eq(&id)))
                     .execute(conn)?;
@@ -275,7 +275,7 @@ impl ClientStore for Store {
             let Some(client) = clients::table
                 .find(&id)
                 .select(ClientRecord::as_select())
-                .first(conn)
+                .get_result(conn)
                 .optional()?
             else {
                 return Ok(None);

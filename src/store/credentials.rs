@@ -137,7 +137,7 @@ impl CredentialStore for Store {
             access_tokens::table
                 .filter(access_tokens::lookup.eq(lookup))
                 .select(AccessTokenRecord::as_select())
-                .first(conn)
+                .get_result(conn)
                 .optional()
                 .map_err(StoreError::from)
         })
@@ -149,7 +149,7 @@ impl CredentialStore for Store {
             service_users::table
                 .find(id)
                 .select(ServiceUserRecord::as_select())
-                .first(conn)
+                .get_result(conn)
                 .optional()
                 .map_err(StoreError::from)
         })

@@ -326,7 +326,7 @@ impl DeviceStore for Store {
             Ok(d::device_authorizations
                 .filter(d::user_code_digest.eq(user_code_digest))
                 .select(DeviceRecord::as_select())
-                .first(conn)
+                .get_result(conn)
                 .optional()?)
         })
         .await
@@ -363,7 +363,7 @@ impl DeviceStore for Store {
             let found = d::device_authorizations
                 .filter(d::user_code_digest.eq(&user_code_digest))
                 .select((d::status, d::expires_at))
-                .first::<(String, i64)>(conn)
+                .get_result::<(String, i64)>(conn)
                 .optional()?;
             Ok(match found {
                 None => Decided::Unknown,
@@ -398,7 +398,7 @@ impl DeviceStore for Store {
                 let record = d::device_authorizations
                     .find(&device_digest)
                     .select(DeviceRecord::as_select())
-                    .first(conn)?;
+                    .get_result(conn)?;
                 Some(Box::new(record))
             } else {
                 None

@@ -45,7 +45,7 @@ impl InstanceStore for Store {
         self.run(|conn| {
             instance::table
                 .select(InstanceRecord::as_select())
-                .first(conn)
+                .get_result(conn)
                 .optional()
                 .map_err(StoreError::from)
         })

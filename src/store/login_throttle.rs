@@ -103,7 +103,7 @@ impl ThrottleStore for Store {
                     let row = t::login_throttle
                         .find(&bucket)
                         .select(ThrottleRecord::as_select())
-                        .first(conn)?;
+                        .get_result(conn)?;
                     if row.blocked_until > now {
                         return Ok(Admission::Blocked {
                             until: row.blocked_until,

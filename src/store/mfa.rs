@@ -118,7 +118,7 @@ impl MfaStore for Store {
             totp_credentials::table
                 .find(user_id)
                 .select(TotpRecord::as_select())
-                .first(conn)
+                .get_result(conn)
                 .optional()
                 .map_err(StoreError::from)
         })

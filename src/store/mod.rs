@@ -1,11 +1,19 @@
 //! Persistence. One diesel implementation serves SQLite and PostgreSQL
 //! through `AnyConnection` (diesel's `MultiConnection`), so every query is
-//! written once. Blocking diesel calls run on tokio's blocking pool through
-//! an r2d2 pool; see `docs/architecture.md` for why.
+//! written once. Blocking diesel calls take connections from an r2d2 pool,
+//! on tokio's blocking pool for PostgreSQL and on the store's own thread
+//! for SQLite (`sqlite_thread.rs`); see `docs/architecture.md` for why.
 //!
 //! The rest of the crate sees small per-aggregate traits (`KeyStore`,
 //! `CredentialStore`, `AuditStore`, `InstanceStore`) and plain records; no
 //! backend branch exists outside this module.
+//!
+//! Reads of one row use `get_result`, not `first`: `first` adds a `LIMIT`
+//! bound as a parameter, and SQLite (3.50) marks a statement whose `LIMIT`
+//! is a parameter to be prepared again after every new binding (it may plan
+//! by the value), so a cached statement was parsed on every call (5–6% of
+//! the server's CPU in the redemption benchmark). Keep `first` for reads
+//! that sort, where the limit matters.
 
 mod agents;
 mod assertions;
@@ -24,10 +32,12 @@ mod login_throttle;
 mod mfa;
 mod notify;
 mod personal_tokens;
+mod prepared;
 mod revocations;
 pub mod schema;
 mod service_users;
 mod sessions;
+mod sqlite_thread;
 mod sqlite_turn;
 mod trust;
 mod users;
@@ -70,6 +80,7 @@ pub use trust::{
 pub use users::{Ended, UserRecord, UserStore, username_key};
 
 use connection::{Manager, PooledConn};
+use sqlite_thread::SqliteThread;
 use sqlite_turn::{SqliteTurn, Turn};
 
 /// Failures the rest of the crate can act on. `Unavailable` means "try
@@ -166,6 +177,9 @@ pub struct Store {
     /// SQLite only: one database call at a time in this process
     /// (`sqlite_turn.rs` says why).
     sqlite_turn: Option<Arc<SqliteTurn>>,
+    /// SQLite only: the thread `run` sends calls to (`sqlite_thread.rs`
+    /// says why).
+    sqlite_thread: Option<SqliteThread>,
     /// SQLite only: WAL checkpoints off the writers' path
     /// (`checkpointer.rs` says why).
     checkpoints: Option<checkpointer::Checkpoints>,
@@ -197,6 +211,13 @@ impl Store {
             .error_handler(Box::new(r2d2::NopErrorHandler))
             .build_unchecked(Manager::new(url.clone()));
         let sqlite_turn = matches!(url, DatabaseUrl::Sqlite(_)).then(Default::default);
+        let sqlite_thread =
+            match url {
+                DatabaseUrl::Sqlite(_) => Some(SqliteThread::spawn().map_err(|e| {
+                    StoreError::Other(format!("cannot start the SQLite thread: {e}"))
+                })?),
+                DatabaseUrl::Postgres(_) => None,
+            };
         let checkpoints = match &url {
             DatabaseUrl::Sqlite(path) => {
                 Some(checkpointer::Checkpoints::spawn(path.clone()).map_err(|e| {
@@ -209,6 +230,7 @@ impl Store {
             pool,
             url,
             sqlite_turn,
+            sqlite_thread,
             checkpoints,
         })
     }
@@ -217,26 +239,50 @@ impl Store {
         self.url.backend()
     }
 
-    /// Runs `f` on a pooled connection on the blocking pool. A connection
-    /// that failed with a lost-connection error is dropped, not reused.
+    /// Runs `f` on a pooled connection: on SQLite on the store's own thread
+    /// (`sqlite_thread.rs`), on PostgreSQL on the blocking pool. A
+    /// connection that failed with a lost-connection error is dropped, not
+    /// reused.
     pub async fn run<T, F>(&self, f: F) -> Result<T, StoreError>
     where
         T: Send + 'static,
         F: FnOnce(&mut AnyConnection) -> Result<T, StoreError> + Send + 'static,
     {
         let store = self.clone();
-        tokio::task::spawn_blocking(move || {
-            let _turn = store.sqlite_turn()?;
-            let mut conn = store.checkout()?;
-            let result = f(&mut conn.connection);
-            if matches!(result, Err(StoreError::Unavailable(_))) {
-                conn.broken = true;
-            }
-            store.committed();
-            result
-        })
-        .await
-        .map_err(|e| StoreError::Other(format!("database task failed: {e}")))?
+        let Some(thread) = &self.sqlite_thread else {
+            return tokio::task::spawn_blocking(move || store.call(f, Duration::ZERO))
+                .await
+                .map_err(|e| StoreError::Other(format!("database task failed: {e}")))?;
+        };
+        let (answer, answered) = tokio::sync::oneshot::channel();
+        let queued = std::time::Instant::now();
+        let sent = thread.send(Box::new(move || {
+            let _ = answer.send(store.call(f, queued.elapsed()));
+        }));
+        if !sent {
+            return Err(StoreError::Other("the SQLite thread has stopped".into()));
+        }
+        // The sender is dropped unanswered only if the call panicked.
+        answered
+            .await
+            .map_err(|_| StoreError::Other("database task failed: it panicked".into()))?
+    }
+
+    /// `f` on a pooled connection, in this process's SQLite turn, for a
+    /// call that already `waited` that long in a queue.
+    fn call<T>(
+        &self,
+        f: impl FnOnce(&mut AnyConnection) -> Result<T, StoreError>,
+        waited: Duration,
+    ) -> Result<T, StoreError> {
+        let _turn = self.sqlite_turn_after(waited)?;
+        let mut conn = self.checkout()?;
+        let result = f(&mut conn.connection);
+        if matches!(result, Err(StoreError::Unavailable(_))) {
+            conn.broken = true;
+        }
+        self.committed();
+        result
     }
 
     /// On SQLite, says that a call may have committed: its pages are
@@ -253,14 +299,23 @@ impl Store {
     /// busy handler would have for the lock: the turn's holder may be
     /// waiting on a slow disk (a checkpoint's fsync) or on another process.
     pub(crate) fn sqlite_turn(&self) -> Result<Option<Turn<'_>>, StoreError> {
+        self.sqlite_turn_after(Duration::ZERO)
+    }
+
+    /// The turn, for a call that already `waited` that long for it in
+    /// the SQLite thread's queue: the two waits share one bound.
+    fn sqlite_turn_after(&self, waited: Duration) -> Result<Option<Turn<'_>>, StoreError> {
+        let Some(turns) = &self.sqlite_turn else {
+            return Ok(None);
+        };
         let wait = self
             .pool
             .connection_timeout()
             .max(connection::SQLITE_BUSY_TIMEOUT);
-        self.sqlite_turn
-            .as_ref()
-            .map(|turn| turn.take(wait))
-            .transpose()
+        match wait.checked_sub(waited) {
+            Some(left) => turns.take(left).map(Some),
+            None => Err(sqlite_turn::busy()),
+        }
     }
 
     /// A pooled connection, for code already on a blocking thread. Waits up

@@ -300,7 +300,7 @@ fn read_one(conn: &mut AnyConnection, id: &str) -> QueryResult<Option<TokenListi
         .find(id)
         .filter(access_tokens::kind.eq_any(PERSONAL_KINDS))
         .select(AccessTokenRecord::as_select())
-        .first(conn)
+        .get_result(conn)
         .optional()?;
     Ok(with_names(conn, token.into_iter().collect())?.pop())
 }
@@ -437,7 +437,7 @@ impl PersonalTokenStore for Store {
             access_tokens::table
                 .find(id)
                 .select(AccessTokenRecord::as_select())
-                .first(conn)
+                .get_result(conn)
                 .optional()
                 .map_err(StoreError::from)
         })

@@ -336,3 +336,7 @@ diesel::table! {
         access_exp -> Nullable<BigInt>,
     }
 }
+
+// A code's claim asks, in the same statement, whether its session is alive
+// (`authorization::claim_in_one_statement`).
+diesel::allow_tables_to_appear_in_same_query!(authorization_codes, sessions);

@@ -189,7 +189,7 @@ impl ServiceUserStore for Store {
                 let current = service_users::table
                     .find(&id)
                     .select(ServiceUserRecord::as_select())
-                    .first(conn)?;
+                    .get_result(conn)?;
                 let (mut user, event, value) = change(current).map_err(Refusal::By)?;
                 user.id.clone_from(&id);
                 diesel::update(service_users::table.find(&id))
@@ -288,7 +288,7 @@ impl ServiceUserStore for Store {
             let Some(user) = service_users::table
                 .find(&id)
                 .select(ServiceUserRecord::as_select())
-                .first(conn)
+                .get_result(conn)
                 .optional()?
             else {
                 return Ok(None);

@@ -91,7 +91,7 @@ impl SessionStore for Store {
             sessions::table
                 .filter(sessions::secret_digest.eq(digest))
                 .select(SessionRecord::as_select())
-                .first(conn)
+                .get_result(conn)
                 .optional()
                 .map_err(StoreError::from)
         })

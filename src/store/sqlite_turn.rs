@@ -38,9 +38,7 @@ impl SqliteTurn {
             .wait_timeout_while(self.flag(), timeout, |taken| *taken)
             .unwrap_or_else(|e| e.into_inner());
         if *taken {
-            return Err(StoreError::Unavailable(
-                "the SQLite database stayed busy past its timeout".into(),
-            ));
+            return Err(busy());
         }
         *taken = true;
         Ok(Turn(self))
@@ -51,6 +49,11 @@ impl SqliteTurn {
     fn flag(&self) -> MutexGuard<'_, bool> {
         self.taken.lock().unwrap_or_else(|e| e.into_inner())
     }
+}
+
+/// The error of a call that waited past its bound.
+pub fn busy() -> StoreError {
+    StoreError::Unavailable("the SQLite database stayed busy past its timeout".into())
 }
 
 impl Drop for Turn<'_> {

@@ -247,7 +247,7 @@ impl TrustStore for Store {
             trusted_issuers::table
                 .find(issuer)
                 .select(TrustedIssuerRecord::as_select())
-                .first(conn)
+                .get_result(conn)
                 .optional()
                 .map_err(StoreError::from)
         })
@@ -270,7 +270,7 @@ impl TrustStore for Store {
                 let current = trusted_issuers::table
                     .find(&issuer)
                     .select(TrustedIssuerRecord::as_select())
-                    .first(conn)?;
+                    .get_result(conn)?;
                 precondition(current).map_err(Refusal::By)?;
                 let user = trust_policies::table
                     .filter(trust_policies::issuer.eq(&issuer))
@@ -328,7 +328,7 @@ impl TrustStore for Store {
             trust_policies::table
                 .find(name)
                 .select(TrustPolicyRecord::as_select())
-                .first(conn)
+                .get_result(conn)
                 .optional()
                 .map_err(StoreError::from)
         })
@@ -351,7 +351,7 @@ impl TrustStore for Store {
                 let current = trust_policies::table
                     .find(&name)
                     .select(TrustPolicyRecord::as_select())
-                    .first(conn)?;
+                    .get_result(conn)?;
                 let (mut change, value) = change(current).map_err(Refusal::By)?;
                 change.policy.name.clone_from(&name);
                 diesel::update(trust_policies::table.find(&name))
@@ -381,7 +381,7 @@ impl TrustStore for Store {
                 let current = trust_policies::table
                     .find(&name)
                     .select(TrustPolicyRecord::as_select())
-                    .first(conn)?;
+                    .get_result(conn)?;
                 precondition(current).map_err(Refusal::By)?;
                 diesel::delete(trust_policies::table.find(&name)).execute(conn)?;
                 append_in(conn, &event)?;
@@ -398,7 +398,7 @@ impl TrustStore for Store {
                 let Some(found) = trusted_issuers::table
                     .find(&issuer)
                     .select(TrustedIssuerRecord::as_select())
-                    .first(conn)
+                    .get_result(conn)
                     .optional()?
                 else {
                     return Ok(None);

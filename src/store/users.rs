@@ -138,7 +138,7 @@ impl UserStore for Store {
             users::table
                 .find(id)
                 .select(UserRecord::as_select())
-                .first(conn)
+                .get_result(conn)
                 .optional()
                 .map_err(StoreError::from)
         })
@@ -151,7 +151,7 @@ impl UserStore for Store {
             users::table
                 .filter(users::username_key.eq(key))
                 .select(UserRecord::as_select())
-                .first(conn)
+                .get_result(conn)
                 .optional()
                 .map_err(StoreError::from)
         })
@@ -209,7 +209,7 @@ impl UserStore for Store {
                 let current = users::table
                     .find(&id)
                     .select(UserRecord::as_select())
-                    .first(conn)?;
+                    .get_result(conn)?;
                 let was_disabled = current.disabled;
                 let old_password = current.password_hash.clone();
                 let (user, event, value) = change(current).map_err(Refusal::By)?;

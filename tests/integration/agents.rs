@@ -658,7 +658,9 @@ async fn the_old_key_stops_after_the_overlap_and_a_stale_registration_token_at_o
     backend: Backend,
 ) {
     let app = TestApp::builder(backend)
-        .config("[agents]\nkey_overlap = \"1s\"\nkey_lifetime = \"4s\"\n")
+        // Long enough for the steps within the overlap on a loaded CI
+        // machine (1 s was not: the repeat below once came too late).
+        .config("[agents]\nkey_overlap = \"3s\"\nkey_lifetime = \"8s\"\n")
         .start()
         .await;
     let user = service_user(&app, "rotating-agent", "read").await;
@@ -725,7 +727,7 @@ async fn the_old_key_stops_after_the_overlap_and_a_stale_registration_token_at_o
     // The repeat's answer supersedes the first.
     let rotated = repeated;
     // The old key stops after the overlap; the new one goes on.
-    tokio::time::sleep(Duration::from_millis(2100)).await;
+    tokio::time::sleep(Duration::from_millis(3100)).await;
     fail_with(
         token(&app, &agent.client_id, &first).await,
         401,
@@ -752,7 +754,7 @@ async fn the_old_key_stops_after_the_overlap_and_a_stale_registration_token_at_o
     )
     .await;
     // Unrotated, the key (and the registration token) expire with it.
-    tokio::time::sleep(Duration::from_millis(4100)).await;
+    tokio::time::sleep(Duration::from_millis(8100)).await;
     fail_with(
         token(&app, &agent.client_id, &second).await,
         401,

@@ -1,0 +1,77 @@
+//! SQLite's database calls, on one thread of their own.
+//!
+//! SQLite serves one call at a time in this process anyway
+//! (`sqlite_turn.rs`). Run on tokio's blocking pool, each call took a
+//! blocking thread that then queued for the turn: under load dozens of
+//! threads slept on the turn's condition variable, and every call paid for
+//! a wake-up to start and another to hand the turn on. The redemption
+//! benchmark spent 13–15% of the server's CPU on those switches. Here the
+//! calls queue in a channel instead, and one thread runs them back to
+//! back, still taking the turn for each (the batch writer and the
+//! checkpoint thread take it too).
+//!
+//! The queue holds at most one call per caller awaiting it (each HTTP
+//! request makes its calls one after another), so it is bounded by the
+//! server's connection limit. A call that waited in the queue past its
+//! bound is not run: it fails with `Unavailable`, as one that waited for
+//! the turn too long did.
+
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::mpsc::{Receiver, Sender, channel};
+
+/// A call, boxed: it carries its own connection handling and its answer's
+/// channel.
+pub(crate) type Call = Box<dyn FnOnce() + Send>;
+
+/// The handle calls are sent through. The thread ends when the last handle
+/// is gone and the queue is empty.
+#[derive(Clone)]
+pub(crate) struct SqliteThread {
+    calls: Sender<Call>,
+}
+
+impl SqliteThread {
+    pub(crate) fn spawn() -> std::io::Result<SqliteThread> {
+        let (calls, queue) = channel();
+        std::thread::Builder::new()
+            .name("tessera-sqlite".into())
+            .spawn(move || run(&queue))?;
+        Ok(SqliteThread { calls })
+    }
+
+    /// Queues `call`; false if the thread is gone (it never ends while a
+    /// handle exists, short of a panic outside any call).
+    pub(crate) fn send(&self, call: Call) -> bool {
+        self.calls.send(call).is_ok()
+    }
+}
+
+fn run(queue: &Receiver<Call>) {
+    while let Ok(call) = queue.recv() {
+        // A call that panics drops its answer's sender, so its caller gets
+        // an error; the thread goes on with the next.
+        let _ = catch_unwind(AssertUnwindSafe(call));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn calls_run_in_order_and_a_panic_does_not_stop_the_thread() {
+        let thread = SqliteThread::spawn().unwrap();
+        let (done, finished) = channel();
+        for n in 0..3 {
+            let done = done.clone();
+            assert!(thread.send(Box::new(move || {
+                if n == 1 {
+                    panic!("a failing call");
+                }
+                done.send(n).unwrap();
+            })));
+        }
+        assert_eq!(finished.recv().unwrap(), 0);
+        assert_eq!(finished.recv().unwrap(), 2);
+    }
+}
