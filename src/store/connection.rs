@@ -212,8 +212,19 @@ impl r2d2::ManageConnection for Manager {
             .map_err(|e| diesel::ConnectionError::BadConnection(e.to_string()))
     }
 
+    /// Flagged after a lost connection; or given back by a call that
+    /// panicked, or with a transaction diesel no longer knows the state of:
+    /// diesel does not roll back a transaction whose closure panicked, and a
+    /// connection left inside one would make every later call's commit a
+    /// savepoint's release (as diesel's own r2d2 manager also checks).
     fn has_broken(&self, conn: &mut Self::Connection) -> bool {
-        conn.broken
+        use diesel::connection::TransactionManager;
+        type Transactions = <AnyConnection as Connection>::TransactionManager;
+        let outside_any_transaction = matches!(
+            Transactions::transaction_manager_status_mut(&mut conn.connection).transaction_depth(),
+            Ok(None)
+        );
+        conn.broken || std::thread::panicking() || !outside_any_transaction
     }
 }
 

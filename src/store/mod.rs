@@ -254,18 +254,27 @@ impl Store {
                 .await
                 .map_err(|e| StoreError::Other(format!("database task failed: {e}")))?;
         };
-        let (answer, answered) = tokio::sync::oneshot::channel();
+        let (answer, mut answered) = tokio::sync::oneshot::channel();
         let queued = std::time::Instant::now();
+        let ticket = Arc::new(sqlite_thread::Ticket::default());
+        let started = ticket.clone();
         let sent = thread.send(Box::new(move || {
-            let _ = answer.send(store.call(f, queued.elapsed()));
+            if started.start() {
+                let _ = answer.send(store.call(f, queued.elapsed()));
+            }
         }));
         if !sent {
             return Err(StoreError::Other("the SQLite thread has stopped".into()));
         }
         // The sender is dropped unanswered only if the call panicked.
-        answered
-            .await
-            .map_err(|_| StoreError::Other("database task failed: it panicked".into()))?
+        let panicked = |_| StoreError::Other("database task failed: it panicked".into());
+        // Queued past the bound, the call is given up and never runs; once
+        // running it is awaited to its end, as on the blocking pool.
+        match tokio::time::timeout(self.sqlite_wait(), &mut answered).await {
+            Ok(answer) => answer.map_err(panicked)?,
+            Err(_) if ticket.give_up() => Err(sqlite_turn::busy()),
+            Err(_) => answered.await.map_err(panicked)?,
+        }
     }
 
     /// `f` on a pooled connection, in this process's SQLite turn, for a
@@ -302,17 +311,20 @@ impl Store {
         self.sqlite_turn_after(Duration::ZERO)
     }
 
+    /// How long a SQLite call may wait for its turn, queue included.
+    fn sqlite_wait(&self) -> Duration {
+        self.pool
+            .connection_timeout()
+            .max(connection::SQLITE_BUSY_TIMEOUT)
+    }
+
     /// The turn, for a call that already `waited` that long for it in
     /// the SQLite thread's queue: the two waits share one bound.
     fn sqlite_turn_after(&self, waited: Duration) -> Result<Option<Turn<'_>>, StoreError> {
         let Some(turns) = &self.sqlite_turn else {
             return Ok(None);
         };
-        let wait = self
-            .pool
-            .connection_timeout()
-            .max(connection::SQLITE_BUSY_TIMEOUT);
-        match wait.checked_sub(waited) {
+        match self.sqlite_wait().checked_sub(waited) {
             Some(left) => turns.take(left).map(Some),
             None => Err(sqlite_turn::busy()),
         }

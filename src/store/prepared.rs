@@ -14,7 +14,8 @@ use diesel::backend::Backend;
 use diesel::query_builder::{AstPass, Query, QueryFragment, QueryId};
 use diesel::{QueryResult, RunQueryDsl};
 
-/// `statement`, to be kept prepared.
+/// `statement`, to be kept prepared. Only for statements of one text: an
+/// `eq_any` list, for one, would take a cache slot per length.
 #[derive(Debug, Clone, Copy)]
 pub struct Prepared<Q>(pub Q);
 

@@ -7,16 +7,19 @@
 //! a wake-up to start and another to hand the turn on. The redemption
 //! benchmark spent 13–15% of the server's CPU on those switches. Here the
 //! calls queue in a channel instead, and one thread runs them back to
-//! back, still taking the turn for each (the batch writer and the
-//! checkpoint thread take it too).
+//! back, still taking the turn for each (the batch writer takes it too,
+//! and gets it as soon as the call running ends: `sqlite_turn.rs`).
 //!
-//! The queue holds at most one call per caller awaiting it (each HTTP
-//! request makes its calls one after another), so it is bounded by the
-//! server's connection limit. A call that waited in the queue past its
-//! bound is not run: it fails with `Unavailable`, as one that waited for
-//! the turn too long did.
+//! A call that waited in the queue past its bound is not run: its caller
+//! gets `Unavailable`, as one that waited for the turn too long did, and
+//! the call is skipped when its turn in the queue comes ([`Ticket`]). A
+//! call that started is awaited to its end. The queue holds the calls of
+//! requests in flight (each makes its calls one after another) and of
+//! background tasks, and calls given up leave it as fast as they are
+//! skipped.
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::mpsc::{Receiver, Sender, channel};
 
 /// A call, boxed: it carries its own connection handling and its answer's
@@ -43,6 +46,30 @@ impl SqliteThread {
     /// handle exists, short of a panic outside any call).
     pub(crate) fn send(&self, call: Call) -> bool {
         self.calls.send(call).is_ok()
+    }
+}
+
+/// Whether a queued call starts or is given up: whichever comes first.
+#[derive(Default)]
+pub(crate) struct Ticket(AtomicU8);
+
+const QUEUED: u8 = 0;
+const STARTED: u8 = 1;
+const GIVEN_UP: u8 = 2;
+
+impl Ticket {
+    /// The thread's side: true if the call may run.
+    pub(crate) fn start(&self) -> bool {
+        self.0
+            .compare_exchange(QUEUED, STARTED, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok()
+    }
+
+    /// The caller's side: true if the call will never run.
+    pub(crate) fn give_up(&self) -> bool {
+        self.0
+            .compare_exchange(QUEUED, GIVEN_UP, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok()
     }
 }
 
@@ -73,5 +100,15 @@ mod tests {
         }
         assert_eq!(finished.recv().unwrap(), 0);
         assert_eq!(finished.recv().unwrap(), 2);
+    }
+
+    #[test]
+    fn a_call_either_starts_or_is_given_up() {
+        let started = Ticket::default();
+        assert!(started.start());
+        assert!(!started.give_up(), "too late: it runs");
+        let given_up = Ticket::default();
+        assert!(given_up.give_up());
+        assert!(!given_up.start(), "skipped");
     }
 }

@@ -16,38 +16,67 @@
 //! `Unavailable` (503) instead of queueing without end. (A 2 s bound alone
 //! turned a checkpoint's slow fsync on a busy CI machine into 503s.)
 
+use std::collections::BTreeSet;
 use std::sync::{Condvar, Mutex, MutexGuard};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use super::StoreError;
 
+/// The turn, given in the order it was asked for (a ticket lock). The
+/// SQLite thread runs calls back to back: were a freed turn free for
+/// anyone, it would take it again before the woken batch writer ran, for
+/// as long as calls kept coming, while the writer's wait ran out.
 #[derive(Default)]
 pub struct SqliteTurn {
-    taken: Mutex<bool>,
+    state: Mutex<State>,
     freed: Condvar,
+}
+
+#[derive(Default)]
+struct State {
+    /// The ticket the next caller draws.
+    next: u64,
+    /// The ticket whose turn it is: held when `taken`, else its holder's
+    /// to take.
+    serving: u64,
+    taken: bool,
+    /// Tickets whose holders stopped waiting: skipped when their turn comes.
+    abandoned: BTreeSet<u64>,
 }
 
 /// The turn, held until dropped.
 pub struct Turn<'a>(&'a SqliteTurn);
 
 impl SqliteTurn {
-    /// Waits up to `timeout` for the turn.
+    /// Waits up to `timeout` for the turn, after those who asked before.
     pub fn take(&self, timeout: Duration) -> Result<Turn<'_>, StoreError> {
-        let (mut taken, _) = self
-            .freed
-            .wait_timeout_while(self.flag(), timeout, |taken| *taken)
-            .unwrap_or_else(|e| e.into_inner());
-        if *taken {
-            return Err(busy());
+        let mut state = self.state();
+        let ticket = state.next;
+        state.next += 1;
+        let deadline = Instant::now() + timeout;
+        loop {
+            if state.serving == ticket && !state.taken {
+                state.taken = true;
+                return Ok(Turn(self));
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                state.abandoned.insert(ticket);
+                return Err(busy());
+            }
+            state = self
+                .freed
+                .wait_timeout(state, left)
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
         }
-        *taken = true;
-        Ok(Turn(self))
     }
 
-    /// The flag holds no invariant a panic could break: a poisoned lock
-    /// is used as it is.
-    fn flag(&self) -> MutexGuard<'_, bool> {
-        self.taken.lock().unwrap_or_else(|e| e.into_inner())
+    /// The state holds no invariant a panic could break mid-way (every
+    /// change is made whole under the lock): a poisoned lock is used as it
+    /// is.
+    fn state(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
 
@@ -58,8 +87,17 @@ pub fn busy() -> StoreError {
 
 impl Drop for Turn<'_> {
     fn drop(&mut self) {
-        *self.0.flag() = false;
-        self.0.freed.notify_one();
+        let mut guard = self.0.state();
+        let state = &mut *guard;
+        state.taken = false;
+        state.serving += 1;
+        while state.abandoned.remove(&state.serving) {
+            state.serving += 1;
+        }
+        drop(guard);
+        // Only the next ticket's holder may go on; there are few waiters
+        // (the SQLite thread, the batch writer).
+        self.0.freed.notify_all();
     }
 }
 
@@ -88,5 +126,29 @@ mod tests {
         std::thread::sleep(Duration::from_millis(50));
         drop(held);
         assert!(waiter.join().unwrap());
+    }
+
+    /// The SQLite thread frees and takes the turn again at once, call after
+    /// call: a caller waiting meanwhile gets it in between.
+    #[test]
+    fn a_freed_turn_goes_to_the_waiter_before_a_new_taker() {
+        let turns = std::sync::Arc::new(SqliteTurn::default());
+        let held = turns.take(Duration::from_millis(10)).unwrap();
+        let waiter = {
+            let turns = turns.clone();
+            std::thread::spawn(move || {
+                let turn = turns.take(Duration::from_secs(10));
+                std::thread::sleep(Duration::from_millis(20));
+                turn.is_ok()
+            })
+        };
+        while turns.state().next < 2 {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        drop(held);
+        // Taken right after freeing: the waiter has it, so this waits.
+        assert!(turns.take(Duration::from_millis(5)).is_err(), "handed on");
+        assert!(waiter.join().unwrap());
+        assert!(turns.take(Duration::from_millis(10)).is_ok(), "freed again");
     }
 }
