@@ -494,8 +494,12 @@ impl Writer {
         };
         let result = work(&mut conn.connection).map_err(StoreError::from);
         self.store.committed();
-        if matches!(result, Err(StoreError::Unavailable(_))) {
-            // Dropped rather than returned: the pool must not reuse it.
+        // A lost connection, or one left in a transaction (diesel's state
+        // for it broken), is dropped rather than returned: the pool must
+        // not reuse it, and the next round gets a fresh one.
+        if matches!(result, Err(StoreError::Unavailable(_)))
+            || !super::connection::outside_any_transaction(&mut conn.connection)
+        {
             conn.broken = true;
             self.conn = None;
         }

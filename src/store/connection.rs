@@ -213,19 +213,25 @@ impl r2d2::ManageConnection for Manager {
     }
 
     /// Flagged after a lost connection; or given back by a call that
-    /// panicked, or with a transaction diesel no longer knows the state of:
-    /// diesel does not roll back a transaction whose closure panicked, and a
-    /// connection left inside one would make every later call's commit a
-    /// savepoint's release (as diesel's own r2d2 manager also checks).
+    /// panicked, or inside a transaction, or with one diesel no longer
+    /// knows the state of: diesel does not roll back a transaction whose
+    /// closure panicked, and a connection left inside one would make every
+    /// later call's commit a savepoint's release (diesel's own r2d2 manager
+    /// checks much the same).
     fn has_broken(&self, conn: &mut Self::Connection) -> bool {
-        use diesel::connection::TransactionManager;
-        type Transactions = <AnyConnection as Connection>::TransactionManager;
-        let outside_any_transaction = matches!(
-            Transactions::transaction_manager_status_mut(&mut conn.connection).transaction_depth(),
-            Ok(None)
-        );
-        conn.broken || std::thread::panicking() || !outside_any_transaction
+        conn.broken || std::thread::panicking() || !outside_any_transaction(&mut conn.connection)
     }
+}
+
+/// Whether diesel knows `conn` to be outside any transaction (false inside
+/// one, or when its transaction state is broken).
+pub(crate) fn outside_any_transaction(conn: &mut AnyConnection) -> bool {
+    use diesel::connection::TransactionManager;
+    type Transactions = <AnyConnection as Connection>::TransactionManager;
+    matches!(
+        Transactions::transaction_manager_status_mut(conn).transaction_depth(),
+        Ok(None)
+    )
 }
 
 #[cfg(test)]

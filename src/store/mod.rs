@@ -169,6 +169,15 @@ fn looks_like_lost_connection(message: &str) -> bool {
     .any(|needle| message.contains(needle))
 }
 
+/// Gives a queued SQLite call up when its caller's future is dropped.
+struct GiveUpOnDrop(Arc<sqlite_thread::Ticket>);
+
+impl Drop for GiveUpOnDrop {
+    fn drop(&mut self) {
+        self.0.give_up();
+    }
+}
+
 /// The handle every component shares. Cloning is cheap.
 #[derive(Clone)]
 pub struct Store {
@@ -266,6 +275,9 @@ impl Store {
         if !sent {
             return Err(StoreError::Other("the SQLite thread has stopped".into()));
         }
+        // A caller that goes away (a timed-out readiness probe, a client
+        // that hung up) gives its call up too, unless it started.
+        let _abandoned = GiveUpOnDrop(ticket.clone());
         // The sender is dropped unanswered only if the call panicked.
         let panicked = |_| StoreError::Other("database task failed: it panicked".into());
         // Queued past the bound, the call is given up and never runs; once

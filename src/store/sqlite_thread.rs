@@ -12,8 +12,9 @@
 //!
 //! A call that waited in the queue past its bound is not run: its caller
 //! gets `Unavailable`, as one that waited for the turn too long did, and
-//! the call is skipped when its turn in the queue comes ([`Ticket`]). A
-//! call that started is awaited to its end. The queue holds the calls of
+//! the call is skipped when its turn in the queue comes ([`Ticket`]); so
+//! is the call of a caller that went away. A call that started is awaited
+//! to its end. The queue holds the calls of
 //! requests in flight (each makes its calls one after another) and of
 //! background tasks, and calls given up leave it as fast as they are
 //! skipped.

@@ -50,16 +50,21 @@ pub struct Turn<'a>(&'a SqliteTurn);
 impl SqliteTurn {
     /// Waits up to `timeout` for the turn, after those who asked before.
     pub fn take(&self, timeout: Duration) -> Result<Turn<'_>, StoreError> {
+        // Before drawing a ticket: a ticket drawn and never served or
+        // abandoned would stop every later caller.
+        let deadline = Instant::now().checked_add(timeout);
         let mut state = self.state();
         let ticket = state.next;
         state.next += 1;
-        let deadline = Instant::now() + timeout;
         loop {
             if state.serving == ticket && !state.taken {
                 state.taken = true;
                 return Ok(Turn(self));
             }
-            let left = deadline.saturating_duration_since(Instant::now());
+            // A bound past what `Instant` holds is no bound.
+            let left = deadline.map_or(Duration::MAX, |d| {
+                d.saturating_duration_since(Instant::now())
+            });
             if left.is_zero() {
                 state.abandoned.insert(ticket);
                 return Err(busy());

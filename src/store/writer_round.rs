@@ -1,10 +1,10 @@
 //! One round of the batch writer (`batch_writer.rs`): the round's
 //! single-use ids and its audit events, committed together or not at all.
 
-use diesel::connection::{AnsiTransactionManager, TransactionManager};
 use diesel::prelude::*;
 use diesel::sql_types::{Array, BigInt, Nullable, Text};
 
+use super::connection::outside_any_transaction;
 use super::{AnyConnection, NewAuditRecord, assertions, audit};
 
 /// Stores the round; for each id, whether it was new (`false`: a replay).
@@ -19,9 +19,13 @@ pub(crate) fn store(
     ids: &[(String, i64)],
     events: &[NewAuditRecord],
 ) -> QueryResult<Vec<bool>> {
-    if let AnyConnection::Postgresql(pg) = conn
-        && events.len() <= MAX_EVENTS_IN_ONE_STATEMENT
-        && outside_any_transaction(pg)
+    // A statement is its own transaction only outside one. A connection
+    // whose transaction state diesel no longer knows takes the transaction
+    // path, which refuses it, rather than reporting rows that may never
+    // commit.
+    if events.len() <= MAX_EVENTS_IN_ONE_STATEMENT
+        && outside_any_transaction(conn)
+        && let AnyConnection::Postgresql(pg) = conn
     {
         return store_in_one_statement(pg, ids, events);
     }
@@ -36,16 +40,6 @@ pub(crate) fn store(
 /// queue) goes in statements of at most 64 rows inside a transaction, so
 /// no single message or statement grows with the backlog.
 const MAX_EVENTS_IN_ONE_STATEMENT: usize = 1_024;
-
-/// A statement is its own transaction only outside one. A connection whose
-/// transaction state diesel no longer knows takes the transaction path,
-/// which refuses it, rather than reporting rows that may never commit.
-fn outside_any_transaction(pg: &mut PgConnection) -> bool {
-    matches!(
-        AnsiTransactionManager::transaction_manager_status_mut(pg).transaction_depth(),
-        Ok(None)
-    )
-}
 
 /// The audit rows go in through a data-modifying `WITH`, which runs to
 /// completion whether or not the outer statement reads it; arrays and
