@@ -11,7 +11,7 @@ use super::prepared::Prepared;
 use super::schema::{authorization_codes, consents, refresh_tokens, sessions};
 use super::{AnyConnection, Store, StoreError};
 
-#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
+#[derive(Debug, Clone, Queryable, QueryableByName, Selectable, Insertable)]
 #[diesel(table_name = authorization_codes)]
 pub struct CodeRecord {
     /// Hex of the keyed digest of the code.
@@ -132,7 +132,10 @@ pub trait AuthorizationStore {
 
     /// Marks the code used, once, naming the access token it gives, and
     /// checks that its session is alive, in one transaction (one statement
-    /// on PostgreSQL). A second use revokes what the first issued.
+    /// for a fresh code). A second use revokes what the first issued. The
+    /// token endpoint claims fresh codes in the batch writer's rounds first
+    /// ([`BatchWriter::claim_code`](super::BatchWriter::claim_code)) and
+    /// comes here for the codes a round did not claim.
     fn redeem_code(
         &self,
         digest: String,
@@ -412,7 +415,7 @@ pub(crate) fn revoke_grants_in(
 /// `expires_at`, which the logout sets by its own clock: a replica whose
 /// clock is behind would hand out tokens nothing revokes. Dropping the
 /// lock measured no faster on 2026-12-05.)
-fn claim_in_one_statement(
+pub(super) fn claim_in_one_statement(
     conn: &mut AnyConnection,
     digest: &str,
     access: &CodeAccess,

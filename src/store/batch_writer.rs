@@ -1,15 +1,19 @@
 //! The token endpoints' writes, batched on one connection of their own.
 //!
-//! Two writes sit on the hot path: the audit event of every issuance and the
-//! single-use `jti` of every assertion (RFC 7523 §3 item 7). Both must reach
-//! the shared database, but neither needs a commit of its own. Requests hand
+//! Three writes sit on the hot path: the audit event of every issuance, the
+//! single-use `jti` of every assertion (RFC 7523 §3 item 7) and the claim of
+//! every authorization code (RFC 6749 §4.1.2, `code_claims.rs`). All must
+//! reach the shared database, but none needs a commit of its own. Requests hand
 //! them to one writer thread, which owns a connection and stores whatever has
 //! gathered in a single transaction: no thread hop to the blocking pool per
 //! write, one commit per batch, and, on SQLite, no second writer waiting for
 //! the write lock (PERFORMANCE.md: one batching writer beats a pool of them).
 //!
-//! The two travel on separate queues because they differ in urgency. A
-//! request waits for its `jti` verdict, so a `jti` wakes the writer at once.
+//! They travel on two queues because they differ in urgency. A request
+//! waits for its `jti` verdict or its claim, so those wake the writer at
+//! once; a round's claims go in a statement of their own, ahead of the
+//! round's `jti`s, and do not make the writer collect audit events early
+//! (a round of claims only starts the linger of the next audit event).
 //! Nobody waits for an audit event, so audit events do not wake it: they
 //! are collected every `AUDIT_LINGER`, or with the next `jti` round, which
 //! spares a thread wake-up per issuance.
@@ -41,8 +45,9 @@ use tokio::sync::mpsc::error::TrySendError;
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 
+use super::code_claims::{self, CodeClaim};
 use super::connection::PooledConn;
-use super::{NewAuditRecord, Store, StoreError, assertions, audit, writer_round};
+use super::{CodeRecord, NewAuditRecord, Store, StoreError, assertions, audit, writer_round};
 use crate::config::AuditConfig;
 use crate::metrics::AuditCounters;
 
@@ -53,7 +58,8 @@ const PRUNE_BATCH: i64 = 500;
 const PRUNE_PAUSE: Duration = Duration::from_millis(20);
 /// How long a read-your-writes flush (the admin audit listing) waits.
 const FLUSH_WAIT: Duration = Duration::from_secs(5);
-/// How long a request waits for the verdict on a single-use value.
+/// How long a request waits for the verdict on a single-use value or
+/// a claim.
 const VERDICT_WAIT: Duration = Duration::from_secs(10);
 const MAX_BATCH: usize = 1_024;
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
@@ -63,6 +69,7 @@ const MAX_BACKOFF: Duration = Duration::from_secs(5);
 const AUDIT_LINGER: Duration = Duration::from_millis(10);
 
 type Verdict = oneshot::Sender<Result<bool, StoreError>>;
+type ClaimAnswer = oneshot::Sender<Result<Option<CodeRecord>, StoreError>>;
 
 /// What a request waits for.
 enum Urgent {
@@ -70,6 +77,10 @@ enum Urgent {
         key: String,
         expires_at: i64,
         verdict: Verdict,
+    },
+    Claim {
+        claim: CodeClaim,
+        answer: ClaimAnswer,
     },
     Flush(oneshot::Sender<()>),
 }
@@ -153,14 +164,34 @@ impl BatchWriter {
     /// Records `key` as used until `expires_at`: `Ok(true)` the first time,
     /// `Ok(false)` for a replay.
     pub async fn consume(&self, key: String, expires_at: i64) -> Result<bool, StoreError> {
-        let (verdict, answer) = oneshot::channel();
-        let message = Urgent::Consume {
+        self.ask(|verdict| Urgent::Consume {
             key,
             expires_at,
             verdict,
-        };
+        })
+        .await
+    }
+
+    /// Claims a fresh authorization code in the next round
+    /// (`code_claims.rs`): its record when this claim took it, `None` when
+    /// it did not (unknown, used, or its session ended), which
+    /// `AuthorizationStore::redeem_code` then tells apart.
+    pub async fn claim_code(&self, claim: CodeClaim) -> Result<Option<CodeRecord>, StoreError> {
+        self.ask(|answer| Urgent::Claim { claim, answer }).await
+    }
+
+    /// Sends the writer a message that carries its answer's sender, and
+    /// waits for the answer.
+    async fn ask<T>(
+        &self,
+        message: impl FnOnce(oneshot::Sender<Result<T, StoreError>>) -> Urgent,
+    ) -> Result<T, StoreError> {
+        let (sender, answer) = oneshot::channel();
         let decided = async {
-            self.urgent.send(message).await.map_err(|_| stopped())?;
+            self.urgent
+                .send(message(sender))
+                .await
+                .map_err(|_| stopped())?;
             answer.await.map_err(|_| stopped())?
         };
         // A database that stops answering (a network partition the TCP
@@ -170,7 +201,7 @@ impl BatchWriter {
             .await
             .unwrap_or_else(|_| {
                 Err(StoreError::Unavailable(
-                    "the replay store did not answer in time".into(),
+                    "the database did not answer in time".into(),
                 ))
             })
     }
@@ -205,6 +236,9 @@ struct Writer {
     /// The round's `jti`s (key, expiry) and, at the same index, who waits.
     jtis: Vec<(String, i64)>,
     verdicts: Vec<Verdict>,
+    /// The round's code claims and, at the same index, who waits.
+    claims: Vec<CodeClaim>,
+    claim_answers: Vec<ClaimAnswer>,
     flushes: Vec<oneshot::Sender<()>>,
     /// When the pending audit events are to be collected and written.
     audit_due: Option<Instant>,
@@ -225,6 +259,8 @@ impl Writer {
             audits: Vec::with_capacity(MAX_BATCH),
             jtis: Vec::new(),
             verdicts: Vec::new(),
+            claims: Vec::new(),
+            claim_answers: Vec::new(),
             flushes: Vec::new(),
             audit_due: None,
             backoff: Duration::ZERO,
@@ -283,10 +319,23 @@ impl Writer {
                     self.prune();
                     continue;
                 }
-                while self.jtis.len() < MAX_BATCH {
+                while self.jtis.len() + self.claims.len() < MAX_BATCH {
                     match urgent_rx.try_recv() {
                         Ok(message) => self.take(message),
                         Err(_) => break,
+                    }
+                }
+                if !self.claims.is_empty() {
+                    self.claim_round();
+                    // Claims, unlike single-use ids, do not collect audit
+                    // events, and under a steady stream of them the select
+                    // above never reaches the audit queue: the linger
+                    // starts here instead.
+                    if self.audit_due.is_none()
+                        && let Ok(record) = audit_rx.try_recv()
+                    {
+                        self.audits.push(record);
+                        self.audit_due = Some(Instant::now() + AUDIT_LINGER);
                     }
                 }
                 let now = Instant::now();
@@ -323,6 +372,10 @@ impl Writer {
             } => {
                 self.jtis.push((key, expires_at));
                 self.verdicts.push(verdict);
+            }
+            Urgent::Claim { claim, answer } => {
+                self.claims.push(claim);
+                self.claim_answers.push(answer);
             }
             Urgent::Flush(done) => self.flushes.push(done),
         }
@@ -369,6 +422,42 @@ impl Writer {
         match audits_stored {
             Ok(()) => self.stored(),
             Err(e) => self.retry_later(&e),
+        }
+    }
+
+    /// The round's code claims, in one statement. A claim whose caller
+    /// has gone (it hung up, or gave up at `VERDICT_WAIT`) is dropped
+    /// unclaimed: claiming it would only spend the code. A round the
+    /// database refused answers every claim "not claimed", so each goes
+    /// on to `redeem_code`, which tells what happened and never claims a
+    /// code twice (even if the refusal came after the round committed).
+    fn claim_round(&mut self) {
+        let (claims, answers): (Vec<CodeClaim>, Vec<ClaimAnswer>) =
+            std::mem::take(&mut self.claims)
+                .into_iter()
+                .zip(std::mem::take(&mut self.claim_answers))
+                .filter(|(_, answer)| !answer.is_closed())
+                .unzip();
+        if claims.is_empty() {
+            return;
+        }
+        match self.on_connection(|conn| code_claims::claim_all(conn, &claims)) {
+            Ok(records) => {
+                for (answer, record) in answers.into_iter().zip(records) {
+                    let _ = answer.send(Ok(record));
+                }
+            }
+            Err(StoreError::Unavailable(reason)) => {
+                for answer in answers {
+                    let _ = answer.send(Err(StoreError::Unavailable(reason.clone())));
+                }
+            }
+            Err(error) => {
+                tracing::warn!(%error, claims = claims.len(), "a round of code claims was refused; each goes on alone");
+                for answer in answers {
+                    let _ = answer.send(Ok(None));
+                }
+            }
         }
     }
 

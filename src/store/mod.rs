@@ -22,6 +22,7 @@ mod authorization;
 mod batch_writer;
 mod checkpointer;
 mod clients;
+mod code_claims;
 mod connection;
 mod credentials;
 mod device;
@@ -59,6 +60,7 @@ pub use authorization::{
 };
 pub use batch_writer::BatchWriter;
 pub use clients::{ClientChange, ClientRecord, ClientSecretRecord, ClientStore, NewSecret};
+pub use code_claims::CodeClaim;
 pub use connection::{AnyConnection, DatabaseUrl};
 pub use credentials::{AccessTokenRecord, CredentialStore, ServiceUserRecord};
 pub use device::{Decided, DeviceDecision, DeviceRecord, DeviceState, DeviceStore, Polled};

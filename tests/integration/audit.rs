@@ -4,13 +4,12 @@
 
 use std::time::Duration;
 
-use diesel::connection::SimpleConnection;
 use diesel::{Connection, PgConnection, RunQueryDsl, SqliteConnection};
 use serde_json::{Value, json};
 use tessera::store::NewAuditRecord;
 
 use crate::clients::register;
-use crate::common::{Backend, TestApp, TestDb, eventually, fail_with};
+use crate::common::{Backend, TableLock, TestApp, TestDb, eventually, fail_with};
 use crate::on_both_backends;
 
 on_both_backends!(
@@ -238,37 +237,6 @@ async fn nul_client_id_at_the_token_endpoint_leaves_the_log_working(backend: Bac
         .unwrap();
 }
 
-/// Holds the database's write lock on `audit_events` until dropped.
-enum AuditLock {
-    Sqlite(SqliteConnection),
-    Postgres(PgConnection),
-}
-
-impl AuditLock {
-    fn take(db: &TestDb) -> AuditLock {
-        match db.url.strip_prefix("sqlite://") {
-            Some(path) => {
-                let mut conn = SqliteConnection::establish(path).unwrap();
-                conn.batch_execute("BEGIN IMMEDIATE").unwrap();
-                AuditLock::Sqlite(conn)
-            }
-            None => {
-                let mut conn = PgConnection::establish(&db.url).unwrap();
-                conn.batch_execute("BEGIN; LOCK TABLE audit_events IN EXCLUSIVE MODE")
-                    .unwrap();
-                AuditLock::Postgres(conn)
-            }
-        }
-    }
-
-    fn release(self) {
-        match self {
-            AuditLock::Sqlite(mut conn) => conn.batch_execute("COMMIT").unwrap(),
-            AuditLock::Postgres(mut conn) => conn.batch_execute("COMMIT").unwrap(),
-        }
-    }
-}
-
 /// With the audit table locked, the writer cannot drain its queue. Once
 /// the queue is full, issuance waits `audit.queue_wait` and answers 503
 /// `temporarily_unavailable`, and /readyz says not ready, until the lock
@@ -289,7 +257,7 @@ async fn a_full_audit_queue_refuses_issuance_and_readiness(backend: Backend) {
     };
     assert_eq!(issue().await.unwrap().status(), 200);
     app.state.writer.flush().await;
-    let lock = AuditLock::take(&app.db);
+    let lock = TableLock::take(&app.db, "audit_events");
     let mut issued = 1;
     let refused = loop {
         let response = issue().await.expect("an answer, not a hang");

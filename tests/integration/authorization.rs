@@ -4,6 +4,8 @@
 //! (a cookie-keeping client); the `openidconnect` crate is the relying
 //! party where a full flow is tested.
 
+use std::time::Duration;
+
 use openidconnect::core::{
     CoreIdTokenVerifier, CoreJwsSigningAlgorithm, CoreResponseType, CoreUserInfoClaims,
 };
@@ -17,7 +19,7 @@ use tessera::oauth::pkce::s256;
 use crate::clients::register;
 use crate::common::pages::{Visitor, field, location};
 use crate::common::relying_party::discover;
-use crate::common::{Backend, TestApp, fail_with};
+use crate::common::{Backend, TableLock, TestApp, fail_with};
 use crate::on_both_backends;
 
 on_both_backends!(
@@ -39,6 +41,8 @@ on_both_backends!(
     api_scopes_only_for_administrators,
     cli_registers_browser_clients,
     a_reuse_after_the_claim_revokes_what_it_named,
+    claims_in_one_round_take_each_code_once,
+    audit_events_are_stored_while_claims_stream,
     dead_refresh_families_are_purged,
     concurrent_first_consents_and_revocations_do_not_fail,
     codes_and_refresh_tokens_are_single_use_across_replicas,
@@ -1460,6 +1464,233 @@ async fn a_reuse_after_the_claim_revokes_what_it_named(backend: Backend) {
             .await
             .unwrap(),
         Redemption::Reused(_)
+    ));
+}
+
+/// The token endpoint's claims, gathered by the batch writer into one
+/// round (one statement on PostgreSQL): the writer is held in a round of
+/// its own (a single-use id waiting for a locked table) while they queue.
+/// A code named twice goes to exactly one claim, the one whose token its
+/// row names; an unknown code and one whose session ended go to none; the
+/// losing claim, sent on to `redeem_code`, is a reuse that revokes the
+/// winner's token.
+async fn claims_in_one_round_take_each_code_once(backend: Backend) {
+    use tessera::store::{AuthorizationStore, CodeClaim, Redemption, RevocationStore};
+    let app = TestApp::start(backend).await;
+    let store = &app.state.store;
+    let writer = &app.state.writer;
+    let now = tessera::clock::now();
+    open_session(store, "s", now).await;
+    for digest in ["r1", "r2", "r3"] {
+        store.create_code(code_row(digest, now)).await.unwrap();
+    }
+    let orphan = tessera::store::CodeRecord {
+        session_id: "ended".into(),
+        ..code_row("r4", now)
+    };
+    store.create_code(orphan).await.unwrap();
+    let claims: Vec<CodeClaim> = ["r1", "r1", "r2", "r3", "r4", "unknown"]
+        .into_iter()
+        .map(|digest| CodeClaim {
+            digest: digest.into(),
+            access: named_access(now),
+            now,
+        })
+        .collect();
+
+    let lock = TableLock::take(&app.db, "used_assertion_ids");
+    let held = tokio::spawn({
+        let writer = writer.clone();
+        async move { writer.consume("held-round".into(), now + 60).await }
+    });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let answers = tokio::spawn({
+        let writer = writer.clone();
+        let claims = claims.clone();
+        async move { futures::future::join_all(claims.into_iter().map(|c| writer.claim_code(c))).await }
+    });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    lock.release();
+    assert!(held.await.unwrap().unwrap(), "the held round's id is new");
+    let taken: Vec<Option<tessera::store::CodeRecord>> = answers
+        .await
+        .unwrap()
+        .into_iter()
+        .map(Result::unwrap)
+        .collect();
+
+    for (claim, record) in claims.iter().zip(&taken) {
+        if let Some(record) = record {
+            assert_eq!(record.digest, claim.digest);
+            assert_eq!(
+                record.access_jti.as_deref(),
+                Some(claim.access.jti.as_str())
+            );
+            assert_eq!(record.used_at, Some(now));
+        }
+    }
+    assert_eq!(
+        usize::from(taken[0].is_some()) + usize::from(taken[1].is_some()),
+        1,
+        "a code named twice goes to one claim"
+    );
+    assert!(
+        taken[2].is_some() && taken[3].is_some(),
+        "fresh codes are claimed"
+    );
+    assert!(
+        taken[4].is_none(),
+        "a code whose session ended is not claimed"
+    );
+    assert!(taken[5].is_none(), "an unknown code is not claimed");
+
+    let (winner, loser) = match taken[0] {
+        Some(_) => (&claims[0], &claims[1]),
+        None => (&claims[1], &claims[0]),
+    };
+    let redeemed = store
+        .redeem_code(loser.digest.clone(), loser.access.clone(), now)
+        .await
+        .unwrap();
+    assert!(matches!(redeemed, Redemption::Reused(_)));
+    assert!(store.is_revoked(winner.access.jti.clone()).await.unwrap());
+    let redeemed = store
+        .redeem_code("r4".into(), named_access(now), now)
+        .await
+        .unwrap();
+    assert!(matches!(redeemed, Redemption::SessionEnded));
+    let redeemed = store
+        .redeem_code("unknown".into(), named_access(now), now)
+        .await
+        .unwrap();
+    assert!(matches!(redeemed, Redemption::Unknown));
+}
+
+/// Claims do not make the writer collect audit events the way single-use
+/// ids do; under a steady stream of them an audit event is still stored
+/// within its linger, not held until the queue fills.
+async fn audit_events_are_stored_while_claims_stream(backend: Backend) {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use tessera::audit::{Actor, Event, Outcome};
+    use tessera::store::{AuditFilter, AuditStore, CodeClaim};
+    let app = TestApp::start(backend).await;
+    let now = tessera::clock::now();
+    let streaming = Arc::new(AtomicBool::new(true));
+    // More claims in flight than a round takes (1,024), so the writer
+    // always finds more waiting when it comes back to its queues.
+    let claimers: Vec<_> = (0..8)
+        .map(|n| {
+            let writer = app.state.writer.clone();
+            let streaming = streaming.clone();
+            tokio::spawn(async move {
+                let mut sent = 0u64;
+                while streaming.load(Ordering::Relaxed) {
+                    let claims = (0..512).map(|k| {
+                        writer.claim_code(CodeClaim {
+                            digest: format!("absent-{n}-{sent}-{k}"),
+                            access: named_access(now),
+                            now,
+                        })
+                    });
+                    for answer in futures::future::join_all(claims).await {
+                        assert!(answer.unwrap().is_none());
+                    }
+                    sent += 512;
+                }
+                sent
+            })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    Event::new(Actor::system(), "test.during_claims", Outcome::Success)
+        .record_via(&app.state.writer)
+        .await;
+    let filter = AuditFilter {
+        action: Some("test.during_claims".into()),
+        limit: 10,
+        ..AuditFilter::default()
+    };
+    let started = std::time::Instant::now();
+    let mut stored = false;
+    while !stored && started.elapsed() < Duration::from_secs(5) {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        stored = !app
+            .state
+            .store
+            .list_audit(filter.clone())
+            .await
+            .unwrap()
+            .is_empty();
+    }
+    streaming.store(false, Ordering::Relaxed);
+    let mut claims = 0;
+    for claimer in claimers {
+        claims += claimer.await.unwrap();
+    }
+    assert!(claims > 100, "claims kept coming ({claims})");
+    assert!(
+        stored,
+        "the event was stored while {claims} claims streamed"
+    );
+}
+
+/// A round never waits for a lock: a session held by another transaction
+/// (here as a disable deleting the user's sessions would) leaves its code
+/// unclaimed at once, and the claim waits for it in `redeem_code` on the
+/// blocking pool instead, where it holds up nobody else. PostgreSQL only:
+/// SQLite has no row locks.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_claim_round_skips_a_locked_session() {
+    use diesel::Connection;
+    use diesel::connection::SimpleConnection;
+    use tessera::store::{AuthorizationStore, CodeClaim, Redemption};
+    let Some(backend) = Backend::postgres() else {
+        eprintln!("skipped: {} is not set", crate::common::PG_ENV);
+        return;
+    };
+    let app = TestApp::start(backend).await;
+    let store = &app.state.store;
+    let now = tessera::clock::now();
+    open_session(store, "s", now).await;
+    store.create_code(code_row("held", now)).await.unwrap();
+    let mut holder = diesel::PgConnection::establish(&app.db.url).unwrap();
+    holder
+        .batch_execute("BEGIN; SELECT id FROM sessions WHERE id = 's' FOR UPDATE")
+        .unwrap();
+    let claim = CodeClaim {
+        digest: "held".into(),
+        access: named_access(now),
+        now,
+    };
+    let answered = tokio::time::timeout(
+        Duration::from_secs(5),
+        app.state.writer.claim_code(claim.clone()),
+    )
+    .await
+    .expect("the round does not wait for the lock");
+    assert!(
+        answered.unwrap().is_none(),
+        "the locked code is left unclaimed"
+    );
+    assert!(
+        app.state
+            .writer
+            .consume("after-the-skip".into(), now + 60)
+            .await
+            .unwrap(),
+        "the writer goes on"
+    );
+    let redeem = tokio::spawn({
+        let store = store.clone();
+        async move { store.redeem_code(claim.digest, claim.access, now).await }
+    });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(!redeem.is_finished(), "redeem_code waits for the lock");
+    holder.batch_execute("COMMIT").unwrap();
+    assert!(matches!(
+        redeem.await.unwrap().unwrap(),
+        Redemption::Fresh(_)
     ));
 }
 

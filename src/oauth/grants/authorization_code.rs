@@ -15,7 +15,7 @@ use crate::oauth::authorize::code_digest;
 use crate::oauth::client::GrantType;
 use crate::oauth::token::{RequestContext, TokenRequest, TokenResponse};
 use crate::oauth::{Core, OAuthError, pkce};
-use crate::store::{AuthorizationStore, CodeAccess, Finish, Redemption};
+use crate::store::{AuthorizationStore, CodeAccess, CodeClaim, Finish, Redemption};
 use crate::tokens::access::{self, Named};
 
 pub const GRANT_TYPE: &str = "authorization_code";
@@ -30,18 +30,31 @@ pub async fn grant(
     let digest = code_digest(state, code);
     let now = clock::now();
     // The access token is named as the code is claimed, in the same
-    // transaction: a second use, a logout or a disabled user after that
+    // statement: a second use, a logout or a disabled user after that
     // finds it and revokes it. Without a refresh token, that is the
-    // redemption's only transaction (the audit event goes to the batch
-    // writer).
+    // redemption's only write of its own (the audit event goes to the
+    // batch writer too).
     let named = CodeAccess {
         jti: access::new_jti(),
         exp: now.saturating_add(human::access_lifetime(state, &client).as_secs() as i64),
     };
-    let redemption = state
-        .store
-        .redeem_code(digest.clone(), named.clone(), now)
-        .await?;
+    // Fresh codes are claimed in the batch writer's rounds, one commit
+    // for many; what a round did not claim (unknown, reused, its session
+    // ended) the store's transaction tells apart.
+    let claim = CodeClaim {
+        digest: digest.clone(),
+        access: named.clone(),
+        now,
+    };
+    let redemption = match state.writer.claim_code(claim).await? {
+        Some(record) => Redemption::Fresh(record),
+        None => {
+            state
+                .store
+                .redeem_code(digest.clone(), named.clone(), now)
+                .await?
+        }
+    };
     let record = match redemption {
         Redemption::Unknown => return Err(invalid_grant("the code is unknown")),
         Redemption::SessionEnded => return Err(session_ended()),

@@ -80,6 +80,42 @@ macro_rules! on_both_backends {
     };
 }
 
+/// Holds the database's write lock on one table until released: on SQLite
+/// the whole file's (`BEGIN IMMEDIATE`), on PostgreSQL the table's
+/// (`EXCLUSIVE` mode: reads go on, writes wait).
+pub enum TableLock {
+    Sqlite(diesel::SqliteConnection),
+    Postgres(diesel::PgConnection),
+}
+
+impl TableLock {
+    pub fn take(db: &TestDb, table: &str) -> TableLock {
+        use diesel::Connection;
+        use diesel::connection::SimpleConnection;
+        match db.url.strip_prefix("sqlite://") {
+            Some(path) => {
+                let mut conn = diesel::SqliteConnection::establish(path).unwrap();
+                conn.batch_execute("BEGIN IMMEDIATE").unwrap();
+                TableLock::Sqlite(conn)
+            }
+            None => {
+                let mut conn = diesel::PgConnection::establish(&db.url).unwrap();
+                conn.batch_execute(&format!("BEGIN; LOCK TABLE {table} IN EXCLUSIVE MODE"))
+                    .unwrap();
+                TableLock::Postgres(conn)
+            }
+        }
+    }
+
+    pub fn release(self) {
+        use diesel::connection::SimpleConnection;
+        match self {
+            TableLock::Sqlite(mut conn) => conn.batch_execute("COMMIT").unwrap(),
+            TableLock::Postgres(mut conn) => conn.batch_execute("COMMIT").unwrap(),
+        }
+    }
+}
+
 /// A fresh database, dropped with the last handle to it.
 pub struct TestDb {
     pub url: String,

@@ -1,0 +1,116 @@
+//! Fresh-code claims in rounds: the batch writer (`batch_writer.rs`)
+//! gathers the token endpoint's `authorization_code` claims and marks them
+//! used together, one commit for the round instead of one each.
+//!
+//! A claim is the fast path of [`AuthorizationStore::redeem_code`]: it marks
+//! an unused code used (RFC 6749 §4.1.2: a code is used once), names the
+//! access token the redemption will mint, and checks that the code's browser
+//! session is alive, all in the statement that claims it. What a round does
+//! not claim (an unknown code, a reused one, an ended session) goes on to
+//! `redeem_code`, whose transaction tells those apart and revokes what a
+//! reuse must.
+//!
+//! [`AuthorizationStore::redeem_code`]: super::AuthorizationStore::redeem_code
+
+use std::collections::HashMap;
+
+use diesel::prelude::*;
+use diesel::sql_types::{Array, BigInt, Text};
+
+use super::AnyConnection;
+use super::authorization::{CodeAccess, CodeRecord, claim_in_one_statement};
+use super::connection::outside_any_transaction;
+
+/// One code to claim, by the digest of the code the client presented.
+#[derive(Debug, Clone)]
+pub struct CodeClaim {
+    pub digest: String,
+    pub access: CodeAccess,
+    pub now: i64,
+}
+
+/// Claims each code it can; at each claim's index, its record when this
+/// claim took it. A code named twice in one round goes to one claim only.
+///
+/// PostgreSQL takes the round as one statement, its own transaction (one
+/// round trip, one commit), which skips rows another transaction holds
+/// ([`CLAIM_ROUND`]); SQLite, in process, as one transaction of the single
+/// claim's prepared statement (SQLite has no row locks to skip).
+pub(crate) fn claim_all(
+    conn: &mut AnyConnection,
+    claims: &[CodeClaim],
+) -> QueryResult<Vec<Option<CodeRecord>>> {
+    // Outside a transaction only: inside one (or with diesel's transaction
+    // state broken) the transaction path refuses or nests as it should.
+    if outside_any_transaction(conn)
+        && let AnyConnection::Postgresql(pg) = conn
+    {
+        return claim_in_one_round(pg, claims);
+    }
+    conn.transaction(|conn| {
+        claims
+            .iter()
+            .map(|c| claim_in_one_statement(conn, &c.digest, &c.access, c.now))
+            .collect()
+    })
+}
+
+/// The round as [`claim_in_one_statement`] states one claim, over arrays,
+/// except that it never waits for a lock: the writer's one connection
+/// serves every round, and a round waiting on a row (a disable deleting
+/// the user's sessions, a purge, another replica claiming the same code)
+/// would hold up every claim and single-use id behind it. A code or a
+/// session locked by someone else is skipped (`SKIP LOCKED`) and left
+/// unclaimed, so its request goes on to `redeem_code`, which waits for the
+/// lock on the blocking pool and then tells what happened. The session's
+/// `FOR KEY SHARE` lock is held to the commit, as in a single claim: a
+/// logout that comes after waits, then finds the named token to revoke.
+/// A digest joined twice updates its row once (PostgreSQL skips a row the
+/// statement already updated): the claim whose `jti` the row returns won.
+/// PostgreSQL parses the statement each round (diesel caches no
+/// `sql_query`); a round holds many claims.
+const CLAIM_ROUND: &str = "\
+WITH u AS (
+    SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[], $4::bigint[])
+        AS t(digest, access_jti, access_exp, claimed_at)
+), free AS (
+    SELECT c.digest FROM authorization_codes AS c
+    WHERE c.digest IN (SELECT digest FROM u)
+      AND c.used_at IS NULL
+      AND EXISTS (SELECT 1 FROM sessions AS s WHERE s.id = c.session_id
+                  FOR KEY SHARE SKIP LOCKED)
+    FOR NO KEY UPDATE SKIP LOCKED
+)
+UPDATE authorization_codes AS c
+SET used_at = u.claimed_at, access_jti = u.access_jti, access_exp = u.access_exp
+FROM u
+WHERE c.digest = u.digest
+  AND c.digest IN (SELECT digest FROM free)
+  AND c.used_at IS NULL
+RETURNING c.*";
+
+fn claim_in_one_round(
+    pg: &mut PgConnection,
+    claims: &[CodeClaim],
+) -> QueryResult<Vec<Option<CodeRecord>>> {
+    let column = |f: fn(&CodeClaim) -> &str| claims.iter().map(f).collect::<Vec<_>>();
+    let claimed: Vec<CodeRecord> = diesel::sql_query(CLAIM_ROUND)
+        .bind::<Array<Text>, _>(column(|c| &c.digest))
+        .bind::<Array<Text>, _>(column(|c| &c.access.jti))
+        .bind::<Array<BigInt>, _>(claims.iter().map(|c| c.access.exp).collect::<Vec<_>>())
+        .bind::<Array<BigInt>, _>(claims.iter().map(|c| c.now).collect::<Vec<_>>())
+        .load(pg)?;
+    let mut by_digest: HashMap<String, CodeRecord> = claimed
+        .into_iter()
+        .map(|record| (record.digest.clone(), record))
+        .collect();
+    Ok(claims
+        .iter()
+        .map(|claim| {
+            let won = by_digest.get(&claim.digest).is_some_and(|record| {
+                record.access_jti.as_deref() == Some(claim.access.jti.as_str())
+            });
+            won.then(|| by_digest.remove(&claim.digest)).flatten()
+        })
+        .collect())
+}
