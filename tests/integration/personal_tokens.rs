@@ -1149,9 +1149,11 @@ async fn a_roll_takes_the_rights_creating_would(backend: Backend) {
     let strong = create(
         &app,
         &carol_admin,
-        json!({"name": "admin pat", "env": "dev", "expires": "1d", "scope": "admin"}),
+        json!({"name": "admin pat", "env": "dev", "expires": "1h", "scope": "admin"}),
     )
     .await;
+    // An hour, so that its roll never outlives the day-long sibling below
+    // (that would be refused for its lifetime before its scope is judged).
     let strong_id = strong["id"].as_str().unwrap().to_owned();
     // Her everyday token (no admin) cannot roll it into a fresh admin value.
     fail_with(
@@ -1248,11 +1250,12 @@ async fn no_token_makes_a_stronger_or_longer_one(backend: Backend) {
     )
     .await;
     let bot_id = bot["id"].as_str().unwrap();
-    // A machine token with tokens:self only, for an hour.
+    // A machine token with tokens:self only, for eight hours: the hour-long
+    // tokens it makes below end before it, in whichever second they start.
     let manager = create(
         &app,
         &app.admin_token(),
-        json!({"name": "m", "env": "dev", "expires": "1h", "service_user": bot_id, "scope": "tokens:self read"}),
+        json!({"name": "m", "env": "dev", "expires": "8h", "service_user": bot_id, "scope": "tokens:self read"}),
     )
     .await;
     let manager = manager["token"].as_str().unwrap();
