@@ -20,6 +20,7 @@ use diesel::sql_types::{Array, BigInt, Text};
 use super::AnyConnection;
 use super::authorization::{CodeAccess, CodeRecord, claim_in_one_statement};
 use super::connection::outside_any_transaction;
+use super::prepared::Prepared;
 
 /// One code to claim, by the digest of the code the client presented.
 #[derive(Debug, Clone)]
@@ -67,8 +68,8 @@ pub(crate) fn claim_all(
 /// logout that comes after waits, then finds the named token to revoke.
 /// A digest joined twice updates its row once (PostgreSQL skips a row the
 /// statement already updated): the claim whose `jti` the row returns won.
-/// PostgreSQL parses the statement each round (diesel caches no
-/// `sql_query`); a round holds many claims.
+/// The statement has one text, whatever the round holds, and is kept
+/// prepared, so PostgreSQL parses and plans it once per connection.
 const CLAIM_ROUND: &str = "\
 WITH u AS (
     SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[], $4::bigint[])
@@ -94,12 +95,14 @@ fn claim_in_one_round(
     claims: &[CodeClaim],
 ) -> QueryResult<Vec<Option<CodeRecord>>> {
     let column = |f: fn(&CodeClaim) -> &str| claims.iter().map(f).collect::<Vec<_>>();
-    let claimed: Vec<CodeRecord> = diesel::sql_query(CLAIM_ROUND)
-        .bind::<Array<Text>, _>(column(|c| &c.digest))
-        .bind::<Array<Text>, _>(column(|c| &c.access.jti))
-        .bind::<Array<BigInt>, _>(claims.iter().map(|c| c.access.exp).collect::<Vec<_>>())
-        .bind::<Array<BigInt>, _>(claims.iter().map(|c| c.now).collect::<Vec<_>>())
-        .load(pg)?;
+    let claimed: Vec<CodeRecord> = Prepared(
+        diesel::sql_query(CLAIM_ROUND)
+            .bind::<Array<Text>, _>(column(|c| &c.digest))
+            .bind::<Array<Text>, _>(column(|c| &c.access.jti))
+            .bind::<Array<BigInt>, _>(claims.iter().map(|c| c.access.exp).collect::<Vec<_>>())
+            .bind::<Array<BigInt>, _>(claims.iter().map(|c| c.now).collect::<Vec<_>>()),
+    )
+    .load(pg)?;
     let mut by_digest: HashMap<String, CodeRecord> = claimed
         .into_iter()
         .map(|record| (record.digest.clone(), record))

@@ -15,7 +15,9 @@ use diesel::query_builder::{AstPass, Query, QueryFragment, QueryId};
 use diesel::{QueryResult, RunQueryDsl};
 
 /// `statement`, to be kept prepared. Only for statements of one text: an
-/// `eq_any` list, for one, would take a cache slot per length.
+/// `eq_any` list, for one, would take a cache slot per length. A
+/// `sql_query` of a constant text qualifies (diesel caches none: its text
+/// could be built at run time).
 #[derive(Debug, Clone, Copy)]
 pub struct Prepared<Q>(pub Q);
 
