@@ -29,7 +29,7 @@ use subtle::ConstantTimeEq;
 
 use crate::keys::hex;
 use crate::oauth::Core;
-use crate::store::{Admission, StoreError, ThrottleStore};
+use crate::store::{Admission, BucketPolicy, StoreError, ThrottleStore};
 
 /// The buckets one attempt counts against.
 #[derive(Debug, Clone)]
@@ -152,25 +152,22 @@ pub(crate) async fn admit_in(
     let now = crate::clock::now();
     let window_start = now - config.failure_window.as_secs() as i64;
     let max = config.max_delay.as_secs() as i64;
-    let mut counted = Vec::new();
-    for (bucket, free) in pairs {
-        let delay = Box::new(move |attempts| delay_after(attempts, free, max));
-        match core
-            .store
-            .admit_attempt(bucket.clone(), now, window_start, delay)
-            .await?
-        {
-            Admission::Allowed { .. } => counted.push(bucket),
-            Admission::Blocked { until } => {
-                // Refused: the buckets already counted take it back.
-                for bucket in counted {
-                    core.store.refund_attempt(bucket).await?;
-                }
-                return Ok(Some((until - now).max(1) as u64));
-            }
-        }
+    let buckets: Vec<BucketPolicy> = pairs
+        .into_iter()
+        .map(|(bucket, free)| {
+            let delay: Box<dyn Fn(i64) -> i64 + Send> =
+                Box::new(move |attempts| delay_after(attempts, free, max));
+            (bucket, delay)
+        })
+        .collect();
+    match core
+        .store
+        .admit_attempts(buckets, now, window_start)
+        .await?
+    {
+        Admission::Allowed => Ok(None),
+        Admission::Blocked { until } => Ok(Some((until - now).max(1) as u64)),
     }
-    Ok(None)
 }
 
 /// The admitted attempt was right but not yet a sign-in (the password of
@@ -186,11 +183,9 @@ pub async fn not_a_failure(core: &Core, buckets: &Buckets) -> Result<(), StoreEr
 /// back from its address (whose other failures stay: one good password
 /// must not unlock a spray from the same address).
 pub async fn succeed(core: &Core, buckets: &Buckets) -> Result<(), StoreError> {
-    core.store.clear_bucket(buckets.account.clone()).await?;
-    if let Some(address) = &buckets.address {
-        core.store.refund_attempt(address.clone()).await?;
-    }
-    Ok(())
+    core.store
+        .settle_attempt(buckets.account.clone(), buckets.address.clone())
+        .await
 }
 
 /// Deletes idle buckets (the maintenance loop).

@@ -69,26 +69,32 @@ pub(crate) fn claim_all(
 /// A digest joined twice updates its row once (PostgreSQL skips a row the
 /// statement already updated): the claim whose `jti` the row returns won.
 /// The statement has one text, whatever the round holds, and is kept
-/// prepared, so PostgreSQL parses and plans it once per connection.
+/// prepared: PostgreSQL parses it once per connection and, after five
+/// runs, keeps a generic plan, which guesses ten rows for `unnest`. Both
+/// joins go by the codes' primary key, so that plan stays linear in the
+/// round's size (a `FROM u` join filter would compare every claim with
+/// every code the round locked). The columns are named, not `c.*`: a
+/// prepared statement's result may not change shape under a migration.
 const CLAIM_ROUND: &str = "\
 WITH u AS (
     SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[], $4::bigint[])
         AS t(digest, access_jti, access_exp, claimed_at)
 ), free AS (
-    SELECT c.digest FROM authorization_codes AS c
-    WHERE c.digest IN (SELECT digest FROM u)
-      AND c.used_at IS NULL
+    SELECT c.digest, u.access_jti, u.access_exp, u.claimed_at
+    FROM u JOIN authorization_codes AS c ON c.digest = u.digest
+    WHERE c.used_at IS NULL
       AND EXISTS (SELECT 1 FROM sessions AS s WHERE s.id = c.session_id
                   FOR KEY SHARE SKIP LOCKED)
-    FOR NO KEY UPDATE SKIP LOCKED
+    FOR NO KEY UPDATE OF c SKIP LOCKED
 )
 UPDATE authorization_codes AS c
-SET used_at = u.claimed_at, access_jti = u.access_jti, access_exp = u.access_exp
-FROM u
-WHERE c.digest = u.digest
-  AND c.digest IN (SELECT digest FROM free)
+SET used_at = f.claimed_at, access_jti = f.access_jti, access_exp = f.access_exp
+FROM free AS f
+WHERE c.digest = f.digest
   AND c.used_at IS NULL
-RETURNING c.*";
+RETURNING c.digest, c.client_id, c.redirect_uri, c.code_challenge, c.user_id, c.session_id,
+          c.auth_time, c.amr, c.nonce, c.scopes, c.created_at, c.expires_at, c.used_at,
+          c.access_jti, c.access_exp, c.refresh_family";
 
 fn claim_in_one_round(
     pg: &mut PgConnection,

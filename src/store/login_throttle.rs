@@ -7,8 +7,9 @@ use std::future::Future;
 
 use diesel::prelude::*;
 
+use super::prepared::Prepared;
 use super::schema::login_throttle;
-use super::{Store, StoreError};
+use super::{AnyConnection, Store, StoreError};
 
 /// One bucket's state.
 #[derive(Debug, Clone, Queryable, Selectable)]
@@ -20,36 +21,49 @@ pub struct ThrottleRecord {
     pub updated_at: i64,
 }
 
-/// Whether an attempt may go ahead (`ThrottleStore::admit_attempt`).
+/// Whether an attempt may go ahead (`ThrottleStore::admit_attempts`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Admission {
-    /// Counted: this is the bucket's `attempts`-th attempt in its window.
-    Allowed { attempts: i64 },
-    /// The bucket is blocked until then; the attempt was not counted.
+    /// Counted in every bucket.
+    Allowed,
+    /// A bucket is blocked until then; the attempt was counted nowhere.
     Blocked { until: i64 },
 }
 
+/// A bucket to count an attempt in, and the block in seconds its
+/// `attempts`-th attempt in a window earns (zero: none).
+pub type BucketPolicy = (String, Box<dyn Fn(i64) -> i64 + Send>);
+
 pub trait ThrottleStore {
-    /// Admits one attempt in `bucket` before its credentials are checked:
-    /// in one transaction that holds the row's lock (PostgreSQL) or the
-    /// database's write lock (SQLite), refuses it when the bucket is
-    /// blocked, else counts it (a row not updated since before
-    /// `window_start` starts again from one) and blocks the bucket for
-    /// `delay(attempts)` seconds when that is positive. Counting before
-    /// checking means parallel guesses cannot all pass a check made
-    /// before any of them failed (check-then-act).
-    fn admit_attempt(
+    /// Admits one attempt in every bucket of `buckets` before its
+    /// credentials are checked, in one transaction that holds each row's
+    /// lock (PostgreSQL) or the database's write lock (SQLite): when a
+    /// bucket is blocked, nothing is counted anywhere; else each bucket
+    /// counts it (a row not updated since before `window_start` starts
+    /// again from one) and is blocked for its policy's delay when that is
+    /// positive. Counting before checking means parallel guesses cannot
+    /// all pass a check made before any of them failed (check-then-act).
+    fn admit_attempts(
         &self,
-        bucket: String,
+        buckets: Vec<BucketPolicy>,
         now: i64,
         window_start: i64,
-        delay: Box<dyn Fn(i64) -> i64 + Send>,
     ) -> impl Future<Output = Result<Admission, StoreError>> + Send;
 
-    /// Takes back one attempt counted by `admit_attempt` (an attempt that
+    /// Takes back one attempt counted by `admit_attempts` (an attempt that
     /// turned out not to be a failure). Never goes below zero.
     fn refund_attempt(&self, bucket: String)
     -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// A right attempt: `clear` starts over (its row is deleted) and
+    /// `refund` takes back the attempt it counted. Two statements on one
+    /// connection, each its own transaction, so neither waits for a row
+    /// while holding another (`admit_attempts` holds several).
+    fn settle_attempt(
+        &self,
+        clear: String,
+        refund: Option<String>,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
 
     /// The rows of these buckets that exist.
     fn throttle_records(
@@ -65,96 +79,146 @@ pub trait ThrottleStore {
     -> impl Future<Output = Result<usize, StoreError>> + Send;
 }
 
+/// Counts one attempt in `bucket` inside the caller's transaction; `Err`
+/// with the block's end when the bucket is blocked.
+///
+/// The upsert is the first statement: it makes a missing row, or locks
+/// the existing one, and returns it, in one round trip. On SQLite that
+/// first write takes the database's write lock (waiting out
+/// busy_timeout), so no read lock is ever upgraded; on PostgreSQL a
+/// replica inserting the same new bucket at once makes this one wait,
+/// then update the row it inserted.
+fn count_attempt(
+    conn: &mut AnyConnection,
+    (bucket, delay): &BucketPolicy,
+    now: i64,
+    window_start: i64,
+) -> QueryResult<Result<(), i64>> {
+    use login_throttle::dsl as t;
+    // A macro, not a value: `as_returning` names the backend.
+    macro_rules! upsert {
+        () => {
+            Prepared(
+                diesel::insert_into(t::login_throttle)
+                    .values((
+                        t::bucket.eq(bucket),
+                        t::failures.eq(0),
+                        t::blocked_until.eq(0),
+                        t::updated_at.eq(now),
+                    ))
+                    .on_conflict(t::bucket)
+                    .do_update()
+                    .set(t::updated_at.eq(t::updated_at))
+                    .returning(ThrottleRecord::as_returning()),
+            )
+        };
+    }
+    let row = match conn {
+        AnyConnection::Postgresql(pg) => upsert!().get_result(pg)?,
+        AnyConnection::Sqlite(sqlite) => upsert!().get_result(sqlite)?,
+    };
+    if row.blocked_until > now {
+        return Ok(Err(row.blocked_until));
+    }
+    // A bucket idle for a whole window starts again; a block counts as
+    // activity until it ends, or a bucket that served a block as long as
+    // the window would start afresh the moment it ended.
+    let last_active = row.updated_at.max(row.blocked_until);
+    let attempts = if last_active < window_start {
+        1
+    } else {
+        row.failures + 1
+    };
+    let seconds = delay(attempts);
+    let blocked_until = if seconds > 0 {
+        now.saturating_add(seconds)
+    } else {
+        row.blocked_until
+    };
+    Prepared(diesel::update(t::login_throttle.find(bucket)).set((
+        t::failures.eq(attempts),
+        t::blocked_until.eq(blocked_until),
+        t::updated_at.eq(now),
+    )))
+    .execute(conn)?;
+    Ok(Ok(()))
+}
+
+/// `purge_throttle` on PostgreSQL (diesel cannot name the table twice).
+const PURGE_SKIPPING_LOCKED: &str = "\
+DELETE FROM login_throttle WHERE bucket IN (
+    SELECT bucket FROM login_throttle WHERE updated_at < $1 AND blocked_until < $1
+    FOR UPDATE SKIP LOCKED)";
+
+/// Takes one counted attempt back from `bucket`, never below zero.
+fn refund_in(conn: &mut AnyConnection, bucket: &str) -> QueryResult<()> {
+    use login_throttle::dsl as t;
+    Prepared(
+        diesel::update(t::login_throttle.find(bucket))
+            .filter(t::failures.gt(0))
+            .set(t::failures.eq(t::failures - 1)),
+    )
+    .execute(conn)
+    .map(drop)
+}
+
 impl ThrottleStore for Store {
-    async fn admit_attempt(
+    async fn admit_attempts(
         &self,
-        bucket: String,
+        mut buckets: Vec<BucketPolicy>,
         now: i64,
         window_start: i64,
-        delay: Box<dyn Fn(i64) -> i64 + Send>,
     ) -> Result<Admission, StoreError> {
+        // Rows are locked in one order, whatever the caller's, so two
+        // attempts sharing buckets (an address) cannot deadlock.
+        buckets.sort_by(|a, b| a.0.cmp(&b.0));
         self.run(move |conn| {
-            use login_throttle::dsl as t;
-            // Two replicas may insert a new bucket at once: the loser
-            // finds the row on its second try.
-            let mut attempt = 0;
-            loop {
-                attempt += 1;
-                let outcome = conn.transaction(|conn| {
-                    // Writes first: on SQLite the first write takes the
-                    // database's write lock (waiting out busy_timeout), so
-                    // no read lock is ever upgraded; on PostgreSQL the
-                    // UPDATE locks the row until commit, and the SELECT
-                    // after it (a new snapshot under READ COMMITTED) sees
-                    // the last committed count.
-                    let locked = diesel::update(t::login_throttle.find(&bucket))
-                        .set(t::updated_at.eq(t::updated_at))
-                        .execute(conn)?;
-                    if locked == 0 {
-                        diesel::insert_into(t::login_throttle)
-                            .values((
-                                t::bucket.eq(&bucket),
-                                t::failures.eq(0),
-                                t::blocked_until.eq(0),
-                                t::updated_at.eq(now),
-                            ))
-                            .execute(conn)?;
+            // Every bucket is looked at, so that a refusal names the latest
+            // end of a block; whatever was counted is rolled back then.
+            let mut blocked: Option<i64> = None;
+            let counted = conn.transaction(|conn| {
+                for policy in &buckets {
+                    if let Err(until) = count_attempt(conn, policy, now, window_start)? {
+                        blocked = Some(blocked.map_or(until, |b| b.max(until)));
                     }
-                    let row = t::login_throttle
-                        .find(&bucket)
-                        .select(ThrottleRecord::as_select())
-                        .get_result(conn)?;
-                    if row.blocked_until > now {
-                        return Ok(Admission::Blocked {
-                            until: row.blocked_until,
-                        });
-                    }
-                    // A bucket idle for a whole window starts again; a block
-                    // counts as activity until it ends, or a bucket that
-                    // served a block as long as the window would start
-                    // afresh the moment it ended.
-                    let last_active = row.updated_at.max(row.blocked_until);
-                    let attempts = if last_active < window_start {
-                        1
-                    } else {
-                        row.failures + 1
-                    };
-                    let seconds = delay(attempts);
-                    let blocked_until = if seconds > 0 {
-                        now.saturating_add(seconds)
-                    } else {
-                        row.blocked_until
-                    };
-                    diesel::update(t::login_throttle.find(&bucket))
-                        .set((
-                            t::failures.eq(attempts),
-                            t::blocked_until.eq(blocked_until),
-                            t::updated_at.eq(now),
-                        ))
-                        .execute(conn)?;
-                    Ok(Admission::Allowed { attempts })
-                });
-                match outcome {
-                    Err(diesel::result::Error::DatabaseError(
-                        diesel::result::DatabaseErrorKind::UniqueViolation,
-                        _,
-                    )) if attempt < 2 => continue,
-                    other => return other.map_err(StoreError::from),
                 }
+                match blocked {
+                    Some(_) => Err(diesel::result::Error::RollbackTransaction),
+                    None => Ok(()),
+                }
+            });
+            match (counted, blocked) {
+                (Ok(()), _) => Ok(Admission::Allowed),
+                (Err(e), Some(until)) => {
+                    if !matches!(e, diesel::result::Error::RollbackTransaction) {
+                        // Refused either way; the connection is not pooled again.
+                        tracing::warn!(error = %e, "a refused login attempt was not rolled back");
+                    }
+                    Ok(Admission::Blocked { until })
+                }
+                (Err(e), None) => Err(StoreError::from(e)),
             }
         })
         .await
     }
 
     async fn refund_attempt(&self, bucket: String) -> Result<(), StoreError> {
+        self.run(move |conn| refund_in(conn, &bucket).map_err(StoreError::from))
+            .await
+    }
+
+    async fn settle_attempt(
+        &self,
+        clear: String,
+        refund: Option<String>,
+    ) -> Result<(), StoreError> {
         self.run(move |conn| {
             use login_throttle::dsl as t;
-            diesel::update(t::login_throttle.find(bucket))
-                .filter(t::failures.gt(0))
-                .set(t::failures.eq(t::failures - 1))
-                .execute(conn)
-                .map(drop)
-                .map_err(StoreError::from)
+            diesel::delete(t::login_throttle.find(clear)).execute(conn)?;
+            if let Some(bucket) = refund {
+                refund_in(conn, &bucket)?;
+            }
+            Ok(())
         })
         .await
     }
@@ -186,10 +250,18 @@ impl ThrottleStore for Store {
     async fn purge_throttle(&self, before: i64) -> Result<usize, StoreError> {
         self.run(move |conn| {
             use login_throttle::dsl as t;
-            diesel::delete(
-                t::login_throttle.filter(t::updated_at.lt(before).and(t::blocked_until.lt(before))),
-            )
-            .execute(conn)
+            let idle = t::updated_at.lt(before).and(t::blocked_until.lt(before));
+            match conn {
+                // A row an attempt holds is skipped, never waited for: the
+                // purge locks many rows in no particular order, and an
+                // attempt holds one bucket's row while it locks the next.
+                AnyConnection::Postgresql(pg) => diesel::sql_query(PURGE_SKIPPING_LOCKED)
+                    .bind::<diesel::sql_types::BigInt, _>(before)
+                    .execute(pg),
+                AnyConnection::Sqlite(sqlite) => {
+                    diesel::delete(t::login_throttle.filter(idle)).execute(sqlite)
+                }
+            }
             .map_err(StoreError::from)
         })
         .await

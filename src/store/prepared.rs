@@ -7,8 +7,15 @@
 //! caching it (keyed by that text, as diesel keys every statement without
 //! a static query id) only saves its parsing: on SQLite 5% of the server's
 //! CPU in the redemption benchmark, and on PostgreSQL a parse and a plan
-//! a call. Use [`Prepared`] only for such statements; each text takes one
-//! cache slot per connection.
+//! a call. The same holds for an upsert (`ON CONFLICT … DO UPDATE`) and
+//! for a `sql_query` of a constant text. Use [`Prepared`] only for
+//! statements of one text; each takes one cache slot per connection.
+//!
+//! PostgreSQL keeps a generic plan for a prepared statement after five
+//! runs: write such a statement so that a plan made without its
+//! parameters' values stays good, and name its result columns (`c.*`
+//! would change shape under a migration, and a cached statement whose
+//! result type changed fails on every call).
 
 use diesel::backend::Backend;
 use diesel::query_builder::{AstPass, Query, QueryFragment, QueryId};

@@ -427,7 +427,11 @@ async fn user_code_guesses_are_throttled(backend: Backend) {
     for _ in counted..10 {
         app.state
             .store
-            .admit_attempt("dv:a:127.0.0.1".into(), now, now - 900, Box::new(|_| 0))
+            .admit_attempts(
+                vec![("dv:a:127.0.0.1".into(), Box::new(|_| 0))],
+                now,
+                now - 900,
+            )
             .await
             .unwrap();
     }
@@ -794,7 +798,11 @@ async fn refused_device_authorization_requests(backend: Backend) {
         for _ in 0..105 {
             app.state
                 .store
-                .admit_attempt("dr:a:127.0.0.1".into(), now, now - 900, Box::new(|_| 0))
+                .admit_attempts(
+                    vec![("dr:a:127.0.0.1".into(), Box::new(|_| 0))],
+                    now,
+                    now - 900,
+                )
                 .await
                 .unwrap();
         }

@@ -32,6 +32,7 @@ on_both_backends!(
     nul_bytes_and_huge_fields_are_refused_without_a_500,
     logout_ends_the_session,
     a_bucket_blocked_for_a_whole_window_does_not_start_afresh,
+    a_blocked_bucket_counts_the_attempt_nowhere,
 );
 
 /// A user with `PASSWORD`.
@@ -839,15 +840,13 @@ async fn a_bucket_blocked_for_a_whole_window_does_not_start_afresh(backend: Back
     let (window, max) = (900, 900);
     // One free failure, then the longest block at once.
     let delay = move || Box::new(move |attempts: i64| if attempts > 1 { max } else { 0 });
-    let admit = |now: i64| store.admit_attempt("t:blocked".into(), now, now - window, delay());
+    let admit =
+        |now: i64| store.admit_attempts(vec![("t:blocked".into(), delay())], now, now - window);
     let start = 1_900_000_000;
-    assert!(matches!(
-        admit(start).await.unwrap(),
-        Admission::Allowed { .. }
-    ));
+    assert!(matches!(admit(start).await.unwrap(), Admission::Allowed));
     assert!(matches!(
         admit(start + 1).await.unwrap(),
-        Admission::Allowed { .. }
+        Admission::Allowed
     ));
     assert!(matches!(
         admit(start + 2).await.unwrap(),
@@ -855,22 +854,140 @@ async fn a_bucket_blocked_for_a_whole_window_does_not_start_afresh(backend: Back
     ));
     // Just after the block: blocked again at once, not a fresh free failure.
     let after = start + 1 + max + 1;
-    assert!(matches!(
-        admit(after).await.unwrap(),
-        Admission::Allowed { .. }
-    ));
+    assert!(matches!(admit(after).await.unwrap(), Admission::Allowed));
     assert!(matches!(
         admit(after + 1).await.unwrap(),
         Admission::Blocked { .. }
     ));
     // A whole window idle after that block: free again.
     let later = after + max + window + 1;
-    assert!(matches!(
-        admit(later).await.unwrap(),
-        Admission::Allowed { .. }
-    ));
+    assert!(matches!(admit(later).await.unwrap(), Admission::Allowed));
     assert!(matches!(
         admit(later + 1).await.unwrap(),
-        Admission::Allowed { .. }
+        Admission::Allowed
     ));
+}
+
+/// An attempt refused by one blocked bucket is counted in none of the
+/// others (the transaction that counted them is rolled back), and a right
+/// attempt clears its account bucket and refunds its address bucket.
+async fn a_blocked_bucket_counts_the_attempt_nowhere(backend: Backend) {
+    use tessera::store::{Admission, BucketPolicy, ThrottleStore};
+    let app = TestApp::start(backend).await;
+    let store = &app.state.store;
+    let now = 1_900_000_000;
+    let free = |name: &str| -> BucketPolicy { (name.into(), Box::new(|_| 0)) };
+    let failures = |name: &'static str| async move {
+        store
+            .throttle_records(vec![name.into()])
+            .await
+            .unwrap()
+            .first()
+            .map(|r| (r.failures, r.blocked_until))
+    };
+    // "t:shut" blocks itself for 900 s on its first attempt.
+    let shut: BucketPolicy = ("t:shut".into(), Box::new(|_| 900));
+    assert_eq!(
+        store
+            .admit_attempts(vec![shut], now, now - 900)
+            .await
+            .unwrap(),
+        Admission::Allowed
+    );
+    let refused = store
+        .admit_attempts(vec![free("t:open"), free("t:shut")], now + 1, now - 899)
+        .await
+        .unwrap();
+    assert_eq!(refused, Admission::Blocked { until: now + 900 });
+    assert_eq!(
+        failures("t:open").await,
+        None,
+        "the open bucket counted nothing"
+    );
+    assert_eq!(failures("t:shut").await, Some((1, now + 900)));
+
+    for _ in 0..2 {
+        let both = vec![free("t:account"), free("t:address")];
+        let admitted = store.admit_attempts(both, now, now - 900).await.unwrap();
+        assert_eq!(admitted, Admission::Allowed);
+    }
+    assert_eq!(failures("t:account").await, Some((2, 0)));
+    assert_eq!(failures("t:address").await, Some((2, 0)));
+    store
+        .settle_attempt("t:account".into(), Some("t:address".into()))
+        .await
+        .unwrap();
+    assert_eq!(failures("t:account").await, None);
+    assert_eq!(failures("t:address").await, Some((1, 0)));
+    // A blocked account bucket is cleared too; a refund never goes below zero.
+    store
+        .settle_attempt("t:shut".into(), Some("t:open".into()))
+        .await
+        .unwrap();
+    assert_eq!(failures("t:shut").await, None);
+    store.refund_attempt("t:address".into()).await.unwrap();
+    store.refund_attempt("t:address".into()).await.unwrap();
+    assert_eq!(failures("t:address").await, Some((0, 0)));
+    // Attempts naming shared buckets in either order, all at once: rows
+    // are locked in one order, so none deadlocks (PostgreSQL would abort
+    // one of a pair that locked them crosswise).
+    let attempts = (0..24).map(|n| {
+        let mut both = vec![free("t:x"), free("t:y")];
+        if n % 2 == 1 {
+            both.reverse();
+        }
+        store.admit_attempts(both, now, now - 900)
+    });
+    for admitted in futures::future::join_all(attempts).await {
+        assert_eq!(admitted.unwrap(), Admission::Allowed);
+    }
+    assert_eq!(failures("t:x").await, Some((24, 0)));
+}
+
+/// The purge skips a bucket an attempt holds instead of waiting for it:
+/// an attempt holds one bucket's row while it locks the next, and a purge
+/// that waited, holding rows it had deleted, could deadlock with it.
+/// PostgreSQL only: SQLite has no row locks.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_purge_skips_a_bucket_an_attempt_holds() {
+    use diesel::Connection;
+    use diesel::connection::SimpleConnection;
+    use tessera::store::{BucketPolicy, ThrottleStore};
+    let Some(backend) = Backend::postgres() else {
+        eprintln!("skipped: {} is not set", crate::common::PG_ENV);
+        return;
+    };
+    let app = TestApp::start(backend).await;
+    let store = &app.state.store;
+    let long_ago = 1_000_000_000;
+    let free = |name: &str| -> BucketPolicy { (name.into(), Box::new(|_| 0)) };
+    store
+        .admit_attempts(
+            vec![free("t:held"), free("t:idle")],
+            long_ago,
+            long_ago - 900,
+        )
+        .await
+        .unwrap();
+    let mut holder = diesel::PgConnection::establish(&app.db.url).unwrap();
+    holder
+        .batch_execute(
+            "BEGIN; SELECT bucket FROM login_throttle WHERE bucket = 't:held' FOR UPDATE",
+        )
+        .unwrap();
+    let purged = tokio::time::timeout(
+        std::time::Duration::from_secs(5),
+        store.purge_throttle(tessera::clock::now()),
+    )
+    .await
+    .expect("the purge does not wait for the held bucket")
+    .unwrap();
+    assert_eq!(purged, 1, "the idle bucket is purged");
+    holder.batch_execute("COMMIT").unwrap();
+    let left = store
+        .throttle_records(vec!["t:held".into(), "t:idle".into()])
+        .await
+        .unwrap();
+    assert_eq!(left.len(), 1);
+    assert_eq!(left[0].bucket, "t:held");
 }
