@@ -12,6 +12,9 @@ use std::future::Future;
 use diesel::SqliteConnection;
 use diesel::prelude::*;
 
+use diesel::sql_types::BigInt;
+
+use super::authorization::{PURGE_BATCH, PURGE_BUDGET};
 use super::schema::used_assertion_ids;
 use super::{AnyConnection, Store, StoreError};
 
@@ -118,6 +121,13 @@ pub trait ReplayStore {
     ) -> impl Future<Output = Result<usize, StoreError>> + Send;
 }
 
+/// Up to `$2` of the ids expired before `$1`, oldest first, through the
+/// expiry index; one text on both backends.
+const PURGE_SOME: &str = "\
+DELETE FROM used_assertion_ids WHERE jti_key IN (
+    SELECT jti_key FROM used_assertion_ids WHERE expires_at < $1
+    ORDER BY expires_at LIMIT $2)";
+
 impl ReplayStore for Store {
     async fn is_used(&self, key: String) -> Result<bool, StoreError> {
         self.run(move |conn| {
@@ -131,11 +141,26 @@ impl ReplayStore for Store {
     }
 
     async fn purge_used_assertions(&self, now: i64) -> Result<usize, StoreError> {
-        self.run(move |conn| {
-            diesel::delete(used_assertion_ids::table.filter(used_assertion_ids::expires_at.lt(now)))
-                .execute(conn)
-                .map_err(StoreError::from)
-        })
-        .await
+        // In batches, each its own call, until done (within a time budget):
+        // ids arrive at thousands a second, and one statement deleting all
+        // that expired at once held SQLite's one thread, and every call
+        // waiting behind it, for as long as it ran.
+        let started = std::time::Instant::now();
+        let mut purged = 0;
+        loop {
+            let batch = self
+                .run(move |conn| {
+                    diesel::sql_query(PURGE_SOME)
+                        .bind::<BigInt, _>(now)
+                        .bind::<BigInt, _>(PURGE_BATCH)
+                        .execute(conn)
+                        .map_err(StoreError::from)
+                })
+                .await?;
+            purged += batch;
+            if batch < PURGE_BATCH as usize || started.elapsed() > PURGE_BUDGET {
+                return Ok(purged);
+            }
+        }
     }
 }

@@ -308,11 +308,11 @@ pub const REVOKED_KEPT_SECS: i64 = 3600;
 /// is still told apart as a reuse (and revokes what the first gave).
 const EXPIRED_CODES_KEPT_SECS: i64 = 3600;
 
-/// How long one sweep of the code purge may go on.
-const CODE_PURGE_BUDGET: std::time::Duration = std::time::Duration::from_secs(10);
+/// How long one sweep of a purge that runs until done may go on.
+pub(super) const PURGE_BUDGET: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// The most rows one purge statement deletes.
-const PURGE_BATCH: i64 = 1000;
+pub(super) const PURGE_BATCH: i64 = 1000;
 /// The most batches one sweep deletes.
 const PURGE_ROUNDS: usize = 20;
 
@@ -784,7 +784,7 @@ impl AuthorizationStore for Store {
                 })
                 .await?;
             purged += batch;
-            if batch < PURGE_BATCH as usize || started.elapsed() > CODE_PURGE_BUDGET {
+            if batch < PURGE_BATCH as usize || started.elapsed() > PURGE_BUDGET {
                 break;
             }
         }

@@ -21,6 +21,7 @@ on_both_backends!(
     used_jtis_survive_migrations_down_and_up,
     jwks_uri_is_cached_and_refetched_on_unknown_kid,
     a_small_order_ed25519_key_verifies_nothing,
+    expired_ids_are_purged_in_batches,
 );
 
 pub fn claims(app: &TestApp, client_id: &str) -> Value {
@@ -430,4 +431,34 @@ async fn jwks_uri_is_cached_and_refetched_on_unknown_kid(backend: Backend) {
         "refetched for the new kid"
     );
     assert_eq!(hits.load(Ordering::SeqCst), 2);
+}
+
+/// Used ids are forgotten once their assertions have expired, however
+/// many: the purge goes in batches of its own calls (one statement for
+/// them all held SQLite's one thread), and keeps ids still live.
+async fn expired_ids_are_purged_in_batches(backend: Backend) {
+    use tessera::store::ReplayStore;
+    let app = TestApp::start(backend).await;
+    let now = clock::now();
+    let writer = &app.state.writer;
+    let expired = (0..2_500).map(|n| writer.consume(format!("expired-{n}"), now - 10 - n % 7));
+    for fresh in futures::future::join_all(expired).await {
+        assert!(fresh.unwrap());
+    }
+    for n in 0..3 {
+        assert!(
+            writer
+                .consume(format!("live-{n}"), now + 600)
+                .await
+                .unwrap()
+        );
+    }
+    let store = &app.state.store;
+    assert_eq!(store.purge_used_assertions(now).await.unwrap(), 2_500);
+    assert!(!store.is_used("expired-0".into()).await.unwrap());
+    assert!(!store.is_used("expired-2499".into()).await.unwrap());
+    for n in 0..3 {
+        assert!(store.is_used(format!("live-{n}")).await.unwrap());
+    }
+    assert_eq!(store.purge_used_assertions(now).await.unwrap(), 0);
 }
