@@ -264,6 +264,10 @@ async fn prepare_once(state: &AppState) -> Result<(), PrepareError> {
 }
 
 const PING_INTERVAL: Duration = Duration::from_secs(1);
+/// How often expired rows are purged: on its own clock, not the key
+/// check's, so a long `keys.check_interval` cannot let a backlog grow
+/// past what a sweep's time budget drains.
+const PURGE_INTERVAL: Duration = Duration::from_secs(60);
 const FIRST_BACKOFF: Duration = Duration::from_millis(100);
 
 /// Retries preparation until it succeeds, then watches the database and
@@ -298,6 +302,8 @@ async fn supervise(state: AppState, fatal: mpsc::Sender<String>, mut stop: watch
     let check_every = state.config.keys.check_interval;
     let mut key_check =
         tokio::time::interval_at(tokio::time::Instant::now() + check_every, check_every);
+    let mut purge =
+        tokio::time::interval_at(tokio::time::Instant::now() + PURGE_INTERVAL, PURGE_INTERVAL);
     let flush_every = state.config.personal_tokens.usage_flush_interval;
     let mut usage_flush =
         tokio::time::interval_at(tokio::time::Instant::now() + flush_every, flush_every);
@@ -319,6 +325,15 @@ async fn supervise(state: AppState, fatal: mpsc::Sender<String>, mut stop: watch
                         database_up = false;
                     }
                     _ => {}
+                }
+            }
+            _ = purge.tick() => {
+                // A sweep may take seconds: shutdown does not wait for it
+                // (each batch is its own call, so one cut short loses
+                // nothing).
+                tokio::select! {
+                    _ = stop.changed() => return,
+                    _ = purge_expired(&state) => {}
                 }
             }
             _ = key_check.tick() => {
@@ -355,7 +370,7 @@ async fn next_change(changes: &mut Option<mpsc::Receiver<Change>>) -> Option<Cha
     }
 }
 
-async fn maintain_keys(state: &AppState) -> Result<(), KeysError> {
+async fn purge_expired(state: &AppState) {
     let now = crate::clock::now();
     if let Err(e) = state.store.purge_used_assertions(now).await {
         tracing::debug!(error = %e, "purging used assertion ids postponed");
@@ -378,6 +393,9 @@ async fn maintain_keys(state: &AppState) -> Result<(), KeysError> {
     if let Err(e) = crate::accounts::throttle::purge(state).await {
         tracing::debug!(error = %e, "purging idle login throttle buckets postponed");
     }
+}
+
+async fn maintain_keys(state: &AppState) -> Result<(), KeysError> {
     state.keys.reload().await?;
     for rotated in state.keys.rotate_due().await? {
         tracing::info!(alg = %rotated.alg, kid = %rotated.kid, "scheduled key rotation");

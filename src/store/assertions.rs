@@ -11,12 +11,10 @@ use std::future::Future;
 
 use diesel::SqliteConnection;
 use diesel::prelude::*;
-
 use diesel::sql_types::BigInt;
 
-use super::authorization::{PURGE_BATCH, PURGE_BUDGET};
 use super::schema::used_assertion_ids;
-use super::{AnyConnection, Store, StoreError};
+use super::{AnyConnection, PURGE_BATCH, Store, StoreError};
 
 /// SQLite's single-row insert that reports a duplicate as 0 rows instead
 /// of an error. Built with the DSL, so the connection prepares it once and
@@ -141,26 +139,14 @@ impl ReplayStore for Store {
     }
 
     async fn purge_used_assertions(&self, now: i64) -> Result<usize, StoreError> {
-        // In batches, each its own call, until done (within a time budget):
-        // ids arrive at thousands a second, and one statement deleting all
-        // that expired at once held SQLite's one thread, and every call
-        // waiting behind it, for as long as it ran.
-        let started = std::time::Instant::now();
-        let mut purged = 0;
-        loop {
-            let batch = self
-                .run(move |conn| {
-                    diesel::sql_query(PURGE_SOME)
-                        .bind::<BigInt, _>(now)
-                        .bind::<BigInt, _>(PURGE_BATCH)
-                        .execute(conn)
-                        .map_err(StoreError::from)
-                })
-                .await?;
-            purged += batch;
-            if batch < PURGE_BATCH as usize || started.elapsed() > PURGE_BUDGET {
-                return Ok(purged);
-            }
-        }
+        // Ids arrive at thousands a second.
+        self.purge_until_done(move |conn| {
+            diesel::sql_query(PURGE_SOME)
+                .bind::<BigInt, _>(now)
+                .bind::<BigInt, _>(PURGE_BATCH)
+                .execute(conn)
+                .map_err(StoreError::from)
+        })
+        .await
     }
 }

@@ -9,7 +9,7 @@ use diesel::prelude::*;
 
 use super::prepared::Prepared;
 use super::schema::{authorization_codes, consents, refresh_tokens, sessions};
-use super::{AnyConnection, Store, StoreError};
+use super::{AnyConnection, PURGE_BATCH, Store, StoreError};
 
 #[derive(Debug, Clone, Queryable, QueryableByName, Selectable, Insertable)]
 #[diesel(table_name = authorization_codes)]
@@ -308,11 +308,6 @@ pub const REVOKED_KEPT_SECS: i64 = 3600;
 /// is still told apart as a reuse (and revokes what the first gave).
 const EXPIRED_CODES_KEPT_SECS: i64 = 3600;
 
-/// How long one sweep of a purge that runs until done may go on.
-pub(super) const PURGE_BUDGET: std::time::Duration = std::time::Duration::from_secs(10);
-
-/// The most rows one purge statement deletes.
-pub(super) const PURGE_BATCH: i64 = 1000;
 /// The most batches one sweep deletes.
 const PURGE_ROUNDS: usize = 20;
 
@@ -749,46 +744,34 @@ impl AuthorizationStore for Store {
     }
 
     async fn purge_codes(&self, now: i64) -> Result<usize, StoreError> {
-        // In batches, like the refresh tokens, but until done (within a
-        // time budget): codes are made far faster than refresh tokens, and
-        // a fixed number of rounds a sweep could fall behind. This once ran
-        // with every new code, and on PostgreSQL a cached generic plan
-        // scanned the whole table each time: 300 codes a second with
-        // 80,000 rows.
-        let started = std::time::Instant::now();
-        let mut purged = 0;
-        loop {
-            let batch = self
-                .run(move |conn| {
-                    use authorization_codes::dsl as c;
-                    let dead = c::expires_at
-                        .lt(now - EXPIRED_CODES_KEPT_SECS)
-                        .and(c::access_exp.is_null().or(c::access_exp.lt(now)));
-                    let digests: Vec<String> = c::authorization_codes
-                        .filter(dead)
-                        .select(c::digest)
-                        .order(c::expires_at)
-                        .limit(PURGE_BATCH)
-                        .load(conn)?;
-                    if digests.is_empty() {
-                        return Ok(0);
-                    }
-                    // The filter again: a row named meanwhile stays.
-                    diesel::delete(
-                        c::authorization_codes
-                            .filter(c::digest.eq_any(digests))
-                            .filter(dead),
-                    )
-                    .execute(conn)
-                    .map_err(StoreError::from)
-                })
-                .await?;
-            purged += batch;
-            if batch < PURGE_BATCH as usize || started.elapsed() > PURGE_BUDGET {
-                break;
+        // Until done, not a fixed number of rounds like the refresh tokens:
+        // codes are made far faster. This once ran with every new code, and
+        // on PostgreSQL a cached generic plan scanned the whole table each
+        // time: 300 codes a second with 80,000 rows.
+        self.purge_until_done(move |conn| {
+            use authorization_codes::dsl as c;
+            let dead = c::expires_at
+                .lt(now - EXPIRED_CODES_KEPT_SECS)
+                .and(c::access_exp.is_null().or(c::access_exp.lt(now)));
+            let digests: Vec<String> = c::authorization_codes
+                .filter(dead)
+                .select(c::digest)
+                .order(c::expires_at)
+                .limit(PURGE_BATCH)
+                .load(conn)?;
+            if digests.is_empty() {
+                return Ok(0);
             }
-        }
-        Ok(purged)
+            // The filter again: a row named meanwhile stays.
+            diesel::delete(
+                c::authorization_codes
+                    .filter(c::digest.eq_any(digests))
+                    .filter(dead),
+            )
+            .execute(conn)
+            .map_err(StoreError::from)
+        })
+        .await
     }
 
     async fn revoke_session_refresh(

@@ -9,7 +9,7 @@ use diesel::prelude::*;
 
 use super::device_poll::PollStatement;
 use super::schema::{device_authorizations, refresh_tokens};
-use super::{AnyConnection, RefreshTokenRecord, Store, StoreError};
+use super::{AnyConnection, PURGE_BATCH, RefreshTokenRecord, Store, StoreError};
 
 /// A device authorization's row. `Debug` shows no digest.
 #[derive(Clone, Queryable, Selectable, Insertable, QueryableByName)]
@@ -467,12 +467,26 @@ impl DeviceStore for Store {
     }
 
     async fn purge_devices(&self, now: i64) -> Result<usize, StoreError> {
-        self.run(move |conn| {
+        // In batches: a polling fleet makes thousands an hour.
+        self.purge_until_done(move |conn| {
             use device_authorizations::dsl as d;
+            let dead = d::expires_at
+                .lt(now - EXPIRED_KEPT_SECS)
+                .and(d::access_exp.is_null().or(d::access_exp.lt(now)));
+            let digests: Vec<String> = d::device_authorizations
+                .filter(dead)
+                .select(d::device_digest)
+                .order(d::expires_at)
+                .limit(PURGE_BATCH)
+                .load(conn)?;
+            if digests.is_empty() {
+                return Ok(0);
+            }
+            // The filter again: a row approved meanwhile stays.
             Ok(diesel::delete(
                 d::device_authorizations
-                    .filter(d::expires_at.lt(now - EXPIRED_KEPT_SECS))
-                    .filter(d::access_exp.is_null().or(d::access_exp.lt(now))),
+                    .filter(d::device_digest.eq_any(digests))
+                    .filter(dead),
             )
             .execute(conn)?)
         })

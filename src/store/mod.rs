@@ -85,6 +85,11 @@ use connection::{Manager, PooledConn};
 use sqlite_thread::SqliteThread;
 use sqlite_turn::{SqliteTurn, Turn};
 
+/// The most rows one purge statement deletes.
+pub(crate) const PURGE_BATCH: i64 = 1000;
+/// How long one sweep of a purge that runs until done may go on.
+pub(crate) const PURGE_BUDGET: Duration = Duration::from_secs(10);
+
 /// Failures the rest of the crate can act on. `Unavailable` means "try
 /// again later" (503); the others are request- or server-level faults.
 #[derive(Debug, thiserror::Error)]
@@ -288,6 +293,27 @@ impl Store {
             Ok(answer) => answer.map_err(panicked)?,
             Err(_) if ticket.give_up() => Err(sqlite_turn::busy()),
             Err(_) => answered.await.map_err(panicked)?,
+        }
+    }
+
+    /// Deletes in batches, each `batch` its own call of at most
+    /// [`PURGE_BATCH`] rows, until one comes back short or
+    /// [`PURGE_BUDGET`] has passed; the rows deleted. Rows made at
+    /// thousands a second cannot wait for a fixed number of batches a
+    /// sweep, and one statement deleting a whole backlog held SQLite's one
+    /// thread, and every call queued behind it, for as long as it ran.
+    pub(crate) async fn purge_until_done<F>(&self, batch: F) -> Result<usize, StoreError>
+    where
+        F: Fn(&mut AnyConnection) -> Result<usize, StoreError> + Clone + Send + 'static,
+    {
+        let started = std::time::Instant::now();
+        let mut purged = 0;
+        loop {
+            let deleted = self.run(batch.clone()).await?;
+            purged += deleted;
+            if deleted < PURGE_BATCH as usize || started.elapsed() > PURGE_BUDGET {
+                return Ok(purged);
+            }
         }
     }
 

@@ -7,7 +7,7 @@ use std::future::Future;
 use diesel::prelude::*;
 
 use super::schema::sessions;
-use super::{Store, StoreError};
+use super::{PURGE_BATCH, Store, StoreError};
 
 #[derive(Clone, Queryable, Selectable, Insertable)]
 #[diesel(table_name = sessions)]
@@ -142,13 +142,25 @@ impl SessionStore for Store {
         idle_before: i64,
         created_before: i64,
     ) -> Result<usize, StoreError> {
-        self.run(move |conn| {
+        // In batches: sign-ins come by the hundred a second at peak.
+        self.purge_until_done(move |conn| {
+            let ended = sessions::last_seen_at
+                .lt(idle_before)
+                .or(sessions::created_at.lt(created_before));
+            let ids: Vec<String> = sessions::table
+                .filter(ended)
+                .select(sessions::id)
+                .order(sessions::last_seen_at)
+                .limit(PURGE_BATCH)
+                .load(conn)?;
+            if ids.is_empty() {
+                return Ok(0);
+            }
+            // The filter again: a session seen meanwhile stays.
             diesel::delete(
-                sessions::table.filter(
-                    sessions::last_seen_at
-                        .lt(idle_before)
-                        .or(sessions::created_at.lt(created_before)),
-                ),
+                sessions::table
+                    .filter(sessions::id.eq_any(ids))
+                    .filter(ended),
             )
             .execute(conn)
             .map_err(StoreError::from)

@@ -34,6 +34,7 @@ on_both_backends!(
     polls_on_time_are_pending_and_slow_down_lasts,
     an_admin_signs_in_again_to_give_a_device_admin_scopes,
     links_from_other_sites_spend_no_guesses,
+    old_device_authorizations_are_purged_in_batches,
 );
 
 const DEVICE_GRANT: &str = "urn:ietf:params:oauth:grant-type:device_code";
@@ -1067,4 +1068,57 @@ async fn links_from_other_sites_spend_no_guesses(backend: Backend) {
     let codes = codes(&app, &client_id, "openid").await;
     let user_code = codes["user_code"].as_str().unwrap();
     assert_eq!(answer(&alice, user_code, "approve").await.status(), 200);
+}
+
+/// The maintenance loop's purge: device authorizations an hour past their
+/// expiry go, in batches of 1,000 until none is left; a recent one stays
+/// (a late poll is still told `expired_token`), and so does one whose
+/// access token still lives.
+async fn old_device_authorizations_are_purged_in_batches(backend: Backend) {
+    let app = start(backend).await;
+    let store = &app.state.store;
+    let now = tessera::clock::now();
+    let device = |name: &str, expires_at: i64| {
+        DeviceRecord::pending(
+            format!("device-{name}"),
+            format!("user-{name}"),
+            "c".into(),
+            "openid".into(),
+            expires_at - 600,
+            None,
+            expires_at,
+            5,
+        )
+    };
+    for chunk in (0..2_500).collect::<Vec<_>>().chunks(250) {
+        let rows = chunk
+            .iter()
+            .map(|n| store.create_device(device(&format!("old-{n}"), now - 4_000 - n % 7)));
+        for created in futures::future::join_all(rows).await {
+            created.unwrap();
+        }
+    }
+    store
+        .create_device(device("recent", now - 60))
+        .await
+        .unwrap();
+    let mut live_access = device("live-access", now - 4_000);
+    live_access.access_jti = Some("jti-live".into());
+    live_access.access_exp = Some(now + 300);
+    store.create_device(live_access).await.unwrap();
+
+    assert_eq!(store.purge_devices(now).await.unwrap(), 2_500);
+    for (name, kept) in [
+        ("old-0", false),
+        ("old-2499", false),
+        ("recent", true),
+        ("live-access", true),
+    ] {
+        let found = store
+            .device_by_user_code(format!("user-{name}"))
+            .await
+            .unwrap();
+        assert_eq!(found.is_some(), kept, "{name}");
+    }
+    assert_eq!(store.purge_devices(now).await.unwrap(), 0);
 }

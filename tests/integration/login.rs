@@ -33,6 +33,7 @@ on_both_backends!(
     logout_ends_the_session,
     a_bucket_blocked_for_a_whole_window_does_not_start_afresh,
     a_blocked_bucket_counts_the_attempt_nowhere,
+    ended_sessions_are_purged_in_batches,
 );
 
 /// A user with `PASSWORD`.
@@ -990,4 +991,49 @@ async fn the_purge_skips_a_bucket_an_attempt_holds() {
         .unwrap();
     assert_eq!(left.len(), 1);
     assert_eq!(left[0].bucket, "t:held");
+}
+
+/// The maintenance loop's purge: sessions past either timeout go, in
+/// batches of 1,000 until none is left; a live one stays.
+async fn ended_sessions_are_purged_in_batches(backend: Backend) {
+    use tessera::store::{SessionRecord, SessionStore};
+    let app = TestApp::start(backend).await;
+    let store = &app.state.store;
+    let now = tessera::clock::now();
+    let session = |id: String, created_at: i64, last_seen_at: i64| SessionRecord {
+        secret_digest: id.as_bytes().to_vec(),
+        id,
+        user_id: "u".into(),
+        auth_time: created_at,
+        amr: "pwd".into(),
+        created_at,
+        last_seen_at,
+    };
+    // Half idle for two hours, half seen just now but a day old.
+    for chunk in (0..2_500).collect::<Vec<_>>().chunks(250) {
+        let rows = chunk.iter().map(|n| {
+            store.create_session(if n % 2 == 0 {
+                session(format!("idle-{n}"), now - 7_200, now - 7_200 + n % 7)
+            } else {
+                session(format!("old-{n}"), now - 100_000, now)
+            })
+        });
+        for created in futures::future::join_all(rows).await {
+            created.unwrap();
+        }
+    }
+    store
+        .create_session(session("live".into(), now - 600, now - 60))
+        .await
+        .unwrap();
+
+    let (idle_before, created_before) = (now - 3_600, now - 86_400);
+    let purged = store.purge_sessions(idle_before, created_before).await;
+    assert_eq!(purged.unwrap(), 2_500);
+    for (id, kept) in [("idle-0", false), ("old-2499", false), ("live", true)] {
+        let found = store.session_by_digest(id.as_bytes().to_vec()).await;
+        assert_eq!(found.unwrap().is_some(), kept, "{id}");
+    }
+    let again = store.purge_sessions(idle_before, created_before).await;
+    assert_eq!(again.unwrap(), 0);
 }
