@@ -89,7 +89,7 @@ impl DatabaseUrl {
                 Ok(AnyConnection::Sqlite(conn))
             }
             DatabaseUrl::Postgres(url) => {
-                let mut conn = PgConnection::establish(&with_keepalives(url))?;
+                let mut conn = PgConnection::establish(&with_defaults(url))?;
                 // No statement of the request path takes seconds: one that
                 // does is stuck (a lock held by a hand-run session), and
                 // failing it frees the pooled connection. Migrations lift it.
@@ -118,11 +118,12 @@ pub(crate) const SQLITE_BUSY_TIMEOUT: std::time::Duration = std::time::Duration:
 /// Statements on pooled PostgreSQL connections fail after this long.
 const STATEMENT_TIMEOUT_MS: u64 = 30_000;
 
-/// libpq's TCP keep-alive and user-timeout parameters (PostgreSQL docs,
-/// §34.1.2), unless the URL sets them: a server that vanishes without a
-/// FIN or RST (a partition, a failed-over address) is noticed in about a
-/// minute, not after the kernel's two hours.
-pub(super) fn with_keepalives(url: &str) -> String {
+/// The URL with libpq's TCP keep-alive and user-timeout parameters
+/// (PostgreSQL docs, §34.1.2), unless it sets them: a server that vanishes
+/// without a FIN or RST (a partition, a failed-over address) is noticed in
+/// about a minute, not after the kernel's two hours. On a loopback address
+/// it also turns TLS off unless a mode is named.
+pub(super) fn with_defaults(url: &str) -> String {
     let mut url = url.to_owned();
     for (name, value) in [
         ("keepalives", "1"),
@@ -131,18 +132,55 @@ pub(super) fn with_keepalives(url: &str) -> String {
         ("keepalives_count", "3"),
         ("tcp_user_timeout", "60000"),
     ] {
-        let present = url
-            .split(['?', '&'])
-            .skip(1)
-            .any(|pair| pair.split('=').next() == Some(name));
-        if !present {
-            url.push(if url.contains('?') { '&' } else { '?' });
-            url.push_str(name);
-            url.push('=');
-            url.push_str(value);
-        }
+        add_unless_set(&mut url, name, value);
+    }
+    if on_loopback(&url) && std::env::var_os("PGSSLMODE").is_none() {
+        // libpq's default, `prefer`, would wrap every round trip in TLS
+        // that never leaves the machine and authenticates no one (`prefer`
+        // checks no certificate): OpenSSL's share was 2–3% of the machine
+        // under token load, on both sides of the socket. A URL or
+        // PGSSLMODE that names a mode is obeyed.
+        add_unless_set(&mut url, "sslmode", "disable");
     }
     url
+}
+
+/// Appends `name=value` to the URL's query unless it names `name` already.
+fn add_unless_set(url: &mut String, name: &str, value: &str) {
+    let present = url
+        .split(['?', '&'])
+        .skip(1)
+        .any(|pair| pair.split('=').next() == Some(name));
+    if !present {
+        url.push(if url.contains('?') { '&' } else { '?' });
+        url.push_str(name);
+        url.push('=');
+        url.push_str(value);
+    }
+}
+
+/// Whether the URL's one host is a loopback IP literal (`127.0.0.0/8`,
+/// `[::1]`) and no query parameter names another (`host`, `hostaddr`).
+/// A name, even `localhost`, is resolved by libpq, not here: it is left
+/// alone, as is anything that does not parse as one URL.
+fn on_loopback(url: &str) -> bool {
+    let Ok(parsed) = url::Url::parse(url) else {
+        return false;
+    };
+    let elsewhere = parsed
+        .query_pairs()
+        .any(|(name, _)| name == "host" || name == "hostaddr");
+    // `postgres:` is not a special scheme to the URL standard: an IPv4
+    // address comes back as an opaque host name.
+    let loopback = match parsed.host() {
+        Some(url::Host::Domain(name)) => name
+            .parse::<std::net::Ipv4Addr>()
+            .is_ok_and(|ip| ip.is_loopback()),
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        None => false,
+    };
+    loopback && !elsewhere
 }
 
 pub(super) fn run_migrations(conn: &mut AnyConnection) -> Result<(), StoreError> {
@@ -236,19 +274,48 @@ pub(crate) fn outside_any_transaction(conn: &mut AnyConnection) -> bool {
 
 #[cfg(test)]
 mod tests {
-    use super::with_keepalives;
+    use super::with_defaults;
 
     #[test]
     fn keepalives_are_added_unless_set() {
         assert_eq!(
-            with_keepalives("postgres://u@h/db"),
+            with_defaults("postgres://u@h/db"),
             "postgres://u@h/db?keepalives=1&keepalives_idle=30&keepalives_interval=10\
              &keepalives_count=3&tcp_user_timeout=60000"
         );
-        let own = with_keepalives("postgres://u@h/db?sslmode=require&keepalives_idle=5");
+        let own = with_defaults("postgres://u@h/db?sslmode=require&keepalives_idle=5");
         assert!(
             own.starts_with("postgres://u@h/db?sslmode=require&keepalives_idle=5&keepalives=1")
         );
         assert_eq!(own.matches("keepalives_idle").count(), 1);
+    }
+
+    #[test]
+    fn loopback_literals_skip_tls_unless_a_mode_is_named() {
+        if std::env::var_os("PGSSLMODE").is_some() {
+            return;
+        }
+        for plain in [
+            "postgres://u@127.0.0.1:5432/db",
+            "postgresql://u@127.0.0.2/db?application_name=x",
+            "postgres://u@[::1]:5432/db",
+        ] {
+            assert!(
+                with_defaults(plain).ends_with("&sslmode=disable"),
+                "{plain}"
+            );
+        }
+        for kept in [
+            "postgres://u@127.0.0.1/db?sslmode=require",
+            "postgres://u@localhost/db",
+            "postgres://u@db.internal/db",
+            "postgres://u@10.0.0.5/db",
+            "postgres://u@127.0.0.1/db?host=db.internal",
+            "postgres://u@127.0.0.1/db?hostaddr=10.0.0.5",
+            "postgres://u@127.0.0.1,10.0.0.5/db",
+        ] {
+            let url = with_defaults(kept);
+            assert!(!url.contains("sslmode=disable"), "{kept}: {url}");
+        }
     }
 }

@@ -118,7 +118,7 @@ struct Channel {
 type Failure = Box<dyn std::error::Error + Send + Sync>;
 
 fn subscribe(url: &str) -> Result<PgConnection, Failure> {
-    let mut conn = PgConnection::establish(&super::connection::with_keepalives(url))?;
+    let mut conn = PgConnection::establish(&super::connection::with_defaults(url))?;
     conn.batch_execute(&format!(
         "SELECT set_config('application_name', '{APPLICATION_NAME} ' || current_schema(), false)"
     ))?;
