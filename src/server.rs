@@ -291,6 +291,8 @@ async fn supervise(state: AppState, fatal: mpsc::Sender<String>, mut stop: watch
         }
     }
 
+    // Once migrations made the tables.
+    tokio::spawn(purge_loop(state.clone(), stop.clone()));
     // Started once migrations created the channel; it says `Missed` first,
     // so nothing cached before it listened outlives that.
     let mut changes = state
@@ -302,8 +304,6 @@ async fn supervise(state: AppState, fatal: mpsc::Sender<String>, mut stop: watch
     let check_every = state.config.keys.check_interval;
     let mut key_check =
         tokio::time::interval_at(tokio::time::Instant::now() + check_every, check_every);
-    let mut purge =
-        tokio::time::interval_at(tokio::time::Instant::now() + PURGE_INTERVAL, PURGE_INTERVAL);
     let flush_every = state.config.personal_tokens.usage_flush_interval;
     let mut usage_flush =
         tokio::time::interval_at(tokio::time::Instant::now() + flush_every, flush_every);
@@ -325,15 +325,6 @@ async fn supervise(state: AppState, fatal: mpsc::Sender<String>, mut stop: watch
                         database_up = false;
                     }
                     _ => {}
-                }
-            }
-            _ = purge.tick() => {
-                // A sweep may take seconds: shutdown does not wait for it
-                // (each batch is its own call, so one cut short loses
-                // nothing).
-                tokio::select! {
-                    _ = stop.changed() => return,
-                    _ = purge_expired(&state) => {}
                 }
             }
             _ = key_check.tick() => {
@@ -367,6 +358,27 @@ async fn next_change(changes: &mut Option<mpsc::Receiver<Change>>) -> Option<Cha
     match changes {
         Some(changes) => changes.recv().await,
         None => std::future::pending().await,
+    }
+}
+
+/// Purges expired rows every [`PURGE_INTERVAL`], in a task of its own: a
+/// sweep can take seconds and must hold up neither the database ping nor
+/// the changes heard from other replicas. Shutdown does not wait for a
+/// sweep: each batch is its own call, so one cut short loses nothing.
+async fn purge_loop(state: AppState, mut stop: watch::Receiver<bool>) {
+    let start = tokio::time::Instant::now() + PURGE_INTERVAL;
+    let mut purge = tokio::time::interval_at(start, PURGE_INTERVAL);
+    // A sweep that ran long is not followed by another at once.
+    purge.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    while !*stop.borrow() {
+        tokio::select! {
+            _ = stop.changed() => return,
+            _ = purge.tick() => {}
+        }
+        tokio::select! {
+            _ = stop.changed() => return,
+            () = purge_expired(&state) => {}
+        }
     }
 }
 

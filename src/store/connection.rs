@@ -134,7 +134,7 @@ pub(super) fn with_defaults(url: &str) -> String {
     ] {
         add_unless_set(&mut url, name, value);
     }
-    if on_loopback(&url) && std::env::var_os("PGSSLMODE").is_none() {
+    if on_loopback(&url) && !libpq_environment_decides() {
         // libpq's default, `prefer`, would wrap every round trip in TLS
         // that never leaves the machine and authenticates no one (`prefer`
         // checks no certificate): OpenSSL's share was 2–3% of the machine
@@ -143,6 +143,16 @@ pub(super) fn with_defaults(url: &str) -> String {
         add_unless_set(&mut url, "sslmode", "disable");
     }
     url
+}
+
+/// Whether libpq's environment names a TLS mode, or could send the
+/// connection somewhere other than the URL's host: a parameter the URL
+/// leaves unset is taken from these (PostgreSQL docs, §34.15), and a
+/// `hostaddr` is dialled instead of the host.
+fn libpq_environment_decides() -> bool {
+    ["PGSSLMODE", "PGHOSTADDR", "PGSERVICE", "PGSERVICEFILE"]
+        .iter()
+        .any(|name| std::env::var_os(name).is_some())
 }
 
 /// Appends `name=value` to the URL's query unless it names `name` already.
@@ -160,7 +170,8 @@ fn add_unless_set(url: &mut String, name: &str, value: &str) {
 }
 
 /// Whether the URL's one host is a loopback IP literal (`127.0.0.0/8`,
-/// `[::1]`) and no query parameter names another (`host`, `hostaddr`).
+/// `[::1]`) and no query parameter names another (`host`, `hostaddr`,
+/// or a `service` that could).
 /// A name, even `localhost`, is resolved by libpq, not here: it is left
 /// alone, as is anything that does not parse as one URL.
 fn on_loopback(url: &str) -> bool {
@@ -169,7 +180,7 @@ fn on_loopback(url: &str) -> bool {
     };
     let elsewhere = parsed
         .query_pairs()
-        .any(|(name, _)| name == "host" || name == "hostaddr");
+        .any(|(name, _)| ["host", "hostaddr", "service"].contains(&name.as_ref()));
     // `postgres:` is not a special scheme to the URL standard: an IPv4
     // address comes back as an opaque host name.
     let loopback = match parsed.host() {
@@ -292,7 +303,7 @@ mod tests {
 
     #[test]
     fn loopback_literals_skip_tls_unless_a_mode_is_named() {
-        if std::env::var_os("PGSSLMODE").is_some() {
+        if super::libpq_environment_decides() {
             return;
         }
         for plain in [
@@ -312,6 +323,7 @@ mod tests {
             "postgres://u@10.0.0.5/db",
             "postgres://u@127.0.0.1/db?host=db.internal",
             "postgres://u@127.0.0.1/db?hostaddr=10.0.0.5",
+            "postgres://u@127.0.0.1/db?service=elsewhere",
             "postgres://u@127.0.0.1,10.0.0.5/db",
         ] {
             let url = with_defaults(kept);

@@ -404,3 +404,32 @@ impl Store {
         .await
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::time::Duration;
+
+    use super::{PURGE_BATCH, Store};
+
+    /// Full batches are followed by another; the first short one ends the
+    /// sweep.
+    #[tokio::test]
+    async fn a_purge_goes_on_until_a_batch_comes_back_short() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("t.db").display());
+        let store = Store::new(&url, 2, Duration::from_secs(5)).unwrap();
+        let calls = Arc::new(AtomicUsize::new(0));
+        let counted = calls.clone();
+        let purged = store
+            .purge_until_done(move |_| {
+                let full = counted.fetch_add(1, Ordering::Relaxed) < 3;
+                Ok(if full { PURGE_BATCH as usize } else { 7 })
+            })
+            .await
+            .unwrap();
+        assert_eq!(purged, 3 * PURGE_BATCH as usize + 7);
+        assert_eq!(calls.load(Ordering::Relaxed), 4);
+    }
+}
