@@ -366,14 +366,12 @@ async fn next_change(changes: &mut Option<mpsc::Receiver<Change>>) -> Option<Cha
 /// the changes heard from other replicas. Shutdown does not wait for a
 /// sweep: each batch is its own call, so one cut short loses nothing.
 async fn purge_loop(state: AppState, mut stop: watch::Receiver<bool>) {
-    let start = tokio::time::Instant::now() + PURGE_INTERVAL;
-    let mut purge = tokio::time::interval_at(start, PURGE_INTERVAL);
-    // A sweep that ran long is not followed by another at once.
-    purge.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     while !*stop.borrow() {
+        // From the end of the last sweep: one that ran long is not
+        // followed by another at once.
         tokio::select! {
             _ = stop.changed() => return,
-            _ = purge.tick() => {}
+            () = tokio::time::sleep(PURGE_INTERVAL) => {}
         }
         tokio::select! {
             _ = stop.changed() => return,

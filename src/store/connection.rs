@@ -122,8 +122,13 @@ const STATEMENT_TIMEOUT_MS: u64 = 30_000;
 /// (PostgreSQL docs, §34.1.2), unless it sets them: a server that vanishes
 /// without a FIN or RST (a partition, a failed-over address) is noticed in
 /// about a minute, not after the kernel's two hours. On a loopback address
-/// it also turns TLS off unless a mode is named.
+/// it also turns TLS off unless anything says otherwise.
 pub(super) fn with_defaults(url: &str) -> String {
+    with_defaults_in(url, libpq_environment_decides())
+}
+
+/// [`with_defaults`], told whether libpq's environment decides TLS.
+fn with_defaults_in(url: &str, environment_decides: bool) -> String {
     let mut url = url.to_owned();
     for (name, value) in [
         ("keepalives", "1"),
@@ -134,25 +139,26 @@ pub(super) fn with_defaults(url: &str) -> String {
     ] {
         add_unless_set(&mut url, name, value);
     }
-    if on_loopback(&url) && !libpq_environment_decides() {
+    if on_loopback(&url) && !environment_decides {
         // libpq's default, `prefer`, would wrap every round trip in TLS
         // that never leaves the machine and authenticates no one (`prefer`
         // checks no certificate): OpenSSL's share was 2–3% of the machine
-        // under token load, on both sides of the socket. A URL or
-        // PGSSLMODE that names a mode is obeyed.
+        // under token load, on both sides of the socket.
         add_unless_set(&mut url, "sslmode", "disable");
     }
     url
 }
 
-/// Whether libpq's environment names a TLS mode, or could send the
+/// Whether libpq's environment says anything of TLS, or could send the
 /// connection somewhere other than the URL's host: a parameter the URL
 /// leaves unset is taken from these (PostgreSQL docs, §34.15), and a
 /// `hostaddr` is dialled instead of the host.
 fn libpq_environment_decides() -> bool {
-    ["PGSSLMODE", "PGHOSTADDR", "PGSERVICE", "PGSERVICEFILE"]
-        .iter()
-        .any(|name| std::env::var_os(name).is_some())
+    std::env::vars_os().any(|(name, _)| {
+        let name = name.to_string_lossy();
+        name.starts_with("PGSSL")
+            || ["PGREQUIRESSL", "PGHOSTADDR", "PGSERVICE", "PGSERVICEFILE"].contains(&name.as_ref())
+    })
 }
 
 /// Appends `name=value` to the URL's query unless it names `name` already.
@@ -162,7 +168,10 @@ fn add_unless_set(url: &mut String, name: &str, value: &str) {
         .skip(1)
         .any(|pair| pair.split('=').next() == Some(name));
     if !present {
-        url.push(if url.contains('?') { '&' } else { '?' });
+        // After a trailing separator, none more: libpq refuses `?&`.
+        if !url.ends_with(['?', '&']) {
+            url.push(if url.contains('?') { '&' } else { '?' });
+        }
         url.push_str(name);
         url.push('=');
         url.push_str(value);
@@ -170,17 +179,33 @@ fn add_unless_set(url: &mut String, name: &str, value: &str) {
 }
 
 /// Whether the URL's one host is a loopback IP literal (`127.0.0.0/8`,
-/// `[::1]`) and no query parameter names another (`host`, `hostaddr`,
-/// or a `service` that could).
-/// A name, even `localhost`, is resolved by libpq, not here: it is left
-/// alone, as is anything that does not parse as one URL.
+/// `[::1]`), no query parameter names another (`host`, `hostaddr`, or a
+/// `service` that could), and none says anything of TLS (`ssl…`,
+/// `requiressl`). A name, even `localhost`, is resolved by libpq, not
+/// here: it is left alone. So is any URL that libpq's parser might read
+/// otherwise than the URL standard's: libpq knows no `#` fragment, decodes
+/// `%` escapes in names, and ends the user at the first `@` before the
+/// path where the standard takes the last one before a `?`.
 fn on_loopback(url: &str) -> bool {
+    // What libpq searches for the user's `@`: all before the first `/`.
+    let before_path = url
+        .split_once("://")
+        .map_or("", |(_, rest)| rest.split('/').next().unwrap_or_default());
+    let query_before_user = before_path
+        .find('@')
+        .is_some_and(|at| before_path[..at].contains('?'));
+    let ambiguous =
+        url.contains(['#', '%']) || before_path.matches('@').count() > 1 || query_before_user;
+    if ambiguous {
+        return false;
+    }
     let Ok(parsed) = url::Url::parse(url) else {
         return false;
     };
-    let elsewhere = parsed
-        .query_pairs()
-        .any(|(name, _)| ["host", "hostaddr", "service"].contains(&name.as_ref()));
+    let decided = parsed.query_pairs().any(|(name, _)| {
+        name.starts_with("ssl")
+            || ["requiressl", "host", "hostaddr", "service"].contains(&name.as_ref())
+    });
     // `postgres:` is not a special scheme to the URL standard: an IPv4
     // address comes back as an opaque host name.
     let loopback = match parsed.host() {
@@ -191,7 +216,7 @@ fn on_loopback(url: &str) -> bool {
         Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
         None => false,
     };
-    loopback && !elsewhere
+    loopback && !decided
 }
 
 pub(super) fn run_migrations(conn: &mut AnyConnection) -> Result<(), StoreError> {
@@ -285,7 +310,7 @@ pub(crate) fn outside_any_transaction(conn: &mut AnyConnection) -> bool {
 
 #[cfg(test)]
 mod tests {
-    use super::with_defaults;
+    use super::{with_defaults, with_defaults_in};
 
     #[test]
     fn keepalives_are_added_unless_set() {
@@ -302,32 +327,51 @@ mod tests {
     }
 
     #[test]
-    fn loopback_literals_skip_tls_unless_a_mode_is_named() {
-        if super::libpq_environment_decides() {
-            return;
-        }
+    fn loopback_literals_skip_tls_unless_anything_says_otherwise() {
         for plain in [
             "postgres://u@127.0.0.1:5432/db",
             "postgresql://u@127.0.0.2/db?application_name=x",
             "postgres://u@[::1]:5432/db",
+            "postgres://u:p@127.0.0.1",
         ] {
-            assert!(
-                with_defaults(plain).ends_with("&sslmode=disable"),
-                "{plain}"
-            );
+            let url = with_defaults_in(plain, false);
+            assert!(url.ends_with("&sslmode=disable"), "{plain}: {url}");
+            let decided = with_defaults_in(plain, true);
+            assert!(!decided.contains("sslmode"), "{plain}: {decided}");
         }
         for kept in [
-            "postgres://u@127.0.0.1/db?sslmode=require",
+            // Another host, or one libpq resolves itself.
             "postgres://u@localhost/db",
             "postgres://u@db.internal/db",
             "postgres://u@10.0.0.5/db",
+            "postgres://u@127.0.0.1,10.0.0.5/db",
             "postgres://u@127.0.0.1/db?host=db.internal",
             "postgres://u@127.0.0.1/db?hostaddr=10.0.0.5",
             "postgres://u@127.0.0.1/db?service=elsewhere",
-            "postgres://u@127.0.0.1,10.0.0.5/db",
+            // Read otherwise by libpq than by the URL standard.
+            "postgres://127.0.0.1#@db.example.com/db",
+            "postgres://u@127.0.0.1/db#?host=db.example.com",
+            "postgres://u@127.0.0.1/db?application_name=a#&host=db.example.com",
+            "postgres://u@db.example.com,x@127.0.0.1/db",
+            "postgres://127.0.0.1?x=@db.example.com/db?application_name=a",
+            "postgres://127.0.0.1?application_name=a@db.example.com",
+            "postgres://u@127.0.0.1/db?ho%73t=db.example.com",
+            // Anything said of TLS.
+            "postgres://u@127.0.0.1/db?sslmode=require",
+            "postgres://u@127.0.0.1/db?ssl=true",
+            "postgres://u@127.0.0.1/db?ssl%6dode=require",
+            "postgres://u@127.0.0.1/db?sslrootcert=system",
+            "postgres://u@127.0.0.1/db?sslnegotiation=direct",
+            "postgres://u@127.0.0.1/db?sslcert=c.pem&sslkey=k.pem",
+            "postgres://u@127.0.0.1/db?requiressl=1",
         ] {
-            let url = with_defaults(kept);
+            let url = with_defaults_in(kept, false);
             assert!(!url.contains("sslmode=disable"), "{kept}: {url}");
+        }
+        // A trailing separator is not doubled (libpq refuses `?&`).
+        for trailing in ["postgres://u@h/db?", "postgres://u@h/db?a=b&"] {
+            let url = with_defaults_in(trailing, false);
+            assert!(!url.contains("?&") && !url.contains("&&"), "{url}");
         }
     }
 }
