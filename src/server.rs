@@ -361,7 +361,8 @@ async fn next_change(changes: &mut Option<mpsc::Receiver<Change>>) -> Option<Cha
     }
 }
 
-/// Purges expired rows every [`PURGE_INTERVAL`], in a task of its own: a
+/// Purges expired rows [`PURGE_INTERVAL`] after start and after each sweep
+/// ends, in a task of its own: a
 /// sweep can take seconds and must hold up neither the database ping nor
 /// the changes heard from other replicas. Shutdown does not wait for a
 /// sweep: each batch is its own call, so one cut short loses nothing.

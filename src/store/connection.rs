@@ -157,7 +157,14 @@ fn libpq_environment_decides() -> bool {
     std::env::vars_os().any(|(name, _)| {
         let name = name.to_string_lossy();
         name.starts_with("PGSSL")
-            || ["PGREQUIRESSL", "PGHOSTADDR", "PGSERVICE", "PGSERVICEFILE"].contains(&name.as_ref())
+            || [
+                "PGREQUIRESSL",
+                "PGCHANNELBINDING",
+                "PGHOSTADDR",
+                "PGSERVICE",
+                "PGSERVICEFILE",
+            ]
+            .contains(&name.as_ref())
     })
 }
 
@@ -168,8 +175,9 @@ fn add_unless_set(url: &mut String, name: &str, value: &str) {
         .skip(1)
         .any(|pair| pair.split('=').next() == Some(name));
     if !present {
-        // After a trailing separator, none more: libpq refuses `?&`.
-        if !url.ends_with(['?', '&']) {
+        // After a query's trailing separator, none more: libpq refuses
+        // `?&`. (An `&` before any `?` is the path's.)
+        if !(url.contains('?') && url.ends_with(['?', '&'])) {
             url.push(if url.contains('?') { '&' } else { '?' });
         }
         url.push_str(name);
@@ -181,7 +189,7 @@ fn add_unless_set(url: &mut String, name: &str, value: &str) {
 /// Whether the URL's one host is a loopback IP literal (`127.0.0.0/8`,
 /// `[::1]`), no query parameter names another (`host`, `hostaddr`, or a
 /// `service` that could), and none says anything of TLS (`ssl…`,
-/// `requiressl`). A name, even `localhost`, is resolved by libpq, not
+/// `requiressl`, `channel_binding`, which needs TLS). A name, even `localhost`, is resolved by libpq, not
 /// here: it is left alone. So is any URL that libpq's parser might read
 /// otherwise than the URL standard's: libpq knows no `#` fragment, decodes
 /// `%` escapes in names, and ends the user at the first `@` before the
@@ -194,8 +202,12 @@ fn on_loopback(url: &str) -> bool {
     let query_before_user = before_path
         .find('@')
         .is_some_and(|at| before_path[..at].contains('?'));
-    let ambiguous =
-        url.contains(['#', '%']) || before_path.matches('@').count() > 1 || query_before_user;
+    // The URL standard drops tabs and line breaks; libpq keeps them and
+    // would resolve `127.0.0.1\t` as a name.
+    let ambiguous = url.contains(['#', '%'])
+        || url.chars().any(|c| c.is_ascii_control() || c == ' ')
+        || before_path.matches('@').count() > 1
+        || query_before_user;
     if ambiguous {
         return false;
     }
@@ -204,7 +216,14 @@ fn on_loopback(url: &str) -> bool {
     };
     let decided = parsed.query_pairs().any(|(name, _)| {
         name.starts_with("ssl")
-            || ["requiressl", "host", "hostaddr", "service"].contains(&name.as_ref())
+            || [
+                "requiressl",
+                "channel_binding",
+                "host",
+                "hostaddr",
+                "service",
+            ]
+            .contains(&name.as_ref())
     });
     // `postgres:` is not a special scheme to the URL standard: an IPv4
     // address comes back as an opaque host name.
@@ -364,6 +383,11 @@ mod tests {
             "postgres://u@127.0.0.1/db?sslnegotiation=direct",
             "postgres://u@127.0.0.1/db?sslcert=c.pem&sslkey=k.pem",
             "postgres://u@127.0.0.1/db?requiressl=1",
+            "postgres://u@127.0.0.1/db?channel_binding=require",
+            // Whitespace the URL standard drops and libpq keeps.
+            "postgres://u@127.0.0.1\t/db",
+            "postgres://u@127.0.0.1\r",
+            "postgres://u@[::\n1]/db",
         ] {
             let url = with_defaults_in(kept, false);
             assert!(!url.contains("sslmode=disable"), "{kept}: {url}");
@@ -373,5 +397,8 @@ mod tests {
             let url = with_defaults_in(trailing, false);
             assert!(!url.contains("?&") && !url.contains("&&"), "{url}");
         }
+        // An `&` in the path is the database name's.
+        let url = with_defaults_in("postgres://u@h/db&", false);
+        assert!(url.starts_with("postgres://u@h/db&?keepalives=1&"), "{url}");
     }
 }
