@@ -110,7 +110,7 @@ impl Server {
         let _ = jsonwebtoken::crypto::aws_lc::DEFAULT_PROVIDER.install_default();
         let store = Store::new(
             &config.database.url,
-            config.database.pool_size,
+            config.database.pool_connections(),
             config.database.connect_timeout,
         )
         .map_err(|e| StartError::Fatal(e.to_string()))?;
@@ -124,7 +124,12 @@ impl Server {
         let metrics = Metrics::new();
         let state = AppState(Arc::new(Core {
             digest_key: master.token_digest_key(),
-            writer: BatchWriter::spawn(store.clone(), &config.audit, metrics.audit.clone()),
+            writer: BatchWriter::spawn(
+                store.clone(),
+                &config.audit,
+                metrics.audit.clone(),
+                config.database.writer_lanes() as usize,
+            ),
             metrics,
             auth_failures: Default::default(),
             client_cache: ClientCache::new(config.clients.cache_ttl),
@@ -362,10 +367,10 @@ async fn next_change(changes: &mut Option<mpsc::Receiver<Change>>) -> Option<Cha
 }
 
 /// Purges expired rows [`PURGE_INTERVAL`] after start and after each sweep
-/// ends, in a task of its own: a
-/// sweep can take seconds and must hold up neither the database ping nor
-/// the changes heard from other replicas. Shutdown does not wait for a
-/// sweep: each batch is its own call, so one cut short loses nothing.
+/// ends, in a task of its own: a sweep can take seconds and must hold up
+/// neither the database ping nor the changes heard from other replicas.
+/// Shutdown does not wait for a sweep: each batch is its own call, so one
+/// cut short loses nothing.
 async fn purge_loop(state: AppState, mut stop: watch::Receiver<bool>) {
     while !*stop.borrow() {
         // From the end of the last sweep: one that ran long is not

@@ -177,8 +177,10 @@ fn add_unless_set(url: &mut String, name: &str, value: &str) {
     if !present {
         // After a query's trailing separator, none more: libpq refuses
         // `?&`. (An `&` before any `?` is the path's.)
-        if !(url.contains('?') && url.ends_with(['?', '&'])) {
-            url.push(if url.contains('?') { '&' } else { '?' });
+        match (url.contains('?'), url.ends_with(['?', '&'])) {
+            (true, true) => {}
+            (true, false) => url.push('&'),
+            (false, _) => url.push('?'),
         }
         url.push_str(name);
         url.push('=');
@@ -189,11 +191,12 @@ fn add_unless_set(url: &mut String, name: &str, value: &str) {
 /// Whether the URL's one host is a loopback IP literal (`127.0.0.0/8`,
 /// `[::1]`), no query parameter names another (`host`, `hostaddr`, or a
 /// `service` that could), and none says anything of TLS (`ssl…`,
-/// `requiressl`, `channel_binding`, which needs TLS). A name, even `localhost`, is resolved by libpq, not
-/// here: it is left alone. So is any URL that libpq's parser might read
-/// otherwise than the URL standard's: libpq knows no `#` fragment, decodes
-/// `%` escapes in names, and ends the user at the first `@` before the
-/// path where the standard takes the last one before a `?`.
+/// `requiressl`, `channel_binding`, which needs TLS). A name, even
+/// `localhost`, is resolved by libpq, not here: it is left alone. So is any
+/// URL that libpq's parser might read otherwise than the URL standard's:
+/// libpq knows no `#` fragment, decodes `%` escapes in names, and ends the
+/// user at the first `@` before the path where the standard takes the last
+/// one before a `?`.
 fn on_loopback(url: &str) -> bool {
     // What libpq searches for the user's `@`: all before the first `/`.
     let before_path = url

@@ -20,10 +20,14 @@ const KEYRING_DAEMON: &str = "/usr/bin/gnome-keyring-daemon";
 struct SecretService {
     address: String,
     bus: Child,
-    keyring: Child,
+    keyring: Option<Child>,
 }
 
 impl SecretService {
+    /// The bus first, and only once it answers the keyring daemon, which
+    /// exits at once if it cannot reach the bus. A daemon that exits all
+    /// the same is started again, twice at most; its stderr goes to a file
+    /// that the failure message shows.
     fn start(dir: &Path) -> SecretService {
         assert!(
             Path::new(KEYRING_DAEMON).exists(),
@@ -43,59 +47,106 @@ impl SecretService {
             .stderr(Stdio::null())
             .spawn()
             .expect("dbus-daemon starts");
-        let runtime = dir.join("run");
-        std::fs::create_dir_all(&runtime).unwrap();
-        let mut keyring = Command::new(KEYRING_DAEMON)
-            .args(["--foreground", "--unlock", "--components=secrets"])
-            .env("DBUS_SESSION_BUS_ADDRESS", &address)
-            .env("HOME", dir)
-            .env("XDG_DATA_HOME", dir.join("data"))
-            .env("XDG_RUNTIME_DIR", &runtime)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("gnome-keyring-daemon starts");
-        // The login keyring's password, then end of input: it is unlocked.
-        use std::io::Write;
-        let mut stdin = keyring.stdin.take().unwrap();
-        stdin.write_all(b"test keyring password").unwrap();
-        drop(stdin);
-        let service = SecretService {
+        // Built now, so that a failure below stops what was started.
+        let mut service = SecretService {
             address,
             bus,
-            keyring,
+            keyring: None,
         };
-        service.wait_until_it_answers();
+        let address = service.address.clone();
+        let answers =
+            within_30_s(|| ask_bus(&address, "org.freedesktop.DBus.GetId", &[]).is_some());
+        assert!(answers, "the session bus did not come up on {address}");
+        let mut attempts = 0;
+        let runtime = dir.join("run");
+        std::fs::create_dir_all(&runtime).unwrap();
+        service.keyring = Some(loop {
+            attempts += 1;
+            let log = dir.join(format!("keyring-{attempts}.log"));
+            let mut daemon = Command::new(KEYRING_DAEMON)
+                .args(["--foreground", "--unlock", "--components=secrets"])
+                .env("DBUS_SESSION_BUS_ADDRESS", &address)
+                .env("HOME", dir)
+                .env("XDG_DATA_HOME", dir.join("data"))
+                .env("XDG_RUNTIME_DIR", &runtime)
+                .stdin(Stdio::piped())
+                .stdout(Stdio::null())
+                .stderr(std::fs::File::create(&log).unwrap())
+                .spawn()
+                .expect("gnome-keyring-daemon starts");
+            // The login keyring's password, then end of input: it is unlocked.
+            use std::io::Write;
+            let mut stdin = daemon.stdin.take().unwrap();
+            // A daemon already gone closes the pipe: the check below says so.
+            let _ = stdin.write_all(b"test keyring password");
+            drop(stdin);
+            let mut exited = false;
+            let up = within_30_s(|| {
+                exited = daemon.try_wait().is_ok_and(|status| status.is_some());
+                exited || owns_the_secrets_name(&address)
+            });
+            if up && !exited {
+                break daemon;
+            }
+            let _ = daemon.kill();
+            let _ = daemon.wait();
+            let said = std::fs::read_to_string(&log).unwrap_or_default();
+            assert!(
+                exited && attempts < 3,
+                "the Secret Service did not come up on {address} \
+                 (attempt {attempts}, daemon exited: {exited}): {said}"
+            );
+            eprintln!("gnome-keyring-daemon exited at start; starting it again: {said}");
+        });
         service
     }
+}
 
-    /// Up to 30 s: on a loaded two-core machine (a build beside the tests)
-    /// the daemon once took longer than 10 s to claim its name.
-    fn wait_until_it_answers(&self) {
-        for _ in 0..300 {
-            let asked = Command::new("dbus-send")
-                .args([
-                    &format!("--bus={}", self.address),
-                    "--print-reply",
-                    "--dest=org.freedesktop.DBus",
-                    "/org/freedesktop/DBus",
-                    "org.freedesktop.DBus.NameHasOwner",
-                    "string:org.freedesktop.secrets",
-                ])
-                .output();
-            if asked.is_ok_and(|o| String::from_utf8_lossy(&o.stdout).contains("boolean true")) {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(100));
+/// Polls `ready` every 100 ms for up to 30 s: on a loaded two-core machine
+/// (a build beside the tests) the daemon once took longer than 10 s to
+/// claim its name.
+fn within_30_s(mut ready: impl FnMut() -> bool) -> bool {
+    for _ in 0..300 {
+        if ready() {
+            return true;
         }
-        panic!("the Secret Service did not come up on {}", self.address);
+        std::thread::sleep(Duration::from_millis(100));
     }
+    false
+}
+
+/// Calls a method of the bus itself; its reply, if it gave one.
+fn ask_bus(address: &str, method: &str, args: &[&str]) -> Option<String> {
+    let asked = Command::new("dbus-send")
+        .args([
+            &format!("--bus={address}"),
+            "--print-reply",
+            "--reply-timeout=1000",
+            "--dest=org.freedesktop.DBus",
+            "/org/freedesktop/DBus",
+            method,
+        ])
+        .args(args)
+        .output()
+        .ok()?;
+    asked
+        .status
+        .success()
+        .then(|| String::from_utf8_lossy(&asked.stdout).into_owned())
+}
+
+fn owns_the_secrets_name(address: &str) -> bool {
+    ask_bus(
+        address,
+        "org.freedesktop.DBus.NameHasOwner",
+        &["string:org.freedesktop.secrets"],
+    )
+    .is_some_and(|reply| reply.contains("boolean true"))
 }
 
 impl Drop for SecretService {
     fn drop(&mut self) {
-        for child in [&mut self.keyring, &mut self.bus] {
+        for child in self.keyring.iter_mut().chain([&mut self.bus]) {
             let _ = child.kill();
             let _ = child.wait();
         }
