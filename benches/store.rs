@@ -74,8 +74,6 @@ async fn bench(label: &str, url: &str, pool: u32) {
         (*store).clone(),
         &config.audit,
         Default::default(),
-        // The embedded default names SQLite; spawn gives SQLite one lane.
-        config.database.writers as usize,
     )));
     let started = Instant::now();
     let queued = drive(

@@ -14,8 +14,6 @@ use url::Url;
 
 /// The embedded default, so that `tessera serve` works with no file at all.
 pub const DEFAULT_TOML: &str = include_str!("../config/default.toml");
-/// `database.writers` at most: each holds a connection for ever.
-const MAX_WRITERS: u32 = 16;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -329,33 +327,10 @@ pub enum ForwardingHeader {
 pub struct DatabaseConfig {
     pub url: String,
     pub pool_size: u32,
-    /// Batch writer lanes on PostgreSQL (`batch_writer.rs`), each holding
-    /// a connection of the pool for itself (`pool_connections`).
-    pub writers: u32,
     #[serde(with = "humantime_serde")]
     pub connect_timeout: Duration,
     #[serde(with = "humantime_serde")]
     pub max_retry_backoff: Duration,
-}
-
-impl DatabaseConfig {
-    /// The batch writer's lanes: `writers` on PostgreSQL, one on SQLite
-    /// (one write lock; more would only queue for it).
-    pub fn writer_lanes(&self) -> u32 {
-        match crate::store::DatabaseUrl::parse(&self.url).map(|u| u.backend()) {
-            Ok("sqlite") => 1,
-            _ => self.writers,
-        }
-    }
-
-    /// The pool's size: `pool_size` (at least two) has always counted the
-    /// writer's connection; each further lane adds its own, so requests
-    /// keep what they had.
-    pub fn pool_connections(&self) -> u32 {
-        self.pool_size
-            .max(2)
-            .saturating_add(self.writer_lanes() - 1)
-    }
 }
 
 /// The URL may carry a password: `Debug` shows only the backend.
@@ -367,7 +342,6 @@ impl std::fmt::Debug for DatabaseConfig {
         f.debug_struct("DatabaseConfig")
             .field("url", &format_args!("{backend}://<redacted>"))
             .field("pool_size", &self.pool_size)
-            .field("writers", &self.writers)
             .field("connect_timeout", &self.connect_timeout)
             .field("max_retry_backoff", &self.max_retry_backoff)
             .finish()
@@ -526,11 +500,6 @@ impl Config {
             return Err(ConfigError::Invalid(
                 "database.pool_size must be at least 1".into(),
             ));
-        }
-        if !(1..=MAX_WRITERS).contains(&self.database.writers) {
-            return Err(ConfigError::Invalid(format!(
-                "database.writers must be between 1 and {MAX_WRITERS}"
-            )));
         }
         self.personal_tokens.validate()?;
         self.agents.validate()?;
@@ -730,32 +699,6 @@ mod tests {
         ] {
             let err = Config::from_toml_layers(&[layer]).unwrap_err();
             assert!(err.to_string().contains("must be positive"), "{err}");
-        }
-    }
-
-    #[test]
-    fn writers_are_bounded_and_one_on_sqlite() {
-        let config = Config::from_toml_layers(&[]).unwrap();
-        assert_eq!(config.database.writers, 2);
-        assert_eq!(config.database.writer_lanes(), 1, "SQLite: one write lock");
-        assert_eq!(config.database.pool_connections(), 8);
-        let postgres = "[database]\nurl = \"postgres://tessera@127.0.0.1/tessera\"\n";
-        let config = Config::from_toml_layers(&[postgres]).unwrap();
-        assert_eq!(config.database.writer_lanes(), 2);
-        assert_eq!(config.database.pool_connections(), 9, "8 and a second lane");
-        let config =
-            Config::from_toml_layers(&[postgres, "[database]\nwriters = 16\npool_size = 1\n"])
-                .unwrap();
-        assert_eq!(config.database.writer_lanes(), 16);
-        assert_eq!(
-            config.database.pool_connections(),
-            17,
-            "a connection beside the lanes"
-        );
-        for writers in [0, 17] {
-            let layer = format!("[database]\nwriters = {writers}\n");
-            let err = Config::from_toml_layers(&[&layer]).unwrap_err();
-            assert!(err.to_string().contains("database.writers"), "{err}");
         }
     }
 

@@ -110,7 +110,7 @@ impl Server {
         let _ = jsonwebtoken::crypto::aws_lc::DEFAULT_PROVIDER.install_default();
         let store = Store::new(
             &config.database.url,
-            config.database.pool_connections(),
+            config.database.pool_size,
             config.database.connect_timeout,
         )
         .map_err(|e| StartError::Fatal(e.to_string()))?;
@@ -124,12 +124,7 @@ impl Server {
         let metrics = Metrics::new();
         let state = AppState(Arc::new(Core {
             digest_key: master.token_digest_key(),
-            writer: BatchWriter::spawn(
-                store.clone(),
-                &config.audit,
-                metrics.audit.clone(),
-                config.database.writer_lanes() as usize,
-            ),
+            writer: BatchWriter::spawn(store.clone(), &config.audit, metrics.audit.clone()),
             metrics,
             auth_failures: Default::default(),
             client_cache: ClientCache::new(config.clients.cache_ttl),

@@ -1,11 +1,11 @@
-//! The token endpoints' writes, batched on connections of their own.
+//! The token endpoints' writes, batched on one connection of their own.
 //!
 //! Three writes sit on the hot path: the audit event of every issuance, the
 //! single-use `jti` of every assertion (RFC 7523 §3 item 7) and the claim of
 //! every authorization code (RFC 6749 §4.1.2, `code_claims.rs`). All must
 //! reach the shared database, but none needs a commit of its own. Requests hand
-//! them to a writer thread (one per lane, below), which owns a connection and
-//! stores whatever has gathered in a single transaction: no thread hop to the blocking pool per
+//! them to one writer thread, which owns a connection and stores whatever has
+//! gathered in a single transaction: no thread hop to the blocking pool per
 //! write, one commit per batch, and, on SQLite, no second writer waiting for
 //! the write lock (PERFORMANCE.md: one batching writer beats a pool of them).
 //!
@@ -26,15 +26,6 @@
 //! holds up the others. When even the safe form is refused, the fault is
 //! not the row's, and it is treated as transient.
 //!
-//! On PostgreSQL the urgent values are spread over `database.writers`
-//! lanes, each a writer thread with a connection of its own, so that one
-//! round's statement and commit overlap the next (with one writer, every
-//! request of the next round waited for the whole of the current one, and
-//! under load the cores idled). The unique key decides a `jti` raced in two
-//! lanes as it does one raced on two replicas; keys go in sorted, so rounds
-//! cannot deadlock. Audit events, flushes and pruning stay on the first
-//! lane: events keep their order. SQLite has one write lock, so one lane.
-//!
 //! A full queue makes callers wait up to `audit.queue_wait`, then refuses
 //! them (an issuance answers 503), and the writer reports itself backlogged
 //! (`/readyz` 503) until the queue has drained. A `jti` is answered from its
@@ -46,7 +37,7 @@
 //! database's write lock.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use diesel::Connection;
@@ -94,13 +85,12 @@ enum Urgent {
     Flush(oneshot::Sender<()>),
 }
 
-/// A cheap handle; the writer threads stop when the last one is dropped,
+/// A cheap handle; the writer thread stops when the last one is dropped,
 /// after storing what was queued.
 #[derive(Clone)]
 pub struct BatchWriter {
     audits: mpsc::Sender<NewAuditRecord>,
-    /// One queue per lane; the first lane also takes audit events.
-    lanes: Arc<[mpsc::Sender<Urgent>]>,
+    urgent: mpsc::Sender<Urgent>,
     shared: Arc<Shared>,
 }
 
@@ -108,63 +98,29 @@ pub struct BatchWriter {
 struct Shared {
     /// Set when a caller found the queue full; cleared once it drained.
     backlogged: AtomicBool,
-    /// The lane the next single-use value or claim goes to.
-    next_lane: AtomicUsize,
     queue_wait: Duration,
     counters: AuditCounters,
 }
 
 impl BatchWriter {
-    /// Starts `lanes` writer threads (one on SQLite, whatever is asked:
-    /// `DatabaseConfig::writer_lanes`).
-    pub fn spawn(
-        store: Store,
-        config: &AuditConfig,
-        counters: AuditCounters,
-        lanes: usize,
-    ) -> BatchWriter {
-        let lanes = if store.backend() == "sqlite" {
-            1
-        } else {
-            lanes.max(1)
-        };
+    pub fn spawn(store: Store, config: &AuditConfig, counters: AuditCounters) -> BatchWriter {
         let (audits, audit_rx) = mpsc::channel(config.queue_capacity);
+        let (urgent, urgent_rx) = mpsc::channel(URGENT_QUEUE);
         let shared = Arc::new(Shared {
             backlogged: AtomicBool::new(false),
-            next_lane: AtomicUsize::new(0),
             queue_wait: config.queue_wait,
             counters,
         });
-        let mut audit_rx = Some(audit_rx);
-        let senders: Vec<_> = (0..lanes)
-            .map(|lane| {
-                let (urgent, urgent_rx) = mpsc::channel(URGENT_QUEUE);
-                let audit_rx = audit_rx.take();
-                let writer = Writer::new(store.clone(), shared.clone(), config, audit_rx.is_some());
-                std::thread::Builder::new()
-                    .name(format!("tessera-writer-{lane}"))
-                    .spawn(move || writer.run(audit_rx, urgent_rx))
-                    .expect("the writer thread starts");
-                urgent
-            })
-            .collect();
+        let writer = Writer::new(store, shared.clone(), config);
+        std::thread::Builder::new()
+            .name("tessera-writer".into())
+            .spawn(move || writer.run(audit_rx, urgent_rx))
+            .expect("the writer thread starts");
         BatchWriter {
             audits,
-            lanes: senders.into(),
+            urgent,
             shared,
         }
-    }
-
-    /// The lane for the next single-use value or claim: the one with the
-    /// fewest waiting (the first lane's rounds also carry audit events),
-    /// ties going to each lane in turn.
-    fn next_lane(&self) -> &mpsc::Sender<Urgent> {
-        let turn = self.shared.next_lane.fetch_add(1, Ordering::Relaxed);
-        let count = self.lanes.len();
-        (0..count)
-            .map(|i| &self.lanes[(turn + i) % count])
-            .max_by_key(|lane| lane.capacity())
-            .expect("at least one lane")
     }
 
     /// Queues an audit event; it is stored within `AUDIT_LINGER`. When the
@@ -232,7 +188,7 @@ impl BatchWriter {
     ) -> Result<T, StoreError> {
         let (sender, answer) = oneshot::channel();
         let decided = async {
-            self.next_lane()
+            self.urgent
                 .send(message(sender))
                 .await
                 .map_err(|_| stopped())?;
@@ -260,9 +216,8 @@ impl BatchWriter {
     /// events were not all stored by then (what shutdown reports).
     pub async fn flush_within(&self, limit: Duration) -> bool {
         let flushed = async {
-            // Audit events have one lane, the first.
             let (done, wait) = oneshot::channel();
-            self.lanes[0].send(Urgent::Flush(done)).await.is_ok() && wait.await.is_ok()
+            self.urgent.send(Urgent::Flush(done)).await.is_ok() && wait.await.is_ok()
         };
         tokio::time::timeout(limit, flushed).await.unwrap_or(false)
     }
@@ -296,8 +251,7 @@ struct Writer {
 }
 
 impl Writer {
-    /// `audits`: whether this lane stores audit events (and prunes them).
-    fn new(store: Store, shared: Arc<Shared>, config: &AuditConfig, audits: bool) -> Self {
+    fn new(store: Store, shared: Arc<Shared>, config: &AuditConfig) -> Self {
         Writer {
             store,
             shared,
@@ -311,7 +265,7 @@ impl Writer {
             audit_due: None,
             backoff: Duration::ZERO,
             retry_at: None,
-            retention: Some(config.retention).filter(|r| audits && !r.is_zero()),
+            retention: Some(config.retention).filter(|r| !r.is_zero()),
             prune_interval: config.prune_interval,
             prune_at: Instant::now() + config.prune_interval,
         }
@@ -321,7 +275,7 @@ impl Writer {
     /// own: the small runtime is only there to wait with a deadline.
     fn run(
         mut self,
-        mut audit_rx: Option<mpsc::Receiver<NewAuditRecord>>,
+        mut audit_rx: mpsc::Receiver<NewAuditRecord>,
         mut urgent_rx: mpsc::Receiver<Urgent>,
     ) {
         let runtime = tokio::runtime::Builder::new_current_thread()
@@ -352,7 +306,7 @@ impl Writer {
                     () = tokio::time::sleep_until(self.prune_at), if idle && self.retention.is_some() => prune = true,
                     // Only an idle writer listens for audit events; one
                     // starts the linger, the rest wait in the queue.
-                    record = next_event(&mut audit_rx), if idle => match record {
+                    record = audit_rx.recv(), if idle => match record {
                         Some(record) => {
                             self.audits.push(record);
                             self.audit_due = Some(Instant::now() + AUDIT_LINGER);
@@ -378,7 +332,7 @@ impl Writer {
                     // above never reaches the audit queue: the linger
                     // starts here instead.
                     if self.audit_due.is_none()
-                        && let Some(record) = try_next_event(&mut audit_rx)
+                        && let Ok(record) = audit_rx.try_recv()
                     {
                         self.audits.push(record);
                         self.audit_due = Some(Instant::now() + AUDIT_LINGER);
@@ -390,15 +344,13 @@ impl Writer {
                     // A flush waits for everything queued before it.
                     let limit = if self.flushes.is_empty() { MAX_BATCH } else { usize::MAX };
                     while self.audits.len() < limit {
-                        match try_next_event(&mut audit_rx) {
-                            Some(record) => self.audits.push(record),
-                            None => break,
+                        match audit_rx.try_recv() {
+                            Ok(record) => self.audits.push(record),
+                            Err(_) => break,
                         }
                     }
                     self.write();
-                    if self.retry_at.is_none()
-                        && let Some(audit_rx) = &audit_rx
-                    {
+                    if self.retry_at.is_none() {
                         if !audit_rx.is_empty() {
                             // A backlog longer than a batch: no need to linger.
                             self.audit_due = Some(now);
@@ -642,21 +594,6 @@ impl Writer {
         }
         result
     }
-}
-
-/// The next audit event, on the lane that takes them; on the other lanes,
-/// never.
-async fn next_event(
-    audit_rx: &mut Option<mpsc::Receiver<NewAuditRecord>>,
-) -> Option<NewAuditRecord> {
-    match audit_rx {
-        Some(rx) => rx.recv().await,
-        None => std::future::pending().await,
-    }
-}
-
-fn try_next_event(audit_rx: &mut Option<mpsc::Receiver<NewAuditRecord>>) -> Option<NewAuditRecord> {
-    audit_rx.as_mut()?.try_recv().ok()
 }
 
 fn answer(verdicts: Vec<Verdict>, outcome: Result<Vec<bool>, StoreError>) {

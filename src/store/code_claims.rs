@@ -57,8 +57,8 @@ pub(crate) fn claim_all(
 }
 
 /// The round as [`claim_in_one_statement`] states one claim, over arrays,
-/// except that it never waits for a lock: a writer lane's one connection
-/// serves every round of that lane, and a round waiting on a row (a disable deleting
+/// except that it never waits for a lock: the writer's one connection
+/// serves every round, and a round waiting on a row (a disable deleting
 /// the user's sessions, a purge, another replica claiming the same code)
 /// would hold up every claim and single-use id behind it. A code or a
 /// session locked by someone else is skipped (`SKIP LOCKED`) and left

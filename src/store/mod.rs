@@ -216,10 +216,8 @@ impl Store {
         let url = DatabaseUrl::parse(url).map_err(StoreError::Other)?;
         url.prepare().map_err(StoreError::Other)?;
         let pool = r2d2::Pool::builder()
-            // The batch writer's first lane keeps one connection for
-            // itself: with one in all, every other call would wait out the
-            // timeout. (Further lanes are counted in by the caller:
-            // `DatabaseConfig::pool_connections`.)
+            // The batching writer keeps one connection for itself: with
+            // one in all, every other call would wait out the timeout.
             .max_size(pool_size.max(2))
             .min_idle(Some(0))
             .connection_timeout(connect_timeout)

@@ -42,7 +42,6 @@ on_both_backends!(
     cli_registers_browser_clients,
     a_reuse_after_the_claim_revokes_what_it_named,
     claims_in_one_round_take_each_code_once,
-    a_held_round_holds_up_only_its_own_lane,
     audit_events_are_stored_while_claims_stream,
     dead_refresh_families_are_purged,
     concurrent_first_consents_and_revocations_do_not_fail,
@@ -1469,19 +1468,15 @@ async fn a_reuse_after_the_claim_revokes_what_it_named(backend: Backend) {
 }
 
 /// The token endpoint's claims, gathered by the batch writer into one
-/// round (one statement on PostgreSQL): the writer, here with one lane, is
-/// held in a round of its own (a single-use id waiting for a locked table)
-/// while they queue.
+/// round (one statement on PostgreSQL): the writer is held in a round of
+/// its own (a single-use id waiting for a locked table) while they queue.
 /// A code named twice goes to exactly one claim, the one whose token its
 /// row names; an unknown code and one whose session ended go to none; the
 /// losing claim, sent on to `redeem_code`, is a reuse that revokes the
 /// winner's token.
 async fn claims_in_one_round_take_each_code_once(backend: Backend) {
     use tessera::store::{AuthorizationStore, CodeClaim, Redemption, RevocationStore};
-    let app = TestApp::builder(backend)
-        .config("[database]\nwriters = 1\n")
-        .start()
-        .await;
+    let app = TestApp::start(backend).await;
     let store = &app.state.store;
     let writer = &app.state.writer;
     let now = tessera::clock::now();
@@ -1571,66 +1566,6 @@ async fn claims_in_one_round_take_each_code_once(backend: Backend) {
     assert!(matches!(redeemed, Redemption::Unknown));
 }
 
-/// On PostgreSQL the writer has `database.writers` lanes (two by default):
-/// a round held in one (a single-use id waiting for a locked table) does
-/// not hold up a claim sent after it, which goes to the other lane (no
-/// lane has anything queued, and ties go in turn), and the held id is
-/// stored once the lock goes. SQLite has one lane: the claim waits its
-/// turn and is then answered.
-async fn a_held_round_holds_up_only_its_own_lane(backend: Backend) {
-    use tessera::store::{AuthorizationStore, CodeClaim};
-    let postgres = matches!(backend, Backend::Postgres(_));
-    let app = TestApp::start(backend).await;
-    assert_eq!(
-        app.state.config.database.writer_lanes(),
-        if postgres { 2 } else { 1 }
-    );
-    let store = &app.state.store;
-    let writer = &app.state.writer;
-    let now = tessera::clock::now();
-    open_session(store, "s", now).await;
-    store.create_code(code_row("c1", now)).await.unwrap();
-
-    let lock = TableLock::take(&app.db, "used_assertion_ids");
-    let held = tokio::spawn({
-        let writer = writer.clone();
-        async move { writer.consume("held-round".into(), now + 60).await }
-    });
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    let claim = CodeClaim {
-        digest: "c1".into(),
-        access: named_access(now),
-        now,
-    };
-    let mut claimed = tokio::spawn({
-        let writer = writer.clone();
-        async move { writer.claim_code(claim).await }
-    });
-    // On PostgreSQL, time for the lane's first connection too; on SQLite
-    // short, as the lock held meanwhile must end well within its 5 s busy
-    // timeout.
-    let patience = Duration::from_millis(if postgres { 5_000 } else { 500 });
-    let early = tokio::time::timeout(patience, &mut claimed).await;
-    assert_eq!(
-        early.is_ok(),
-        postgres,
-        "the claim is answered while the other lane is held on PostgreSQL only"
-    );
-    assert!(!held.is_finished(), "the held round waits for the lock");
-    lock.release();
-    assert!(held.await.unwrap().unwrap(), "the held id is stored");
-    let record = match early {
-        Ok(answer) => answer,
-        Err(_) => claimed.await,
-    };
-    let record = record.unwrap().unwrap().expect("the fresh code is claimed");
-    assert_eq!(record.digest, "c1");
-    assert!(
-        !writer.consume("held-round".into(), now + 60).await.unwrap(),
-        "and then refused as a replay"
-    );
-}
-
 /// Claims do not make the writer collect audit events the way single-use
 /// ids do; under a steady stream of them an audit event is still stored
 /// within its linger, not held until the queue fills.
@@ -1639,11 +1574,7 @@ async fn audit_events_are_stored_while_claims_stream(backend: Backend) {
     use std::sync::atomic::{AtomicBool, Ordering};
     use tessera::audit::{Actor, Event, Outcome};
     use tessera::store::{AuditFilter, AuditStore, CodeClaim};
-    // One lane, so that the claims keep the audit events' lane busy.
-    let app = TestApp::builder(backend)
-        .config("[database]\nwriters = 1\n")
-        .start()
-        .await;
+    let app = TestApp::start(backend).await;
     let now = tessera::clock::now();
     let streaming = Arc::new(AtomicBool::new(true));
     // More claims in flight than a round takes (1,024), so the writer
