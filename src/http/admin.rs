@@ -71,8 +71,11 @@ GET /admin/v1/whoami only; anything else is 403 `insufficient_scope` (RFC 6750 s
 /// database being unreachable.
 struct CommonResponses;
 
+const NUL_IN_URL: &str = "invalid_request: a path or query parameter holds a NUL character";
+
 impl Modify for CommonResponses {
     fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::path::ParameterIn;
         use utoipa::openapi::{ContentBuilder, Ref, ResponseBuilder};
         let error = |description: &str| {
             ResponseBuilder::new()
@@ -115,6 +118,19 @@ impl Modify for CommonResponses {
                         .responses
                         .entry(status.to_owned())
                         .or_insert_with(|| error(description).into());
+                }
+                // `nul_guard` refuses a NUL in the path or query first.
+                let in_url = operation
+                    .parameters
+                    .iter()
+                    .flatten()
+                    .any(|p| matches!(p.parameter_in, ParameterIn::Path | ParameterIn::Query));
+                if in_url {
+                    operation
+                        .responses
+                        .responses
+                        .entry("400".to_owned())
+                        .or_insert_with(|| error(NUL_IN_URL).into());
                 }
             }
         }

@@ -39,10 +39,11 @@ pub fn refine(doc: &mut Value, max_lifetime_secs: u64) {
     }
     schemas["ClientRegistration"]["anyOf"] = registration_branches();
     // RFC 6749 §3.1.2.2: a client of the authorization endpoint registers
-    // where codes may go.
+    // where codes may go. `contains` holds for anything but an array, so
+    // the type is said: `grant_types: null` takes the default grant.
     schemas["ClientRegistration"]["if"] = json!({
         "required": ["grant_types"],
-        "properties": {"grant_types": {"contains": {"const": "authorization_code"}}}
+        "properties": {"grant_types": {"type": "array", "contains": {"const": "authorization_code"}}}
     });
     schemas["ClientRegistration"]["then"] = json!({
         "required": ["redirect_uris"],
@@ -59,6 +60,8 @@ pub fn refine(doc: &mut Value, max_lifetime_secs: u64) {
             forbid_nul(schema);
         }
     }
+    issuer_path_parameter(&mut doc["paths"]);
+    parameters_without_nul(&mut doc["paths"]);
     add_links(&mut doc["paths"]);
 }
 
@@ -99,18 +102,36 @@ fn forbid_nul(schema: &mut Value) {
     }
 }
 
+/// No path or query parameter holds NUL either: `nul_guard` refuses a
+/// request with one before any handler sees it.
+fn parameters_without_nul(paths: &mut Value) {
+    let operations = paths
+        .as_object_mut()
+        .into_iter()
+        .flat_map(|paths| paths.values_mut())
+        .filter_map(Value::as_object_mut)
+        .flat_map(|methods| methods.values_mut())
+        .filter_map(Value::as_object_mut);
+    for operation in operations {
+        let parameters = operation
+            .get_mut("parameters")
+            .and_then(Value::as_array_mut);
+        for parameter in parameters.into_iter().flatten() {
+            let in_url = parameter["in"] == "path" || parameter["in"] == "query";
+            if in_url && let Some(schema) = parameter.get_mut("schema") {
+                forbid_nul(schema);
+            }
+        }
+    }
+}
+
 /// Trusted issuers and trust policies (`federation::admin` enforces each
 /// rule; anything narrower, such as whether an issuer or service user
 /// exists or a regular expression compiles, is beyond JSON Schema).
 fn trust(schemas: &mut Value) {
     use crate::federation::model::ALLOWED_ALGORITHMS;
     schemas["TrustJwk"] = trust_jwk();
-    let issuer = json!({
-        "type": "string",
-        "maxLength": crate::federation::issuers::MAX_ISSUER_LEN,
-        "pattern": "^https?://[!-~]+$",
-        "description": "https, or http on a loopback address; no credentials, query or fragment.",
-    });
+    let issuer = issuer_schema();
     let spec = &mut schemas["TrustedIssuerSpec"]["properties"];
     spec["issuer"] = issuer.clone();
     spec["algorithms"] = json!({
@@ -161,6 +182,29 @@ fn trust(schemas: &mut Value) {
     let condition = &mut schemas["Condition"]["properties"];
     condition["claim"] = json!({"type": "string", "pattern": "^[!-~]{1,255}$"});
     condition["value"]["maxLength"] = 1024.into();
+}
+
+/// An issuer URL as `federation::issuers::is_acceptable_url` takes it.
+fn issuer_schema() -> Value {
+    json!({
+        "type": "string",
+        "maxLength": crate::federation::issuers::MAX_ISSUER_LEN,
+        "pattern": "^https?://[!-~]+$",
+        "description": "https, or http on a loopback address; no credentials, query or fragment.",
+    })
+}
+
+/// The `{issuer}` path segment holds an issuer URL, percent-encoded: the
+/// same rules as the issuer a trusted issuer is created with.
+fn issuer_path_parameter(paths: &mut Value) {
+    for method in ["get", "delete"] {
+        let operation = &mut paths["/admin/v1/trust/issuers/{issuer}"][method];
+        for parameter in operation["parameters"].as_array_mut().into_iter().flatten() {
+            if parameter["name"] == "issuer" {
+                parameter["schema"] = issuer_schema();
+            }
+        }
+    }
 }
 
 /// A public key a static trusted-issuer key set may hold (RFC 7517 §4):
