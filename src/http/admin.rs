@@ -66,12 +66,17 @@ GET (administrators only); `audit:read` GET /admin/v1/audit (administrators only
 `tokens:self` a person's or service user's own tokens. A token with none of these reaches \
 GET /admin/v1/whoami only; anything else is 403 `insufficient_scope` (RFC 6750 section 3.1).";
 
+/// What an operation with path or query parameters can answer before its
+/// handler runs: `nul_guard` refuses a NUL, the extractors a value that does
+/// not decode (`admin_openapi::parameters_without_nul` says the first in
+/// each parameter's schema).
+const MALFORMED_URL_PARAMETER: &str =
+    "invalid_request: a path or query parameter holds a NUL character or does not decode";
+
 /// Answers every operation can give, whatever its parameters: a missing or
 /// bad token (RFC 6750 §3.1), a token without the admin scope, and the
-/// database being unreachable.
+/// database being unreachable; and a malformed parameter where it has any.
 struct CommonResponses;
-
-const NUL_IN_URL: &str = "invalid_request: a path or query parameter holds a NUL character";
 
 impl Modify for CommonResponses {
     fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
@@ -119,7 +124,6 @@ impl Modify for CommonResponses {
                         .entry(status.to_owned())
                         .or_insert_with(|| error(description).into());
                 }
-                // `nul_guard` refuses a NUL in the path or query first.
                 let in_url = operation
                     .parameters
                     .iter()
@@ -130,7 +134,7 @@ impl Modify for CommonResponses {
                         .responses
                         .responses
                         .entry("400".to_owned())
-                        .or_insert_with(|| error(NUL_IN_URL).into());
+                        .or_insert_with(|| error(MALFORMED_URL_PARAMETER).into());
                 }
             }
         }

@@ -103,7 +103,9 @@ fn forbid_nul(schema: &mut Value) {
 }
 
 /// No path or query parameter holds NUL either: `nul_guard` refuses a
-/// request with one before any handler sees it.
+/// request with one before any handler sees it (the 400 it answers is
+/// added in `admin::CommonResponses`). utoipa puts parameters on each
+/// operation, never on the path item.
 fn parameters_without_nul(paths: &mut Value) {
     let operations = paths
         .as_object_mut()
@@ -197,12 +199,17 @@ fn issuer_schema() -> Value {
 /// The `{issuer}` path segment holds an issuer URL, percent-encoded: the
 /// same rules as the issuer a trusted issuer is created with.
 fn issuer_path_parameter(paths: &mut Value) {
-    for method in ["get", "delete"] {
-        let operation = &mut paths["/admin/v1/trust/issuers/{issuer}"][method];
-        for parameter in operation["parameters"].as_array_mut().into_iter().flatten() {
-            if parameter["name"] == "issuer" {
-                parameter["schema"] = issuer_schema();
-            }
+    let parameters = paths
+        .get_mut("/admin/v1/trust/issuers/{issuer}")
+        .and_then(Value::as_object_mut)
+        .into_iter()
+        .flat_map(|methods| methods.values_mut())
+        .filter_map(|operation| operation.get_mut("parameters"))
+        .filter_map(Value::as_array_mut)
+        .flatten();
+    for parameter in parameters {
+        if parameter["name"] == "issuer" {
+            parameter["schema"] = issuer_schema();
         }
     }
 }

@@ -35,6 +35,10 @@ async fn every_operation_lists_its_statuses_with_the_error_body(backend: Backend
         if path.ends_with("openapi.json") {
             continue;
         }
+        assert!(
+            item.get("parameters").is_none(),
+            "{path}: parameters on each operation, where the NUL rule reaches them"
+        );
         for (method, operation) in item.as_object().unwrap() {
             let responses = &operation["responses"];
             assert!(
@@ -45,6 +49,33 @@ async fn every_operation_lists_its_statuses_with_the_error_body(backend: Backend
                 assert_eq!(
                     responses[status]["content"]["application/json"]["schema"]["$ref"], error_ref,
                     "{method} {path} documents {status} with the error body"
+                );
+            }
+            // `nul_guard` refuses a NUL in any path or query parameter.
+            let in_url: Vec<&Value> = operation["parameters"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter(|p| p["in"] == "path" || p["in"] == "query")
+                .collect();
+            for parameter in &in_url {
+                let schema = &parameter["schema"];
+                let text = schema["type"] == "string"
+                    || schema["type"]
+                        .as_array()
+                        .is_some_and(|t| t.contains(&json!("string")));
+                if text {
+                    assert_eq!(
+                        schema["not"]["pattern"], "\\u0000",
+                        "{method} {path}: {} refuses NUL",
+                        parameter["name"]
+                    );
+                }
+            }
+            if !in_url.is_empty() {
+                assert_eq!(
+                    responses["400"]["content"]["application/json"]["schema"]["$ref"], error_ref,
+                    "{method} {path} documents 400 for a malformed parameter"
                 );
             }
         }
@@ -115,9 +146,11 @@ async fn constraints_in_the_document_are_the_servers(backend: Backend) {
     // (schemathesis seed 1 sent one in `actor_id`), and the document says so.
     let actor = audit_parameter("actor_id");
     assert_eq!(actor["schema"]["not"]["pattern"], "\\u0000");
-    let issuer = &spec["paths"]["/admin/v1/trust/issuers/{issuer}"]["get"]["parameters"][0];
-    assert_eq!(issuer["schema"]["pattern"], "^https?://[!-~]+$");
-    assert_eq!(issuer["schema"]["not"]["pattern"], "\\u0000");
+    for method in ["get", "delete"] {
+        let issuer = &spec["paths"]["/admin/v1/trust/issuers/{issuer}"][method]["parameters"][0];
+        assert_eq!(issuer["schema"]["pattern"], "^https?://[!-~]+$");
+        assert_eq!(issuer["schema"]["maxLength"], 255);
+    }
     let refused = app.admin_get("/admin/v1/audit?actor_id=%C3%A6%00").await;
     assert_eq!(refused.status(), 400, "a NUL in a query parameter");
     let refused = app.admin_get("/admin/v1/tokens/%00").await;
