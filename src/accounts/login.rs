@@ -118,8 +118,7 @@ pub async fn password_step(
             pending: pending_token(core, &user.id, expires),
         });
     }
-    throttle::succeed(core, &buckets).await?;
-    sign_in(core, &user, &["pwd"], remote).await
+    sign_in(core, &user, &["pwd"], &buckets, remote).await
 }
 
 /// Step two: a TOTP code or a recovery code, for the user the signed
@@ -170,8 +169,7 @@ pub async fn code_step(
         failed(core, human(&user.id), &user.username, "wrong_otp", remote).await;
         return Ok(Step::Refused);
     }
-    throttle::succeed(core, &buckets).await?;
-    sign_in(core, &user, &["pwd", "otp"], remote).await
+    sign_in(core, &user, &["pwd", "otp"], &buckets, remote).await
 }
 
 /// Rehash-on-login: the password hashed at the configured parameters
@@ -187,19 +185,24 @@ async fn rehash(core: &Core, user: &UserRecord, password: Secret) {
     }
 }
 
+/// A right attempt settles its throttle buckets (`throttle::settlement`)
+/// in the transaction that starts the session and audits the login.
 async fn sign_in(
     core: &Core,
     user: &UserRecord,
     amr: &[&str],
+    buckets: &Buckets,
     remote: Option<&str>,
 ) -> Result<Step, StoreError> {
-    let (session, secret) = sessions::start(core, &user.id, amr).await?;
-    Event::new(human(&user.id), "login.succeeded", Outcome::Success)
-        .target(&user.username)
-        .remote(remote.map(str::to_owned))
-        .details(serde_json::json!({ "amr": session.amr, "sid": session.sid }))
-        .record(&core.store)
-        .await;
+    let event = |session: &SessionInfo| {
+        Event::new(human(&user.id), "login.succeeded", Outcome::Success)
+            .target(&user.username)
+            .remote(remote.map(str::to_owned))
+            .details(serde_json::json!({ "amr": session.amr, "sid": session.sid }))
+            .into_record(crate::clock::now_ms())
+    };
+    let settlement = throttle::settlement(buckets);
+    let (session, secret) = sessions::start_settled(core, &user.id, amr, settlement, event).await?;
     Ok(Step::SignedIn {
         session,
         secret,

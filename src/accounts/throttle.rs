@@ -29,7 +29,7 @@ use subtle::ConstantTimeEq;
 
 use crate::keys::hex;
 use crate::oauth::Core;
-use crate::store::{Admission, BucketPolicy, StoreError, ThrottleStore};
+use crate::store::{Admission, BucketPolicy, Settlement, StoreError, ThrottleStore};
 
 /// The buckets one attempt counts against.
 #[derive(Debug, Clone)]
@@ -182,10 +182,11 @@ pub async fn not_a_failure(core: &Core, buckets: &Buckets) -> Result<(), StoreEr
 /// A successful login clears its account's attempts and takes its own
 /// back from its address (whose other failures stay: one good password
 /// must not unlock a spray from the same address).
-pub async fn succeed(core: &Core, buckets: &Buckets) -> Result<(), StoreError> {
-    core.store
-        .settle_attempt(buckets.account.clone(), buckets.address.clone())
-        .await
+pub fn settlement(buckets: &Buckets) -> Settlement {
+    Settlement {
+        clear: buckets.account.clone(),
+        refund: buckets.address.clone(),
+    }
 }
 
 /// Deletes idle buckets (the maintenance loop).

@@ -56,9 +56,8 @@ pub trait ThrottleStore {
     -> impl Future<Output = Result<(), StoreError>> + Send;
 
     /// A right attempt: `clear` starts over (its row is deleted) and
-    /// `refund` takes back the attempt it counted. Two statements on one
-    /// connection, each its own transaction, so neither waits for a row
-    /// while holding another (`admit_attempts` holds several).
+    /// `refund` takes back the attempt it counted, in one transaction
+    /// ([`settle_in`]).
     fn settle_attempt(
         &self,
         clear: String,
@@ -151,6 +150,38 @@ DELETE FROM login_throttle WHERE bucket IN (
     FOR UPDATE SKIP LOCKED)";
 
 /// Takes one counted attempt back from `bucket`, never below zero.
+/// What a right attempt settles: the bucket that starts over, and the one
+/// that only takes its attempt back.
+#[derive(Debug, Clone)]
+pub struct Settlement {
+    pub clear: String,
+    pub refund: Option<String>,
+}
+
+/// Settles inside the caller's transaction. The rows are locked in the
+/// order `admit_attempts` locks them (by bucket), so a settlement and an
+/// admission sharing both buckets cannot each hold the row the other
+/// waits for.
+pub(crate) fn settle_in(conn: &mut AnyConnection, settlement: &Settlement) -> QueryResult<()> {
+    use login_throttle::dsl as t;
+    let clear = |conn: &mut AnyConnection| {
+        diesel::delete(t::login_throttle.find(&settlement.clear))
+            .execute(conn)
+            .map(drop)
+    };
+    match settlement.refund.as_deref() {
+        None => clear(conn),
+        Some(refund) if refund < settlement.clear.as_str() => {
+            refund_in(conn, refund)?;
+            clear(conn)
+        }
+        Some(refund) => {
+            clear(conn)?;
+            refund_in(conn, refund)
+        }
+    }
+}
+
 fn refund_in(conn: &mut AnyConnection, bucket: &str) -> QueryResult<()> {
     use login_throttle::dsl as t;
     Prepared(
@@ -212,13 +243,10 @@ impl ThrottleStore for Store {
         clear: String,
         refund: Option<String>,
     ) -> Result<(), StoreError> {
+        let settlement = Settlement { clear, refund };
         self.run(move |conn| {
-            use login_throttle::dsl as t;
-            diesel::delete(t::login_throttle.find(clear)).execute(conn)?;
-            if let Some(bucket) = refund {
-                refund_in(conn, &bucket)?;
-            }
-            Ok(())
+            conn.transaction(|conn| settle_in(conn, &settlement))
+                .map_err(StoreError::from)
         })
         .await
     }

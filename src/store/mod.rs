@@ -66,7 +66,7 @@ pub use credentials::{AccessTokenRecord, CredentialStore, ServiceUserRecord};
 pub use device::{Decided, DeviceDecision, DeviceRecord, DeviceState, DeviceStore, Polled};
 pub use instance::{InstanceRecord, InstanceStore};
 pub use keys::{KeyStore, ResealedKey, SigningKeyRecord};
-pub use login_throttle::{Admission, BucketPolicy, ThrottleRecord, ThrottleStore};
+pub use login_throttle::{Admission, BucketPolicy, Settlement, ThrottleRecord, ThrottleStore};
 pub use mfa::{MfaStore, ResealedTotp, TotpRecord};
 pub use notify::{APPLICATION_NAME as LISTENER_APPLICATION_NAME, Change};
 pub use personal_tokens::{

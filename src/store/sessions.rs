@@ -6,8 +6,10 @@ use std::future::Future;
 
 use diesel::prelude::*;
 
+use super::audit::append_in;
+use super::login_throttle::{Settlement, settle_in};
 use super::schema::sessions;
-use super::{PURGE_BATCH, Store, StoreError};
+use super::{NewAuditRecord, PURGE_BATCH, Store, StoreError};
 
 #[derive(Clone, Queryable, Selectable, Insertable)]
 #[diesel(table_name = sessions)]
@@ -37,6 +39,15 @@ pub trait SessionStore {
     fn create_session(
         &self,
         record: SessionRecord,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// A login's writes in one transaction: the throttle settled, the
+    /// session stored, the login's audit event appended.
+    fn create_session_settled(
+        &self,
+        record: SessionRecord,
+        settlement: Settlement,
+        event: NewAuditRecord,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
 
     fn session_by_digest(
@@ -79,6 +90,25 @@ impl SessionStore for Store {
                 .execute(conn)
                 .map(drop)
                 .map_err(StoreError::from)
+        })
+        .await
+    }
+
+    async fn create_session_settled(
+        &self,
+        record: SessionRecord,
+        settlement: Settlement,
+        event: NewAuditRecord,
+    ) -> Result<(), StoreError> {
+        self.run(move |conn| {
+            conn.transaction(|conn| {
+                settle_in(conn, &settlement)?;
+                diesel::insert_into(sessions::table)
+                    .values(&record)
+                    .execute(conn)?;
+                append_in(conn, &event)
+            })
+            .map_err(StoreError::from)
         })
         .await
     }

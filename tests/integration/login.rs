@@ -33,6 +33,7 @@ on_both_backends!(
     logout_ends_the_session,
     a_bucket_blocked_for_a_whole_window_does_not_start_afresh,
     a_blocked_bucket_counts_the_attempt_nowhere,
+    a_login_settles_starts_and_audits_together_or_not_at_all,
     ended_sessions_are_purged_in_batches,
 );
 
@@ -869,6 +870,93 @@ async fn a_bucket_blocked_for_a_whole_window_does_not_start_afresh(backend: Back
     ));
 }
 
+/// A throttle bucket's failures and block, if it has a row.
+async fn bucket_row(app: &TestApp, name: &str) -> Option<(i64, i64)> {
+    use tessera::store::ThrottleStore;
+    let rows = app.state.store.throttle_records(vec![name.into()]);
+    rows.await
+        .unwrap()
+        .first()
+        .map(|r| (r.failures, r.blocked_until))
+}
+
+/// A login's throttle settlement, session and audit event are one
+/// transaction: when the session cannot be stored (here, an id taken), the
+/// buckets keep their counts and no event is left behind.
+async fn a_login_settles_starts_and_audits_together_or_not_at_all(backend: Backend) {
+    use tessera::audit::{Actor, Event, Outcome};
+    use tessera::store::{
+        AuditFilter, AuditStore, BucketPolicy, SessionRecord, SessionStore, Settlement,
+        ThrottleStore,
+    };
+    let app = TestApp::start(backend).await;
+    let store = &app.state.store;
+    let now = tessera::clock::now();
+    let counted = |name: &str| -> BucketPolicy { (name.into(), Box::new(|_| 0)) };
+    let app = &app;
+    let failures = |name: &'static str| async move {
+        bucket_row(app, name).await.map(|(failures, _)| failures)
+    };
+    let session = SessionRecord {
+        id: "s1".into(),
+        secret_digest: b"s1".to_vec(),
+        user_id: "u".into(),
+        auth_time: now,
+        amr: "pwd".into(),
+        created_at: now,
+        last_seen_at: now,
+    };
+    let event = |target: &str| {
+        Event::new(Actor::anonymous(), "login.succeeded", Outcome::Success)
+            .target(target)
+            .into_record(now * 1000)
+    };
+    // The refund's bucket sorts before the cleared one here, after it below.
+    for (clear, refund) in [
+        ("t:b-account", "t:a-address"),
+        ("t:c-account", "t:d-address"),
+    ] {
+        for _ in 0..2 {
+            let both = vec![counted(clear), counted(refund)];
+            store.admit_attempts(both, now, now - 900).await.unwrap();
+        }
+    }
+    let settle = |clear: &str, refund: &str| Settlement {
+        clear: clear.into(),
+        refund: Some(refund.into()),
+    };
+    store
+        .create_session_settled(
+            session.clone(),
+            settle("t:b-account", "t:a-address"),
+            event("first"),
+        )
+        .await
+        .unwrap();
+    assert_eq!(failures("t:b-account").await, None, "cleared");
+    assert_eq!(failures("t:a-address").await, Some(1), "refunded");
+    let taken = store
+        .create_session_settled(
+            session,
+            settle("t:c-account", "t:d-address"),
+            event("second"),
+        )
+        .await;
+    assert!(taken.is_err(), "the session id is taken");
+    assert_eq!(failures("t:c-account").await, Some(2), "nothing cleared");
+    assert_eq!(failures("t:d-address").await, Some(2), "nothing refunded");
+    let events = store
+        .list_audit(AuditFilter {
+            action: Some("login.succeeded".into()),
+            limit: 10,
+            ..AuditFilter::default()
+        })
+        .await
+        .unwrap();
+    let targets: Vec<_> = events.iter().filter_map(|e| e.target.as_deref()).collect();
+    assert_eq!(targets, ["first"]);
+}
+
 /// An attempt refused by one blocked bucket is counted in none of the
 /// others (the transaction that counted them is rolled back), and a right
 /// attempt clears its account bucket and refunds its address bucket.
@@ -878,14 +966,7 @@ async fn a_blocked_bucket_counts_the_attempt_nowhere(backend: Backend) {
     let store = &app.state.store;
     let now = 1_900_000_000;
     let free = |name: &str| -> BucketPolicy { (name.into(), Box::new(|_| 0)) };
-    let failures = |name: &'static str| async move {
-        store
-            .throttle_records(vec![name.into()])
-            .await
-            .unwrap()
-            .first()
-            .map(|r| (r.failures, r.blocked_until))
-    };
+    let failures = |name: &'static str| bucket_row(&app, name);
     // "t:shut" blocks itself for 900 s on its first attempt.
     let shut: BucketPolicy = ("t:shut".into(), Box::new(|_| 900));
     assert_eq!(
