@@ -17,7 +17,7 @@ use super::totp;
 use crate::audit::{Actor, ActorKind, Event, Outcome};
 use crate::oauth::Core;
 use crate::secret::Secret;
-use crate::store::{MfaStore, StoreError, UserRecord, UserStore};
+use crate::store::{MfaStore, Settlement, StoreError, ThrottleStore, UserRecord, UserStore};
 
 /// How a login step ended.
 pub enum Step {
@@ -186,7 +186,9 @@ async fn rehash(core: &Core, user: &UserRecord, password: Secret) {
 }
 
 /// A right attempt settles its throttle buckets (`throttle::settlement`)
-/// in the transaction that starts the session and audits the login.
+/// in the transaction that starts the session and audits the login. When
+/// that fails, they are settled on their own: the credentials were right,
+/// and a retry of them must not count against the owner.
 async fn sign_in(
     core: &Core,
     user: &UserRecord,
@@ -202,7 +204,17 @@ async fn sign_in(
             .into_record(crate::clock::now_ms())
     };
     let settlement = throttle::settlement(buckets);
-    let (session, secret) = sessions::start_settled(core, &user.id, amr, settlement, event).await?;
+    let started = sessions::start_login(core, &user.id, amr, settlement.clone(), event).await;
+    let (session, secret) = match started {
+        Ok(started) => started,
+        Err(e) => {
+            let Settlement { clear, refund } = settlement;
+            if let Err(e) = core.store.settle_attempt(clear, refund).await {
+                tracing::warn!(error = %e, "a right login's throttle attempt is still counted");
+            }
+            return Err(e);
+        }
+    };
     Ok(Step::SignedIn {
         session,
         secret,

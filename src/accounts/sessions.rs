@@ -48,12 +48,11 @@ pub async fn start(
     Ok((info, secret))
 }
 
-/// Starts a new session the way a login does: the throttle settled, the
-/// session stored and `event` (which may name the session) appended in one
-/// transaction. A login then commits twice, not five times: on PostgreSQL
-/// the login benchmark spent a twelfth of the machine in PostgreSQL, much
-/// of it committing.
-pub async fn start_settled(
+/// Starts a new session the way a login does: the session stored, `event`
+/// (which may name the session) appended and the throttle settled in one
+/// transaction, so a password login commits twice (its admission, then
+/// this) and no login is left without its event.
+pub async fn start_login(
     core: &Core,
     user_id: &str,
     amr: &[&str],
@@ -63,7 +62,7 @@ pub async fn start_settled(
     let (info, record, secret) = new_session(core, user_id, amr);
     let event = event(&info);
     core.store
-        .create_session_settled(record, settlement, event)
+        .create_login_session(record, event, settlement)
         .await?;
     Ok((info, secret))
 }

@@ -179,9 +179,10 @@ pub async fn not_a_failure(core: &Core, buckets: &Buckets) -> Result<(), StoreEr
     Ok(())
 }
 
-/// A successful login clears its account's attempts and takes its own
-/// back from its address (whose other failures stay: one good password
-/// must not unlock a spray from the same address).
+/// What a successful login settles in its sign-in transaction: its
+/// account's attempts are cleared, and its own is taken back from its
+/// address (whose other failures stay: one good password must not unlock a
+/// spray from the same address).
 pub fn settlement(buckets: &Buckets) -> Settlement {
     Settlement {
         clear: buckets.account.clone(),

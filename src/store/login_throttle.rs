@@ -56,8 +56,7 @@ pub trait ThrottleStore {
     -> impl Future<Output = Result<(), StoreError>> + Send;
 
     /// A right attempt: `clear` starts over (its row is deleted) and
-    /// `refund` takes back the attempt it counted, in one transaction
-    /// ([`settle_in`]).
+    /// `refund` takes back the attempt it counted, in one transaction.
     fn settle_attempt(
         &self,
         clear: String,
@@ -149,7 +148,6 @@ DELETE FROM login_throttle WHERE bucket IN (
     SELECT bucket FROM login_throttle WHERE updated_at < $1 AND blocked_until < $1
     FOR UPDATE SKIP LOCKED)";
 
-/// Takes one counted attempt back from `bucket`, never below zero.
 /// What a right attempt settles: the bucket that starts over, and the one
 /// that only takes its attempt back.
 #[derive(Debug, Clone)]
@@ -182,6 +180,7 @@ pub(crate) fn settle_in(conn: &mut AnyConnection, settlement: &Settlement) -> Qu
     }
 }
 
+/// Takes one counted attempt back from `bucket`, never below zero.
 fn refund_in(conn: &mut AnyConnection, bucket: &str) -> QueryResult<()> {
     use login_throttle::dsl as t;
     Prepared(

@@ -41,13 +41,15 @@ pub trait SessionStore {
         record: SessionRecord,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
 
-    /// A login's writes in one transaction: the throttle settled, the
-    /// session stored, the login's audit event appended.
-    fn create_session_settled(
+    /// A login's writes in one transaction: the session stored, the
+    /// login's audit event appended, the throttle settled. The throttle
+    /// rows (an address's is shared by everyone behind it) are locked
+    /// last, for the shortest time.
+    fn create_login_session(
         &self,
         record: SessionRecord,
-        settlement: Settlement,
         event: NewAuditRecord,
+        settlement: Settlement,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
 
     fn session_by_digest(
@@ -94,19 +96,19 @@ impl SessionStore for Store {
         .await
     }
 
-    async fn create_session_settled(
+    async fn create_login_session(
         &self,
         record: SessionRecord,
-        settlement: Settlement,
         event: NewAuditRecord,
+        settlement: Settlement,
     ) -> Result<(), StoreError> {
         self.run(move |conn| {
             conn.transaction(|conn| {
-                settle_in(conn, &settlement)?;
                 diesel::insert_into(sessions::table)
                     .values(&record)
                     .execute(conn)?;
-                append_in(conn, &event)
+                append_in(conn, &event)?;
+                settle_in(conn, &settlement)
             })
             .map_err(StoreError::from)
         })

@@ -880,10 +880,13 @@ async fn bucket_row(app: &TestApp, name: &str) -> Option<(i64, i64)> {
         .map(|r| (r.failures, r.blocked_until))
 }
 
-/// A login's throttle settlement, session and audit event are one
-/// transaction: when the session cannot be stored (here, an id taken), the
-/// buckets keep their counts and no event is left behind.
+/// A login's session, audit event and throttle settlement are one
+/// transaction. The settlement goes last, so a database trigger refusing
+/// it (here, the deletion of one bucket's row) must take the session and
+/// the event with it, and leave both buckets' counts as they were.
 async fn a_login_settles_starts_and_audits_together_or_not_at_all(backend: Backend) {
+    use diesel::Connection;
+    use diesel::connection::SimpleConnection;
     use tessera::audit::{Actor, Event, Outcome};
     use tessera::store::{
         AuditFilter, AuditStore, BucketPolicy, SessionRecord, SessionStore, Settlement,
@@ -892,14 +895,13 @@ async fn a_login_settles_starts_and_audits_together_or_not_at_all(backend: Backe
     let app = TestApp::start(backend).await;
     let store = &app.state.store;
     let now = tessera::clock::now();
-    let counted = |name: &str| -> BucketPolicy { (name.into(), Box::new(|_| 0)) };
     let app = &app;
     let failures = |name: &'static str| async move {
         bucket_row(app, name).await.map(|(failures, _)| failures)
     };
-    let session = SessionRecord {
-        id: "s1".into(),
-        secret_digest: b"s1".to_vec(),
+    let session = |id: &str| SessionRecord {
+        id: id.into(),
+        secret_digest: id.as_bytes().to_vec(),
         user_id: "u".into(),
         auth_time: now,
         amr: "pwd".into(),
@@ -911,40 +913,58 @@ async fn a_login_settles_starts_and_audits_together_or_not_at_all(backend: Backe
             .target(target)
             .into_record(now * 1000)
     };
+    let counted = |name: &str| -> BucketPolicy { (name.into(), Box::new(|_| 0)) };
     // The refund's bucket sorts before the cleared one here, after it below.
-    for (clear, refund) in [
-        ("t:b-account", "t:a-address"),
-        ("t:c-account", "t:d-address"),
-    ] {
+    for (clear, refund) in [("t:b-account", "t:a-address"), ("t:refused", "t:z-address")] {
         for _ in 0..2 {
             let both = vec![counted(clear), counted(refund)];
             store.admit_attempts(both, now, now - 900).await.unwrap();
         }
     }
+    const SQLITE_REFUSAL: &str = "CREATE TRIGGER refuse BEFORE DELETE ON login_throttle \
+        WHEN OLD.bucket = 't:refused' BEGIN SELECT RAISE(ABORT, 'refused'); END;";
+    const POSTGRES_REFUSAL: &str = "CREATE FUNCTION refuse() RETURNS trigger \
+        LANGUAGE plpgsql AS $$ BEGIN \
+        IF OLD.bucket = 't:refused' THEN RAISE EXCEPTION 'refused'; END IF; \
+        RETURN OLD; END $$; \
+        CREATE TRIGGER refuse BEFORE DELETE ON login_throttle \
+        FOR EACH ROW EXECUTE FUNCTION refuse();";
+    match app.db.url.strip_prefix("sqlite://") {
+        Some(path) => diesel::SqliteConnection::establish(path)
+            .unwrap()
+            .batch_execute(SQLITE_REFUSAL),
+        None => diesel::PgConnection::establish(&app.db.url)
+            .unwrap()
+            .batch_execute(POSTGRES_REFUSAL),
+    }
+    .unwrap();
     let settle = |clear: &str, refund: &str| Settlement {
         clear: clear.into(),
         refund: Some(refund.into()),
     };
+    let settled = settle("t:b-account", "t:a-address");
     store
-        .create_session_settled(
-            session.clone(),
-            settle("t:b-account", "t:a-address"),
-            event("first"),
-        )
+        .create_login_session(session("s1"), event("first"), settled)
         .await
         .unwrap();
     assert_eq!(failures("t:b-account").await, None, "cleared");
     assert_eq!(failures("t:a-address").await, Some(1), "refunded");
-    let taken = store
-        .create_session_settled(
-            session,
-            settle("t:c-account", "t:d-address"),
-            event("second"),
-        )
+    let refused = settle("t:refused", "t:z-address");
+    let outcome = store
+        .create_login_session(session("s2"), event("second"), refused)
         .await;
-    assert!(taken.is_err(), "the session id is taken");
-    assert_eq!(failures("t:c-account").await, Some(2), "nothing cleared");
-    assert_eq!(failures("t:d-address").await, Some(2), "nothing refunded");
+    assert!(outcome.is_err(), "the trigger refuses the settlement");
+    assert_eq!(failures("t:refused").await, Some(2), "nothing cleared");
+    assert_eq!(failures("t:z-address").await, Some(2), "nothing refunded");
+    let found = store.session_by_digest(b"s2".to_vec()).await.unwrap();
+    assert!(found.is_none(), "no session without its settlement");
+    assert!(
+        store
+            .session_by_digest(b"s1".to_vec())
+            .await
+            .unwrap()
+            .is_some()
+    );
     let events = store
         .list_audit(AuditFilter {
             action: Some("login.succeeded".into()),
@@ -954,7 +974,7 @@ async fn a_login_settles_starts_and_audits_together_or_not_at_all(backend: Backe
         .await
         .unwrap();
     let targets: Vec<_> = events.iter().filter_map(|e| e.target.as_deref()).collect();
-    assert_eq!(targets, ["first"]);
+    assert_eq!(targets, ["first"], "no event without its settlement");
 }
 
 /// An attempt refused by one blocked bucket is counted in none of the
