@@ -17,7 +17,7 @@ use super::totp;
 use crate::audit::{Actor, ActorKind, Event, Outcome};
 use crate::oauth::Core;
 use crate::secret::Secret;
-use crate::store::{MfaStore, Settlement, StoreError, ThrottleStore, UserRecord, UserStore};
+use crate::store::{MfaStore, StoreError, ThrottleStore, UserRecord, UserStore};
 
 /// How a login step ended.
 pub enum Step {
@@ -208,8 +208,7 @@ async fn sign_in(
     let (session, secret) = match started {
         Ok(started) => started,
         Err(e) => {
-            let Settlement { clear, refund } = settlement;
-            if let Err(e) = core.store.settle_attempt(clear, refund).await {
+            if let Err(e) = core.store.settle_attempt(settlement).await {
                 tracing::warn!(error = %e, "a right login's throttle attempt is still counted");
             }
             return Err(e);

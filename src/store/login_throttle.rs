@@ -55,12 +55,10 @@ pub trait ThrottleStore {
     fn refund_attempt(&self, bucket: String)
     -> impl Future<Output = Result<(), StoreError>> + Send;
 
-    /// A right attempt: `clear` starts over (its row is deleted) and
-    /// `refund` takes back the attempt it counted, in one transaction.
+    /// A right attempt, settled in one transaction of its own.
     fn settle_attempt(
         &self,
-        clear: String,
-        refund: Option<String>,
+        settlement: Settlement,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
 
     /// The rows of these buckets that exist.
@@ -237,12 +235,7 @@ impl ThrottleStore for Store {
             .await
     }
 
-    async fn settle_attempt(
-        &self,
-        clear: String,
-        refund: Option<String>,
-    ) -> Result<(), StoreError> {
-        let settlement = Settlement { clear, refund };
+    async fn settle_attempt(&self, settlement: Settlement) -> Result<(), StoreError> {
         self.run(move |conn| {
             conn.transaction(|conn| settle_in(conn, &settlement))
                 .map_err(StoreError::from)

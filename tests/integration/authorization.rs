@@ -1704,16 +1704,8 @@ fn named_access(now: i64) -> tessera::store::CodeAccess {
 
 /// A browser session `id` for the user `u` of [`code_row`].
 async fn open_session(store: &tessera::store::Store, id: &str, now: i64) {
-    use tessera::store::{SessionRecord, SessionStore};
-    let record = SessionRecord {
-        id: id.into(),
-        secret_digest: id.as_bytes().to_vec(),
-        user_id: "u".into(),
-        auth_time: now,
-        amr: "pwd".into(),
-        created_at: now,
-        last_seen_at: now,
-    };
+    use tessera::store::SessionStore;
+    let record = crate::common::users::session_row(id, now, now);
     store.create_session(record).await.unwrap();
 }
 

@@ -4,6 +4,7 @@
 use std::time::{Duration, Instant};
 
 use crate::common::pages::{Visitor, by_id, field, location, set_cookie};
+use crate::common::users::session_row;
 use crate::common::{Backend, TestApp};
 use crate::on_both_backends;
 
@@ -889,8 +890,7 @@ async fn a_login_settles_starts_and_audits_together_or_not_at_all(backend: Backe
     use diesel::connection::SimpleConnection;
     use tessera::audit::{Actor, Event, Outcome};
     use tessera::store::{
-        AuditFilter, AuditStore, BucketPolicy, SessionRecord, SessionStore, Settlement,
-        ThrottleStore,
+        AuditFilter, AuditStore, BucketPolicy, SessionStore, Settlement, ThrottleStore,
     };
     let app = TestApp::start(backend).await;
     let store = &app.state.store;
@@ -898,15 +898,6 @@ async fn a_login_settles_starts_and_audits_together_or_not_at_all(backend: Backe
     let app = &app;
     let failures = |name: &'static str| async move {
         bucket_row(app, name).await.map(|(failures, _)| failures)
-    };
-    let session = |id: &str| SessionRecord {
-        id: id.into(),
-        secret_digest: id.as_bytes().to_vec(),
-        user_id: "u".into(),
-        auth_time: now,
-        amr: "pwd".into(),
-        created_at: now,
-        last_seen_at: now,
     };
     let event = |target: &str| {
         Event::new(Actor::anonymous(), "login.succeeded", Outcome::Success)
@@ -944,14 +935,14 @@ async fn a_login_settles_starts_and_audits_together_or_not_at_all(backend: Backe
     };
     let settled = settle("t:b-account", "t:a-address");
     store
-        .create_login_session(session("s1"), event("first"), settled)
+        .create_login_session(session_row("s1", now, now), event("first"), settled)
         .await
         .unwrap();
     assert_eq!(failures("t:b-account").await, None, "cleared");
     assert_eq!(failures("t:a-address").await, Some(1), "refunded");
     let refused = settle("t:refused", "t:z-address");
     let outcome = store
-        .create_login_session(session("s2"), event("second"), refused)
+        .create_login_session(session_row("s2", now, now), event("second"), refused)
         .await;
     assert!(outcome.is_err(), "the trigger refuses the settlement");
     assert_eq!(failures("t:refused").await, Some(2), "nothing cleared");
@@ -981,7 +972,7 @@ async fn a_login_settles_starts_and_audits_together_or_not_at_all(backend: Backe
 /// others (the transaction that counted them is rolled back), and a right
 /// attempt clears its account bucket and refunds its address bucket.
 async fn a_blocked_bucket_counts_the_attempt_nowhere(backend: Backend) {
-    use tessera::store::{Admission, BucketPolicy, ThrottleStore};
+    use tessera::store::{Admission, BucketPolicy, Settlement, ThrottleStore};
     let app = TestApp::start(backend).await;
     let store = &app.state.store;
     let now = 1_900_000_000;
@@ -1016,14 +1007,20 @@ async fn a_blocked_bucket_counts_the_attempt_nowhere(backend: Backend) {
     assert_eq!(failures("t:account").await, Some((2, 0)));
     assert_eq!(failures("t:address").await, Some((2, 0)));
     store
-        .settle_attempt("t:account".into(), Some("t:address".into()))
+        .settle_attempt(Settlement {
+            clear: "t:account".into(),
+            refund: Some("t:address".into()),
+        })
         .await
         .unwrap();
     assert_eq!(failures("t:account").await, None);
     assert_eq!(failures("t:address").await, Some((1, 0)));
     // A blocked account bucket is cleared too; a refund never goes below zero.
     store
-        .settle_attempt("t:shut".into(), Some("t:open".into()))
+        .settle_attempt(Settlement {
+            clear: "t:shut".into(),
+            refund: Some("t:open".into()),
+        })
         .await
         .unwrap();
     assert_eq!(failures("t:shut").await, None);
@@ -1097,26 +1094,17 @@ async fn the_purge_skips_a_bucket_an_attempt_holds() {
 /// The maintenance loop's purge: sessions past either timeout go, in
 /// batches of 1,000 until none is left; a live one stays.
 async fn ended_sessions_are_purged_in_batches(backend: Backend) {
-    use tessera::store::{SessionRecord, SessionStore};
+    use tessera::store::SessionStore;
     let app = TestApp::start(backend).await;
     let store = &app.state.store;
     let now = tessera::clock::now();
-    let session = |id: String, created_at: i64, last_seen_at: i64| SessionRecord {
-        secret_digest: id.as_bytes().to_vec(),
-        id,
-        user_id: "u".into(),
-        auth_time: created_at,
-        amr: "pwd".into(),
-        created_at,
-        last_seen_at,
-    };
     // Half idle for two hours, half seen just now but a day old.
     for chunk in (0..2_500).collect::<Vec<_>>().chunks(250) {
         let rows = chunk.iter().map(|n| {
             store.create_session(if n % 2 == 0 {
-                session(format!("idle-{n}"), now - 7_200, now - 7_200 + n % 7)
+                session_row(&format!("idle-{n}"), now - 7_200, now - 7_200 + n % 7)
             } else {
-                session(format!("old-{n}"), now - 100_000, now)
+                session_row(&format!("old-{n}"), now - 100_000, now)
             })
         });
         for created in futures::future::join_all(rows).await {
@@ -1124,7 +1112,7 @@ async fn ended_sessions_are_purged_in_batches(backend: Backend) {
         }
     }
     store
-        .create_session(session("live".into(), now - 600, now - 60))
+        .create_session(session_row("live", now - 600, now - 60))
         .await
         .unwrap();
 
