@@ -1694,6 +1694,32 @@ async fn a_claim_round_skips_a_locked_session() {
     ));
 }
 
+/// Each code is updated in place by its claim: its table leaves room on
+/// every page for the claimed version (a heap-only update, no new index
+/// entries), which PostgreSQL only does when asked. PostgreSQL only.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn code_pages_leave_room_for_their_claims() {
+    use diesel::{Connection, QueryableByName, RunQueryDsl, sql_types::Text};
+    #[derive(QueryableByName)]
+    struct Options {
+        #[diesel(sql_type = Text)]
+        options: String,
+    }
+    let Some(backend) = Backend::postgres() else {
+        eprintln!("skipped: {} is not set", crate::common::PG_ENV);
+        return;
+    };
+    let app = TestApp::start(backend).await;
+    let mut conn = diesel::PgConnection::establish(&app.db.url).unwrap();
+    let found: Options = diesel::sql_query(
+        "SELECT coalesce(array_to_string(reloptions, ','), '') AS options \
+         FROM pg_class WHERE oid = 'authorization_codes'::regclass",
+    )
+    .get_result(&mut conn)
+    .unwrap();
+    assert_eq!(found.options, "fillfactor=70");
+}
+
 /// A new access token name for a code claim, living five minutes.
 fn named_access(now: i64) -> tessera::store::CodeAccess {
     tessera::store::CodeAccess {
