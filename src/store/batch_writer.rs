@@ -263,7 +263,7 @@ struct Writer {
 impl Writer {
     fn new(store: Store, shared: Arc<Shared>, config: &AuditConfig) -> Self {
         Writer {
-            linger_for_claims: store.backend() == "postgres",
+            linger_for_claims: store.is_postgres(),
             store,
             shared,
             conn: None,

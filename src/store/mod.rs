@@ -255,6 +255,12 @@ impl Store {
         self.url.backend()
     }
 
+    /// Whether this store is on PostgreSQL (decided by the URL's type, not
+    /// by comparing [`backend`](Self::backend)'s name).
+    pub fn is_postgres(&self) -> bool {
+        matches!(self.url, DatabaseUrl::Postgres(_))
+    }
+
     /// Runs `f` on a pooled connection: on SQLite on the store's own thread
     /// (`sqlite_thread.rs`), on PostgreSQL on the blocking pool. A
     /// connection that failed with a lost-connection error is dropped, not
