@@ -6,6 +6,7 @@
 use std::future::Future;
 
 use diesel::prelude::*;
+use diesel::sql_types::BigInt;
 
 use super::prepared::Prepared;
 use super::schema::login_throttle;
@@ -78,65 +79,77 @@ pub trait ThrottleStore {
 /// Counts one attempt in `bucket` inside the caller's transaction; `Err`
 /// with the block's end when the bucket is blocked.
 ///
-/// The upsert is the first statement: it makes a missing row, or locks
-/// the existing one, and returns it, in one round trip. On SQLite that
-/// first write takes the database's write lock (waiting out
-/// busy_timeout), so no read lock is ever upgraded; on PostgreSQL a
-/// replica inserting the same new bucket at once makes this one wait,
-/// then update the row it inserted.
+/// One upsert counts it: a new bucket starts at one, a bucket idle for a
+/// whole window starts again at one (a block counts as activity until it
+/// ends, or a bucket that served a block as long as the window would start
+/// afresh the moment it ended), any other counts one more. A blocked
+/// bucket's row is locked but not updated (the `WHERE` of `DO UPDATE`),
+/// and the upsert returns nothing. On SQLite the upsert takes the
+/// database's write lock (waiting out busy_timeout), so no read lock is
+/// ever upgraded; on PostgreSQL a replica inserting the same new bucket at
+/// once makes this one wait, then update the row it inserted.
+///
+/// One statement writes one row version: the address bucket, shared by
+/// every login from one address, is written once here and once by the
+/// settlement, and only `bucket` is indexed, so on PostgreSQL both are
+/// heap-only updates (migration `login_throttle_updates_in_place`).
 fn count_attempt(
     conn: &mut AnyConnection,
     (bucket, delay): &BucketPolicy,
     now: i64,
     window_start: i64,
 ) -> QueryResult<Result<(), i64>> {
+    use diesel::dsl::case_when;
     use login_throttle::dsl as t;
-    // A macro, not a value: `as_returning` names the backend.
-    macro_rules! upsert {
+    let idle = t::updated_at
+        .lt(window_start)
+        .and(t::blocked_until.lt(window_start));
+    // A macro, not a value: `returning` names the backend.
+    macro_rules! count {
         () => {
             Prepared(
-                diesel::insert_into(t::login_throttle)
-                    .values((
-                        t::bucket.eq(bucket),
-                        t::failures.eq(0),
-                        t::blocked_until.eq(0),
-                        t::updated_at.eq(now),
-                    ))
-                    .on_conflict(t::bucket)
-                    .do_update()
-                    .set(t::updated_at.eq(t::updated_at))
-                    .returning(ThrottleRecord::as_returning()),
+                // The `WHERE` of `DO UPDATE`: diesel has it as `FilterDsl`,
+                // which `QueryDsl` does not bring in.
+                diesel::query_dsl::methods::FilterDsl::filter(
+                    diesel::insert_into(t::login_throttle)
+                        .values((
+                            t::bucket.eq(bucket),
+                            t::failures.eq(1),
+                            t::blocked_until.eq(0),
+                            t::updated_at.eq(now),
+                        ))
+                        .on_conflict(t::bucket)
+                        .do_update()
+                        .set((
+                            t::failures.eq(case_when(idle, 1i64.into_sql::<BigInt>())
+                                .otherwise(t::failures + 1)),
+                            t::updated_at.eq(now),
+                        )),
+                    t::blocked_until.le(now),
+                )
+                .returning(t::failures),
             )
         };
     }
-    let row = match conn {
-        AnyConnection::Postgresql(pg) => upsert!().get_result(pg)?,
-        AnyConnection::Sqlite(sqlite) => upsert!().get_result(sqlite)?,
+    let counted: Option<i64> = match conn {
+        AnyConnection::Postgresql(pg) => count!().get_result(pg).optional()?,
+        AnyConnection::Sqlite(sqlite) => count!().get_result(sqlite).optional()?,
     };
-    if row.blocked_until > now {
-        return Ok(Err(row.blocked_until));
-    }
-    // A bucket idle for a whole window starts again; a block counts as
-    // activity until it ends, or a bucket that served a block as long as
-    // the window would start afresh the moment it ended.
-    let last_active = row.updated_at.max(row.blocked_until);
-    let attempts = if last_active < window_start {
-        1
-    } else {
-        row.failures + 1
+    let Some(attempts) = counted else {
+        // Blocked: the upsert locked the row; its block's end is read back.
+        let until =
+            Prepared(t::login_throttle.find(bucket).select(t::blocked_until)).get_result(conn)?;
+        return Ok(Err(until));
     };
     let seconds = delay(attempts);
-    let blocked_until = if seconds > 0 {
-        now.saturating_add(seconds)
-    } else {
-        row.blocked_until
-    };
-    Prepared(diesel::update(t::login_throttle.find(bucket)).set((
-        t::failures.eq(attempts),
-        t::blocked_until.eq(blocked_until),
-        t::updated_at.eq(now),
-    )))
-    .execute(conn)?;
+    if seconds > 0 {
+        Prepared(
+            diesel::update(t::login_throttle.find(bucket))
+                .set(t::blocked_until.eq(now.saturating_add(seconds)))
+                .returning(t::blocked_until),
+        )
+        .get_result::<i64>(conn)?;
+    }
     Ok(Ok(()))
 }
 
@@ -146,8 +159,8 @@ DELETE FROM login_throttle WHERE bucket IN (
     SELECT bucket FROM login_throttle WHERE updated_at < $1 AND blocked_until < $1
     FOR UPDATE SKIP LOCKED)";
 
-/// What a right attempt settles: the bucket that starts over, and the one
-/// that only takes its attempt back.
+/// What a right attempt settles: the bucket that starts over (its failures
+/// and block zeroed), and the one that only takes its attempt back.
 #[derive(Debug, Clone)]
 pub struct Settlement {
     pub clear: String,
@@ -160,10 +173,16 @@ pub struct Settlement {
 /// waits for.
 pub(crate) fn settle_in(conn: &mut AnyConnection, settlement: &Settlement) -> QueryResult<()> {
     use login_throttle::dsl as t;
+    // Zeroed, not deleted: the account's next attempt updates its row in
+    // place instead of inserting it again; the purge deletes it once idle.
     let clear = |conn: &mut AnyConnection| {
-        diesel::delete(t::login_throttle.find(&settlement.clear))
-            .execute(conn)
-            .map(drop)
+        Prepared(
+            diesel::update(t::login_throttle.find(&settlement.clear))
+                .set((t::failures.eq(0), t::blocked_until.eq(0)))
+                .returning(t::failures),
+        )
+        .get_results::<i64>(conn)
+        .map(drop)
     };
     match settlement.refund.as_deref() {
         None => clear(conn),
@@ -184,9 +203,10 @@ fn refund_in(conn: &mut AnyConnection, bucket: &str) -> QueryResult<()> {
     Prepared(
         diesel::update(t::login_throttle.find(bucket))
             .filter(t::failures.gt(0))
-            .set(t::failures.eq(t::failures - 1)),
+            .set(t::failures.eq(t::failures - 1))
+            .returning(t::failures),
     )
-    .execute(conn)
+    .get_results::<i64>(conn)
     .map(drop)
 }
 

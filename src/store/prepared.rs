@@ -11,6 +11,13 @@
 //! for a `sql_query` of a constant text. Use [`Prepared`] only for
 //! statements of one text; each takes one cache slot per connection.
 //!
+//! Only a statement that returns rows (`get_result`, `get_results`,
+//! `load`) is kept: diesel's `execute` hands the connection a reference to
+//! the statement, and the cache asks the reference, which does not pass
+//! the question on to [`Prepared`] and finds the update's changeset
+//! unsafe to cache. Give a wrapped `UPDATE` a `RETURNING` clause and load
+//! what it returns (a test below checks both ways).
+//!
 //! PostgreSQL keeps a generic plan for a prepared statement after five
 //! runs: write such a statement so that a plan made without its
 //! parameters' values stays good, and name its result columns (`c.*`
@@ -108,5 +115,16 @@ mod tests {
             assert!(value >= 2);
         }
         assert_eq!(cached.lock().unwrap().len(), 1, "one text, prepared once");
+        // `execute` asks a reference to the statement, which answers for
+        // its changeset, not for `Prepared`: not kept.
+        for name in ["a", "b", "a"] {
+            Prepared(
+                diesel::update(counters::table.find(name))
+                    .set(counters::value.eq(counters::value - 1)),
+            )
+            .execute(&mut conn)
+            .unwrap();
+        }
+        assert_eq!(cached.lock().unwrap().len(), 1, "execute keeps nothing");
     }
 }

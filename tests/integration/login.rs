@@ -883,8 +883,10 @@ async fn bucket_row(app: &TestApp, name: &str) -> Option<(i64, i64)> {
 
 /// A login's session, audit event and throttle settlement are one
 /// transaction. The settlement goes last, so a database trigger refusing
-/// it (here, the deletion of one bucket's row) must take the session and
-/// the event with it, and leave both buckets' counts as they were.
+/// it (here, the clearing of one bucket's row) must take the session and
+/// the event with it, and leave both buckets' counts as they were. (A
+/// cleared bucket is zeroed: the trigger refuses updates of one bucket,
+/// installed once its attempts are counted.)
 async fn a_login_settles_starts_and_audits_together_or_not_at_all(backend: Backend) {
     use diesel::Connection;
     use diesel::connection::SimpleConnection;
@@ -912,13 +914,13 @@ async fn a_login_settles_starts_and_audits_together_or_not_at_all(backend: Backe
             store.admit_attempts(both, now, now - 900).await.unwrap();
         }
     }
-    const SQLITE_REFUSAL: &str = "CREATE TRIGGER refuse BEFORE DELETE ON login_throttle \
+    const SQLITE_REFUSAL: &str = "CREATE TRIGGER refuse BEFORE UPDATE ON login_throttle \
         WHEN OLD.bucket = 't:refused' BEGIN SELECT RAISE(ABORT, 'refused'); END;";
     const POSTGRES_REFUSAL: &str = "CREATE FUNCTION refuse() RETURNS trigger \
         LANGUAGE plpgsql AS $$ BEGIN \
         IF OLD.bucket = 't:refused' THEN RAISE EXCEPTION 'refused'; END IF; \
-        RETURN OLD; END $$; \
-        CREATE TRIGGER refuse BEFORE DELETE ON login_throttle \
+        RETURN NEW; END $$; \
+        CREATE TRIGGER refuse BEFORE UPDATE ON login_throttle \
         FOR EACH ROW EXECUTE FUNCTION refuse();";
     match app.db.url.strip_prefix("sqlite://") {
         Some(path) => diesel::SqliteConnection::establish(path)
@@ -938,7 +940,7 @@ async fn a_login_settles_starts_and_audits_together_or_not_at_all(backend: Backe
         .create_login_session(session_row("s1", now, now), event("first"), settled)
         .await
         .unwrap();
-    assert_eq!(failures("t:b-account").await, None, "cleared");
+    assert_eq!(failures("t:b-account").await, Some(0), "cleared");
     assert_eq!(failures("t:a-address").await, Some(1), "refunded");
     let refused = settle("t:refused", "t:z-address");
     let outcome = store
@@ -1013,7 +1015,11 @@ async fn a_blocked_bucket_counts_the_attempt_nowhere(backend: Backend) {
         })
         .await
         .unwrap();
-    assert_eq!(failures("t:account").await, None);
+    assert_eq!(
+        failures("t:account").await,
+        Some((0, 0)),
+        "zeroed, not deleted"
+    );
     assert_eq!(failures("t:address").await, Some((1, 0)));
     // A blocked account bucket is cleared too; a refund never goes below zero.
     store
@@ -1023,7 +1029,7 @@ async fn a_blocked_bucket_counts_the_attempt_nowhere(backend: Backend) {
         })
         .await
         .unwrap();
-    assert_eq!(failures("t:shut").await, None);
+    assert_eq!(failures("t:shut").await, Some((0, 0)));
     store.refund_attempt("t:address".into()).await.unwrap();
     store.refund_attempt("t:address".into()).await.unwrap();
     assert_eq!(failures("t:address").await, Some((0, 0)));
@@ -1089,6 +1095,39 @@ async fn the_purge_skips_a_bucket_an_attempt_holds() {
         .unwrap();
     assert_eq!(left.len(), 1);
     assert_eq!(left[0].bucket, "t:held");
+}
+
+/// Every write of a login's throttle rows can be a heap-only update on
+/// PostgreSQL (no new index entries, the row stays on its page): the
+/// table's only index is its key, which no write changes, and its pages
+/// keep room for new row versions. An address's row is written twice by
+/// every login from that address.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn throttle_rows_are_updated_in_place() {
+    use diesel::{Connection, QueryableByName, RunQueryDsl, sql_types::Text};
+    #[derive(QueryableByName)]
+    struct Layout {
+        #[diesel(sql_type = Text)]
+        options: String,
+        #[diesel(sql_type = Text)]
+        indexes: String,
+    }
+    let Some(backend) = Backend::postgres() else {
+        eprintln!("skipped: {} is not set", crate::common::PG_ENV);
+        return;
+    };
+    let app = TestApp::start(backend).await;
+    let mut conn = diesel::PgConnection::establish(&app.db.url).unwrap();
+    let found: Layout = diesel::sql_query(
+        "SELECT coalesce(array_to_string(c.reloptions, ','), '') AS options, \
+         (SELECT string_agg(i.indexrelid::regclass::text, ',') FROM pg_index i \
+          WHERE i.indrelid = c.oid) AS indexes \
+         FROM pg_class c WHERE c.oid = 'login_throttle'::regclass",
+    )
+    .get_result(&mut conn)
+    .unwrap();
+    assert_eq!(found.options, "fillfactor=70");
+    assert_eq!(found.indexes, "login_throttle_pkey");
 }
 
 /// The maintenance loop's purge: sessions past either timeout go, in
