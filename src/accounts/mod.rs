@@ -3,6 +3,7 @@
 //! steps of a login. Like `oauth/`, nothing here knows about HTTP: the
 //! pages in `http::pages` call these and render what they return.
 
+mod hashers;
 pub mod login;
 mod password_memory;
 pub mod passwords;

@@ -5,8 +5,8 @@
 //! replaced (rehash on login).
 //!
 //! Every function here costs one argon2id computation (tens of
-//! milliseconds of one core): callers run them on
-//! `tokio::task::spawn_blocking`, or use the `*_blocking` async wrappers.
+//! milliseconds of one core): async callers use the `*_blocking`
+//! wrappers, which run them on the hashing threads (`hashers.rs`).
 
 use std::sync::{Arc, OnceLock};
 
@@ -14,6 +14,7 @@ use argon2::password_hash::rand_core::OsRng;
 use argon2::password_hash::{Output, ParamsString, PasswordHash, SaltString};
 use argon2::{Algorithm, Argon2, Params, Version};
 
+use super::hashers::Hashers;
 use super::password_memory::PasswordMemory;
 
 use crate::config::PasswordsConfig;
@@ -70,19 +71,18 @@ pub enum PasswordError {
     Hash(String),
 }
 
-/// The configured hasher. Cheap to clone (move a clone into
-/// `spawn_blocking`).
+/// The configured hasher. Cheap to clone.
 #[derive(Clone)]
 pub struct Passwords {
     params: Params,
     /// A hash of a random password at the configured parameters, made on
     /// first use: what an unknown user's login is verified against.
     dummy: Arc<OnceLock<String>>,
-    /// One hash at a time per core: a flood of logins then waits here (a
-    /// small future each) instead of holding `memory_kib` each and every
-    /// blocking thread the database calls need too.
-    permits: Arc<tokio::sync::Semaphore>,
-    /// argon2's working memory, one array per permit, kept between hashes.
+    /// One thread per core runs the hashes: a flood of logins waits in
+    /// their queue (a small future each) instead of holding `memory_kib`
+    /// each and every blocking thread the database calls need too.
+    hashers: Arc<Hashers>,
+    /// argon2's working memory, one array per thread, kept between hashes.
     memory: Arc<PasswordMemory>,
 }
 
@@ -113,7 +113,7 @@ impl Passwords {
             )),
             params,
             dummy: Arc::new(OnceLock::new()),
-            permits: Arc::new(tokio::sync::Semaphore::new(cores)),
+            hashers: Arc::new(Hashers::new(cores)),
         })
     }
 
@@ -243,30 +243,29 @@ impl Passwords {
             && hash.hash.map(|h| h.len()) == Some(Params::DEFAULT_OUTPUT_LEN)
     }
 
-    /// [`hash`](Self::hash) on the blocking pool.
+    /// [`hash`](Self::hash) on a hashing thread.
     pub async fn hash_blocking(&self, password: Secret) -> Result<String, PasswordError> {
-        let _permit = self.permits.acquire().await;
         let this = self.clone();
-        tokio::task::spawn_blocking(move || this.hash(&password))
+        self.hashers
+            .run(move || this.hash(&password))
             .await
-            .map_err(|e| PasswordError::Hash(e.to_string()))?
+            .unwrap_or_else(|| Err(PasswordError::Hash("the hash did not finish".to_owned())))
     }
 
-    /// [`verify`](Self::verify) on the blocking pool (a failed task is
-    /// [`Verdict::Wrong`]).
+    /// [`verify`](Self::verify) on a hashing thread (one that did not
+    /// finish is [`Verdict::Wrong`]).
     pub async fn verify_blocking(&self, stored_hash: String, password: Secret) -> Verdict {
-        let _permit = self.permits.acquire().await;
         let this = self.clone();
-        tokio::task::spawn_blocking(move || this.verify(&stored_hash, &password))
+        self.hashers
+            .run(move || this.verify(&stored_hash, &password))
             .await
             .unwrap_or(Verdict::Wrong)
     }
 
-    /// [`dummy_verify`](Self::dummy_verify) on the blocking pool.
+    /// [`dummy_verify`](Self::dummy_verify) on a hashing thread.
     pub async fn dummy_verify_blocking(&self, password: Secret) {
-        let _permit = self.permits.acquire().await;
         let this = self.clone();
-        let _ = tokio::task::spawn_blocking(move || this.dummy_verify(&password)).await;
+        let _ = self.hashers.run(move || this.dummy_verify(&password)).await;
     }
 }
 
@@ -377,8 +376,8 @@ mod tests {
     }
 
     /// Many logins at once: at most one hash per core runs, the rest wait
-    /// for a permit (without it, each would take a blocking thread and
-    /// 19 MiB at once).
+    /// in the hashing threads' queue (without it, each would take a
+    /// blocking thread and 19 MiB at once).
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn hashes_run_one_per_core_at_most() {
         let p = passwords(4096, 1);
