@@ -13,13 +13,33 @@
 //!
 //! A hash whose caller has gone (its client hung up while the login
 //! waited) is dropped unrun, as a login waiting for a permit was: a flood
-//! of abandoned logins costs no hashing.
+//! of abandoned logins costs no hashing. Its work, which holds the
+//! password, is dropped when the caller goes, not when a thread reaches
+//! it in the queue.
 
 use std::panic::AssertUnwindSafe;
 use std::sync::mpsc;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 
 type Job = Box<dyn FnOnce() + Send>;
+
+/// Work waiting in the queue, taken by whoever comes first: the thread
+/// that runs it, or its caller going away.
+type Slot<F> = Arc<Mutex<Option<F>>>;
+
+fn lock<F>(slot: &Mutex<Option<F>>) -> MutexGuard<'_, Option<F>> {
+    slot.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Empties the slot when the caller's future is dropped, finished or not.
+struct DropUnrun<'a, F>(&'a Mutex<Option<F>>);
+
+impl<F> Drop for DropUnrun<'_, F> {
+    fn drop(&mut self) {
+        let unrun = lock(self.0).take();
+        drop(unrun);
+    }
+}
 
 pub struct Hashers {
     threads: usize,
@@ -39,13 +59,18 @@ impl Hashers {
 
     /// Runs `work` on a hashing thread, after the work queued before it.
     /// `None` when it did not finish (it panicked).
-    pub async fn run<T: Send + 'static>(
-        &self,
-        work: impl FnOnce() -> T + Send + 'static,
-    ) -> Option<T> {
+    pub async fn run<T, F>(&self, work: F) -> Option<T>
+    where
+        T: Send + 'static,
+        F: FnOnce() -> T + Send + 'static,
+    {
         let (answer, answered) = tokio::sync::oneshot::channel();
+        let slot: Slot<F> = Arc::new(Mutex::new(Some(work)));
+        let _unrun = DropUnrun(&slot);
+        let queued = Arc::clone(&slot);
         let job: Job = Box::new(move || {
-            if !answer.is_closed() {
+            let work = lock(&queued).take();
+            if let Some(work) = work {
                 let _ = answer.send(work());
             }
         });
@@ -91,9 +116,9 @@ mod tests {
 
     use super::Hashers;
 
-    /// Work runs in arrival order on the pool's thread; work whose caller
-    /// has gone before it was reached never runs; a panic answers `None`
-    /// and leaves the thread working.
+    /// Work whose caller has gone before a thread reached it never runs,
+    /// and is dropped when the caller goes; a panic answers `None` and
+    /// leaves the thread working.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn abandoned_work_is_skipped_and_a_panic_is_survived() {
         let hashers = Arc::new(Hashers::new(1));
@@ -112,12 +137,19 @@ mod tests {
             tokio::task::yield_now().await;
         }
         let ran = Arc::new(AtomicBool::new(false));
+        let held = Arc::new(());
         let mut abandoned = Box::pin({
             let ran = Arc::clone(&ran);
-            hashers.run(move || ran.store(true, Ordering::SeqCst))
+            let held = Arc::clone(&held);
+            hashers.run(move || {
+                let _held = held;
+                ran.store(true, Ordering::SeqCst)
+            })
         });
         assert!(futures_util::poll!(&mut abandoned).is_pending(), "queued");
+        assert_eq!(Arc::strong_count(&held), 2, "the queued work holds it");
         drop(abandoned);
+        assert_eq!(Arc::strong_count(&held), 1, "dropped with its caller");
         open.send(()).unwrap();
         assert_eq!(blocked.await.unwrap(), Some(true));
         assert_eq!(hashers.run(|| -> u8 { panic!("on purpose") }).await, None);

@@ -9,7 +9,7 @@
 //! by an earlier hash can be handed to the next one as it is
 //! (`Argon2::hash_password_into_with_memory` exists for this).
 //!
-//! At most `keep` arrays are kept (one per permit of
+//! At most `keep` arrays are kept (one per hashing thread of
 //! [`Passwords`](super::passwords::Passwords), up to four): no more than
 //! are in use at once under load, so keeping them adds nothing to the
 //! peak. They hold what the last hashes computed, as freed memory would
@@ -29,7 +29,7 @@ pub struct PasswordMemory {
     blocks: usize,
     keep: usize,
     /// Hashes running now, and the most seen at once: what the hashing
-    /// permits bound (a test checks it).
+    /// threads bound (a test checks it).
     running: AtomicUsize,
     most: AtomicUsize,
 }

@@ -82,7 +82,8 @@ pub struct Passwords {
     /// their queue (a small future each) instead of holding `memory_kib`
     /// each and every blocking thread the database calls need too.
     hashers: Arc<Hashers>,
-    /// argon2's working memory, one array per thread, kept between hashes.
+    /// argon2's working memory, kept between hashes: an array per hashing
+    /// thread, up to `MAX_KEPT_MEMORY`.
     memory: Arc<PasswordMemory>,
 }
 

@@ -89,10 +89,11 @@ pub trait ThrottleStore {
 /// ever upgraded; on PostgreSQL a replica inserting the same new bucket at
 /// once makes this one wait, then update the row it inserted.
 ///
-/// One statement writes one row version: the address bucket, shared by
-/// every login from one address, is written once here and once by the
-/// settlement, and only `bucket` is indexed, so on PostgreSQL both are
-/// heap-only updates (migration `login_throttle_updates_in_place`).
+/// One statement counts the attempt (a second sets a block when one
+/// starts): the address bucket, shared by every login from one address,
+/// is written once here and once by a right attempt's settlement, and only
+/// `bucket` is indexed, so on PostgreSQL each write can be a heap-only
+/// update (migration `login_throttle_updates_in_place`).
 fn count_attempt(
     conn: &mut AnyConnection,
     (bucket, delay): &BucketPolicy,

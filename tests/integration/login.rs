@@ -907,8 +907,14 @@ async fn a_login_settles_starts_and_audits_together_or_not_at_all(backend: Backe
             .into_record(now * 1000)
     };
     let counted = |name: &str| -> BucketPolicy { (name.into(), Box::new(|_| 0)) };
-    // The refund's bucket sorts before the cleared one here, after it below.
-    for (clear, refund) in [("t:b-account", "t:a-address"), ("t:refused", "t:z-address")] {
+    // The refund's bucket sorts before the cleared one in the first pair
+    // and the refused one (so the refused settlement has a refund to
+    // roll back), after it in the second.
+    for (clear, refund) in [
+        ("t:b-account", "t:a-address"),
+        ("t:c-account", "t:z-address"),
+        ("t:refused", "t:a2-address"),
+    ] {
         for _ in 0..2 {
             let both = vec![counted(clear), counted(refund)];
             store.admit_attempts(both, now, now - 900).await.unwrap();
@@ -935,21 +941,26 @@ async fn a_login_settles_starts_and_audits_together_or_not_at_all(backend: Backe
         clear: clear.into(),
         refund: Some(refund.into()),
     };
-    let settled = settle("t:b-account", "t:a-address");
-    store
-        .create_login_session(session_row("s1", now, now), event("first"), settled)
-        .await
-        .unwrap();
-    assert_eq!(failures("t:b-account").await, Some(0), "cleared");
-    assert_eq!(failures("t:a-address").await, Some(1), "refunded");
-    let refused = settle("t:refused", "t:z-address");
+    for (clear, refund, session, target) in [
+        ("t:b-account", "t:a-address", "s1", "first"),
+        ("t:c-account", "t:z-address", "s2", "second"),
+    ] {
+        let settled = settle(clear, refund);
+        store
+            .create_login_session(session_row(session, now, now), event(target), settled)
+            .await
+            .unwrap();
+        assert_eq!(failures(clear).await, Some(0), "cleared");
+        assert_eq!(failures(refund).await, Some(1), "refunded");
+    }
+    let refused = settle("t:refused", "t:a2-address");
     let outcome = store
-        .create_login_session(session_row("s2", now, now), event("second"), refused)
+        .create_login_session(session_row("s3", now, now), event("third"), refused)
         .await;
     assert!(outcome.is_err(), "the trigger refuses the settlement");
     assert_eq!(failures("t:refused").await, Some(2), "nothing cleared");
-    assert_eq!(failures("t:z-address").await, Some(2), "nothing refunded");
-    let found = store.session_by_digest(b"s2".to_vec()).await.unwrap();
+    assert_eq!(failures("t:a2-address").await, Some(2), "nothing refunded");
+    let found = store.session_by_digest(b"s3".to_vec()).await.unwrap();
     assert!(found.is_none(), "no session without its settlement");
     assert!(
         store
@@ -967,7 +978,11 @@ async fn a_login_settles_starts_and_audits_together_or_not_at_all(backend: Backe
         .await
         .unwrap();
     let targets: Vec<_> = events.iter().filter_map(|e| e.target.as_deref()).collect();
-    assert_eq!(targets, ["first"], "no event without its settlement");
+    assert_eq!(
+        targets,
+        ["second", "first"],
+        "no event without its settlement"
+    );
 }
 
 /// An attempt refused by one blocked bucket is counted in none of the
