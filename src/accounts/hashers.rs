@@ -27,8 +27,10 @@ type Job = Box<dyn FnOnce() + Send>;
 /// that runs it, or its caller going away.
 type Slot<F> = Arc<Mutex<Option<F>>>;
 
-fn lock<F>(slot: &Mutex<Option<F>>) -> MutexGuard<'_, Option<F>> {
-    slot.lock().unwrap_or_else(|e| e.into_inner())
+/// A lock whose holder panicked is taken anyway: a slot or the queue's
+/// receiver is whole either way.
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// Empties the slot when the caller's future is dropped, finished or not.
@@ -98,10 +100,7 @@ impl Hashers {
 /// held only while waiting for a job, never while running one.
 fn work_through(jobs: &Mutex<mpsc::Receiver<Job>>) {
     loop {
-        let next = {
-            let jobs = jobs.lock().unwrap_or_else(|e| e.into_inner());
-            jobs.recv()
-        };
+        let next = lock(jobs).recv();
         let Ok(job) = next else { return };
         // A panicking job drops its answer (its caller gets `None`); the
         // thread stays.
