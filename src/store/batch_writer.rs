@@ -14,11 +14,12 @@
 //! once (on PostgreSQL a claim then waits `CLAIM_LINGER` for others to
 //! share its commit, and a `jti` taken with it waits as long); a round's
 //! claims go in a statement of their own, ahead of the round's `jti`s,
-//! and do not make the writer collect audit events early (a round of
-//! claims only starts the linger of the next audit event). Nobody waits
-//! for an audit event, so audit events do not wake it: they are collected
-//! every `AUDIT_LINGER`, or with the next `jti` round, which spares a
-//! thread wake-up per issuance.
+//! with the audit events already queued (a claim's own issuance event
+//! comes after its answer, so the round after it carries it). Nobody
+//! waits for an audit event, so audit events do not wake it: they are
+//! collected every `AUDIT_LINGER`, or with the next round of `jti`s or
+//! claims, which spares a thread wake-up per issuance and, under a stream
+//! of redemptions, a commit of their own.
 //!
 //! A failed batch is told apart by its cause. A lost connection is
 //! transient: the events stay pending and are retried with backoff. A row
@@ -344,11 +345,10 @@ impl Writer {
                     self.take_waiting(&mut urgent_rx);
                 }
                 if !self.claims.is_empty() {
-                    self.claim_round();
-                    // Claims, unlike single-use ids, do not collect audit
-                    // events, and under a steady stream of them the select
-                    // above never reaches the audit queue: the linger
-                    // starts here instead.
+                    self.claim_round(&mut audit_rx);
+                    // Under a steady stream of claims the select above never
+                    // reaches the audit queue: what came in during the round
+                    // starts its linger here (the next round may carry it).
                     if self.audit_due.is_none()
                         && let Ok(record) = audit_rx.try_recv()
                     {
@@ -358,15 +358,13 @@ impl Writer {
                 }
                 let now = Instant::now();
                 let waiting = !self.jtis.is_empty() || !self.flushes.is_empty();
+                // Read again: a claim round may have stored the pending
+                // events, or left them refused, to be stored now.
+                let deadline = self.retry_at.or(self.audit_due);
                 if waiting || !open || deadline.is_some_and(|at| at <= now) {
                     // A flush waits for everything queued before it.
                     let limit = if self.flushes.is_empty() { MAX_BATCH } else { usize::MAX };
-                    while self.audits.len() < limit {
-                        match audit_rx.try_recv() {
-                            Ok(record) => self.audits.push(record),
-                            Err(_) => break,
-                        }
-                    }
+                    self.collect_audits(&mut audit_rx, limit);
                     self.write();
                     if self.retry_at.is_none() {
                         if !audit_rx.is_empty() {
@@ -457,13 +455,17 @@ impl Writer {
         }
     }
 
-    /// The round's code claims, in one statement. A claim whose caller
-    /// has gone (it hung up, or gave up at `VERDICT_WAIT`) is dropped
-    /// unclaimed: claiming it would only spend the code. A round the
-    /// database refused answers every claim "not claimed", so each goes
-    /// on to `redeem_code`, which tells what happened and never claims a
-    /// code twice (even if the refusal came after the round committed).
-    fn claim_round(&mut self) {
+    /// The round's code claims, in one statement with the audit events
+    /// queued so far (not while they wait out a backoff). A claim whose
+    /// caller has gone (it hung up, or gave up at `VERDICT_WAIT`) is
+    /// dropped unclaimed: claiming it would only spend the code. A round
+    /// the database refused answers every claim "not claimed", so each
+    /// goes on to `redeem_code`, which tells what happened and never
+    /// claims a code twice (even if the refusal came after the round
+    /// committed); its events are stored on their own at once, split
+    /// until a refused row is alone, so that a bad row does not ride
+    /// along and fail the next round too.
+    fn claim_round(&mut self, audit_rx: &mut mpsc::Receiver<NewAuditRecord>) {
         let (claims, answers): (Vec<CodeClaim>, Vec<ClaimAnswer>) =
             std::mem::take(&mut self.claims)
                 .into_iter()
@@ -473,15 +475,38 @@ impl Writer {
         if claims.is_empty() {
             return;
         }
-        match self.on_connection(|conn| code_claims::claim_all(conn, &claims)) {
+        let events = match self.retry_at {
+            None => {
+                self.collect_audits(audit_rx, MAX_BATCH);
+                std::mem::take(&mut self.audits)
+            }
+            Some(_) => Vec::new(),
+        };
+        let outcome = self.on_connection(|conn| code_claims::claim_all(conn, &claims, &events));
+        let carried = !events.is_empty();
+        if carried {
+            // Taken whole above: nothing else was queued meanwhile.
+            self.audits = events;
+        }
+        match outcome {
             Ok(records) => {
                 for (answer, record) in answers.into_iter().zip(records) {
                     let _ = answer.send(Ok(record));
+                }
+                if carried {
+                    self.audits.clear();
+                    self.audit_due = None;
+                    if audit_rx.is_empty() {
+                        self.shared.backlogged.store(false, Ordering::Release);
+                    }
                 }
             }
             Err(StoreError::Unavailable(reason)) => {
                 for answer in answers {
                     let _ = answer.send(Err(StoreError::Unavailable(reason.clone())));
+                }
+                if carried {
+                    self.retry_later(&StoreError::Unavailable(reason));
                 }
             }
             Err(error) => {
@@ -489,6 +514,19 @@ impl Writer {
                 for answer in answers {
                     let _ = answer.send(Ok(None));
                 }
+                if carried {
+                    self.audit_due = Some(Instant::now());
+                }
+            }
+        }
+    }
+
+    /// Moves queued audit events into the round, up to `limit` pending.
+    fn collect_audits(&mut self, audit_rx: &mut mpsc::Receiver<NewAuditRecord>, limit: usize) {
+        while self.audits.len() < limit {
+            match audit_rx.try_recv() {
+                Ok(record) => self.audits.push(record),
+                Err(_) => break,
             }
         }
     }

@@ -2,6 +2,11 @@
 //! gathers the token endpoint's `authorization_code` claims and marks them
 //! used together, one commit for the round instead of one each.
 //!
+//! A round also stores the audit events pending when it runs, in the same
+//! statement and commit: under a stream of redemptions the writer otherwise
+//! spent as long again on separate rounds of audit events as on claims
+//! (PostgreSQL, load benchmark), and the claims queued behind them.
+//!
 //! A claim is the fast path of [`AuthorizationStore::redeem_code`]: it marks
 //! an unused code used (RFC 6749 §4.1.2: a code is used once), names the
 //! access token the redemption will mint, and checks that the code's browser
@@ -17,10 +22,13 @@ use std::collections::HashMap;
 use diesel::prelude::*;
 use diesel::sql_types::{Array, BigInt, Text};
 
-use super::AnyConnection;
 use super::authorization::{CodeAccess, CodeRecord, claim_in_one_statement};
 use super::connection::outside_any_transaction;
 use super::prepared::Prepared;
+use super::writer_round::{
+    AuditColumns, MAX_EVENTS_IN_ONE_STATEMENT, audit_rows_cte, bind_audit_columns,
+};
+use super::{AnyConnection, NewAuditRecord, audit};
 
 /// One code to claim, by the digest of the code the client presented.
 #[derive(Debug, Clone)]
@@ -30,29 +38,35 @@ pub struct CodeClaim {
     pub now: i64,
 }
 
-/// Claims each code it can; at each claim's index, its record when this
-/// claim took it. A code named twice in one round goes to one claim only.
+/// Claims each code it can and stores `events`, all or nothing; at each
+/// claim's index, its record when this claim took it. A code named twice
+/// in one round goes to one claim only.
 ///
 /// PostgreSQL takes the round as one statement, its own transaction (one
 /// round trip, one commit), which skips rows another transaction holds
 /// ([`CLAIM_ROUND`]); SQLite, in process, as one transaction of the single
-/// claim's prepared statement (SQLite has no row locks to skip).
+/// claim's prepared statement (SQLite has no row locks to skip) and the
+/// events' inserts.
 pub(crate) fn claim_all(
     conn: &mut AnyConnection,
     claims: &[CodeClaim],
+    events: &[NewAuditRecord],
 ) -> QueryResult<Vec<Option<CodeRecord>>> {
     // Outside a transaction only: inside one (or with diesel's transaction
     // state broken) the transaction path refuses or nests as it should.
-    if outside_any_transaction(conn)
+    if events.len() <= MAX_EVENTS_IN_ONE_STATEMENT
+        && outside_any_transaction(conn)
         && let AnyConnection::Postgresql(pg) = conn
     {
-        return claim_in_one_round(pg, claims);
+        return claim_in_one_round(pg, claims, events);
     }
     conn.transaction(|conn| {
-        claims
+        let claimed = claims
             .iter()
             .map(|c| claim_in_one_statement(conn, &c.digest, &c.access, c.now))
-            .collect()
+            .collect::<QueryResult<_>>()?;
+        audit::append_all(conn, events)?;
+        Ok(claimed)
     })
 }
 
@@ -75,9 +89,13 @@ pub(crate) fn claim_all(
 /// round's size (a `FROM u` join filter would compare every claim with
 /// every code the round locked). The columns are named, not `c.*`: a
 /// prepared statement's result may not change shape under a migration.
-const CLAIM_ROUND: &str = "\
-WITH u AS (
-    SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[], $4::bigint[])
+/// The round's audit events go in first ([`audit_rows_cte`]: a
+/// data-modifying `WITH` runs to completion whether or not it is read).
+const CLAIM_ROUND: &str = concat!(
+    "WITH ",
+    audit_rows_cte!(),
+    ", u AS (
+    SELECT * FROM unnest($11::text[], $12::text[], $13::bigint[], $14::bigint[])
         AS t(digest, access_jti, access_exp, claimed_at)
 ), free AS (
     SELECT c.digest, u.access_jti, u.access_exp, u.claimed_at
@@ -94,15 +112,17 @@ WHERE c.digest = f.digest
   AND c.used_at IS NULL
 RETURNING c.digest, c.client_id, c.redirect_uri, c.code_challenge, c.user_id, c.session_id,
           c.auth_time, c.amr, c.nonce, c.scopes, c.created_at, c.expires_at, c.used_at,
-          c.access_jti, c.access_exp, c.refresh_family";
+          c.access_jti, c.access_exp, c.refresh_family"
+);
 
 fn claim_in_one_round(
     pg: &mut PgConnection,
     claims: &[CodeClaim],
+    events: &[NewAuditRecord],
 ) -> QueryResult<Vec<Option<CodeRecord>>> {
     let column = |f: fn(&CodeClaim) -> &str| claims.iter().map(f).collect::<Vec<_>>();
     let claimed: Vec<CodeRecord> = Prepared(
-        diesel::sql_query(CLAIM_ROUND)
+        bind_audit_columns!(diesel::sql_query(CLAIM_ROUND), AuditColumns::of(events))
             .bind::<Array<Text>, _>(column(|c| &c.digest))
             .bind::<Array<Text>, _>(column(|c| &c.access.jti))
             .bind::<Array<BigInt>, _>(claims.iter().map(|c| c.access.exp).collect::<Vec<_>>())

@@ -2,7 +2,7 @@
 //! single-use ids and its audit events, committed together or not at all.
 
 use diesel::prelude::*;
-use diesel::sql_types::{Array, BigInt, Nullable, Text};
+use diesel::sql_types::{Array, BigInt, Text};
 
 use super::connection::outside_any_transaction;
 use super::prepared::Prepared;
@@ -40,7 +40,49 @@ pub(crate) fn store(
 /// A round with more events (a flush after an outage collects the whole
 /// queue) goes in statements of at most 64 rows inside a transaction, so
 /// no single message or statement grows with the backlog.
-const MAX_EVENTS_IN_ONE_STATEMENT: usize = 1_024;
+pub(crate) const MAX_EVENTS_IN_ONE_STATEMENT: usize = 1_024;
+
+/// The round's audit events as a data-modifying `WITH` item, named
+/// `audit`, over the statement's first ten parameters (bound by
+/// [`bind_audit_columns`]). Shared by [`ROUND`] and the code claims' round,
+/// which carries the events pending when it runs (`code_claims.rs`).
+macro_rules! audit_rows_cte {
+    () => {
+        "audit AS (
+    INSERT INTO audit_events (occurred_at_ms, actor_id, actor_kind, action, target,
+                              client_id, remote_addr, outcome, details, actor_owner)
+    SELECT occurred_at_ms, actor_id, actor_kind, action, target,
+           client_id, remote_addr, outcome, details, actor_owner
+    FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[], $5::text[],
+                $6::text[], $7::text[], $8::text[], $9::text[], $10::text[])
+         WITH ORDINALITY AS e(occurred_at_ms, actor_id, actor_kind, action, target,
+                              client_id, remote_addr, outcome, details, actor_owner, n)
+    ORDER BY n
+)"
+    };
+}
+pub(crate) use audit_rows_cte;
+
+/// Binds [`AuditColumns`] as the ten parameters of [`audit_rows_cte`],
+/// in its order, to a `sql_query` that has no parameters yet.
+macro_rules! bind_audit_columns {
+    ($query:expr, $columns:expr) => {{
+        use diesel::sql_types::{Array, BigInt, Nullable, Text};
+        let e = $columns;
+        $query
+            .bind::<Array<BigInt>, _>(e.occurred_at_ms)
+            .bind::<Array<Nullable<Text>>, _>(e.actor_id)
+            .bind::<Array<Text>, _>(e.actor_kind)
+            .bind::<Array<Text>, _>(e.action)
+            .bind::<Array<Nullable<Text>>, _>(e.target)
+            .bind::<Array<Nullable<Text>>, _>(e.client_id)
+            .bind::<Array<Nullable<Text>>, _>(e.remote_addr)
+            .bind::<Array<Text>, _>(e.outcome)
+            .bind::<Array<Text>, _>(e.details)
+            .bind::<Array<Nullable<Text>>, _>(e.actor_owner)
+    }};
+}
+pub(crate) use bind_audit_columns;
 
 /// The audit rows go in through a data-modifying `WITH`, which runs to
 /// completion whether or not the outer statement reads it; arrays and
@@ -53,23 +95,16 @@ const MAX_EVENTS_IN_ONE_STATEMENT: usize = 1_024;
 /// Events keep their order, and so their ids' order, by `WITH ORDINALITY`;
 /// keys go in sorted, so two replicas' rounds lock them in one order and
 /// cannot deadlock.
-const ROUND: &str = "\
-WITH audit AS (
-    INSERT INTO audit_events (occurred_at_ms, actor_id, actor_kind, action, target,
-                              client_id, remote_addr, outcome, details, actor_owner)
-    SELECT occurred_at_ms, actor_id, actor_kind, action, target,
-           client_id, remote_addr, outcome, details, actor_owner
-    FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[], $5::text[],
-                $6::text[], $7::text[], $8::text[], $9::text[], $10::text[])
-         WITH ORDINALITY AS e(occurred_at_ms, actor_id, actor_kind, action, target,
-                              client_id, remote_addr, outcome, details, actor_owner, n)
-    ORDER BY n
-)
+const ROUND: &str = concat!(
+    "WITH ",
+    audit_rows_cte!(),
+    "
 INSERT INTO used_assertion_ids (jti_key, expires_at)
 SELECT jti_key, expires_at FROM unnest($11::text[], $12::bigint[]) AS u(jti_key, expires_at)
 ORDER BY jti_key
 ON CONFLICT DO NOTHING
-RETURNING jti_key";
+RETURNING jti_key"
+);
 
 #[derive(QueryableByName)]
 struct Stored {
@@ -82,21 +117,21 @@ struct Stored {
 /// `Insertable` derive would store on every other path) cannot be left out
 /// of [`ROUND`] without a compile error here.
 #[derive(Default)]
-struct AuditColumns<'a> {
-    occurred_at_ms: Vec<i64>,
-    actor_id: Vec<Option<&'a str>>,
-    actor_kind: Vec<&'a str>,
-    action: Vec<&'a str>,
-    target: Vec<Option<&'a str>>,
-    client_id: Vec<Option<&'a str>>,
-    remote_addr: Vec<Option<&'a str>>,
-    outcome: Vec<&'a str>,
-    details: Vec<&'a str>,
-    actor_owner: Vec<Option<&'a str>>,
+pub(crate) struct AuditColumns<'a> {
+    pub(super) occurred_at_ms: Vec<i64>,
+    pub(super) actor_id: Vec<Option<&'a str>>,
+    pub(super) actor_kind: Vec<&'a str>,
+    pub(super) action: Vec<&'a str>,
+    pub(super) target: Vec<Option<&'a str>>,
+    pub(super) client_id: Vec<Option<&'a str>>,
+    pub(super) remote_addr: Vec<Option<&'a str>>,
+    pub(super) outcome: Vec<&'a str>,
+    pub(super) details: Vec<&'a str>,
+    pub(super) actor_owner: Vec<Option<&'a str>>,
 }
 
 impl<'a> AuditColumns<'a> {
-    fn of(events: &'a [NewAuditRecord]) -> Self {
+    pub(crate) fn of(events: &'a [NewAuditRecord]) -> Self {
         let mut columns = AuditColumns::default();
         for NewAuditRecord {
             occurred_at_ms,
@@ -132,19 +167,8 @@ fn store_in_one_statement(
     events: &[NewAuditRecord],
 ) -> QueryResult<Vec<bool>> {
     let (rows, firsts) = assertions::first_of_each(ids);
-    let e = AuditColumns::of(events);
     let stored: Vec<Stored> = Prepared(
-        diesel::sql_query(ROUND)
-            .bind::<Array<BigInt>, _>(e.occurred_at_ms)
-            .bind::<Array<Nullable<Text>>, _>(e.actor_id)
-            .bind::<Array<Text>, _>(e.actor_kind)
-            .bind::<Array<Text>, _>(e.action)
-            .bind::<Array<Nullable<Text>>, _>(e.target)
-            .bind::<Array<Nullable<Text>>, _>(e.client_id)
-            .bind::<Array<Nullable<Text>>, _>(e.remote_addr)
-            .bind::<Array<Text>, _>(e.outcome)
-            .bind::<Array<Text>, _>(e.details)
-            .bind::<Array<Nullable<Text>>, _>(e.actor_owner)
+        bind_audit_columns!(diesel::sql_query(ROUND), AuditColumns::of(events))
             .bind::<Array<Text>, _>(rows.iter().map(|r| r.jti_key).collect::<Vec<_>>())
             .bind::<Array<BigInt>, _>(rows.iter().map(|r| r.expires_at).collect::<Vec<_>>()),
     )

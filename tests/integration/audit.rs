@@ -25,7 +25,7 @@ on_both_backends!(
 
 const PATIENCE: Duration = Duration::from_secs(10);
 
-fn record(action: &str, target: &str, occurred_at_ms: i64) -> NewAuditRecord {
+pub(crate) fn record(action: &str, target: &str, occurred_at_ms: i64) -> NewAuditRecord {
     NewAuditRecord {
         occurred_at_ms,
         actor_id: Some("tester".into()),

@@ -43,6 +43,7 @@ on_both_backends!(
     a_reuse_after_the_claim_revokes_what_it_named,
     claims_in_one_round_take_each_code_once,
     audit_events_are_stored_while_claims_stream,
+    a_claim_round_carries_the_queued_audit_events,
     dead_refresh_families_are_purged,
     concurrent_first_consents_and_revocations_do_not_fail,
     codes_and_refresh_tokens_are_single_use_across_replicas,
@@ -1633,6 +1634,103 @@ async fn audit_events_are_stored_while_claims_stream(backend: Backend) {
         stored,
         "the event was stored while {claims} claims streamed"
     );
+}
+
+/// Audit events queued before a claim go in the claim's round and commit
+/// (on PostgreSQL, the code's own transaction): they are stored when the
+/// claim is answered, long before their 10 ms linger would have them
+/// written. A round whose events the database refuses (NUL, which
+/// PostgreSQL refuses in `text`) answers its claim "not claimed", which
+/// `redeem_code` then takes, and its events are stored on their own, the
+/// bad one in its safe form; the next round claims and carries as before.
+async fn a_claim_round_carries_the_queued_audit_events(backend: Backend) {
+    use tessera::store::{AuditFilter, AuditStore, AuthorizationStore, CodeClaim, Redemption};
+    let postgres = matches!(backend, Backend::Postgres(_));
+    let app = TestApp::start(backend).await;
+    let (store, writer) = (&app.state.store, &app.state.writer);
+    let now = tessera::clock::now();
+    open_session(store, "s", now).await;
+    for digest in ["c1", "c2", "c3"] {
+        store.create_code(code_row(digest, now)).await.unwrap();
+    }
+    let event =
+        |target: &str| crate::audit::record("test.carried", target, tessera::clock::now_ms());
+    let claim = |digest: &str| CodeClaim {
+        digest: digest.into(),
+        access: named_access(now),
+        now,
+    };
+    let stored = || async {
+        let filter = AuditFilter {
+            action: Some("test.carried".into()),
+            limit: 100,
+            ..AuditFilter::default()
+        };
+        let mut targets: Vec<String> = store
+            .list_audit(filter)
+            .await
+            .unwrap()
+            .into_iter()
+            .filter_map(|record| record.target)
+            .collect();
+        targets.sort();
+        targets
+    };
+
+    for target in ["a", "b"] {
+        writer.append_audit(event(target)).await.unwrap();
+    }
+    assert!(writer.claim_code(claim("c1")).await.unwrap().is_some());
+    assert_eq!(stored().await, ["a", "b"], "stored with the claim");
+    if postgres {
+        use diesel::{Connection, QueryableByName, RunQueryDsl, sql_types::BigInt};
+        #[derive(QueryableByName)]
+        struct Count {
+            #[diesel(sql_type = BigInt)]
+            n: i64,
+        }
+        let mut conn = diesel::PgConnection::establish(&app.db.url).unwrap();
+        let transactions: Count = diesel::sql_query(
+            "SELECT count(DISTINCT x) AS n FROM ( \
+               SELECT xmin::text AS x FROM audit_events WHERE action = 'test.carried' \
+               UNION ALL SELECT xmin::text FROM authorization_codes WHERE digest = 'c1') AS t",
+        )
+        .get_result(&mut conn)
+        .unwrap();
+        assert_eq!(
+            transactions.n, 1,
+            "the events and the claim commit together"
+        );
+    }
+
+    writer.append_audit(event("c")).await.unwrap();
+    writer.append_audit(event("nul\0here")).await.unwrap();
+    let answered = writer.claim_code(claim("c2")).await.unwrap();
+    assert_eq!(
+        answered.is_none(),
+        postgres,
+        "a refused round claims nothing"
+    );
+    if postgres {
+        let redeemed = store.redeem_code("c2".into(), named_access(now), now).await;
+        assert!(matches!(redeemed.unwrap(), Redemption::Fresh(_)));
+    }
+    assert!(writer.flush_within(Duration::from_secs(10)).await);
+    let bad = if postgres {
+        "nul\\u{0}here"
+    } else {
+        "nul\0here"
+    };
+    let mut expected = vec!["a", "b", "c", bad];
+    expected.sort();
+    assert_eq!(stored().await, expected, "every event is stored once");
+
+    writer.append_audit(event("d")).await.unwrap();
+    assert!(writer.claim_code(claim("c3")).await.unwrap().is_some());
+    expected.push("d");
+    expected.sort();
+    assert_eq!(stored().await, expected, "the next round carries again");
+    app.stop().await.unwrap();
 }
 
 /// A round never waits for a lock: a session held by another transaction
