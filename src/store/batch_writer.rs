@@ -13,9 +13,10 @@
 //! waits for its `jti` verdict or its claim, so those wake the writer at
 //! once (on PostgreSQL a claim then waits `CLAIM_LINGER` for others to
 //! share its commit, and a `jti` taken with it waits as long); a round's
-//! claims go in a statement of their own, ahead of the round's `jti`s,
-//! with the audit events already queued (a claim's own issuance event
-//! comes after its answer, so the round after it carries it). Nobody
+//! claims go ahead of the round's `jti`s, in a statement that also stores
+//! the audit events queued so far, up to `MAX_BATCH` and not while they
+//! wait out a backoff (a claim's own issuance event comes after its
+//! answer, so a later round carries it). Nobody
 //! waits for an audit event, so audit events do not wake it: they are
 //! collected every `AUDIT_LINGER`, or with the next round of `jti`s or
 //! claims, which spares a thread wake-up per issuance and, under a stream
@@ -494,8 +495,11 @@ impl Writer {
                     let _ = answer.send(Ok(record));
                 }
                 if carried {
+                    // A full round means a backlog: the rest goes at
+                    // once. Otherwise what comes in meanwhile lingers,
+                    // and the next claim round likely carries it.
+                    self.audit_due = (self.audits.len() >= MAX_BATCH).then(Instant::now);
                     self.audits.clear();
-                    self.audit_due = None;
                     if audit_rx.is_empty() {
                         self.shared.backlogged.store(false, Ordering::Release);
                     }

@@ -2,8 +2,9 @@
 //! gathers the token endpoint's `authorization_code` claims and marks them
 //! used together, one commit for the round instead of one each.
 //!
-//! A round also stores the audit events pending when it runs, in the same
-//! statement and commit: under a stream of redemptions the writer otherwise
+//! A round also stores the audit events queued when it runs (up to the
+//! writer's batch size, and not while they wait out a backoff), in the
+//! same statement and commit: under a stream of redemptions the writer otherwise
 //! spent as long again on separate rounds of audit events as on claims
 //! (PostgreSQL, load benchmark), and the claims queued behind them.
 //!

@@ -1567,9 +1567,8 @@ async fn claims_in_one_round_take_each_code_once(backend: Backend) {
     assert!(matches!(redeemed, Redemption::Unknown));
 }
 
-/// Claims do not make the writer collect audit events the way single-use
-/// ids do; under a steady stream of them an audit event is still stored
-/// within its linger, not held until the queue fills.
+/// Under a steady stream of claims an audit event is still stored within
+/// its linger, not held until the queue fills.
 async fn audit_events_are_stored_while_claims_stream(backend: Backend) {
     use std::sync::Arc;
     use std::sync::atomic::{AtomicBool, Ordering};
@@ -1637,14 +1636,18 @@ async fn audit_events_are_stored_while_claims_stream(backend: Backend) {
 }
 
 /// Audit events queued before a claim go in the claim's round and commit
-/// (on PostgreSQL, the code's own transaction): they are stored when the
-/// claim is answered, long before their 10 ms linger would have them
-/// written. A round whose events the database refuses (NUL, which
+/// (on PostgreSQL, the code's own transaction), in the order they were
+/// queued. A round whose events the database refuses (NUL, which
 /// PostgreSQL refuses in `text`) answers its claim "not claimed", which
 /// `redeem_code` then takes, and its events are stored on their own, the
 /// bad one in its safe form; the next round claims and carries as before.
+/// Each time, the writer is held in a round of its own (a single-use id
+/// waiting for a locked table) while the events and the claim queue, so
+/// the claim's round is the first to find the events. That they commit
+/// with the claim is checked on PostgreSQL (`xmin`); on SQLite a round of
+/// their own right after the claim's would pass as well.
 async fn a_claim_round_carries_the_queued_audit_events(backend: Backend) {
-    use tessera::store::{AuditFilter, AuditStore, AuthorizationStore, CodeClaim, Redemption};
+    use tessera::store::{AuditFilter, AuditStore, AuthorizationStore, Redemption};
     let postgres = matches!(backend, Backend::Postgres(_));
     let app = TestApp::start(backend).await;
     let (store, writer) = (&app.state.store, &app.state.writer);
@@ -1653,35 +1656,31 @@ async fn a_claim_round_carries_the_queued_audit_events(backend: Backend) {
     for digest in ["c1", "c2", "c3"] {
         store.create_code(code_row(digest, now)).await.unwrap();
     }
-    let event =
-        |target: &str| crate::audit::record("test.carried", target, tessera::clock::now_ms());
-    let claim = |digest: &str| CodeClaim {
-        digest: digest.into(),
-        access: named_access(now),
-        now,
-    };
+    // The stored events' targets, oldest first (by id).
     let stored = || async {
         let filter = AuditFilter {
             action: Some("test.carried".into()),
             limit: 100,
             ..AuditFilter::default()
         };
-        let mut targets: Vec<String> = store
-            .list_audit(filter)
-            .await
-            .unwrap()
+        let mut records = store.list_audit(filter).await.unwrap();
+        records.sort_by_key(|record| record.id);
+        records
             .into_iter()
             .filter_map(|record| record.target)
-            .collect();
-        targets.sort();
-        targets
+            .collect::<Vec<String>>()
     };
 
-    for target in ["a", "b"] {
-        writer.append_audit(event(target)).await.unwrap();
-    }
-    assert!(writer.claim_code(claim("c1")).await.unwrap().is_some());
-    assert_eq!(stored().await, ["a", "b"], "stored with the claim");
+    assert!(
+        claim_while_held(&app, &["a", "b"], "c1", now)
+            .await
+            .is_some()
+    );
+    assert_eq!(
+        stored().await,
+        ["a", "b"],
+        "stored with the claim, in order"
+    );
     if postgres {
         use diesel::{Connection, QueryableByName, RunQueryDsl, sql_types::BigInt};
         #[derive(QueryableByName)]
@@ -1703,9 +1702,7 @@ async fn a_claim_round_carries_the_queued_audit_events(backend: Backend) {
         );
     }
 
-    writer.append_audit(event("c")).await.unwrap();
-    writer.append_audit(event("nul\0here")).await.unwrap();
-    let answered = writer.claim_code(claim("c2")).await.unwrap();
+    let answered = claim_while_held(&app, &["c", "nul\0here", "d"], "c2", now).await;
     assert_eq!(
         answered.is_none(),
         postgres,
@@ -1721,16 +1718,51 @@ async fn a_claim_round_carries_the_queued_audit_events(backend: Backend) {
     } else {
         "nul\0here"
     };
-    let mut expected = vec!["a", "b", "c", bad];
-    expected.sort();
-    assert_eq!(stored().await, expected, "every event is stored once");
+    assert_eq!(
+        stored().await,
+        ["a", "b", "c", bad, "d"],
+        "every event is stored once, in order"
+    );
 
-    writer.append_audit(event("d")).await.unwrap();
-    assert!(writer.claim_code(claim("c3")).await.unwrap().is_some());
-    expected.push("d");
-    expected.sort();
-    assert_eq!(stored().await, expected, "the next round carries again");
+    assert!(claim_while_held(&app, &["e"], "c3", now).await.is_some());
+    assert_eq!(stored().await, ["a", "b", "c", bad, "d", "e"]);
     app.stop().await.unwrap();
+}
+
+/// Queues events with `targets` (action `test.carried`), then a claim of
+/// `digest`, while the writer is held in a round of its own (a single-use
+/// id waiting for a locked table); the claim's answer.
+async fn claim_while_held(
+    app: &TestApp,
+    targets: &[&str],
+    digest: &str,
+    now: i64,
+) -> Option<tessera::store::CodeRecord> {
+    let writer = &app.state.writer;
+    let lock = TableLock::take(&app.db, "used_assertion_ids");
+    let held = tokio::spawn({
+        let writer = writer.clone();
+        let key = format!("held-{digest}");
+        async move { writer.consume(key, now + 60).await }
+    });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    for target in targets {
+        let event = crate::audit::record("test.carried", target, tessera::clock::now_ms());
+        writer.append_audit(event).await.unwrap();
+    }
+    let claim = tokio::spawn({
+        let writer = writer.clone();
+        let claim = tessera::store::CodeClaim {
+            digest: digest.into(),
+            access: named_access(now),
+            now,
+        };
+        async move { writer.claim_code(claim).await }
+    });
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    lock.release();
+    assert!(held.await.unwrap().unwrap(), "the held round's id is new");
+    claim.await.unwrap().unwrap()
 }
 
 /// A round never waits for a lock: a session held by another transaction
