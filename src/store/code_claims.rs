@@ -24,11 +24,8 @@ use diesel::prelude::*;
 use diesel::sql_types::{Array, BigInt, Text};
 
 use super::authorization::{CodeAccess, CodeRecord, claim_in_one_statement};
-use super::connection::outside_any_transaction;
 use super::prepared::Prepared;
-use super::writer_round::{
-    AuditColumns, MAX_EVENTS_IN_ONE_STATEMENT, audit_rows_cte, bind_audit_columns,
-};
+use super::writer_round::{AuditColumns, audit_rows_cte, bind_audit_columns, one_statement_for};
 use super::{AnyConnection, NewAuditRecord, audit};
 
 /// One code to claim, by the digest of the code the client presented.
@@ -55,10 +52,7 @@ pub(crate) fn claim_all(
 ) -> QueryResult<Vec<Option<CodeRecord>>> {
     // Outside a transaction only: inside one (or with diesel's transaction
     // state broken) the transaction path refuses or nests as it should.
-    if events.len() <= MAX_EVENTS_IN_ONE_STATEMENT
-        && outside_any_transaction(conn)
-        && let AnyConnection::Postgresql(pg) = conn
-    {
+    if let Some(pg) = one_statement_for(conn, events) {
         return claim_in_one_round(pg, claims, events);
     }
     conn.transaction(|conn| {

@@ -20,14 +20,7 @@ pub(crate) fn store(
     ids: &[(String, i64)],
     events: &[NewAuditRecord],
 ) -> QueryResult<Vec<bool>> {
-    // A statement is its own transaction only outside one. A connection
-    // whose transaction state diesel no longer knows takes the transaction
-    // path, which refuses it, rather than reporting rows that may never
-    // commit.
-    if events.len() <= MAX_EVENTS_IN_ONE_STATEMENT
-        && outside_any_transaction(conn)
-        && let AnyConnection::Postgresql(pg) = conn
-    {
+    if let Some(pg) = one_statement_for(conn, events) {
         return store_in_one_statement(pg, ids, events);
     }
     conn.transaction(|conn| {
@@ -37,10 +30,31 @@ pub(crate) fn store(
     })
 }
 
+/// The PostgreSQL connection, when a round with `events` may go as one
+/// statement carrying them ([`audit_rows_cte`]); `None` sends it the
+/// transaction path, which SQLite always takes.
+///
+/// A statement is its own transaction only outside one. A connection
+/// whose transaction state diesel no longer knows takes the transaction
+/// path, which refuses it, rather than reporting rows that may never
+/// commit.
+pub(crate) fn one_statement_for<'c>(
+    conn: &'c mut AnyConnection,
+    events: &[NewAuditRecord],
+) -> Option<&'c mut PgConnection> {
+    if events.len() > MAX_EVENTS_IN_ONE_STATEMENT || !outside_any_transaction(conn) {
+        return None;
+    }
+    match conn {
+        AnyConnection::Postgresql(pg) => Some(pg),
+        AnyConnection::Sqlite(_) => None,
+    }
+}
+
 /// A round with more events (a flush after an outage collects the whole
 /// queue) goes in statements of at most 64 rows inside a transaction, so
 /// no single message or statement grows with the backlog.
-pub(crate) const MAX_EVENTS_IN_ONE_STATEMENT: usize = 1_024;
+const MAX_EVENTS_IN_ONE_STATEMENT: usize = 1_024;
 
 /// The round's audit events as a data-modifying `WITH` item, named
 /// `audit`, over the statement's first ten parameters (bound by
