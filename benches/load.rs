@@ -351,12 +351,52 @@ fn wrk(
     env: impl Fn(usize) -> Vec<(&'static str, String)>,
     plan: &Plan,
 ) -> Option<Measured> {
+    wrk_against(key, label, server, script, env, plan, None).map(|(measured, _)| measured)
+}
+
+/// A limit in calls a second, measured by the benchmark itself.
+type Limit<'a> = &'a dyn Fn() -> f64;
+
+/// [`wrk`], with `limit` timed right before and right after each run, so
+/// that each run can be set against what the machine could do in those
+/// same seconds: its speed drifts within minutes, and a limit timed at
+/// the scenario's start or end alone was off by up to a third for a run
+/// in its middle (2026-12-07: one RS256 signature took 494 µs, then 381
+/// µs a minute later). Each timing waits for the machine to settle
+/// first ([`settle`]): the run's codes were just made, or the run just
+/// ended, and work they left (the server's writer, a checkpoint) would
+/// slow the timing and flatter the run. Returns the scenario's figures
+/// and, for each run, its rate and the mean of its two limits.
+fn wrk_against(
+    key: &str,
+    label: &str,
+    server: &Server,
+    script: &str,
+    env: impl Fn(usize) -> Vec<(&'static str, String)>,
+    plan: &Plan,
+    limit: Option<Limit<'_>>,
+) -> Option<(Measured, Vec<RateAndLimit>)> {
     if !selected(key) {
         return None;
     }
-    let results: Vec<RunResult> = (0..plan.runs)
-        .map(|run| wrk_once(label, server, script, &env(run), plan))
-        .collect();
+    let mut around = Vec::new();
+    let mut results = Vec::new();
+    for run in 0..plan.runs {
+        let env = env(run);
+        let Some(measure) = limit else {
+            results.push(wrk_once(label, server, script, &env, plan));
+            continue;
+        };
+        settle();
+        let before = measure();
+        let result = wrk_once(label, server, script, &env, plan);
+        settle();
+        around.push(RateAndLimit {
+            rps: result.rps,
+            limit: (before + measure()) / 2.0,
+        });
+        results.push(result);
+    }
     let med = |figure: fn(&RunResult) -> f64| median(results.iter().map(figure).collect());
     let each = |figure: fn(&RunResult) -> f64, digits: usize| {
         results
@@ -381,10 +421,55 @@ fn wrk(
             each(|r| r.p99_ms, 2)
         );
     }
-    Some(Measured {
+    let measured = Measured {
         rps: med(|r| r.rps),
         errors: results.iter().map(|r| r.errors).sum(),
-    })
+    };
+    Some((measured, around))
+}
+
+/// One run's rate and the limit measured around it, in calls a second.
+struct RateAndLimit {
+    rps: f64,
+    limit: f64,
+}
+
+/// Waits, at most `SETTLE_AT_MOST`, until the machine is idle: under
+/// a tenth of its CPU time busy over 100 ms (`/proc/stat`), whatever
+/// process was busy (the server, PostgreSQL, a leftover client).
+fn settle() {
+    const SETTLE_AT_MOST: Duration = Duration::from_secs(10);
+    let started = Instant::now();
+    let mut last = busy_and_total();
+    while started.elapsed() < SETTLE_AT_MOST {
+        std::thread::sleep(Duration::from_millis(100));
+        let now = busy_and_total();
+        let (busy, total) = (now.0 - last.0, now.1 - last.1);
+        if total > 0 && busy * 10 < total {
+            return;
+        }
+        last = now;
+    }
+    eprintln!("  (the machine did not settle within {SETTLE_AT_MOST:?})");
+}
+
+/// Busy and total CPU ticks of the machine so far (the first seven
+/// fields of the `cpu` line of `/proc/stat`; idle and iowait are not
+/// busy, and steal, time the host gave to others, is left out).
+fn busy_and_total() -> (u64, u64) {
+    let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+    let ticks: Vec<u64> = stat
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .split_whitespace()
+        .skip(1)
+        .take(7)
+        .filter_map(|t| t.parse().ok())
+        .collect();
+    let total: u64 = ticks.iter().sum();
+    let idle = ticks.get(3).copied().unwrap_or(0) + ticks.get(4).copied().unwrap_or(0);
+    (total - idle, total)
 }
 
 /// A scenario's median rate and its errors over all runs.

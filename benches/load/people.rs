@@ -9,10 +9,16 @@
 //! - redemptions: `cores ÷ (one RS256 ID-token signature + one ES256
 //!   access-token signature)`, with the key ring's own signers.
 //!
-//! Each limit is measured right before and right after its scenario, and
-//! the scenario is set against their mean: the speed drifts within minutes
-//! too (2026-12-06: one RS256 signature took 368 µs, and 597 µs two
-//! minutes later), and a limit taken on one side only can be off by that.
+//! Two figures are printed for each. The first sets the scenario's median
+//! rate against the mean of its limit timed (2 s) right before and right
+//! after the whole scenario. The second, the one the targets are checked
+//! against since 2026-12-07, sets each run against its limit timed (1 s)
+//! right before and right after that run, once the machine has settled
+//! ([`wrk_against`]), and takes the median of the runs' percentages: the
+//! speed drifts within minutes too (2026-12-06: one RS256 signature took
+//! 368 µs, and 597 µs two minutes later), and a redemption run is minted
+//! its codes for 10–30 s before it, so the first figure's limits can be a
+//! minute and more away from a run.
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -24,7 +30,7 @@ use serde_json::{Value, json};
 use tessera::keys::{Alg, KeyMaterial};
 use tessera::secret::Secret;
 
-use super::{Plan, Server, admin, wrk};
+use super::{Plan, RateAndLimit, Server, admin, median, settle, wrk_against};
 
 const USERNAME: &str = "bench-alice";
 const PASSWORD: &str = "correct horse battery staple";
@@ -45,33 +51,70 @@ fn cores() -> f64 {
     std::thread::available_parallelism().map_or(1, |n| n.get()) as f64
 }
 
-/// Runs `op` for about two seconds after a short warm-up; µs per call.
-fn time_per_call(mut op: impl FnMut()) -> f64 {
+/// Runs `op` for about `time` after a short warm-up, in batches of at
+/// least 100 ms; µs per call, the median of the batches' means, so that
+/// a stall of another process in one batch does not move it.
+fn time_per_call(time: Duration, mut op: impl FnMut()) -> f64 {
+    const BATCH: Duration = Duration::from_millis(100);
     for _ in 0..3 {
         op();
     }
     let started = Instant::now();
-    let mut calls = 0u32;
-    while started.elapsed() < Duration::from_secs(2) || calls < 10 {
-        op();
-        calls += 1;
+    let mut batches = Vec::new();
+    while started.elapsed() < time || batches.len() < 3 {
+        let batch = Instant::now();
+        let mut calls = 0u32;
+        while batch.elapsed() < BATCH {
+            op();
+            calls += 1;
+        }
+        batches.push(batch.elapsed().as_secs_f64() * 1e6 / f64::from(calls));
     }
-    started.elapsed().as_secs_f64() * 1e6 / f64::from(calls)
+    median(batches)
 }
 
-/// `cores ÷ one argon2id hash` at the server's default parameters (the
-/// issue's limit), and, for comparison, how many hashes a second all cores
-/// make when each hashes at once: 19 MiB a hash is more than the caches
-/// hold, so parallel hashes share memory bandwidth and each runs slower.
-pub fn argon2_limit() -> (f64, f64, f64) {
-    let config = tessera::config::Config::from_toml_layers(&[]).expect("default configuration");
-    let passwords = tessera::accounts::passwords::Passwords::new(&config.passwords).unwrap();
-    let password = Secret::new(PASSWORD.to_owned());
-    let hash = || {
-        std::hint::black_box(passwords.hash(&password).unwrap());
-    };
-    let micros = time_per_call(hash);
-    (micros, cores() * 1e6 / micros, all_cores_at_once(hash))
+/// Hashes a password at the server's default parameters.
+struct Hasher {
+    passwords: tessera::accounts::passwords::Passwords,
+    password: Secret,
+}
+
+impl Hasher {
+    fn new() -> Hasher {
+        let config = tessera::config::Config::from_toml_layers(&[]).expect("default configuration");
+        Hasher {
+            passwords: tessera::accounts::passwords::Passwords::new(&config.passwords).unwrap(),
+            password: Secret::new(PASSWORD.to_owned()),
+        }
+    }
+
+    fn hash(&self) {
+        std::hint::black_box(self.passwords.hash(&self.password).unwrap());
+    }
+
+    fn micros(&self, time: Duration) -> f64 {
+        time_per_call(time, || self.hash())
+    }
+
+    /// `cores ÷ one argon2id hash` (the limit), timed for `time`.
+    fn limit(&self, time: Duration) -> f64 {
+        cores() * 1e6 / self.micros(time)
+    }
+
+    /// Timed around a whole scenario, once the machine has settled: the
+    /// µs of one hash, the limit, and, for comparison, how many hashes a
+    /// second all cores make when each hashes at once (parallel hashes
+    /// share the last-level cache and memory bandwidth, and each can run
+    /// slower).
+    fn scenario_limits(&self) -> (f64, f64, f64) {
+        settle();
+        let micros = self.micros(Duration::from_secs(2));
+        (
+            micros,
+            cores() * 1e6 / micros,
+            all_cores_at_once(|| self.hash()),
+        )
+    }
 }
 
 /// Calls a second when every core calls `op` at once, for two seconds:
@@ -98,41 +141,83 @@ fn all_cores_at_once(op: impl Fn() + Sync) -> f64 {
     f64::from(calls) / started.elapsed().as_secs_f64()
 }
 
-/// `cores ÷ (RS256 + ES256)`: the two signatures of one redemption, made
-/// by the key ring's signers over claims of the usual size; and, for
-/// comparison, how many pairs a second all cores sign at once.
-pub fn signing_limit() -> (f64, f64, f64, f64) {
-    let master = tessera::keys::MasterKey::from_bytes([7; 32]);
-    let es = KeyMaterial::generate(Alg::ES256).unwrap();
-    let rs = KeyMaterial::generate(Alg::RS256).unwrap();
-    let records = vec![
-        tessera::store::SigningKeyRecord::seal(&es, 1, &master, 0, 0).unwrap(),
-        tessera::store::SigningKeyRecord::seal(&rs, 1, &master, 0, 0).unwrap(),
-    ];
-    let set = tessera::keys::KeySet::from_records(records, &master, 1).unwrap();
-    let es_key = set.signer(Alg::ES256, 1).unwrap();
-    let rs_key = set.signer(Alg::RS256, 1).unwrap();
-    let claims = json!({
-        "iss": "http://127.0.0.1:8080", "sub": "5f0c6f53-8d0b-4a55-9a43-1c0d8e1f2a3b",
-        "aud": "bench-web", "exp": 1_900_000_000, "iat": 1_899_999_100,
-        "auth_time": 1_899_999_000, "nonce": "n-0S6_WzA2Mj", "amr": ["pwd"],
-        "at_hash": "77QmUPtjPfzWtF2AnpK9RQ", "sid": "0f1e2d3c4b5a69788796a5b4c3d2e1f0",
-    });
-    let rs_micros = time_per_call(|| {
-        std::hint::black_box(tessera::tokens::jwt::sign(rs_key, "JWT", &claims).unwrap());
-    });
-    let es_micros = time_per_call(|| {
-        std::hint::black_box(tessera::tokens::jwt::sign(es_key, "at+jwt", &claims).unwrap());
-    });
-    let parallel = all_cores_at_once(|| {
-        std::hint::black_box(tessera::tokens::jwt::sign(rs_key, "JWT", &claims).unwrap());
-        std::hint::black_box(tessera::tokens::jwt::sign(es_key, "at+jwt", &claims).unwrap());
-    });
-    (
-        rs_micros,
-        es_micros,
-        cores() * 1e6 / (rs_micros + es_micros),
-        parallel,
+/// The two signatures of one redemption, made by the key ring's signers
+/// over claims of the usual size.
+struct Signers {
+    set: tessera::keys::KeySet,
+    claims: Value,
+}
+
+impl Signers {
+    fn new() -> Signers {
+        let master = tessera::keys::MasterKey::from_bytes([7; 32]);
+        let es = KeyMaterial::generate(Alg::ES256).unwrap();
+        let rs = KeyMaterial::generate(Alg::RS256).unwrap();
+        let records = vec![
+            tessera::store::SigningKeyRecord::seal(&es, 1, &master, 0, 0).unwrap(),
+            tessera::store::SigningKeyRecord::seal(&rs, 1, &master, 0, 0).unwrap(),
+        ];
+        let claims = json!({
+            "iss": "http://127.0.0.1:8080", "sub": "5f0c6f53-8d0b-4a55-9a43-1c0d8e1f2a3b",
+            "aud": "bench-web", "exp": 1_900_000_000, "iat": 1_899_999_100,
+            "auth_time": 1_899_999_000, "nonce": "n-0S6_WzA2Mj", "amr": ["pwd"],
+            "at_hash": "77QmUPtjPfzWtF2AnpK9RQ", "sid": "0f1e2d3c4b5a69788796a5b4c3d2e1f0",
+        });
+        Signers {
+            set: tessera::keys::KeySet::from_records(records, &master, 1).unwrap(),
+            claims,
+        }
+    }
+
+    fn sign(&self, alg: Alg, typ: &str) {
+        let key = self.set.signer(alg, 1).unwrap();
+        std::hint::black_box(tessera::tokens::jwt::sign(key, typ, &self.claims).unwrap());
+    }
+
+    /// The µs of one RS256 signature and of one ES256 signature, each
+    /// timed for `time`.
+    fn micros(&self, time: Duration) -> (f64, f64) {
+        (
+            time_per_call(time, || self.sign(Alg::RS256, "JWT")),
+            time_per_call(time, || self.sign(Alg::ES256, "at+jwt")),
+        )
+    }
+
+    /// `cores ÷ (RS256 + ES256)` (the limit), each timed for `time`.
+    fn limit(&self, time: Duration) -> f64 {
+        let (rs, es) = self.micros(time);
+        cores() * 1e6 / (rs + es)
+    }
+
+    /// Timed around a whole scenario, once the machine has settled: each
+    /// signature's µs, the limit, and, for comparison, how many pairs a
+    /// second all cores sign at once.
+    fn scenario_limits(&self) -> (f64, f64, f64, f64) {
+        settle();
+        let (rs, es) = self.micros(Duration::from_secs(2));
+        let parallel = all_cores_at_once(|| {
+            self.sign(Alg::RS256, "JWT");
+            self.sign(Alg::ES256, "at+jwt");
+        });
+        (rs, es, cores() * 1e6 / (rs + es), parallel)
+    }
+}
+
+/// How long a limit is timed right before and after each run.
+const LIMIT_AROUND_A_RUN: Duration = Duration::from_secs(1);
+
+/// The median of the runs' percentages of the limits timed around them,
+/// then each run's percentage and limit.
+fn around_each_run(what: &str, runs: &[RateAndLimit]) -> String {
+    let percent = |run: &RateAndLimit| run.rps * 100.0 / run.limit;
+    let each = runs
+        .iter()
+        .map(|run| format!("{:.0}% of {:.1}/s", percent(run), run.limit))
+        .collect::<Vec<_>>()
+        .join(", ");
+    format!(
+        "{what} at {:.0}% of the limit timed around each run (median; runs: {each})",
+        median(runs.iter().map(percent).collect())
     )
 }
 
@@ -199,7 +284,8 @@ fn login_form(server: &Server, http: &reqwest::blocking::Client) -> (String, Str
 /// Password logins at 16 concurrent clients: each POST checks the CSRF
 /// token, verifies the password (argon2id) and writes a new session.
 pub fn logins(server: &Server, plan: &Plan) {
-    let (argon2_before, limit_before, parallel_before) = argon2_limit();
+    let hasher = Hasher::new();
+    let (argon2_before, limit_before, parallel_before) = hasher.scenario_limits();
     let http = browser();
     let (csrf, cookie) = login_form(server, &http);
     let body = |username: &str| {
@@ -221,7 +307,8 @@ pub fn logins(server: &Server, plan: &Plan) {
         .map(|n| body(&format!("{USERNAME}-{n}")))
         .collect();
     std::fs::write(&lines, bodies.join("\n")).unwrap();
-    let rps = wrk(
+    let limit_around = || hasher.limit(LIMIT_AROUND_A_RUN);
+    let measured = wrk_against(
         "login",
         "password login (CSRF, argon2id, session write)",
         server,
@@ -238,20 +325,22 @@ pub fn logins(server: &Server, plan: &Plan) {
             connections: LOGIN_CONNECTIONS,
             ..*plan
         },
-    )
-    .map(|measured| measured.rps);
-    if let Some(rps) = rps {
-        let (argon2_after, limit_after, parallel_after) = argon2_limit();
+        Some(&limit_around),
+    );
+    if let Some((measured, runs)) = measured {
+        let rps = measured.rps;
+        let (argon2_after, limit_after, parallel_after) = hasher.scenario_limits();
         let limit = (limit_before + limit_after) / 2.0;
         let parallel = (parallel_before + parallel_after) / 2.0;
         println!(
-            "  {:<46} argon2id {:.1} ms a hash before, {:.1} ms after; limit {limit:.1}/s on {} cores (mean); logins at {:.0}% of it",
+            "  {:<46} argon2id {:.1} ms a hash before the scenario, {:.1} ms after; limit {limit:.1}/s on {} cores (mean); logins at {:.0}% of it",
             "",
             argon2_before / 1e3,
             argon2_after / 1e3,
             cores(),
             rps * 100.0 / limit
         );
+        println!("  {:<46} {}", "", around_each_run("logins", &runs));
         println!(
             "  {:<46} (all cores hashing at once: {parallel:.1}/s; logins at {:.0}% of that)",
             "",
@@ -353,7 +442,8 @@ fn urlencode(text: &str) -> String {
 /// access token (ES256). Each run gets fresh codes, made right before it
 /// (the bench server lets them live 10 minutes), and lasts at most 5 s.
 pub fn redemptions(server: &Server, people: &People, plan: &Plan) {
-    let (rs_before, es_before, limit_before, parallel_before) = signing_limit();
+    let signers = Signers::new();
+    let (rs_before, es_before, limit_before, parallel_before) = signers.scenario_limits();
     let plan = Plan {
         seconds: plan.seconds.min(5),
         ..*plan
@@ -361,7 +451,8 @@ pub fn redemptions(server: &Server, people: &People, plan: &Plan) {
     // Enough codes for the signing limit, so the run never runs dry.
     let count = (limit_before * plan.seconds as f64 * 1.2) as usize + 500;
     check_one_redemption(server, people);
-    let rps = wrk(
+    let limit_around = || signers.limit(LIMIT_AROUND_A_RUN);
+    let measured = wrk_against(
         "code",
         "authorization_code redemption (ID + access token)",
         server,
@@ -376,18 +467,20 @@ pub fn redemptions(server: &Server, people: &People, plan: &Plan) {
             ]
         },
         &plan,
-    )
-    .map(|measured| measured.rps);
-    if let Some(rps) = rps {
-        let (rs_after, es_after, limit_after, parallel_after) = signing_limit();
+        Some(&limit_around),
+    );
+    if let Some((measured, runs)) = measured {
+        let rps = measured.rps;
+        let (rs_after, es_after, limit_after, parallel_after) = signers.scenario_limits();
         let limit = (limit_before + limit_after) / 2.0;
         let parallel = (parallel_before + parallel_after) / 2.0;
         println!(
-            "  {:<46} RS256 {rs_before:.0} µs + ES256 {es_before:.0} µs before, {rs_after:.0} + {es_after:.0} µs after; limit {limit:.0}/s on {} cores (mean); redemptions at {:.0}% of it",
+            "  {:<46} RS256 {rs_before:.0} µs + ES256 {es_before:.0} µs before the scenario, {rs_after:.0} + {es_after:.0} µs after; limit {limit:.0}/s on {} cores (mean); redemptions at {:.0}% of it",
             "",
             cores(),
             rps * 100.0 / limit
         );
+        println!("  {:<46} {}", "", around_each_run("redemptions", &runs));
         println!(
             "  {:<46} (all cores signing at once: {parallel:.0} pairs/s; redemptions at {:.0}% of that)",
             "",
