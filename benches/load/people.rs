@@ -51,6 +51,12 @@ fn cores() -> f64 {
     std::thread::available_parallelism().map_or(1, |n| n.get()) as f64
 }
 
+/// The form of both limits: `cores ÷ the time of one call`, in
+/// calls a second, for a call of `micros` µs.
+fn limit_of(micros: f64) -> f64 {
+    cores() * 1e6 / micros
+}
+
 /// Runs `op` for about `time` after a short warm-up, in batches of at
 /// least 100 ms; µs per call, the median of the batches' means, so that
 /// a stall of another process in one batch does not move it.
@@ -98,7 +104,7 @@ impl Hasher {
 
     /// `cores ÷ one argon2id hash` (the limit), timed for `time`.
     fn limit(&self, time: Duration) -> f64 {
-        cores() * 1e6 / self.micros(time)
+        limit_of(self.micros(time))
     }
 
     /// Timed around a whole scenario, once the machine has settled: the
@@ -109,11 +115,7 @@ impl Hasher {
     fn scenario_limits(&self) -> (f64, f64, f64) {
         settle();
         let micros = self.micros(Duration::from_secs(2));
-        (
-            micros,
-            cores() * 1e6 / micros,
-            all_cores_at_once(|| self.hash()),
-        )
+        (micros, limit_of(micros), all_cores_at_once(|| self.hash()))
     }
 }
 
@@ -186,7 +188,7 @@ impl Signers {
     /// `cores ÷ (RS256 + ES256)` (the limit), each timed for `time`.
     fn limit(&self, time: Duration) -> f64 {
         let (rs, es) = self.micros(time);
-        cores() * 1e6 / (rs + es)
+        limit_of(rs + es)
     }
 
     /// Timed around a whole scenario, once the machine has settled: each
@@ -199,7 +201,7 @@ impl Signers {
             self.sign(Alg::RS256, "JWT");
             self.sign(Alg::ES256, "at+jwt");
         });
-        (rs, es, cores() * 1e6 / (rs + es), parallel)
+        (rs, es, limit_of(rs + es), parallel)
     }
 }
 
