@@ -11,8 +11,11 @@ use super::login_throttle::{Settlement, settle_in};
 use super::schema::sessions;
 use super::{NewAuditRecord, PURGE_BATCH, Store, StoreError};
 
+/// `treat_none_as_default_value = false`: every insert then has one shape,
+/// which diesel keeps prepared (otherwise it parses the `INSERT` anew on
+/// every login). No field is optional, so no value changes.
 #[derive(Clone, Queryable, Selectable, Insertable)]
-#[diesel(table_name = sessions)]
+#[diesel(table_name = sessions, treat_none_as_default_value = false)]
 pub struct SessionRecord {
     pub id: String,
     /// Keyed HMAC-SHA256 of the cookie's secret.
