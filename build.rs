@@ -1,6 +1,7 @@
-//! `embed_migrations!` reads `migrations/` at compile time, but cargo only
-//! knows to rebuild when Rust sources change: without this, a new or edited
-//! migration would leave a binary that carries the old set.
+//! `embed_migrations!` reads each migration's SQL through `include_str!`, so
+//! an edited migration already rebuilds the crate; a migration added,
+//! removed or renamed does not, as no file rustc read has changed. This
+//! makes cargo look at the whole `migrations/` directory.
 
 fn main() {
     println!("cargo:rerun-if-changed=migrations");

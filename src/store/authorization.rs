@@ -11,8 +11,13 @@ use super::prepared::Prepared;
 use super::schema::{authorization_codes, consents, refresh_tokens, sessions};
 use super::{AnyConnection, PURGE_BATCH, Store, StoreError};
 
+/// `treat_none_as_default_value = false`: an absent value is bound as NULL,
+/// which is what every nullable column here defaults to, so each insert has
+/// one shape and diesel keeps it prepared (on PostgreSQL it would otherwise
+/// parse the `INSERT` anew each time). A nullable column that gains a
+/// non-NULL `DEFAULT` must be given its value here.
 #[derive(Debug, Clone, Queryable, QueryableByName, Selectable, Insertable)]
-#[diesel(table_name = authorization_codes)]
+#[diesel(table_name = authorization_codes, treat_none_as_default_value = false)]
 pub struct CodeRecord {
     /// Hex of the keyed digest of the code.
     pub digest: String,
@@ -33,9 +38,10 @@ pub struct CodeRecord {
     pub refresh_family: Option<String>,
 }
 
-/// A refresh token's row. `Debug` leaves out the digest.
+/// A refresh token's row. `Debug` leaves out the digest. Bound whole, as
+/// [`CodeRecord`] is.
 #[derive(Clone, Queryable, Selectable, Insertable)]
-#[diesel(table_name = refresh_tokens)]
+#[diesel(table_name = refresh_tokens, treat_none_as_default_value = false)]
 pub struct RefreshTokenRecord {
     pub id: String,
     pub lookup: String,

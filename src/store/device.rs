@@ -11,9 +11,10 @@ use super::device_poll::PollStatement;
 use super::schema::{device_authorizations, refresh_tokens};
 use super::{AnyConnection, PURGE_BATCH, RefreshTokenRecord, Store, StoreError};
 
-/// A device authorization's row. `Debug` shows no digest.
+/// A device authorization's row. `Debug` shows no digest. Bound whole, as
+/// [`CodeRecord`](super::CodeRecord) is.
 #[derive(Clone, Queryable, Selectable, Insertable, QueryableByName)]
-#[diesel(table_name = device_authorizations)]
+#[diesel(table_name = device_authorizations, treat_none_as_default_value = false)]
 pub struct DeviceRecord {
     /// Hex of the keyed digest of the device code.
     pub device_digest: String,

@@ -12,8 +12,9 @@ use super::schema::sessions;
 use super::{NewAuditRecord, PURGE_BATCH, Store, StoreError};
 
 /// `treat_none_as_default_value = false`: every insert then has one shape,
-/// which diesel keeps prepared (otherwise it parses the `INSERT` anew on
-/// every login). No field is optional, so no value changes.
+/// which diesel keeps prepared (on PostgreSQL it would otherwise parse the
+/// `INSERT` anew on every login). No field is optional, so no value
+/// changes; an optional field added later is bound as NULL, not DEFAULT.
 #[derive(Clone, Queryable, Selectable, Insertable)]
 #[diesel(table_name = sessions, treat_none_as_default_value = false)]
 pub struct SessionRecord {
