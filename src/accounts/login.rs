@@ -70,7 +70,11 @@ pub async fn password_step(
         failed(core, Actor::anonymous(), username, "throttled", remote).await;
         return Ok(Step::Throttled { retry_after });
     }
-    let user = core.store.user_by_username(username.to_owned()).await?;
+    let found = core.store.user_for_login(username.to_owned()).await?;
+    let (user, enrolled) = match found {
+        Some((user, enrolled)) => (Some(user), enrolled),
+        None => (None, false),
+    };
     let stored = user.as_ref().and_then(|u| u.password_hash.clone());
     // Unknown users (and users without a password) cost one hash too.
     let verdict = match stored {
@@ -105,11 +109,6 @@ pub async fn password_step(
     if needs_rehash {
         rehash(core, &user, password).await;
     }
-    let enrolled = core
-        .store
-        .totp_for(user.id.clone())
-        .await?
-        .is_some_and(|t| t.confirmed_at.is_some());
     if enrolled {
         // The password was right: not a failure, the code step counts anew.
         throttle::not_a_failure(core, &buckets).await?;

@@ -76,82 +76,138 @@ pub trait ThrottleStore {
     -> impl Future<Output = Result<usize, StoreError>> + Send;
 }
 
-/// Counts one attempt in `bucket` inside the caller's transaction; `Err`
-/// with the block's end when the bucket is blocked.
+/// `INSERT INTO login_throttle VALUES $rows ON CONFLICT (bucket) DO
+/// UPDATE SET $changes RETURNING $returning`, kept prepared.
+macro_rules! upsert {
+    ($rows:expr, $changes:expr, $returning:expr) => {
+        Prepared(
+            diesel::insert_into(login_throttle::table)
+                .values($rows)
+                .on_conflict(login_throttle::bucket)
+                .do_update()
+                .set($changes)
+                .returning($returning),
+        )
+    };
+}
+
+/// Runs `upsert!` for every bucket of `$buckets` (sorted, distinct), a
+/// row made by `$row`, inside the caller's transaction, and collects what
+/// it returns. On PostgreSQL one statement upserts each pair of buckets (a
+/// login's account and address: a round trip less a login), locking the
+/// rows in the order of its `VALUES` list; each length is a statement of
+/// its own. SQLite runs in the process, where a statement costs no round
+/// trip, and diesel cannot keep its multi-row upsert prepared (parsing it
+/// anew would cost more than a second statement): one a bucket there. A
+/// macro, not a function: each backend and length has its own statement
+/// type.
+macro_rules! upsert_each {
+    ($conn:expr, $buckets:expr, $row:expr, $changes:expr, $returning:expr => $returned:ty) => {{
+        let mut returned: Vec<$returned> = Vec::with_capacity($buckets.len());
+        match $conn {
+            AnyConnection::Postgresql(pg) => {
+                let mut pairs = $buckets.chunks_exact(2);
+                for pair in &mut pairs {
+                    let rows = [$row(&pair[0]), $row(&pair[1])];
+                    let statement = upsert!(rows, $changes(), $returning);
+                    returned.extend(statement.get_results::<$returned>(pg)?);
+                }
+                for one in pairs.remainder() {
+                    let statement = upsert!($row(one), $changes(), $returning);
+                    returned.extend(statement.get_results::<$returned>(pg)?);
+                }
+            }
+            AnyConnection::Sqlite(sqlite) => {
+                for one in $buckets.iter() {
+                    let statement = upsert!($row(one), $changes(), $returning);
+                    returned.extend(statement.get_results::<$returned>(sqlite)?);
+                }
+            }
+        }
+        returned
+    }};
+}
+
+/// Counts one attempt in every bucket of `buckets` (sorted, distinct)
+/// inside the caller's transaction; `Err` with the latest end of a block
+/// when a bucket is blocked (the caller then rolls back what was counted).
 ///
-/// One upsert counts it: a new bucket starts at one, a bucket idle for a
-/// whole window starts again at one (a block counts as activity until it
-/// ends, or a bucket that served a block as long as the window would start
-/// afresh the moment it ended), any other counts one more. A blocked
-/// bucket's row is locked but not updated (the `WHERE` of `DO UPDATE`),
-/// and the upsert returns nothing. On SQLite the upsert takes the
-/// database's write lock (waiting out busy_timeout), so no read lock is
-/// ever upgraded; on PostgreSQL a replica inserting the same new bucket at
-/// once makes this one wait, then update the row it inserted.
+/// An upsert counts the attempt ([`upsert_counts`]); a new bucket starts
+/// at one, a bucket idle for a whole window starts again at one (a block
+/// counts as activity until it ends, or a bucket that served a block as
+/// long as the window would start afresh the moment it ended), any other
+/// counts one more, and a blocked bucket's row is written back as it was
+/// and returned with its block. On SQLite the upsert takes the database's
+/// write lock (waiting out busy_timeout), so no read lock is ever
+/// upgraded; on PostgreSQL a replica inserting the same new bucket at
+/// once makes this one wait, then update the row it inserted. A second
+/// statement sets a block when one starts.
 ///
-/// One statement counts the attempt (a second sets a block when one
-/// starts): the address bucket, shared by every login from one address,
-/// is written once here and once by a right attempt's settlement, and only
+/// The address bucket, shared by every login from one address, is
+/// written once here and once by a right attempt's settlement, and only
 /// `bucket` is indexed, so on PostgreSQL each write can be a heap-only
 /// update (migration `login_throttle_updates_in_place`).
-fn count_attempt(
+fn count_attempts(
     conn: &mut AnyConnection,
-    (bucket, delay): &BucketPolicy,
+    buckets: &[BucketPolicy],
     now: i64,
     window_start: i64,
 ) -> QueryResult<Result<(), i64>> {
-    use diesel::dsl::case_when;
     use login_throttle::dsl as t;
-    let idle = t::updated_at
-        .lt(window_start)
-        .and(t::blocked_until.lt(window_start));
-    // A macro, not a value: `returning` names the backend.
-    macro_rules! count {
-        () => {
-            Prepared(
-                // The `WHERE` of `DO UPDATE`: diesel has it as `FilterDsl`,
-                // which `QueryDsl` does not bring in.
-                diesel::query_dsl::methods::FilterDsl::filter(
-                    diesel::insert_into(t::login_throttle)
-                        .values((
-                            t::bucket.eq(bucket),
-                            t::failures.eq(1),
-                            t::blocked_until.eq(0),
-                            t::updated_at.eq(now),
-                        ))
-                        .on_conflict(t::bucket)
-                        .do_update()
-                        .set((
-                            t::failures.eq(case_when(idle, 1i64.into_sql::<BigInt>())
-                                .otherwise(t::failures + 1)),
-                            t::updated_at.eq(now),
-                        )),
-                    t::blocked_until.le(now),
-                )
-                .returning(t::failures),
-            )
-        };
-    }
-    let counted: Option<i64> = match conn {
-        AnyConnection::Postgresql(pg) => count!().get_result(pg).optional()?,
-        AnyConnection::Sqlite(sqlite) => count!().get_result(sqlite).optional()?,
-    };
-    let Some(attempts) = counted else {
-        // Blocked: the upsert locked the row; its block's end is read back.
-        let until =
-            Prepared(t::login_throttle.find(bucket).select(t::blocked_until)).get_result(conn)?;
+    let counted = upsert_counts(conn, buckets, now, window_start)?;
+    let blocked = counted
+        .iter()
+        .map(|&(_, _, until)| until)
+        .filter(|&until| until > now)
+        .max();
+    if let Some(until) = blocked {
         return Ok(Err(until));
-    };
-    let seconds = delay(attempts);
-    if seconds > 0 {
-        Prepared(
-            diesel::update(t::login_throttle.find(bucket))
-                .set(t::blocked_until.eq(now.saturating_add(seconds)))
-                .returning(t::blocked_until),
-        )
-        .get_result::<i64>(conn)?;
+    }
+    for (bucket, attempts, _) in counted {
+        let Some((_, delay)) = buckets.iter().find(|(name, _)| *name == bucket) else {
+            continue;
+        };
+        let seconds = delay(attempts);
+        if seconds > 0 {
+            Prepared(
+                diesel::update(t::login_throttle.find(bucket))
+                    .set(t::blocked_until.eq(now.saturating_add(seconds)))
+                    .returning(t::blocked_until),
+            )
+            .get_result::<i64>(conn)?;
+        }
     }
     Ok(Ok(()))
+}
+
+/// The upserts of [`count_attempts`] (`upsert_each`): each bucket's name,
+/// attempts, and block's end (one later than `now`: the attempt was not
+/// counted there).
+fn upsert_counts(
+    conn: &mut AnyConnection,
+    buckets: &[BucketPolicy],
+    now: i64,
+    window_start: i64,
+) -> QueryResult<Vec<(String, i64, i64)>> {
+    use diesel::dsl::case_when;
+    use login_throttle::dsl as t;
+    let row = |(bucket, _): &BucketPolicy| unblocked_row(bucket, 1, now);
+    let count = || {
+        (
+            t::failures.eq(case_when(t::blocked_until.gt(now), t::failures)
+                .when(
+                    t::updated_at
+                        .lt(window_start)
+                        .and(t::blocked_until.lt(window_start)),
+                    1i64.into_sql::<BigInt>(),
+                )
+                .otherwise(t::failures + 1)),
+            t::updated_at.eq(case_when(t::blocked_until.gt(now), t::updated_at).otherwise(now)),
+        )
+    };
+    let returning = (t::bucket, t::failures, t::blocked_until);
+    let counted = upsert_each!(conn, buckets, row, count, returning => (String, i64, i64));
+    Ok(counted)
 }
 
 /// `purge_throttle` on PostgreSQL (diesel cannot name the table twice).
@@ -168,34 +224,61 @@ pub struct Settlement {
     pub refund: Option<String>,
 }
 
-/// Settles inside the caller's transaction. The rows are locked in the
-/// order `admit_attempts` locks them (by bucket), so a settlement and an
-/// admission sharing both buckets cannot each hold the row the other
-/// waits for.
-pub(crate) fn settle_in(conn: &mut AnyConnection, settlement: &Settlement) -> QueryResult<()> {
+/// The `VALUES` of a throttle upsert: a bucket's row, not blocked.
+fn unblocked_row(bucket: &str, failures: i64, updated_at: i64) -> UnblockedRow {
     use login_throttle::dsl as t;
-    // Zeroed, not deleted: the account's next attempt updates its row in
-    // place instead of inserting it again; the purge deletes it once idle.
-    let clear = |conn: &mut AnyConnection| {
-        Prepared(
-            diesel::update(t::login_throttle.find(&settlement.clear))
-                .set((t::failures.eq(0), t::blocked_until.eq(0)))
-                .returning(t::failures),
+    (
+        t::bucket.eq(bucket.to_owned()),
+        t::failures.eq(failures),
+        t::blocked_until.eq(0),
+        t::updated_at.eq(updated_at),
+    )
+}
+
+type UnblockedRow = (
+    diesel::dsl::Eq<login_throttle::bucket, String>,
+    diesel::dsl::Eq<login_throttle::failures, i64>,
+    diesel::dsl::Eq<login_throttle::blocked_until, i64>,
+    diesel::dsl::Eq<login_throttle::updated_at, i64>,
+);
+
+/// Settles inside the caller's transaction: the `clear` bucket is zeroed
+/// (not deleted: the account's next attempt updates its row in place
+/// instead of inserting it again; the purge deletes it once idle), and the
+/// `refund` bucket counts one attempt less, never below zero.
+///
+/// An upsert, one statement for both buckets on PostgreSQL (one each on
+/// SQLite: `upsert_each`). Not an `UPDATE … WHERE bucket IN`:
+/// that locks the rows in whatever order its plan finds them, and these
+/// are locked in the order `admit_attempts` locks them (by bucket), so a
+/// settlement and an admission sharing both buckets cannot each hold the
+/// row the other waits for. A bucket with no row (purged, or never
+/// counted) gets a zeroed row idle since the epoch, which the next purge
+/// deletes.
+pub(crate) fn settle_in(conn: &mut AnyConnection, settlement: &Settlement) -> QueryResult<()> {
+    use diesel::dsl::case_when;
+    use login_throttle::dsl as t;
+    let clear = settlement.clear.as_str();
+    let mut buckets = vec![clear];
+    buckets.extend(
+        settlement
+            .refund
+            .as_deref()
+            .filter(|&refund| refund != clear),
+    );
+    buckets.sort_unstable();
+    let row = |bucket: &&str| unblocked_row(bucket, 0, 0);
+    let settle = || {
+        (
+            t::failures.eq(case_when(t::bucket.eq(clear), 0i64.into_sql::<BigInt>())
+                .when(t::failures.gt(0), t::failures - 1)
+                .otherwise(0i64.into_sql::<BigInt>())),
+            t::blocked_until.eq(case_when(t::bucket.eq(clear), 0i64.into_sql::<BigInt>())
+                .otherwise(t::blocked_until)),
         )
-        .get_results::<i64>(conn)
-        .map(drop)
     };
-    match settlement.refund.as_deref() {
-        None => clear(conn),
-        Some(refund) if refund < settlement.clear.as_str() => {
-            refund_in(conn, refund)?;
-            clear(conn)
-        }
-        Some(refund) => {
-            clear(conn)?;
-            refund_in(conn, refund)
-        }
-    }
+    upsert_each!(conn, buckets, row, settle, t::failures => i64);
+    Ok(())
 }
 
 /// Takes one counted attempt back from `bucket`, never below zero.
@@ -221,20 +304,18 @@ impl ThrottleStore for Store {
         // Rows are locked in one order, whatever the caller's, so two
         // attempts sharing buckets (an address) cannot deadlock.
         buckets.sort_by(|a, b| a.0.cmp(&b.0));
+        // One upsert cannot update a row twice.
+        buckets.dedup_by(|a, b| a.0 == b.0);
         self.run(move |conn| {
             // Every bucket is looked at, so that a refusal names the latest
             // end of a block; whatever was counted is rolled back then.
             let mut blocked: Option<i64> = None;
             let counted = conn.transaction(|conn| {
-                for policy in &buckets {
-                    if let Err(until) = count_attempt(conn, policy, now, window_start)? {
-                        blocked = Some(blocked.map_or(until, |b| b.max(until)));
-                    }
+                if let Err(until) = count_attempts(conn, &buckets, now, window_start)? {
+                    blocked = Some(until);
+                    return Err(diesel::result::Error::RollbackTransaction);
                 }
-                match blocked {
-                    Some(_) => Err(diesel::result::Error::RollbackTransaction),
-                    None => Ok(()),
-                }
+                Ok(())
             });
             match (counted, blocked) {
                 (Ok(()), _) => Ok(Admission::Allowed),
@@ -306,5 +387,87 @@ impl ThrottleStore for Store {
             .map_err(StoreError::from)
         })
         .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Mutex};
+
+    use diesel::connection::{InstrumentationEvent, SimpleConnection};
+    use diesel::prelude::*;
+
+    use super::{AnyConnection, BucketPolicy, Settlement, count_attempts, settle_in};
+
+    type Cached = Arc<Mutex<Vec<String>>>;
+
+    /// The statements `conn` puts in its cache from now on.
+    fn cached_statements(conn: &mut impl Connection) -> Cached {
+        let cached = Cached::default();
+        let seen = cached.clone();
+        conn.set_instrumentation(move |event: InstrumentationEvent<'_>| {
+            if let InstrumentationEvent::CacheQuery { sql, .. } = event {
+                seen.lock().unwrap().push(sql.to_owned());
+            }
+        });
+        cached
+    }
+
+    /// Runs a login's throttle statements three times (counts in two
+    /// buckets and in one, settlements of two and of one); how many
+    /// statements were cached.
+    fn cached_by_three_logins(mut conn: AnyConnection, cached: &Cached) -> Vec<String> {
+        super::super::connection::run_migrations(&mut conn).unwrap();
+        cached.lock().unwrap().clear();
+        let free = |name: &str| -> BucketPolicy { (name.into(), Box::new(|_| 0)) };
+        let settlement = |refund: Option<&str>| Settlement {
+            clear: "a:account".into(),
+            refund: refund.map(str::to_owned),
+        };
+        for now in 1_000..1_003 {
+            let both = [free("a:account"), free("ip:address")];
+            assert_eq!(count_attempts(&mut conn, &both, now, 0), Ok(Ok(())));
+            assert_eq!(count_attempts(&mut conn, &both[..1], now, 0), Ok(Ok(())));
+            settle_in(&mut conn, &settlement(Some("ip:address"))).unwrap();
+            settle_in(&mut conn, &settlement(None)).unwrap();
+        }
+        cached.lock().unwrap().clone()
+    }
+
+    /// Every login runs the throttle's upserts: each is prepared once per
+    /// connection, then found in its cache. On PostgreSQL (when
+    /// `TESSERA_TEST_DATABASE_URL` names one, in a schema of its own) a
+    /// pair of buckets is one statement and a single bucket another; on
+    /// SQLite every bucket has a statement of its own.
+    #[test]
+    fn a_logins_throttle_upserts_stay_prepared() {
+        let mut sqlite = SqliteConnection::establish(":memory:").unwrap();
+        let cached = cached_statements(&mut sqlite);
+        let found = cached_by_three_logins(AnyConnection::Sqlite(sqlite), &cached);
+        assert_eq!(found.len(), 2, "a count, a settlement: {found:#?}");
+
+        let Some(url) = std::env::var("TESSERA_TEST_DATABASE_URL")
+            .ok()
+            .filter(|url| !url.is_empty())
+        else {
+            return;
+        };
+        let schema = format!(
+            "unit_throttle_{}",
+            crate::keys::hex(&crate::random::random_bytes::<8>())
+        );
+        let mut admin = PgConnection::establish(&url).unwrap();
+        admin
+            .batch_execute(&format!("CREATE SCHEMA {schema}"))
+            .unwrap();
+        let mut pg = PgConnection::establish(&url).unwrap();
+        pg.batch_execute(&format!("SET search_path TO {schema}"))
+            .unwrap();
+        let cached = cached_statements(&mut pg);
+        let found = cached_by_three_logins(AnyConnection::Postgresql(pg), &cached);
+        admin
+            .batch_execute(&format!("DROP SCHEMA {schema} CASCADE"))
+            .unwrap();
+        assert_eq!(found.len(), 4, "two counts, two settlements: {found:#?}");
     }
 }

@@ -340,3 +340,7 @@ diesel::table! {
 // A code's claim asks, in the same statement, whether its session is alive
 // (`authorization::claim_in_one_statement`).
 diesel::allow_tables_to_appear_in_same_query!(authorization_codes, sessions);
+
+// A login's password step reads the user and whether they confirmed TOTP
+// in one statement (`UserStore::user_for_login`).
+diesel::allow_tables_to_appear_in_same_query!(users, totp_credentials);

@@ -9,7 +9,7 @@ use diesel::prelude::*;
 use super::audit::{NewAuditRecord, append_in};
 use super::authorization::{GrantsOf, revoke_grants_in};
 use super::personal_tokens::owner_leaves_in;
-use super::schema::{service_users, users};
+use super::schema::{service_users, totp_credentials, users};
 use super::{AnyConnection, Refusal, Store, StoreError};
 
 #[derive(Clone, PartialEq, Eq, Queryable, Selectable, Insertable)]
@@ -74,6 +74,14 @@ pub trait UserStore {
         &self,
         username: String,
     ) -> impl Future<Output = Result<Option<UserRecord>, StoreError>> + Send;
+
+    /// What a login's password step reads, in one statement: the user
+    /// (case-insensitive) and whether they confirmed a TOTP enrolment, so
+    /// that the step knows whether to ask for a code.
+    fn user_for_login(
+        &self,
+        username: String,
+    ) -> impl Future<Output = Result<Option<(UserRecord, bool)>, StoreError>> + Send;
 
     /// Users ordered by `username_key`, those after `after` (a
     /// `username_key`, the paging cursor), at most `limit`.
@@ -151,6 +159,26 @@ impl UserStore for Store {
             users::table
                 .filter(users::username_key.eq(key))
                 .select(UserRecord::as_select())
+                .get_result(conn)
+                .optional()
+                .map_err(StoreError::from)
+        })
+        .await
+    }
+
+    async fn user_for_login(
+        &self,
+        username: String,
+    ) -> Result<Option<(UserRecord, bool)>, StoreError> {
+        use totp_credentials::dsl as totp;
+        let key = username_key(&username);
+        self.run(move |conn| {
+            let confirmed_totp = totp::totp_credentials
+                .filter(totp::user_id.eq(users::id))
+                .filter(totp::confirmed_at.is_not_null());
+            users::table
+                .filter(users::username_key.eq(key))
+                .select((UserRecord::as_select(), diesel::dsl::exists(confirmed_totp)))
                 .get_result(conn)
                 .optional()
                 .map_err(StoreError::from)

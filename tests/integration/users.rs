@@ -7,8 +7,8 @@ use serde_json::{Value, json};
 use tessera::audit::{Actor, Event, Outcome};
 use tessera::keys::Alg;
 use tessera::store::{
-    NewAuditRecord, ServiceUserRecord, ServiceUserStore, StoreError, UserRecord, UserStore,
-    username_key,
+    MfaStore, NewAuditRecord, ServiceUserRecord, ServiceUserStore, StoreError, TotpRecord,
+    UserRecord, UserStore, username_key,
 };
 use tessera::tokens::access::{AccessTokenRequest, mint};
 
@@ -17,6 +17,7 @@ use crate::on_both_backends;
 
 on_both_backends!(
     store_keeps_users,
+    a_logins_read_says_whether_totp_is_confirmed,
     users_through_the_api,
     refused_user_input,
     person_tokens_reach_the_admin_api_within_their_scopes,
@@ -208,6 +209,46 @@ pub async fn audit(app: &TestApp, action: &str) -> Vec<Value> {
     let mut events = page["events"].as_array().cloned().unwrap_or_default();
     events.reverse();
     events
+}
+
+/// The password step's one read: the user, found case-insensitively, and
+/// whether their TOTP enrolment is confirmed (a pending one asks for no
+/// code at login; another user's enrolment is not theirs).
+async fn a_logins_read_says_whether_totp_is_confirmed(backend: Backend) {
+    let app = TestApp::start(backend).await;
+    let store = &app.state.store;
+    for (id, username) in [("u1", "Alice"), ("u2", "bob")] {
+        store
+            .create_user(user(id, username), event("user.created"))
+            .await
+            .unwrap();
+    }
+    let read = |username: &'static str| async move {
+        let found = store.user_for_login(username.into()).await.unwrap();
+        found.map(|(user, confirmed)| (user.id, confirmed))
+    };
+    assert_eq!(read("ALICE").await, Some(("u1".into(), false)));
+    assert_eq!(read("carol").await, None);
+    store
+        .begin_totp(TotpRecord {
+            user_id: "u1".into(),
+            sealed_secret: vec![1, 2, 3],
+            master_key_id: "k1".into(),
+            confirmed_at: None,
+            last_step: 0,
+            created_at: 1,
+        })
+        .await
+        .unwrap();
+    assert_eq!(read("alice").await, Some(("u1".into(), false)), "pending");
+    assert!(
+        store
+            .confirm_totp("u1".into(), 7, 2, Vec::new())
+            .await
+            .unwrap()
+    );
+    assert_eq!(read("alice").await, Some(("u1".into(), true)), "confirmed");
+    assert_eq!(read("BOB").await, Some(("u2".into(), false)));
 }
 
 async fn users_through_the_api(backend: Backend) {
