@@ -70,6 +70,10 @@ pub async fn password_step(
         failed(core, Actor::anonymous(), username, "throttled", remote).await;
         return Ok(Step::Throttled { retry_after });
     }
+    // Whether the user confirmed TOTP is read here, with the user, not
+    // after the hash: an enrolment confirmed while the hash waits its turn
+    // is asked for from the next login on, as a user disabled meanwhile is
+    // refused from the next login on.
     let found = core.store.user_for_login(username.to_owned()).await?;
     let (user, enrolled) = match found {
         Some((user, enrolled)) => (Some(user), enrolled),

@@ -77,49 +77,58 @@ pub trait ThrottleStore {
 }
 
 /// `INSERT INTO login_throttle VALUES $rows ON CONFLICT (bucket) DO
-/// UPDATE SET $changes RETURNING $returning`, kept prepared.
+/// UPDATE SET $changes [WHERE $filter] RETURNING $returning`, kept
+/// prepared. A row the `WHERE` skips is locked but not written, and
+/// returns nothing.
 macro_rules! upsert {
-    ($rows:expr, $changes:expr, $returning:expr) => {
-        Prepared(
-            diesel::insert_into(login_throttle::table)
-                .values($rows)
-                .on_conflict(login_throttle::bucket)
-                .do_update()
-                .set($changes)
-                .returning($returning),
-        )
-    };
+    ($rows:expr, $changes:expr, $(where $filter:expr,)? $returning:expr) => {{
+        let statement = diesel::insert_into(login_throttle::table)
+            .values($rows)
+            .on_conflict(login_throttle::bucket)
+            .do_update()
+            .set($changes);
+        // The `WHERE` of `DO UPDATE`: diesel has it as `FilterDsl`, which
+        // `QueryDsl` does not bring in.
+        $(let statement = diesel::query_dsl::methods::FilterDsl::filter(statement, $filter);)?
+        Prepared(statement.returning($returning))
+    }};
 }
 
 /// Runs `upsert!` for every bucket of `$buckets` (sorted, distinct), a
 /// row made by `$row`, inside the caller's transaction, and collects what
 /// it returns. On PostgreSQL one statement upserts each pair of buckets (a
-/// login's account and address: a round trip less a login), locking the
-/// rows in the order of its `VALUES` list; each length is a statement of
-/// its own. SQLite runs in the process, where a statement costs no round
-/// trip, and diesel cannot keep its multi-row upsert prepared (parsing it
-/// anew would cost more than a second statement): one a bucket there. A
-/// macro, not a function: each backend and length has its own statement
-/// type.
+/// login's account and address: a round trip less a login); its executor
+/// takes a `VALUES` list's rows in order, locking them in bucket order as
+/// the single-row statements before it did (observed, not documented: the
+/// concurrent admissions of `a_blocked_bucket_counts_the_attempt_nowhere`
+/// would deadlock if it changed). Each length is a statement of its own.
+/// SQLite runs in the process, where a statement costs no round trip, and
+/// diesel cannot keep its multi-row upsert prepared (its batch insert is
+/// not a query `Prepared` can wrap), so it would be parsed on every login:
+/// one statement a bucket there. A macro, not a function: each backend
+/// and length has its own statement type.
 macro_rules! upsert_each {
-    ($conn:expr, $buckets:expr, $row:expr, $changes:expr, $returning:expr => $returned:ty) => {{
+    (
+        $conn:expr, $buckets:expr, $row:expr, $changes:expr, $(where $filter:expr,)?
+        $returning:expr => $returned:ty
+    ) => {{
         let mut returned: Vec<$returned> = Vec::with_capacity($buckets.len());
         match $conn {
             AnyConnection::Postgresql(pg) => {
                 let mut pairs = $buckets.chunks_exact(2);
                 for pair in &mut pairs {
                     let rows = [$row(&pair[0]), $row(&pair[1])];
-                    let statement = upsert!(rows, $changes(), $returning);
+                    let statement = upsert!(rows, $changes(), $(where $filter(),)? $returning);
                     returned.extend(statement.get_results::<$returned>(pg)?);
                 }
                 for one in pairs.remainder() {
-                    let statement = upsert!($row(one), $changes(), $returning);
+                    let statement = upsert!($row(one), $changes(), $(where $filter(),)? $returning);
                     returned.extend(statement.get_results::<$returned>(pg)?);
                 }
             }
             AnyConnection::Sqlite(sqlite) => {
                 for one in $buckets.iter() {
-                    let statement = upsert!($row(one), $changes(), $returning);
+                    let statement = upsert!($row(one), $changes(), $(where $filter(),)? $returning);
                     returned.extend(statement.get_results::<$returned>(sqlite)?);
                 }
             }
@@ -132,16 +141,18 @@ macro_rules! upsert_each {
 /// inside the caller's transaction; `Err` with the latest end of a block
 /// when a bucket is blocked (the caller then rolls back what was counted).
 ///
-/// An upsert counts the attempt ([`upsert_counts`]); a new bucket starts
+/// An upsert counts the attempt ([`upsert_counts`]): a new bucket starts
 /// at one, a bucket idle for a whole window starts again at one (a block
 /// counts as activity until it ends, or a bucket that served a block as
 /// long as the window would start afresh the moment it ended), any other
-/// counts one more, and a blocked bucket's row is written back as it was
-/// and returned with its block. On SQLite the upsert takes the database's
-/// write lock (waiting out busy_timeout), so no read lock is ever
-/// upgraded; on PostgreSQL a replica inserting the same new bucket at
-/// once makes this one wait, then update the row it inserted. A second
-/// statement sets a block when one starts.
+/// counts one more. A blocked bucket's row is locked but not updated (the
+/// `WHERE` of `DO UPDATE`), and returns nothing: any bucket missing from
+/// what the upserts return counts as blocked, its block's end read back.
+/// On SQLite the upsert takes the database's write lock (waiting out
+/// busy_timeout), so no read lock is ever upgraded; on PostgreSQL a
+/// replica inserting the same new bucket at once makes this one wait,
+/// then update the row it inserted. A second statement sets a block when
+/// one starts.
 ///
 /// The address bucket, shared by every login from one address, is
 /// written once here and once by a right attempt's settlement, and only
@@ -155,19 +166,25 @@ fn count_attempts(
 ) -> QueryResult<Result<(), i64>> {
     use login_throttle::dsl as t;
     let counted = upsert_counts(conn, buckets, now, window_start)?;
-    let blocked = counted
-        .iter()
-        .map(|&(_, _, until)| until)
-        .filter(|&until| until > now)
-        .max();
+    let attempts_in = |bucket: &str| {
+        counted
+            .iter()
+            .find(|(name, _)| name == bucket)
+            .map(|&(_, attempts)| attempts)
+    };
+    let mut blocked: Option<i64> = None;
+    for (bucket, _) in buckets {
+        if attempts_in(bucket).is_none() {
+            let until: i64 = Prepared(t::login_throttle.find(bucket).select(t::blocked_until))
+                .get_result(conn)?;
+            blocked = Some(blocked.map_or(until, |latest| latest.max(until)));
+        }
+    }
     if let Some(until) = blocked {
         return Ok(Err(until));
     }
-    for (bucket, attempts, _) in counted {
-        let Some((_, delay)) = buckets.iter().find(|(name, _)| *name == bucket) else {
-            continue;
-        };
-        let seconds = delay(attempts);
+    for (bucket, delay) in buckets {
+        let seconds = attempts_in(bucket).map_or(0, delay);
         if seconds > 0 {
             Prepared(
                 diesel::update(t::login_throttle.find(bucket))
@@ -180,33 +197,31 @@ fn count_attempts(
     Ok(Ok(()))
 }
 
-/// The upserts of [`count_attempts`] (`upsert_each`): each bucket's name,
-/// attempts, and block's end (one later than `now`: the attempt was not
-/// counted there).
+/// The upserts of [`count_attempts`] (`upsert_each`): the name and
+/// attempts of each bucket that counted this one (a blocked bucket's row
+/// returns nothing).
 fn upsert_counts(
     conn: &mut AnyConnection,
     buckets: &[BucketPolicy],
     now: i64,
     window_start: i64,
-) -> QueryResult<Vec<(String, i64, i64)>> {
+) -> QueryResult<Vec<(String, i64)>> {
     use diesel::dsl::case_when;
     use login_throttle::dsl as t;
     let row = |(bucket, _): &BucketPolicy| unblocked_row(bucket, 1, now);
     let count = || {
+        let idle = t::updated_at
+            .lt(window_start)
+            .and(t::blocked_until.lt(window_start));
         (
-            t::failures.eq(case_when(t::blocked_until.gt(now), t::failures)
-                .when(
-                    t::updated_at
-                        .lt(window_start)
-                        .and(t::blocked_until.lt(window_start)),
-                    1i64.into_sql::<BigInt>(),
-                )
-                .otherwise(t::failures + 1)),
-            t::updated_at.eq(case_when(t::blocked_until.gt(now), t::updated_at).otherwise(now)),
+            t::failures.eq(case_when(idle, 1i64.into_sql::<BigInt>()).otherwise(t::failures + 1)),
+            t::updated_at.eq(now),
         )
     };
-    let returning = (t::bucket, t::failures, t::blocked_until);
-    let counted = upsert_each!(conn, buckets, row, count, returning => (String, i64, i64));
+    let unblocked = || t::blocked_until.le(now);
+    let returning = (t::bucket, t::failures);
+    let counted =
+        upsert_each!(conn, buckets, row, count, where unblocked, returning => (String, i64));
     Ok(counted)
 }
 
@@ -248,13 +263,16 @@ type UnblockedRow = (
 /// `refund` bucket counts one attempt less, never below zero.
 ///
 /// An upsert, one statement for both buckets on PostgreSQL (one each on
-/// SQLite: `upsert_each`). Not an `UPDATE … WHERE bucket IN`:
-/// that locks the rows in whatever order its plan finds them, and these
-/// are locked in the order `admit_attempts` locks them (by bucket), so a
-/// settlement and an admission sharing both buckets cannot each hold the
-/// row the other waits for. A bucket with no row (purged, or never
-/// counted) gets a zeroed row idle since the epoch, which the next purge
-/// deletes.
+/// SQLite: `upsert_each`). Not an `UPDATE … WHERE bucket IN`: that locks
+/// the rows in whatever order its plan finds them, and these are locked
+/// in the order `admit_attempts` locks them (by bucket), so a settlement
+/// and an admission sharing both buckets cannot each hold the row the
+/// other waits for. A bucket with no row gets a zeroed row idle since the
+/// epoch, which the next purge deletes. That happens only when its row
+/// went between the attempt's admission and its settlement (an
+/// administrator cleared it, or the purge took it after a window's
+/// wait); an attempt admitted meanwhile then has its count taken back
+/// with the zeroed row, one attempt at most.
 pub(crate) fn settle_in(conn: &mut AnyConnection, settlement: &Settlement) -> QueryResult<()> {
     use diesel::dsl::case_when;
     use login_throttle::dsl as t;
@@ -304,8 +322,12 @@ impl ThrottleStore for Store {
         // Rows are locked in one order, whatever the caller's, so two
         // attempts sharing buckets (an address) cannot deadlock.
         buckets.sort_by(|a, b| a.0.cmp(&b.0));
-        // One upsert cannot update a row twice.
-        buckets.dedup_by(|a, b| a.0 == b.0);
+        // A bucket named twice is a caller's mistake: one upsert cannot
+        // update a row twice, and counting it once would apply only one
+        // of its policies.
+        if buckets.windows(2).any(|pair| pair[0].0 == pair[1].0) {
+            return Err(StoreError::Other("a throttle bucket named twice".into()));
+        }
         self.run(move |conn| {
             // Every bucket is looked at, so that a refusal names the latest
             // end of a block; whatever was counted is rolled back then.
@@ -401,6 +423,34 @@ mod tests {
 
     type Cached = Arc<Mutex<Vec<String>>>;
 
+    /// A PostgreSQL schema of the test's own, dropped with it (a failed
+    /// assertion included).
+    struct Schema {
+        name: String,
+        admin: PgConnection,
+    }
+
+    impl Schema {
+        fn create(url: &str) -> Schema {
+            let random = crate::random::random_bytes::<8>();
+            let name = format!("unit_throttle_{}", crate::keys::hex(&random));
+            let mut admin = PgConnection::establish(url).unwrap();
+            admin
+                .batch_execute(&format!("CREATE SCHEMA {name}"))
+                .unwrap();
+            Schema { name, admin }
+        }
+    }
+
+    impl Drop for Schema {
+        fn drop(&mut self) {
+            let drop = format!("DROP SCHEMA {} CASCADE", self.name);
+            if let Err(e) = self.admin.batch_execute(&drop) {
+                eprintln!("{drop}: {e}");
+            }
+        }
+    }
+
     /// The statements `conn` puts in its cache from now on.
     fn cached_statements(conn: &mut impl Connection) -> Cached {
         let cached = Cached::default();
@@ -450,24 +500,15 @@ mod tests {
             .ok()
             .filter(|url| !url.is_empty())
         else {
+            eprintln!("PostgreSQL skipped: TESSERA_TEST_DATABASE_URL is not set");
             return;
         };
-        let schema = format!(
-            "unit_throttle_{}",
-            crate::keys::hex(&crate::random::random_bytes::<8>())
-        );
-        let mut admin = PgConnection::establish(&url).unwrap();
-        admin
-            .batch_execute(&format!("CREATE SCHEMA {schema}"))
-            .unwrap();
+        let schema = Schema::create(&url);
         let mut pg = PgConnection::establish(&url).unwrap();
-        pg.batch_execute(&format!("SET search_path TO {schema}"))
+        pg.batch_execute(&format!("SET search_path TO {}", schema.name))
             .unwrap();
         let cached = cached_statements(&mut pg);
         let found = cached_by_three_logins(AnyConnection::Postgresql(pg), &cached);
-        admin
-            .batch_execute(&format!("DROP SCHEMA {schema} CASCADE"))
-            .unwrap();
         assert_eq!(found.len(), 4, "two counts, two settlements: {found:#?}");
     }
 }

@@ -1045,9 +1045,29 @@ async fn a_blocked_bucket_counts_the_attempt_nowhere(backend: Backend) {
         .await
         .unwrap();
     assert_eq!(failures("t:shut").await, Some((0, 0)));
+    // "t:open" had no row: it gets a zeroed one, which the purge takes.
+    assert_eq!(failures("t:open").await, Some((0, 0)));
     store.refund_attempt("t:address".into()).await.unwrap();
     store.refund_attempt("t:address".into()).await.unwrap();
     assert_eq!(failures("t:address").await, Some((0, 0)));
+    // The first of two buckets starts a block; the second counts on.
+    let first_blocks = || -> Vec<BucketPolicy> {
+        vec![("t:p-first".into(), Box::new(|_| 60)), free("t:q-second")]
+    };
+    let admitted = store.admit_attempts(first_blocks(), now, now - 900);
+    assert_eq!(admitted.await.unwrap(), Admission::Allowed);
+    assert_eq!(failures("t:p-first").await, Some((1, now + 60)));
+    assert_eq!(failures("t:q-second").await, Some((1, 0)));
+    let refused = store.admit_attempts(first_blocks(), now + 1, now - 899);
+    assert_eq!(
+        refused.await.unwrap(),
+        Admission::Blocked { until: now + 60 }
+    );
+    assert_eq!(failures("t:q-second").await, Some((1, 0)), "rolled back");
+    // A bucket named twice is refused, not counted once or twice.
+    let twice = store.admit_attempts(vec![free("t:twice"), free("t:twice")], now, now - 900);
+    assert!(twice.await.is_err());
+    assert_eq!(failures("t:twice").await, None);
     // Attempts naming shared buckets in either order, all at once: rows
     // are locked in one order, so none deadlocks (PostgreSQL would abort
     // one of a pair that locked them crosswise).
