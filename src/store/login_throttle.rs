@@ -44,6 +44,8 @@ pub trait ThrottleStore {
     /// again from one) and is blocked for its policy's delay when that is
     /// positive. Counting before checking means parallel guesses cannot
     /// all pass a check made before any of them failed (check-then-act).
+    /// The buckets must be distinct: a bucket named twice is refused with
+    /// an error.
     fn admit_attempts(
         &self,
         buckets: Vec<BucketPolicy>,
@@ -97,11 +99,12 @@ macro_rules! upsert {
 /// Runs `upsert!` for every bucket of `$buckets` (sorted, distinct), a
 /// row made by `$row`, inside the caller's transaction, and collects what
 /// it returns. On PostgreSQL one statement upserts each pair of buckets (a
-/// login's account and address: a round trip less a login); its executor
-/// takes a `VALUES` list's rows in order, locking them in bucket order as
-/// the single-row statements before it did (observed, not documented: the
-/// concurrent admissions of `a_blocked_bucket_counts_the_attempt_nowhere`
-/// would deadlock if it changed). Each length is a statement of its own.
+/// login's account and address: a round trip less a login). Admissions
+/// and settlements all sort their buckets before building the `VALUES`
+/// list, so what keeps two of them from locking a pair crosswise is that
+/// PostgreSQL locks one list's rows in one order; its executor takes them
+/// in the list's order (observed, not documented). Each length is a
+/// statement of its own.
 /// SQLite runs in the process, where a statement costs no round trip, and
 /// diesel cannot keep its multi-row upsert prepared (its batch insert is
 /// not a query `Prepared` can wrap), so it would be parsed on every login:
@@ -175,8 +178,16 @@ fn count_attempts(
     let mut blocked: Option<i64> = None;
     for (bucket, _) in buckets {
         if attempts_in(bucket).is_none() {
+            // The upsert inserted or locked the row, so it is there; an
+            // error (not a "not found") if that ever stops being so.
             let until: i64 = Prepared(t::login_throttle.find(bucket).select(t::blocked_until))
-                .get_result(conn)?;
+                .get_result(conn)
+                .optional()?
+                .ok_or_else(|| {
+                    diesel::result::Error::QueryBuilderError(
+                        "a throttle bucket was neither counted nor found".into(),
+                    )
+                })?;
             blocked = Some(blocked.map_or(until, |latest| latest.max(until)));
         }
     }

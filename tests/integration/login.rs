@@ -989,12 +989,19 @@ async fn a_login_settles_starts_and_audits_together_or_not_at_all(backend: Backe
 /// others (the transaction that counted them is rolled back), and a right
 /// attempt clears its account bucket and refunds its address bucket.
 async fn a_blocked_bucket_counts_the_attempt_nowhere(backend: Backend) {
-    use tessera::store::{Admission, BucketPolicy, Settlement, ThrottleStore};
+    use tessera::store::{Admission, BucketPolicy, Settlement, StoreError, ThrottleStore};
     let app = TestApp::start(backend).await;
     let store = &app.state.store;
     let now = 1_900_000_000;
     let free = |name: &str| -> BucketPolicy { (name.into(), Box::new(|_| 0)) };
     let failures = |name: &'static str| bucket_row(&app, name);
+    let settle = |clear: &str, refund: &str| {
+        let settlement = Settlement {
+            clear: clear.into(),
+            refund: Some(refund.into()),
+        };
+        async { store.settle_attempt(settlement).await.unwrap() }
+    };
     // "t:shut" blocks itself for 900 s on its first attempt.
     let shut: BucketPolicy = ("t:shut".into(), Box::new(|_| 900));
     assert_eq!(
@@ -1023,13 +1030,7 @@ async fn a_blocked_bucket_counts_the_attempt_nowhere(backend: Backend) {
     }
     assert_eq!(failures("t:account").await, Some((2, 0)));
     assert_eq!(failures("t:address").await, Some((2, 0)));
-    store
-        .settle_attempt(Settlement {
-            clear: "t:account".into(),
-            refund: Some("t:address".into()),
-        })
-        .await
-        .unwrap();
+    settle("t:account", "t:address").await;
     assert_eq!(
         failures("t:account").await,
         Some((0, 0)),
@@ -1037,16 +1038,18 @@ async fn a_blocked_bucket_counts_the_attempt_nowhere(backend: Backend) {
     );
     assert_eq!(failures("t:address").await, Some((1, 0)));
     // A blocked account bucket is cleared too; a refund never goes below zero.
-    store
-        .settle_attempt(Settlement {
-            clear: "t:shut".into(),
-            refund: Some("t:open".into()),
-        })
-        .await
-        .unwrap();
+    settle("t:shut", "t:open").await;
     assert_eq!(failures("t:shut").await, Some((0, 0)));
     // "t:open" had no row: it gets a zeroed one, which the purge takes.
     assert_eq!(failures("t:open").await, Some((0, 0)));
+    // A refund stops at zero, and leaves a block on its bucket.
+    let shut_again: BucketPolicy = ("t:shut".into(), Box::new(|_| 900));
+    let blocked = store.admit_attempts(vec![shut_again], now, now - 900);
+    assert_eq!(blocked.await.unwrap(), Admission::Allowed);
+    settle("t:account", "t:shut").await;
+    assert_eq!(failures("t:shut").await, Some((0, now + 900)), "block kept");
+    settle("t:account", "t:open").await;
+    assert_eq!(failures("t:open").await, Some((0, 0)), "not below zero");
     store.refund_attempt("t:address".into()).await.unwrap();
     store.refund_attempt("t:address".into()).await.unwrap();
     assert_eq!(failures("t:address").await, Some((0, 0)));
@@ -1064,9 +1067,19 @@ async fn a_blocked_bucket_counts_the_attempt_nowhere(backend: Backend) {
         Admission::Blocked { until: now + 60 }
     );
     assert_eq!(failures("t:q-second").await, Some((1, 0)), "rolled back");
+    // Two blocked buckets: the refusal names the later end.
+    let both_blocked = vec![free("t:p-first"), free("t:shut")];
+    let refused = store.admit_attempts(both_blocked, now + 1, now - 899);
+    assert_eq!(
+        refused.await.unwrap(),
+        Admission::Blocked { until: now + 900 }
+    );
     // A bucket named twice is refused, not counted once or twice.
     let twice = store.admit_attempts(vec![free("t:twice"), free("t:twice")], now, now - 900);
-    assert!(twice.await.is_err());
+    assert!(
+        matches!(twice.await, Err(StoreError::Other(why)) if why.contains("named twice")),
+        "refused before any statement"
+    );
     assert_eq!(failures("t:twice").await, None);
     // Attempts naming shared buckets in either order, all at once: rows
     // are locked in one order, so none deadlocks (PostgreSQL would abort
